@@ -1,0 +1,52 @@
+# Build, test and check the update server and agent. `make help` lists targets.
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+LDFLAGS   := -s -w -X github.com/dropless/dropless/pkg/buildinfo.Version=$(VERSION)
+DATA      ?= ./updateserver-data
+LISTEN    ?= 127.0.0.1:8080
+CROSS     := linux/amd64 linux/arm64 windows/amd64 darwin/arm64
+FUZZTIME  ?= 60s
+
+.PHONY: help build run test race lint check cross fuzz bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+build: ## build bin/updateserver and bin/updateagent for this OS/arch
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/updateserver ./updateserver/cmd/updateserver
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/updateagent ./agent/cmd/updateagent
+
+run: build ## run the server on the embedded store (DATA=./updateserver-data LISTEN=127.0.0.1:8080)
+	./bin/updateserver serve --data $(DATA) --listen $(LISTEN)
+
+test: ## run every test that needs nothing outside the repo (fuzz seed corpora included)
+	$(GO) test -count=1 ./...
+
+race: ## run the tests with the race detector
+	$(GO) test -race -count=1 ./...
+
+lint: ## go vet, staticcheck and the import-boundary check
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+	$(GO) test -count=1 -run 'TestImportBoundaries|TestPackageDocs' .
+
+check: lint test ## everything CI checks
+
+cross: ## compile for linux/amd64, linux/arm64, windows/amd64, darwin/arm64
+	@set -e; for p in $(CROSS); do \
+		os=$${p%/*}; arch=$${p#*/}; echo "cross $$os/$$arch"; \
+		GOOS=$$os GOARCH=$$arch CGO_ENABLED=0 $(GO) build ./...; \
+	done
+
+fuzz: ## run each fuzz target for FUZZTIME (default 60s)
+	@set -e; for pkg in $$(grep -rl '^func Fuzz' --include='*_test.go' . | xargs -n1 dirname | sort -u); do \
+		for f in $$(grep -h '^func Fuzz' $$pkg/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "fuzz $$pkg $$f"; $(GO) test $$pkg -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME); \
+		done; \
+	done
+
+bench: ## run the benchmarks (publish throughput, bundle scan)
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,105 @@
+// Tests over the whole tree: the import boundaries of DESIGN.md and a
+// package doc on every package.
+package dropless_test
+
+import (
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/dropless/dropless/"
+
+type goPackage struct {
+	dir     string
+	hasDoc  bool
+	imports map[string][]string // import path -> files importing it
+}
+
+func packages(t *testing.T) map[string]*goPackage {
+	t.Helper()
+	pkgs := map[string]*goPackage{}
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && path != "." || d.Name() == "testdata" || d.Name() == "bin") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly|parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		dir := filepath.ToSlash(filepath.Dir(path))
+		p := pkgs[dir]
+		if p == nil {
+			p = &goPackage{dir: dir, imports: map[string][]string{}}
+			pkgs[dir] = p
+		}
+		if !strings.HasSuffix(path, "_test.go") && f.Doc != nil && strings.TrimSpace(f.Doc.Text()) != "" {
+			p.hasDoc = true
+		}
+		for _, imp := range f.Imports {
+			ip, _ := strconv.Unquote(imp.Path.Value)
+			p.imports[ip] = append(p.imports[ip], path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkgs
+}
+
+// TestImportBoundaries: dependencies point one way. pkg/ imports nothing of
+// ours but pkg/; the agent never imports the server, nor the server the
+// agent.
+func TestImportBoundaries(t *testing.T) {
+	for dir, p := range packages(t) {
+		for ip, files := range p.imports {
+			if !strings.HasPrefix(ip, module) {
+				continue
+			}
+			target := strings.TrimPrefix(ip, module)
+			var bad string
+			switch {
+			case strings.HasPrefix(dir, "pkg/") && !strings.HasPrefix(target, "pkg/"):
+				bad = "pkg/ may import only pkg/"
+			case strings.HasPrefix(dir, "agent/") && strings.HasPrefix(target, "updateserver/"):
+				bad = "the agent may not import the server"
+			case strings.HasPrefix(dir, "updateserver/") && strings.HasPrefix(target, "agent/"):
+				bad = "the server may not import the agent"
+			}
+			if bad != "" {
+				t.Errorf("%s imports %s (%s): %s", dir, ip, strings.Join(files, ", "), bad)
+			}
+		}
+	}
+}
+
+// TestPackageDocs: every package says what it is for.
+func TestPackageDocs(t *testing.T) {
+	for dir, p := range packages(t) {
+		if dir == "." {
+			continue // this test-only package
+		}
+		nonTest := false
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), ".go") && !strings.HasSuffix(e.Name(), "_test.go") {
+				nonTest = true
+			}
+		}
+		if nonTest && !p.hasDoc {
+			t.Errorf("package %s has no package doc comment", dir)
+		}
+	}
+}

@@ -1,0 +1,131 @@
+// Package api is the server's HTTP surface: the operator API under /api/v1
+// (one file per resource), the TUF repository under /tuf/, and /healthz.
+// Every /api/v1 call is authenticated with a bearer token and checked
+// against the caller's role; every error is JSON
+// {"error":{"code":"...","message":"..."}} with the matching status.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/fault"
+	"github.com/dropless/dropless/updateserver/internal/publish"
+	"github.com/dropless/dropless/updateserver/internal/store"
+)
+
+// Server serves the HTTP API.
+type Server struct {
+	Store     *store.Store
+	Publisher *publish.Publisher
+	Log       *slog.Logger
+	Now       func() time.Time
+}
+
+// maxJSONBody bounds JSON request bodies. Publishing carries signed targets
+// metadata, which go-tuf clients accept up to 5 MB.
+const maxJSONBody = 6 << 20
+
+// Handler returns the server's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	s.tufRoutes(mux)
+
+	v1 := protocol.APIVersion
+	mux.Handle("POST "+v1+"/tokens", s.auth(s.createToken, protocol.RoleAdmin))
+	mux.Handle("GET "+v1+"/audit", s.auth(s.auditLog, protocol.RoleAdmin))
+
+	mux.Handle("POST "+v1+"/uploads", s.auth(s.upload, protocol.RoleRelease))
+	mux.Handle("POST "+v1+"/releases", s.auth(s.publish, protocol.RoleRelease))
+	mux.Handle("GET "+v1+"/releases", s.auth(s.listReleases, protocol.RoleViewer))
+	mux.Handle("GET "+v1+"/releases/{product}/{version}", s.auth(s.getRelease, protocol.RoleViewer))
+	mux.Handle("POST "+v1+"/releases/{product}/{version}/promote", s.auth(s.promote, protocol.RoleRelease))
+	mux.Handle("POST "+v1+"/releases/{product}/{version}/yank", s.auth(s.yank, protocol.RoleRelease))
+	mux.Handle("GET "+v1+"/repo/targets", s.auth(s.repoTargets, protocol.RoleRelease))
+
+	mux.HandleFunc(v1+"/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, protocol.CodeNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Store.Ping(ctx); err != nil {
+		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "the store does not answer")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // constraints like ">= 2.0" stay readable
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, protocol.ErrorResponse{Error: protocol.ErrorBody{Code: code, Message: msg}})
+}
+
+// fail answers err: user-facing errors with their message, anything else as
+// an internal error whose details go to the log only.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if fe, ok := fault.As(err); ok {
+		status, code := http.StatusBadRequest, protocol.CodeBadRequest
+		switch fe.Kind {
+		case fault.NotFound:
+			status, code = http.StatusNotFound, protocol.CodeNotFound
+		case fault.Conflict:
+			status, code = http.StatusConflict, protocol.CodeConflict
+		case fault.TooLarge:
+			status, code = http.StatusRequestEntityTooLarge, protocol.CodeTooLarge
+		case fault.Unavailable:
+			status, code = http.StatusServiceUnavailable, protocol.CodeUnavailable
+		}
+		writeError(w, status, code, fe.Msg)
+		return
+	}
+	if errors.Is(err, context.Canceled) {
+		return // the client went away
+	}
+	s.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusInternalServerError, protocol.CodeInternal, "internal error: see the server log")
+}
+
+// decode reads a JSON body of at most maxJSONBody bytes into v. Unknown
+// fields are ignored, as the protocol promises.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	body := http.MaxBytesReader(w, r.Body, maxJSONBody)
+	if err := json.NewDecoder(body).Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fault.New(fault.TooLarge, "the request body is larger than %d bytes", maxJSONBody)
+		}
+		if errors.Is(err, io.EOF) {
+			return fault.New(fault.Invalid, "the request body is empty: send a JSON object")
+		}
+		return fault.New(fault.Invalid, "the request body is not valid JSON: %v", err)
+	}
+	return nil
+}
+
+// deadline bounds how long a small request may take to arrive, so a slow
+// client cannot hold a connection forever.
+func deadline(w http.ResponseWriter, d time.Duration) {
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(d))
+}

@@ -1,0 +1,192 @@
+// Package client is the operator API's Go client, used by the updateserver
+// CLI: it talks HTTP to a running server and turns its JSON errors into Go
+// errors carrying the server's message.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dropless/dropless/pkg/protocol"
+)
+
+// Client calls one update server.
+type Client struct {
+	BaseURL string
+	Token   string
+	HTTP    *http.Client
+}
+
+// New returns a client for the server at base.
+func New(base, token string) (*Client, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("server URL %q is not valid: use http://host:port or https://host", base)
+	}
+	return &Client{
+		BaseURL: strings.TrimRight(base, "/"),
+		Token:   token,
+		// No overall timeout: uploads of several GB take their time. The
+		// transport bounds connecting and waiting for headers.
+		HTTP: &http.Client{Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: 10 * time.Minute,
+		}},
+	}, nil
+}
+
+// APIError is an error answer from the server.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// Do sends a request with body (an io.Reader is streamed, anything else
+// JSON-encoded, nil is no body) and decodes a JSON answer into out.
+func (c *Client) Do(ctx context.Context, method, path string, body any, out any) error {
+	var rd io.Reader
+	ctype := ""
+	switch b := body.(type) {
+	case nil:
+	case io.Reader:
+		rd, ctype = b, "application/gzip"
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			return err
+		}
+		rd, ctype = bytes.NewReader(j), "application/json"
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, rd)
+	if err != nil {
+		return err
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return c.transportError(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return decodeError(resp)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
+		return fmt.Errorf("the server's answer is not valid JSON: %w", err)
+	}
+	return nil
+}
+
+// Get fetches a raw path (such as a TUF file) and returns its body.
+func (c *Client) Get(ctx context.Context, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, c.transportError(err)
+	}
+	return resp, nil
+}
+
+func (c *Client) transportError(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("cannot reach the update server at %s: is it running? (set --server or UPDATESERVER_URL)", c.BaseURL)
+	}
+	return fmt.Errorf("talking to the update server at %s: %w", c.BaseURL, err)
+}
+
+func decodeError(resp *http.Response) error {
+	var er protocol.ErrorResponse
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(b, &er) == nil && er.Error.Message != "" {
+		return &APIError{Status: resp.StatusCode, Code: er.Error.Code, Message: er.Error.Message}
+	}
+	return &APIError{Status: resp.StatusCode, Message: fmt.Sprintf("the server answered %s", resp.Status)}
+}
+
+// CreateToken creates an operator token.
+func (c *Client) CreateToken(ctx context.Context, role, name string) (protocol.CreateTokenResponse, error) {
+	var out protocol.CreateTokenResponse
+	err := c.Do(ctx, http.MethodPost, protocol.APIVersion+"/tokens", protocol.CreateTokenRequest{Role: role, Name: name}, &out)
+	return out, err
+}
+
+// Upload streams a bundle to the server's staging area.
+func (c *Client) Upload(ctx context.Context, r io.Reader) (protocol.Upload, error) {
+	var out protocol.Upload
+	err := c.Do(ctx, http.MethodPost, protocol.APIVersion+"/uploads", r, &out)
+	return out, err
+}
+
+// Publish publishes a staged upload.
+func (c *Client) Publish(ctx context.Context, req protocol.PublishRequest) (protocol.Release, error) {
+	var out protocol.Release
+	err := c.Do(ctx, http.MethodPost, protocol.APIVersion+"/releases", req, &out)
+	return out, err
+}
+
+// RepoTargets returns the current signed targets metadata.
+func (c *Client) RepoTargets(ctx context.Context) ([]byte, error) {
+	var out protocol.RepoTargets
+	err := c.Do(ctx, http.MethodGet, protocol.APIVersion+"/repo/targets", nil, &out)
+	return out.Targets, err
+}
+
+// Releases lists releases.
+func (c *Client) Releases(ctx context.Context, product, channel string) ([]protocol.Release, error) {
+	q := url.Values{}
+	if product != "" {
+		q.Set("product", product)
+	}
+	if channel != "" {
+		q.Set("channel", channel)
+	}
+	var out []protocol.Release
+	err := c.Do(ctx, http.MethodGet, protocol.APIVersion+"/releases?"+q.Encode(), nil, &out)
+	return out, err
+}
+
+func releasePath(product, version, verb string) string {
+	return protocol.APIVersion + "/releases/" + url.PathEscape(product) + "/" + url.PathEscape(version) + "/" + verb
+}
+
+// Promote puts a release on a channel.
+func (c *Client) Promote(ctx context.Context, product, version, channel string) (protocol.Release, error) {
+	var out protocol.Release
+	err := c.Do(ctx, http.MethodPost, releasePath(product, version, "promote"), protocol.PromoteRequest{Channel: channel}, &out)
+	return out, err
+}
+
+// Yank withdraws a release.
+func (c *Client) Yank(ctx context.Context, product, version, reason string) (protocol.Release, error) {
+	var out protocol.Release
+	err := c.Do(ctx, http.MethodPost, releasePath(product, version, "yank"), protocol.YankRequest{Reason: reason}, &out)
+	return out, err
+}

@@ -1,0 +1,234 @@
+// Package daemon assembles the update server from its parts: the data
+// directory (store, keys, TUF targets, staged uploads), first-start
+// initialisation, the HTTP server and the background re-signer, and runs
+// them until its context ends.
+package daemon
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dropless/dropless/pkg/atomicfile"
+	"github.com/dropless/dropless/pkg/bundle"
+	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/api"
+	"github.com/dropless/dropless/updateserver/internal/publish"
+	"github.com/dropless/dropless/updateserver/internal/store"
+	"github.com/dropless/dropless/updateserver/internal/tufrepo"
+)
+
+// Files and directories inside the data directory.
+const (
+	DBFile         = "updateserver.db"
+	AdminTokenFile = "admin.token"
+	RootFile       = "root.json"
+	KeysDir        = "keys"
+	TargetsDir     = "targets"
+	UploadsDir     = "uploads"
+)
+
+// Config is how the server is run.
+type Config struct {
+	DataDir         string
+	Listen          string
+	MaxBundleSize   int64
+	Expiry          tufrepo.Expiry
+	RefreshInterval time.Duration
+	Log             *slog.Logger
+}
+
+// DefaultMaxBundleSize is the largest bundle accepted unless configured.
+const DefaultMaxBundleSize = 16 << 30
+
+// Validate checks the config and names the bad setting.
+func (c Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("--data: give the data directory")
+	}
+	if c.MaxBundleSize <= 0 {
+		return errors.New("--max-bundle-size must be positive")
+	}
+	if c.RefreshInterval <= 0 {
+		return errors.New("--refresh-interval must be positive")
+	}
+	return c.Expiry.Validate()
+}
+
+// Daemon is an opened, initialised server.
+type Daemon struct {
+	cfg       Config
+	Store     *store.Store
+	Publisher *publish.Publisher
+	log       *slog.Logger
+	ln        net.Listener
+}
+
+// Open opens the data directory, initialising it on first use: keys, the
+// TUF repository's first metadata, DIR/root.json and an admin token in
+// DIR/admin.token. Initialisation is idempotent: a start interrupted
+// half-way completes on the next.
+func Open(ctx context.Context, cfg Config) (*Daemon, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	for _, d := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, TargetsDir), filepath.Join(cfg.DataDir, UploadsDir)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("create data dir: %w", err)
+		}
+	}
+	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, DBFile))
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, Store: st, log: log}
+	d.Publisher = &publish.Publisher{
+		Store:      st,
+		Repo:       tufrepo.Repo{Keys: tufrepo.KeyStore{Dir: filepath.Join(cfg.DataDir, KeysDir)}, Expiry: cfg.Expiry},
+		TargetsDir: filepath.Join(cfg.DataDir, TargetsDir),
+		UploadsDir: filepath.Join(cfg.DataDir, UploadsDir),
+		Limits:     bundle.DefaultLimits(),
+		MaxUpload:  cfg.MaxBundleSize,
+		Log:        log,
+	}
+	if err := d.init(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Daemon) init(ctx context.Context) error {
+	ok, err := d.Publisher.Initialized(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		d.log.Info("initialising a new TUF repository", "data", d.cfg.DataDir)
+		if err := d.Publisher.Init(ctx); err != nil {
+			return fmt.Errorf("initialise repository: %w", err)
+		}
+	}
+	rootPath := filepath.Join(d.cfg.DataDir, RootFile)
+	if _, err := os.Stat(rootPath); errors.Is(err, os.ErrNotExist) {
+		root, err := d.Store.MetadataVersion(ctx, tufrepo.RoleRoot, 1)
+		if err != nil {
+			return fmt.Errorf("read root metadata: %w", err)
+		}
+		if err := atomicfile.WriteFile(rootPath, root.Data, 0o644); err != nil {
+			return err
+		}
+	}
+	n, err := d.Store.CountTokens(ctx)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		secret := store.NewSecret(api.TokenPrefix)
+		tokPath := filepath.Join(d.cfg.DataDir, AdminTokenFile)
+		// The file first: a crash before the insert leaves a token that
+		// does not work, and the next start writes a new one.
+		if err := atomicfile.WriteFile(tokPath, []byte(secret+"\n"), 0o600); err != nil {
+			return err
+		}
+		if _, err := d.Store.CreateToken(ctx, time.Now(), "admin", protocol.RoleAdmin, secret, "updateserver init"); err != nil {
+			return err
+		}
+		d.log.Info("admin token written", "path", tokPath)
+	}
+	return nil
+}
+
+// Listen binds the configured address.
+func (d *Daemon) Listen() error {
+	ln, err := net.Listen("tcp", d.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", d.cfg.Listen, err)
+	}
+	d.ln = ln
+	return nil
+}
+
+// Addr is the bound address, after Listen.
+func (d *Daemon) Addr() string { return d.ln.Addr().String() }
+
+// Serve runs the HTTP server and the background jobs until ctx ends, then
+// shuts down gracefully: in-flight requests get shutdownGrace to finish.
+func (d *Daemon) Serve(ctx context.Context) error {
+	if d.ln == nil {
+		if err := d.Listen(); err != nil {
+			return err
+		}
+	}
+	a := &api.Server{Store: d.Store, Publisher: d.Publisher, Log: d.log}
+	srv := &http.Server{
+		Handler:           a.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+	bg, stopBG := context.WithCancel(ctx)
+	defer stopBG()
+	go d.Publisher.RunRefresher(bg, d.cfg.RefreshInterval)
+	go d.cleanUploads(bg)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(d.ln) }()
+	d.log.Info("update server listening", "addr", "http://"+d.Addr(), "data", d.cfg.DataDir)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	d.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	return nil
+}
+
+const shutdownGrace = 15 * time.Second
+
+func (d *Daemon) cleanUploads(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if err := d.Publisher.CleanUploads(ctx, 24*time.Hour); err != nil && ctx.Err() == nil {
+			d.log.Warn("cleaning staged uploads failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close releases the store.
+func (d *Daemon) Close() error { return d.Store.Close() }
+
+// RootSHA256 returns the hex sha256 of DIR/root.json, what agents pin.
+func RootSHA256(dataDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, RootFile))
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}

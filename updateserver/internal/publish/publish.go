@@ -1,0 +1,517 @@
+// Package publish is the release team's side of the server: it receives
+// bundle uploads (streamed to disk, hashed and validated in one pass),
+// publishes releases atomically with their TUF target and metadata,
+// promotes and yanks them, and keeps the repository's timestamp and snapshot
+// signatures fresh.
+package publish
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dropless/dropless/pkg/atomicfile"
+	"github.com/dropless/dropless/pkg/bundle"
+	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/fault"
+	"github.com/dropless/dropless/updateserver/internal/store"
+	"github.com/dropless/dropless/updateserver/internal/tufrepo"
+)
+
+// Publisher owns the release catalogue and the TUF repository.
+type Publisher struct {
+	Store      *store.Store
+	Repo       tufrepo.Repo
+	TargetsDir string // served at /tuf/targets/
+	UploadsDir string // staged uploads
+	Limits     bundle.Limits
+	MaxUpload  int64 // largest bundle accepted, compressed bytes
+	Now        func() time.Time
+	Log        *slog.Logger
+
+	// mu serialises signing: two publishes, or a publish and a refresh,
+	// must not both sign version N+1.
+	mu sync.Mutex
+}
+
+func (p *Publisher) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// CurrentSet returns the newest signed metadata of every top-level role.
+func (p *Publisher) CurrentSet(ctx context.Context) (tufrepo.Set, error) {
+	var set tufrepo.Set
+	for _, role := range tufrepo.TopLevelRoles {
+		m, err := p.Store.LatestMetadata(ctx, role)
+		if err != nil {
+			return set, fmt.Errorf("load %s metadata: %w", role, err)
+		}
+		switch role {
+		case tufrepo.RoleRoot:
+			set.Root = m.Data
+		case tufrepo.RoleTargets:
+			set.Targets = m.Data
+		case tufrepo.RoleSnapshot:
+			set.Snapshot = m.Data
+		case tufrepo.RoleTimestamp:
+			set.Timestamp = m.Data
+		}
+	}
+	return set, nil
+}
+
+// Initialized reports whether the repository has its first metadata.
+func (p *Publisher) Initialized(ctx context.Context) (bool, error) {
+	_, err := p.Store.LatestMetadata(ctx, tufrepo.RoleRoot)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Init creates keys that are missing and signs version 1 of every role.
+func (p *Publisher) Init(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.Repo.Keys.Generate(); err != nil {
+		return err
+	}
+	set, err := p.Repo.Initial(p.now())
+	if err != nil {
+		return err
+	}
+	return p.Store.SaveMetadata(ctx, p.now(), metadataRows(set, tufrepo.TopLevelRoles...),
+		&store.Audit{Actor: "updateserver", Action: "repo.init", Object: "tuf repository"})
+}
+
+// metadataRows turns the named roles of set into store rows.
+func metadataRows(set tufrepo.Set, roles ...string) []store.Metadata {
+	var out []store.Metadata
+	for _, role := range roles {
+		var data []byte
+		switch role {
+		case tufrepo.RoleRoot:
+			data = set.Root
+		case tufrepo.RoleTargets:
+			data = set.Targets
+		case tufrepo.RoleSnapshot:
+			data = set.Snapshot
+		case tufrepo.RoleTimestamp:
+			data = set.Timestamp
+		}
+		out = append(out, store.Metadata{Role: role, Version: metadataVersion(data), Data: data})
+	}
+	return out
+}
+
+func metadataVersion(data []byte) int64 {
+	var v struct {
+		Signed struct {
+			Version int64 `json:"version"`
+		} `json:"signed"`
+	}
+	json.Unmarshal(data, &v)
+	return v.Signed.Version
+}
+
+var uploadIDRe = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+func (p *Publisher) uploadPath(id string) string {
+	return filepath.Join(p.UploadsDir, id+".tar.gz")
+}
+
+// Upload streams a bundle to the staging area, hashing it and checking it
+// is a valid bundle as the bytes arrive, in constant memory. Nothing is
+// staged unless the whole bundle is valid.
+func (p *Publisher) Upload(ctx context.Context, body io.Reader, actor string) (protocol.Upload, error) {
+	id := randomID()
+	final := p.uploadPath(id)
+	f, err := os.CreateTemp(p.UploadsDir, id+".*.part")
+	if err != nil {
+		return protocol.Upload{}, fmt.Errorf("stage upload: %w", err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+
+	// The scanner checks the bundle in its own goroutine while this one
+	// writes and hashes.
+	pipe := newAsyncPipe(8)
+	type scanResult struct {
+		info *bundle.Info
+		err  error
+	}
+	scanned := make(chan scanResult, 1)
+	go func() {
+		info, err := bundle.Scan(pipe, p.Limits)
+		if err == nil {
+			// Scan reads to the end of the gzip stream; anything after it
+			// is not part of a bundle.
+			if n, _ := io.Copy(io.Discard, pipe); n > 0 {
+				err = fmt.Errorf("%w: %d bytes of trailing data after the gzip stream", bundle.ErrNotBundle, n)
+			}
+		}
+		pipe.CloseRead(err)
+		scanned <- scanResult{info, err}
+	}()
+
+	h := sha256.New()
+	limited := &io.LimitedReader{R: body, N: p.MaxUpload + 1}
+	buf := make([]byte, 1<<20)
+	n, copyErr := io.CopyBuffer(io.MultiWriter(f, h, pipe), ctxReader{ctx, limited}, buf)
+	pipe.CloseWrite()
+	res := <-scanned
+	switch {
+	case n > p.MaxUpload:
+		return protocol.Upload{}, fault.New(fault.TooLarge, "the bundle is larger than this server accepts (%d bytes): raise serve --max-bundle-size or make the bundle smaller", p.MaxUpload)
+	case res.err != nil && (copyErr == nil || errors.Is(copyErr, res.err) || errors.Is(copyErr, io.ErrClosedPipe)):
+		return protocol.Upload{}, bundleFault(res.err)
+	case copyErr != nil:
+		return protocol.Upload{}, fmt.Errorf("receive bundle: %w", copyErr)
+	case res.err != nil:
+		return protocol.Upload{}, bundleFault(res.err)
+	}
+	if err := f.Sync(); err != nil {
+		return protocol.Upload{}, fmt.Errorf("stage upload: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return protocol.Upload{}, fmt.Errorf("stage upload: %w", err)
+	}
+	if err := atomicfile.Rename(tmp, final); err != nil {
+		return protocol.Upload{}, fmt.Errorf("stage upload: %w", err)
+	}
+	up := protocol.Upload{ID: id, SHA256: hex.EncodeToString(h.Sum(nil)), Length: n}
+	if m := res.info.Manifest; m != nil {
+		up.Product, up.Version, up.UpgradeFrom, up.Notes = m.Product, m.Version, m.UpgradeFrom, m.Notes
+	}
+	manifest, _ := json.Marshal(up)
+	if err := p.Store.InsertUpload(ctx, store.Upload{ID: id, SHA256: up.SHA256, Length: n, Manifest: string(manifest), CreatedAt: p.now(), CreatedBy: actor}); err != nil {
+		os.Remove(final)
+		return protocol.Upload{}, fmt.Errorf("record upload: %w", err)
+	}
+	ok = true
+	p.Log.Info("bundle staged", "upload", id, "bytes", n, "sha256", up.SHA256, "by", actor)
+	return up, nil
+}
+
+func bundleFault(err error) error {
+	if errors.Is(err, bundle.ErrTooLarge) {
+		return fault.Wrap(fault.TooLarge, err)
+	}
+	return &fault.Error{Kind: fault.Invalid, Msg: "the upload is not a valid bundle: " + err.Error(), Err: err}
+}
+
+// ctxReader stops a copy when ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(b)
+}
+
+func randomID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Effective merges a publish request over the bundle's manifest: fields
+// given with the request win. The offline signer and the server both call
+// it, so they agree on the target they sign and check.
+func Effective(up protocol.Upload, req protocol.PublishRequest) protocol.Release {
+	pick := func(a, b string) string {
+		if a != "" {
+			return a
+		}
+		return b
+	}
+	return protocol.Release{
+		Product:     pick(req.Product, up.Product),
+		Version:     pick(req.Version, up.Version),
+		UpgradeFrom: pick(req.UpgradeFrom, up.UpgradeFrom),
+		Notes:       pick(req.Notes, up.Notes),
+		Channels:    req.Channels,
+		SHA256:      up.SHA256,
+		Length:      up.Length,
+	}
+}
+
+// TargetFor returns the TUF target path and entry of a release.
+func TargetFor(r protocol.Release) (string, *tufrepo.TargetFile, error) {
+	tf, err := tufrepo.NewTargetFile(protocol.TargetCustom{Product: r.Product, Version: r.Version, UpgradeFrom: r.UpgradeFrom}, r.SHA256, r.Length)
+	return protocol.TargetPath(r.Product, r.Version), tf, err
+}
+
+// maxNotes bounds release notes.
+const maxNotes = 256 << 10
+
+// ValidateRelease checks the user-supplied fields of a release.
+func ValidateRelease(r protocol.Release) error {
+	if r.Product == "" {
+		return fault.New(fault.Invalid, "the release has no product: give --product or set product in bundle.toml")
+	}
+	if r.Version == "" {
+		return fault.New(fault.Invalid, "the release has no version: give --version or set version in bundle.toml")
+	}
+	if err := bundle.ValidateProduct(r.Product); err != nil {
+		return fault.Wrap(fault.Invalid, err)
+	}
+	if err := bundle.ValidateVersion(r.Version); err != nil {
+		return fault.Wrap(fault.Invalid, err)
+	}
+	if r.UpgradeFrom != "" {
+		if err := bundle.ValidateConstraint(r.UpgradeFrom); err != nil {
+			return fault.Wrap(fault.Invalid, err)
+		}
+	}
+	if len(r.Notes) > maxNotes {
+		return fault.New(fault.Invalid, "release notes are %d bytes, more than the %d allowed", len(r.Notes), maxNotes)
+	}
+	for _, ch := range r.Channels {
+		if err := ValidateChannel(ch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var channelRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// ValidateChannel checks a channel name.
+func ValidateChannel(ch string) error {
+	if !channelRe.MatchString(ch) {
+		return fault.New(fault.Invalid, "channel %q is not valid: use lower-case letters, digits, '.', '_' and '-' (like stable or hotfix-3.2)", ch)
+	}
+	return nil
+}
+
+// Publish makes a staged upload a release: its TUF target, new targets,
+// snapshot and timestamp metadata and the release row appear together, or
+// nothing changes.
+func (p *Publisher) Publish(ctx context.Context, req protocol.PublishRequest, actor string) (protocol.Release, error) {
+	if !uploadIDRe.MatchString(req.UploadID) {
+		return protocol.Release{}, fault.New(fault.Invalid, "upload_id %q is not valid: upload the bundle first (POST /api/v1/uploads)", req.UploadID)
+	}
+	su, err := p.Store.GetUpload(ctx, req.UploadID)
+	if errors.Is(err, store.ErrNotFound) {
+		return protocol.Release{}, fault.New(fault.NotFound, "upload %s is unknown or was already published: upload the bundle again", req.UploadID)
+	}
+	if err != nil {
+		return protocol.Release{}, err
+	}
+	var up protocol.Upload
+	if err := json.Unmarshal([]byte(su.Manifest), &up); err != nil {
+		return protocol.Release{}, fmt.Errorf("read upload %s: %w", su.ID, err)
+	}
+	rel := Effective(up, req)
+	if err := ValidateRelease(rel); err != nil {
+		return protocol.Release{}, err
+	}
+	targetPath, tf, err := TargetFor(rel)
+	if err != nil {
+		return protocol.Release{}, err
+	}
+	now := p.now()
+	rel.Target = targetPath
+	rel.PublishedAt = now.UTC()
+	rel.PublishedBy = actor
+	if rel.Channels == nil {
+		rel.Channels = []string{}
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.Store.GetRelease(ctx, rel.Product, rel.Version); err == nil {
+		return protocol.Release{}, fault.New(fault.Conflict, "%s %s is already published; releases are immutable: publish a new version", rel.Product, rel.Version)
+	}
+	cur, err := p.CurrentSet(ctx)
+	if err != nil {
+		return protocol.Release{}, err
+	}
+	var targets []byte
+	if len(req.TargetsMetadata) > 0 {
+		targets = req.TargetsMetadata
+		if err := tufrepo.CheckTargetsUpdate(cur.Root, cur.Targets, targets, targetPath, tf, now); err != nil {
+			if strings.Contains(err.Error(), "someone published meanwhile") {
+				return protocol.Release{}, fault.Wrap(fault.Conflict, err)
+			}
+			return protocol.Release{}, fault.Wrap(fault.Invalid, err)
+		}
+	} else {
+		signer, err := p.Repo.Keys.Signer(tufrepo.RoleTargets)
+		if errors.Is(err, tufrepo.ErrKeyOffline) {
+			return protocol.Release{}, fault.New(fault.Conflict, "this server does not hold the targets key: sign the release yourself with release publish --sign-key FILE")
+		}
+		if err != nil {
+			return protocol.Release{}, err
+		}
+		if targets, err = tufrepo.AddTarget(cur.Targets, targetPath, tf, now.Add(p.Repo.Expiry.Targets), signer); err != nil {
+			return protocol.Release{}, err
+		}
+	}
+	next, err := p.Repo.WithTargets(cur, targets, now)
+	if err != nil {
+		return protocol.Release{}, err
+	}
+
+	// The target file is content-addressed (<sha256>.<name>, as TUF clients
+	// fetch it with consistent snapshots), so placing it before the
+	// metadata that names it exists is harmless; on failure it goes back
+	// to the staging area.
+	dst := filepath.Join(p.TargetsDir, filepath.FromSlash(path.Dir(targetPath)), rel.SHA256+"."+path.Base(targetPath))
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return protocol.Release{}, fmt.Errorf("place target: %w", err)
+	}
+	if err := atomicfile.Rename(p.uploadPath(su.ID), dst); err != nil {
+		return protocol.Release{}, fmt.Errorf("place target: %w", err)
+	}
+	err = p.Store.PublishRelease(ctx, store.Publish{
+		Release:  rel,
+		Metadata: metadataRows(next, tufrepo.RoleTargets, tufrepo.RoleSnapshot, tufrepo.RoleTimestamp),
+		UploadID: su.ID,
+		Audit: store.Audit{Actor: actor, Action: "release.publish", Object: rel.Product + " " + rel.Version,
+			Detail: fmt.Sprintf("sha256=%s length=%d channels=%s offline_signed=%t", rel.SHA256, rel.Length, strings.Join(rel.Channels, ","), len(req.TargetsMetadata) > 0)},
+	})
+	if err != nil {
+		if rerr := os.Rename(dst, p.uploadPath(su.ID)); rerr != nil {
+			p.Log.Error("could not return target to staging", "path", dst, "err", rerr)
+		}
+		if errors.Is(err, store.ErrConflict) {
+			return protocol.Release{}, fault.Wrap(fault.Conflict, err)
+		}
+		return protocol.Release{}, fmt.Errorf("publish %s %s: %w", rel.Product, rel.Version, err)
+	}
+	p.Log.Info("release published", "product", rel.Product, "version", rel.Version, "sha256", rel.SHA256, "channels", rel.Channels, "by", actor)
+	return rel, nil
+}
+
+// Release returns one release.
+func (p *Publisher) Release(ctx context.Context, product, version string) (protocol.Release, error) {
+	r, err := p.Store.GetRelease(ctx, product, version)
+	if errors.Is(err, store.ErrNotFound) {
+		return r, fault.New(fault.NotFound, "%s %s is not published: see release list", product, version)
+	}
+	return r, err
+}
+
+// Promote puts a published release on a channel.
+func (p *Publisher) Promote(ctx context.Context, product, version, channel, actor string) (protocol.Release, error) {
+	if err := ValidateChannel(channel); err != nil {
+		return protocol.Release{}, err
+	}
+	r, err := p.Release(ctx, product, version)
+	if err != nil {
+		return r, err
+	}
+	if r.Yanked {
+		return r, fault.New(fault.Conflict, "%s %s is yanked (%s) and cannot be promoted", r.Product, r.Version, r.YankReason)
+	}
+	if _, err := p.Store.Promote(ctx, p.now(), r, channel, store.Audit{Actor: actor, Action: "release.promote", Object: r.Product + " " + r.Version, Detail: "channel=" + channel}); err != nil {
+		return r, fmt.Errorf("promote: %w", err)
+	}
+	return p.Release(ctx, product, version)
+}
+
+// Yank withdraws a release: it is never offered again.
+func (p *Publisher) Yank(ctx context.Context, product, version, reason, actor string) (protocol.Release, error) {
+	if len(reason) > 4096 {
+		return protocol.Release{}, fault.New(fault.Invalid, "the yank reason is longer than 4096 bytes")
+	}
+	r, err := p.Release(ctx, product, version)
+	if err != nil {
+		return r, err
+	}
+	if _, err := p.Store.Yank(ctx, p.now(), r, reason, store.Audit{Actor: actor, Action: "release.yank", Object: r.Product + " " + r.Version, Detail: "reason=" + reason}); err != nil {
+		return r, err
+	}
+	return p.Release(ctx, product, version)
+}
+
+// Refresh re-signs metadata close to expiry and stores it.
+func (p *Publisher) Refresh(ctx context.Context) (changed, warnings []string, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur, err := p.CurrentSet(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	next, changed, warnings, err := p.Repo.Refresh(cur, p.now())
+	if err != nil || len(changed) == 0 {
+		return changed, warnings, err
+	}
+	err = p.Store.SaveMetadata(ctx, p.now(), metadataRows(next, changed...), nil)
+	return changed, warnings, err
+}
+
+// RunRefresher calls Refresh every interval until ctx ends, logging what it
+// re-signed and, at most hourly, what it cannot renew.
+func (p *Publisher) RunRefresher(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var lastWarn time.Time
+	for {
+		changed, warnings, err := p.Refresh(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			p.Log.Error("re-signing metadata failed", "err", err)
+		case len(changed) > 0:
+			p.Log.Info("metadata re-signed", "roles", changed)
+		}
+		if len(warnings) > 0 && time.Since(lastWarn) > time.Hour {
+			for _, w := range warnings {
+				p.Log.Warn(w)
+			}
+			lastWarn = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// CleanUploads removes staged uploads older than age.
+func (p *Publisher) CleanUploads(ctx context.Context, age time.Duration) error {
+	ids, err := p.Store.DeleteUploadsBefore(ctx, p.now().Add(-age))
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		os.Remove(p.uploadPath(id))
+	}
+	// Partial files of uploads cut off by a crash.
+	parts, _ := filepath.Glob(filepath.Join(p.UploadsDir, "*.part"))
+	for _, part := range parts {
+		if fi, err := os.Stat(part); err == nil && time.Since(fi.ModTime()) > age {
+			os.Remove(part)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+// Package store persists the update server's state in SQLite
+// (modernc.org/sqlite, no cgo): tokens, releases and their channels, the
+// signed TUF metadata, staged uploads and the audit log.
+//
+// The database runs in WAL mode with a busy timeout, foreign keys on, and
+// full fsync on commit; write transactions take the write lock up front
+// (BEGIN IMMEDIATE) so two writers queue instead of failing. The schema is
+// versioned with PRAGMA user_version and migrated forward at Open.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// ErrNotFound is returned when a looked-up row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned when a row already exists or was changed meanwhile.
+var ErrConflict = errors.New("conflict")
+
+// Store is the server's database.
+type Store struct {
+	db *sql.DB
+}
+
+// Open opens (creating if needed) the database at path and migrates its
+// schema to the current version.
+func Open(ctx context.Context, path string) (*Store, error) {
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// migrations are the schema steps; migrations[i] takes user_version i to
+// i+1. Released steps are never edited, only appended to.
+var migrations = []string{
+	// 1: tokens, releases, channels, TUF metadata, uploads, audit log.
+	`
+CREATE TABLE tokens (
+	id         INTEGER PRIMARY KEY,
+	name       TEXT NOT NULL,
+	role       TEXT NOT NULL CHECK (role IN ('admin','release','support','viewer')),
+	hash       TEXT NOT NULL UNIQUE,
+	created_at TEXT NOT NULL,
+	created_by TEXT NOT NULL,
+	revoked_at TEXT
+);
+CREATE TABLE releases (
+	product      TEXT NOT NULL,
+	version      TEXT NOT NULL,
+	target_path  TEXT NOT NULL UNIQUE,
+	sha256       TEXT NOT NULL,
+	length       INTEGER NOT NULL,
+	upgrade_from TEXT NOT NULL DEFAULT '',
+	notes        TEXT NOT NULL DEFAULT '',
+	published_at TEXT NOT NULL,
+	published_by TEXT NOT NULL,
+	yanked_at    TEXT,
+	yanked_by    TEXT,
+	yank_reason  TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (product, version)
+);
+CREATE TABLE release_channels (
+	product  TEXT NOT NULL,
+	version  TEXT NOT NULL,
+	channel  TEXT NOT NULL,
+	added_at TEXT NOT NULL,
+	added_by TEXT NOT NULL,
+	PRIMARY KEY (product, version, channel),
+	FOREIGN KEY (product, version) REFERENCES releases (product, version)
+);
+CREATE INDEX release_channels_by_channel ON release_channels (channel);
+CREATE TABLE tuf_metadata (
+	role       TEXT NOT NULL,
+	version    INTEGER NOT NULL,
+	data       BLOB NOT NULL,
+	created_at TEXT NOT NULL,
+	PRIMARY KEY (role, version)
+);
+CREATE TABLE uploads (
+	id         TEXT PRIMARY KEY,
+	sha256     TEXT NOT NULL,
+	length     INTEGER NOT NULL,
+	manifest   TEXT NOT NULL,
+	created_at TEXT NOT NULL,
+	created_by TEXT NOT NULL
+);
+CREATE TABLE audit_log (
+	id     INTEGER PRIMARY KEY,
+	at     TEXT NOT NULL,
+	actor  TEXT NOT NULL,
+	action TEXT NOT NULL,
+	object TEXT NOT NULL,
+	detail TEXT NOT NULL DEFAULT ''
+);
+`,
+}
+
+// SchemaVersion is the schema version this code writes.
+var SchemaVersion = len(migrations)
+
+func (s *Store) migrate(ctx context.Context) error {
+	var v int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this server knows (%d): run a newer updateserver", v, len(migrations))
+	}
+	for ; v < len(migrations); v++ {
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+		}
+	}
+	return nil
+}
+
+// tx runs fn in a write transaction, committing when fn returns nil.
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+const timeFormat = time.RFC3339Nano
+
+func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+func parseTime(s string) time.Time {
+	t, _ := time.Parse(timeFormat, s)
+	return t
+}
+
+func nullTime(ns sql.NullString) *time.Time {
+	if !ns.Valid {
+		return nil
+	}
+	t := parseTime(ns.String)
+	return &t
+}
