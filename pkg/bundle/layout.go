@@ -71,10 +71,18 @@ func cleanEntryName(name string) (string, error) {
 	if strings.HasPrefix(name, "/") || isWindowsAbs(name) {
 		return "", entryErr(name, ErrUnsafePath, "absolute path")
 	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f {
+			return "", entryErr(name, ErrUnsafePath, "name contains a control character")
+		}
+	}
 	p := strings.TrimPrefix(name, "./")
 	p = strings.TrimSuffix(p, "/")
 	if p == "" || p == "." {
 		return "", nil
+	}
+	if strings.HasPrefix(p, "/") {
+		return "", entryErr(name, ErrUnsafePath, "absolute path")
 	}
 	for _, c := range strings.Split(p, "/") {
 		if c == ".." {

@@ -31,6 +31,7 @@ func packTime() time.Time { return time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC) }
 type packEntry struct {
 	node *node
 	fi   fs.FileInfo // from Lstat
+	data []byte      // bundle.toml: the content that was checked
 }
 
 // Pack writes the bundle directory dir to w as a deterministic .tar.gz: the
@@ -80,6 +81,10 @@ func collect(ctx context.Context, root *os.Root) ([]*packEntry, error) {
 		if err != nil {
 			return err
 		}
+		slices.Sort(names)
+		var subdirs []string
+		// Check every entry of dir before walking into any: a wrong
+		// directory fails on its first unknown top-level entry.
 		for _, name := range names {
 			p := name
 			if dir != "." {
@@ -91,9 +96,12 @@ func collect(ctx context.Context, root *os.Root) ([]*packEntry, error) {
 			}
 			list = append(list, e)
 			if e.node.kind == kindDir {
-				if err := walk(p); err != nil {
-					return err
-				}
+				subdirs = append(subdirs, p)
+			}
+		}
+		for _, p := range subdirs {
+			if err := walk(p); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -192,6 +200,8 @@ func typeName(mode fs.FileMode) string {
 	return "special file"
 }
 
+// checkManifestFile reads and checks bundle.toml, keeping the content
+// checked for writeBundle.
 func checkManifestFile(root *os.Root, e *packEntry) error {
 	if e.node.size > MaxManifestSize {
 		return entryErr(ManifestName, ErrBadManifest, "larger than %d KiB", MaxManifestSize>>10)
@@ -200,8 +210,12 @@ func checkManifestFile(root *os.Root, e *packEntry) error {
 	if err != nil {
 		return err
 	}
-	_, err = ParseManifest(data)
-	return err
+	if _, err := ParseManifest(data); err != nil {
+		return err
+	}
+	e.data = data
+	e.node.size = int64(len(data))
+	return nil
 }
 
 // writeBundle writes the checked entries as a .tar.gz.
@@ -239,7 +253,12 @@ func writeBundle(ctx context.Context, root *os.Root, list []*packEntry, w io.Wri
 		if err := tw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("write %s: %w", n.path, err)
 		}
-		if n.kind == kindFile {
+		switch {
+		case e.data != nil:
+			if _, err := tw.Write(e.data); err != nil {
+				return fmt.Errorf("write %s: %w", n.path, err)
+			}
+		case n.kind == kindFile:
 			if err := copyFile(ctx, root, e, tw, buf); err != nil {
 				return err
 			}

@@ -80,13 +80,18 @@ func readBundle(ctx context.Context, r io.Reader, lim Limits, put putFunc) (*Inf
 			return nil, streamErr(src, err, "")
 		}
 		entries++
+		size := hdr.Size
+		switch hdr.Typeflag {
+		case tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+			size = 0 // archive/tar reads no content for these
+		}
 		if entries > lim.MaxEntries {
 			return nil, entryErr(hdr.Name, ErrTooLarge, "more than %d entries in the bundle", lim.MaxEntries)
 		}
-		if hdr.Size > lim.MaxEntrySize {
-			return nil, entryErr(hdr.Name, ErrTooLarge, "%d bytes, over the limit of %d bytes per entry", hdr.Size, lim.MaxEntrySize)
+		if size > lim.MaxEntrySize {
+			return nil, entryErr(hdr.Name, ErrTooLarge, "%d bytes, over the limit of %d bytes per entry", size, lim.MaxEntrySize)
 		}
-		info.TotalSize += hdr.Size
+		info.TotalSize += size
 		if info.TotalSize > lim.MaxTotalSize {
 			return nil, entryErr(hdr.Name, ErrTooLarge, "bundle content over the limit of %d bytes in total", lim.MaxTotalSize)
 		}

@@ -7,7 +7,7 @@ import (
 
 // Scan reads a bundle (.tar.gz) from r and validates it fully without
 // writing anything: it makes every check [Unpack] makes and parses
-// bundle.toml. It reads r to EOF, gzip trailer included, so that a caller
+// bundle.toml. On success it has read r to EOF, gzip trailer included, so that a caller
 // hashing the stream (for example through an [io.TeeReader]) sees every
 // byte; data after the gzip stream is an error. Scan does not hash file
 // contents: the SHA256 fields of Info.Files are empty.

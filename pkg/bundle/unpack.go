@@ -32,6 +32,9 @@ func Unpack(ctx context.Context, r io.Reader, dest string, lim Limits) (info *In
 	}
 	root, err := os.OpenRoot(dest)
 	if err != nil {
+		if created {
+			_ = os.Remove(dest)
+		}
 		return nil, fmt.Errorf("unpack bundle: %w", err)
 	}
 	defer root.Close()

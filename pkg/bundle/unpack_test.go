@@ -47,6 +47,8 @@ func refusalTests() []refusal {
 		{name: "root is a file", in: tgz(file(".", "x"), dir), wantErr: ErrUnsafePath, wantEntry: "."},
 		{name: "absolute symlink", in: tgz(dir, symlink("files/passwd", "/etc/passwd")), wantErr: ErrUnsafePath, wantEntry: "files/passwd"},
 		{name: "symlink escape", in: tgz(dir, symlink("files/evil", "../../outside.txt"), file("files/evil", "pwned")), wantErr: ErrUnsafePath, wantEntry: "files/evil"},
+		{name: "symlink to new file outside", in: tgz(dir, symlink("files/new", "../../created-by-bundle"), file("files/new", "pwned")), wantErr: ErrUnsafePath, wantEntry: "files/new"},
+		{name: "control character", in: tgz(dir, file("files/a\nb", "x")), wantErr: ErrUnsafePath, wantEntry: "files/a\nb"},
 		{name: "symlink escape then write through", in: tgz(dir, symlink("files/up", "../.."), file("files/up/outside.txt", "pwned")), wantErr: ErrUnsafePath, wantEntry: "files/up"},
 		{name: "symlink out of files", in: tgz(dir, te{name: "hooks/pre-stop", body: "#!/bin/sh"}, symlink("files/h", "../hooks/pre-stop")), wantErr: ErrUnsafePath, wantEntry: "files/h"},
 		{name: "symlink escape through symlink", in: tgz(dir, symlink("files/l1", "."), symlink("files/l2", "l1/..")), wantErr: ErrUnsafePath, wantEntry: "files/l2"},
