@@ -117,4 +117,3 @@ func cutLast(s, sep string) (before, after string, found bool) {
 	}
 	return "", s, false
 }
-

@@ -308,4 +308,3 @@ func newListCmd(stdio IO) *cobra.Command {
 	}
 	return cmd
 }
-
