@@ -52,10 +52,11 @@ func gunzip(data []byte) []byte {
 	return out
 }
 
-// checkUnpack unpacks data into a sandbox and checks that nothing escaped,
-// that a failure leaves nothing behind, and that Scan agrees.
-func checkUnpack(t *testing.T, data []byte) {
-	sb := newSandbox(t)
+// checkUnpack unpacks data into the sandbox and checks that nothing
+// escaped, that a failure leaves nothing behind, and that Scan agrees. It
+// removes the destination afterwards, so one sandbox serves many inputs.
+func checkUnpack(t *testing.T, sb *sandbox, data []byte) {
+	defer os.RemoveAll(sb.dest)
 	info, err := Unpack(context.Background(), bytes.NewReader(data), sb.dest, fuzzLimits)
 	sb.checkOutside(t)
 	scanned, serr := Scan(bytes.NewReader(data), fuzzLimits)
@@ -107,8 +108,9 @@ func FuzzUnpack(f *testing.F) {
 	for _, seed := range bundleSeeds(f) {
 		f.Add(seed)
 	}
+	sb := newSandbox(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		checkUnpack(t, data)
+		checkUnpack(t, sb, data)
 	})
 }
 
@@ -121,8 +123,9 @@ func FuzzUnpackTar(f *testing.F) {
 			f.Add(raw)
 		}
 	}
+	sb := newSandbox(f)
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		checkUnpack(t, gz(raw))
+		checkUnpack(t, sb, gz(raw))
 	})
 }
 

@@ -183,3 +183,48 @@ func TestPromoteAndYank(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentPublishes: publishes racing each other all land, each with
+// its target, and the repository stays one consistent, verifiable chain.
+func TestConcurrentPublishes(t *testing.T) {
+	s := startServer(t)
+	const n = 6
+	dirs := make([]string, n)
+	for i := range dirs {
+		dirs[i] = writeBundle(t, "", map[string]string{"files/app": strings.Repeat("v", i+1)})
+	}
+	errs := make(chan string, n)
+	for i := range n {
+		go func() {
+			r := s.cli(s.Admin, "release", "publish", "--product", "p", "--version", "1.0."+string(rune('0'+i)), dirs[i])
+			if r.code != 0 {
+				errs <- r.stderr
+				return
+			}
+			errs <- ""
+		}()
+	}
+	for range n {
+		if e := <-errs; e != "" {
+			t.Errorf("publish failed: %s", e)
+		}
+	}
+	rs := s.releases(s.Admin)
+	if len(rs) != n {
+		t.Fatalf("%d releases, want %d", len(rs), n)
+	}
+	root, _ := os.ReadFile(filepath.Join(s.Data, "root.json"))
+	up := tufClient(t, root, s.URL+"/tuf/metadata/", s.URL+"/tuf/targets/")
+	if err := up.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		ti, err := up.GetTargetInfo(r.Target)
+		if err != nil {
+			t.Fatalf("%s: %v", r.Target, err)
+		}
+		if _, _, err := up.DownloadTarget(ti, "", ""); err != nil {
+			t.Fatalf("%s: %v", r.Target, err)
+		}
+	}
+}

@@ -142,11 +142,11 @@ func runPublish(ctx context.Context, stdio IO, c *client.Client, f publishFlags,
 	if err != nil {
 		return err
 	}
-	chans := "no channel (promote it with release promote)"
+	chans := "on no channel yet (add one with release promote)"
 	if len(rel.Channels) > 0 {
-		chans = "channel " + strings.Join(rel.Channels, ", ")
+		chans = "on channel " + strings.Join(rel.Channels, ", ")
 	}
-	fmt.Fprintf(stdio.Stdout, "published %s %s on %s\n  target %s\n  sha256 %s (%s)\n", rel.Product, rel.Version, chans, rel.Target, rel.SHA256, humanize.IBytes(uint64(rel.Length)))
+	fmt.Fprintf(stdio.Stdout, "published %s %s %s\n  target %s\n  sha256 %s (%s)\n", rel.Product, rel.Version, chans, rel.Target, rel.SHA256, humanize.IBytes(uint64(rel.Length)))
 	return nil
 }
 
