@@ -19,6 +19,9 @@ const (
 	// maxTrailer is how much zero padding may follow the end of the tar
 	// archive inside the gzip stream (tar pads to its record size).
 	maxTrailer = 8 << 20
+	// maxNameBytes bounds the total length of entry names and link targets,
+	// which the checks keep in memory.
+	maxNameBytes = 64 << 20
 )
 
 // putFunc stores one checked entry; content holds a regular file's bytes.
@@ -62,7 +65,7 @@ func readBundle(ctx context.Context, r io.Reader, lim Limits, put putFunc) (*Inf
 	tr := tar.NewReader(ms)
 	t := newTree()
 	info := &Info{}
-	entries := 0
+	entries, nameBytes := 0, 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -82,14 +85,17 @@ func readBundle(ctx context.Context, r io.Reader, lim Limits, put putFunc) (*Inf
 		entries++
 		size := hdr.Size
 		switch hdr.Typeflag {
-		case tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-			size = 0 // archive/tar reads no content for these
+		case tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo, tar.TypeXGlobalHeader:
+			size = 0 // no content follows (archive/tar has read a global header's)
 		}
 		if entries > lim.MaxEntries {
 			return nil, entryErr(hdr.Name, ErrTooLarge, "more than %d entries in the bundle", lim.MaxEntries)
 		}
 		if size > lim.MaxEntrySize {
 			return nil, entryErr(hdr.Name, ErrTooLarge, "%d bytes, over the limit of %d bytes per entry", size, lim.MaxEntrySize)
+		}
+		if nameBytes += len(hdr.Name) + len(hdr.Linkname); nameBytes > maxNameBytes {
+			return nil, entryErr(hdr.Name, ErrTooLarge, "entry names over the limit of %d MiB in total", maxNameBytes>>20)
 		}
 		info.TotalSize += size
 		if info.TotalSize > lim.MaxTotalSize {
