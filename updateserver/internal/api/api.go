@@ -17,6 +17,7 @@ import (
 
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/fault"
+	"github.com/dropless/dropless/updateserver/internal/fleet"
 	"github.com/dropless/dropless/updateserver/internal/publish"
 	"github.com/dropless/dropless/updateserver/internal/store"
 )
@@ -25,6 +26,7 @@ import (
 type Server struct {
 	Store     *store.Store
 	Publisher *publish.Publisher
+	Fleet     *fleet.Fleet
 	Log       *slog.Logger
 	Now       func() time.Time
 }
@@ -50,6 +52,16 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+v1+"/releases/{product}/{version}/promote", s.auth(s.promote, protocol.RoleRelease))
 	mux.Handle("POST "+v1+"/releases/{product}/{version}/yank", s.auth(s.yank, protocol.RoleRelease))
 	mux.Handle("GET "+v1+"/repo/targets", s.auth(s.repoTargets, protocol.RoleRelease))
+
+	mux.Handle("POST "+v1+"/enroll-tokens", s.auth(s.createEnrollToken, protocol.RoleSupport))
+	mux.Handle("GET "+v1+"/sites", s.auth(s.listSites, protocol.RoleViewer))
+	mux.Handle("GET "+v1+"/sites/{site}", s.auth(s.getSite, protocol.RoleViewer))
+	mux.Handle("GET "+v1+"/sites/{site}/history", s.auth(s.history, protocol.RoleViewer))
+	mux.Handle("POST "+v1+"/upgrades", s.auth(s.upgrade, protocol.RoleSupport))
+
+	mux.HandleFunc("POST "+v1+"/agent/enroll", s.enroll)
+	mux.Handle("POST "+v1+"/agent/checkin", s.agentAuth(s.checkin))
+	mux.Handle("POST "+v1+"/agent/events", s.agentAuth(s.agentEvents))
 
 	mux.HandleFunc(v1+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, protocol.CodeNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
@@ -95,6 +107,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 			status, code = http.StatusRequestEntityTooLarge, protocol.CodeTooLarge
 		case fault.Unavailable:
 			status, code = http.StatusServiceUnavailable, protocol.CodeUnavailable
+		case fault.Unauthorized:
+			status, code = http.StatusUnauthorized, protocol.CodeUnauthorized
+		case fault.Forbidden:
+			status, code = http.StatusForbidden, protocol.CodeForbidden
 		}
 		writeError(w, status, code, fe.Msg)
 		return

@@ -93,6 +93,10 @@ command is an HTTP client of a running server, configured with --server and
 		newTokenCmd(stdio),
 		newReleaseCmd(stdio),
 		newRepoCmd(stdio),
+		newEnrollTokenCmd(stdio),
+		newSitesCmd(stdio),
+		newUpgradeCmd(stdio),
+		newHistoryCmd(stdio),
 		newVersionCmd(stdio),
 	)
 	return root

@@ -45,6 +45,8 @@ func startServer(t *testing.T, opts ...serverOpt) *server {
 		MaxBundleSize:   daemon.DefaultMaxBundleSize,
 		Expiry:          tufrepo.DefaultExpiry(),
 		RefreshInterval: time.Minute,
+		PollInterval:    daemon.DefaultPollInterval,
+		JobTimeout:      daemon.DefaultJobTimeout,
 		Log:             slog.New(slog.NewTextHandler(tWriter{t}, nil)),
 	}
 	for _, o := range opts {

@@ -20,7 +20,7 @@ const defaultDataDir = "./updateserver-data"
 type serverFlags struct {
 	data, listen, maxBundle, logFormat string
 	expiry                             tufrepo.Expiry
-	refresh                            time.Duration
+	refresh, poll, jobTimeout          time.Duration
 }
 
 func (f *serverFlags) register(cmd *cobra.Command, listen bool) {
@@ -31,6 +31,8 @@ func (f *serverFlags) register(cmd *cobra.Command, listen bool) {
 		fs.StringVar(&f.maxBundle, "max-bundle-size", humanize.IBytes(daemon.DefaultMaxBundleSize), "largest bundle accepted (e.g. 16GiB, 500MB)")
 		fs.DurationVar(&f.refresh, "refresh-interval", time.Minute, "how often to check whether metadata needs re-signing")
 		fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+		fs.DurationVar(&f.poll, "poll-interval", daemon.DefaultPollInterval, "how often idle agents check in (they also long-poll)")
+		fs.DurationVar(&f.jobTimeout, "job-timeout", daemon.DefaultJobTimeout, "fail a job without progress for this long")
 	}
 	def := tufrepo.DefaultExpiry()
 	fs.DurationVar(&f.expiry.Timestamp, "timestamp-expiry", def.Timestamp, "lifetime of timestamp metadata (re-signed before it runs out)")
@@ -41,8 +43,15 @@ func (f *serverFlags) register(cmd *cobra.Command, listen bool) {
 
 func (f *serverFlags) config(stdio IO) (daemon.Config, error) {
 	cfg := daemon.Config{DataDir: f.data, Listen: f.listen, Expiry: f.expiry, RefreshInterval: f.refresh, MaxBundleSize: daemon.DefaultMaxBundleSize}
+	cfg.PollInterval, cfg.JobTimeout = f.poll, f.jobTimeout
 	if cfg.RefreshInterval == 0 {
 		cfg.RefreshInterval = time.Minute
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = daemon.DefaultPollInterval
+	}
+	if cfg.JobTimeout == 0 {
+		cfg.JobTimeout = daemon.DefaultJobTimeout
 	}
 	if f.maxBundle != "" {
 		n, err := humanize.ParseBytes(f.maxBundle)

@@ -190,3 +190,45 @@ func (c *Client) Yank(ctx context.Context, product, version, reason string) (pro
 	err := c.Do(ctx, http.MethodPost, releasePath(product, version, "yank"), protocol.YankRequest{Reason: reason}, &out)
 	return out, err
 }
+
+// CreateEnrollToken creates an enroll token for a client's agents.
+func (c *Client) CreateEnrollToken(ctx context.Context, req protocol.CreateEnrollTokenRequest) (protocol.CreateEnrollTokenResponse, error) {
+	var out protocol.CreateEnrollTokenResponse
+	err := c.Do(ctx, http.MethodPost, protocol.APIVersion+"/enroll-tokens", req, &out)
+	return out, err
+}
+
+// Sites lists sites.
+func (c *Client) Sites(ctx context.Context, client, product string) ([]protocol.Site, error) {
+	q := url.Values{}
+	if client != "" {
+		q.Set("client", client)
+	}
+	if product != "" {
+		q.Set("product", product)
+	}
+	var out []protocol.Site
+	err := c.Do(ctx, http.MethodGet, protocol.APIVersion+"/sites?"+q.Encode(), nil, &out)
+	return out, err
+}
+
+// Site shows one site.
+func (c *Client) Site(ctx context.Context, site string) (protocol.Site, error) {
+	var out protocol.Site
+	err := c.Do(ctx, http.MethodGet, protocol.APIVersion+"/sites/"+url.PathEscape(site), nil, &out)
+	return out, err
+}
+
+// History lists a site's jobs, newest first.
+func (c *Client) History(ctx context.Context, site string) ([]protocol.Job, error) {
+	var out []protocol.Job
+	err := c.Do(ctx, http.MethodGet, protocol.APIVersion+"/sites/"+url.PathEscape(site)+"/history", nil, &out)
+	return out, err
+}
+
+// Upgrade assigns a version to a site or a client.
+func (c *Client) Upgrade(ctx context.Context, req protocol.UpgradeRequest) (protocol.UpgradeResponse, error) {
+	var out protocol.UpgradeResponse
+	err := c.Do(ctx, http.MethodPost, protocol.APIVersion+"/upgrades", req, &out)
+	return out, err
+}

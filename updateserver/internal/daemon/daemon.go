@@ -21,6 +21,7 @@ import (
 	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/api"
+	"github.com/dropless/dropless/updateserver/internal/fleet"
 	"github.com/dropless/dropless/updateserver/internal/publish"
 	"github.com/dropless/dropless/updateserver/internal/store"
 	"github.com/dropless/dropless/updateserver/internal/tufrepo"
@@ -43,11 +44,19 @@ type Config struct {
 	MaxBundleSize   int64
 	Expiry          tufrepo.Expiry
 	RefreshInterval time.Duration
-	Log             *slog.Logger
+	// PollInterval is what agents are told to wait between check-ins.
+	PollInterval time.Duration
+	// JobTimeout fails a job without progress for this long.
+	JobTimeout time.Duration
+	Log        *slog.Logger
 }
 
-// DefaultMaxBundleSize is the largest bundle accepted unless configured.
-const DefaultMaxBundleSize = 16 << 30
+// Defaults.
+const (
+	DefaultMaxBundleSize = 16 << 30
+	DefaultPollInterval  = 30 * time.Second
+	DefaultJobTimeout    = 30 * time.Minute
+)
 
 // Validate checks the config and names the bad setting.
 func (c Config) Validate() error {
@@ -56,6 +65,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBundleSize <= 0 {
 		return errors.New("--max-bundle-size must be positive")
+	}
+	if c.JobTimeout <= 0 {
+		return errors.New("--job-timeout must be positive")
+	}
+	if c.PollInterval < time.Second {
+		return errors.New("--poll-interval must be at least 1s")
 	}
 	if c.RefreshInterval <= 0 {
 		return errors.New("--refresh-interval must be positive")
@@ -68,6 +83,7 @@ type Daemon struct {
 	cfg       Config
 	Store     *store.Store
 	Publisher *publish.Publisher
+	Fleet     *fleet.Fleet
 	log       *slog.Logger
 	ln        net.Listener
 }
@@ -103,6 +119,7 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 		MaxUpload:  cfg.MaxBundleSize,
 		Log:        log,
 	}
+	d.Fleet = &fleet.Fleet{Store: st, Log: log, PollInterval: cfg.PollInterval, JobTimeout: cfg.JobTimeout}
 	if err := d.init(ctx); err != nil {
 		st.Close()
 		return nil, err
@@ -172,7 +189,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	a := &api.Server{Store: d.Store, Publisher: d.Publisher, Log: d.log}
+	a := &api.Server{Store: d.Store, Publisher: d.Publisher, Fleet: d.Fleet, Log: d.log}
 	srv := &http.Server{
 		Handler:           a.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -185,6 +202,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	defer stopBG()
 	go d.Publisher.RunRefresher(bg, d.cfg.RefreshInterval)
 	go d.cleanUploads(bg)
+	go d.Fleet.RunSweeper(bg, min(time.Minute, d.cfg.JobTimeout/4))
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(d.ln) }()

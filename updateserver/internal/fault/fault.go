@@ -14,11 +14,13 @@ type Kind int
 
 // Kinds of user-facing errors.
 const (
-	Invalid     Kind = iota + 1 // the request is wrong: 400
-	NotFound                    // 404
-	Conflict                    // state forbids it: 409
-	TooLarge                    // 413
-	Unavailable                 // 503
+	Invalid      Kind = iota + 1 // the request is wrong: 400
+	NotFound                     // 404
+	Conflict                     // state forbids it: 409
+	TooLarge                     // 413
+	Unavailable                  // 503
+	Unauthorized                 // 401
+	Forbidden                    // 403
 )
 
 // Error is a user-facing error.

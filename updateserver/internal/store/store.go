@@ -120,6 +120,61 @@ CREATE TABLE audit_log (
 	detail TEXT NOT NULL DEFAULT ''
 );
 `,
+	// 2: enrollment, sites, jobs and their events.
+	`
+CREATE TABLE enroll_tokens (
+	id         INTEGER PRIMARY KEY,
+	hash       TEXT NOT NULL UNIQUE,
+	client     TEXT NOT NULL,
+	expires_at TEXT NOT NULL,
+	uses_left  INTEGER NOT NULL,
+	created_at TEXT NOT NULL,
+	created_by TEXT NOT NULL
+);
+CREATE TABLE sites (
+	site              TEXT PRIMARY KEY,
+	client            TEXT NOT NULL,
+	product           TEXT NOT NULL,
+	credential_hash   TEXT NOT NULL UNIQUE,
+	installed_version TEXT NOT NULL DEFAULT '',
+	target_version    TEXT NOT NULL DEFAULT '',
+	state             TEXT NOT NULL DEFAULT 'idle',
+	agent_version     TEXT NOT NULL DEFAULT '',
+	os                TEXT NOT NULL DEFAULT '',
+	arch              TEXT NOT NULL DEFAULT '',
+	hostname          TEXT NOT NULL DEFAULT '',
+	last_seen         TEXT,
+	enrolled_at       TEXT NOT NULL
+);
+CREATE INDEX sites_by_client ON sites (client);
+CREATE TABLE jobs (
+	id               TEXT PRIMARY KEY,
+	site             TEXT NOT NULL REFERENCES sites (site),
+	product          TEXT NOT NULL,
+	from_version     TEXT NOT NULL,
+	to_version       TEXT NOT NULL,
+	target           TEXT NOT NULL,
+	result           TEXT NOT NULL CHECK (result IN ('pending','running','succeeded','rolled_back','failed')),
+	reason           TEXT NOT NULL DEFAULT '',
+	now              INTEGER NOT NULL DEFAULT 0,
+	created_at       TEXT NOT NULL,
+	created_by       TEXT NOT NULL,
+	started_at       TEXT,
+	ended_at         TEXT,
+	last_progress_at TEXT NOT NULL
+);
+CREATE INDEX jobs_by_site ON jobs (site, created_at);
+CREATE INDEX jobs_open ON jobs (result) WHERE result IN ('pending','running');
+CREATE TABLE job_events (
+	job_id      TEXT NOT NULL REFERENCES jobs (id),
+	seq         INTEGER NOT NULL,
+	state       TEXT NOT NULL,
+	message     TEXT NOT NULL DEFAULT '',
+	at          TEXT NOT NULL,
+	received_at TEXT NOT NULL,
+	PRIMARY KEY (job_id, seq)
+);
+`,
 }
 
 // SchemaVersion is the schema version this code writes.

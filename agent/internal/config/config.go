@@ -1,0 +1,237 @@
+// Package config reads and validates the agent's TOML config file (the keys
+// CONTRACT.md lists). Every error names the key and says what is wrong.
+package config
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the agent's configuration.
+type Config struct {
+	Server       string   `toml:"server"`
+	Site         string   `toml:"site"`
+	Client       string   `toml:"client"`
+	Product      string   `toml:"product"`
+	EnrollToken  string   `toml:"enroll_token"`
+	RootSHA256   string   `toml:"root_sha256"`
+	InstallDir   string   `toml:"install_dir"`
+	DataDir      string   `toml:"data_dir"`
+	PollInterval Duration `toml:"poll_interval"`
+	// KeepReleases is how many release directories stay installed
+	// (the running one included). Default 3.
+	KeepReleases int `toml:"keep_releases"`
+	// MetadataURL and TargetsURL override where the TUF repository is
+	// read (a mirror); by default <server>/tuf/metadata/ and /tuf/targets/.
+	MetadataURL string `toml:"metadata_url"`
+	TargetsURL  string `toml:"targets_url"`
+
+	App      App       `toml:"app"`
+	Database *Database `toml:"database"`
+}
+
+// App is how the managed application is stopped, started and checked.
+type App struct {
+	Service       string   `toml:"service"`
+	Start         []string `toml:"start"`
+	Stop          []string `toml:"stop"`
+	HealthURL     string   `toml:"health_url"`
+	HealthCmd     []string `toml:"health_cmd"`
+	HealthTimeout Duration `toml:"health_timeout"`
+	// CommandTimeout bounds the start and stop commands. Default 2m.
+	CommandTimeout Duration `toml:"command_timeout"`
+}
+
+// Database is where a bundle's migrations apply.
+type Database struct {
+	Driver string `toml:"driver"`
+	DSN    string `toml:"dsn"`
+}
+
+// Duration is a time.Duration written as "30s" in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (write it like 30s, 5m or 1h)", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration as Go does.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Defaults.
+const (
+	DefaultPollInterval   = 30 * time.Second
+	DefaultHealthTimeout  = 30 * time.Second
+	DefaultCommandTimeout = 2 * time.Minute
+	DefaultKeepReleases   = 3
+)
+
+// Load reads, defaults and validates the config file at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse parses, defaults and validates a config.
+func Parse(b []byte) (*Config, error) {
+	var c Config
+	md, err := toml.Decode(string(b), &c)
+	if err != nil {
+		return nil, err
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return nil, fmt.Errorf("unknown key %q: check the spelling (see the agent's README)", und[0].String())
+	}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) setDefaults() {
+	if c.PollInterval.Duration == 0 {
+		c.PollInterval.Duration = DefaultPollInterval
+	}
+	if c.App.HealthTimeout.Duration == 0 {
+		c.App.HealthTimeout.Duration = DefaultHealthTimeout
+	}
+	if c.App.CommandTimeout.Duration == 0 {
+		c.App.CommandTimeout.Duration = DefaultCommandTimeout
+	}
+	if c.KeepReleases == 0 {
+		c.KeepReleases = DefaultKeepReleases
+	}
+	c.Server = strings.TrimRight(c.Server, "/")
+	if c.MetadataURL == "" && c.Server != "" {
+		c.MetadataURL = c.Server + "/tuf/metadata/"
+	}
+	if c.TargetsURL == "" && c.Server != "" {
+		c.TargetsURL = c.Server + "/tuf/targets/"
+	}
+}
+
+var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// Validate checks every key and names the first bad one.
+func (c *Config) Validate() error {
+	if err := checkURL("server", c.Server); err != nil {
+		return err
+	}
+	for key, v := range map[string]string{"site": c.Site, "client": c.Client, "product": c.Product} {
+		if v == "" {
+			return fmt.Errorf("%s: missing (set %s = \"...\")", key, key)
+		}
+		if !nameRe.MatchString(v) {
+			return fmt.Errorf("%s %q: use lower-case letters, digits, '.', '_' and '-', at most 64", key, v)
+		}
+	}
+	if c.RootSHA256 == "" {
+		return errors.New("root_sha256: missing (the server prints it: updateserver root sha256)")
+	}
+	if b, err := hex.DecodeString(c.RootSHA256); err != nil || len(b) != 32 {
+		return fmt.Errorf("root_sha256 %q: not a hex SHA-256 (64 hex digits)", c.RootSHA256)
+	}
+	for key, v := range map[string]string{"install_dir": c.InstallDir, "data_dir": c.DataDir} {
+		if v == "" {
+			return fmt.Errorf("%s: missing", key)
+		}
+		if !filepath.IsAbs(v) {
+			return fmt.Errorf("%s %q: must be an absolute path", key, v)
+		}
+	}
+	if filepath.Clean(c.InstallDir) == filepath.Clean(c.DataDir) {
+		return errors.New("data_dir: must differ from install_dir")
+	}
+	if c.PollInterval.Duration < time.Second {
+		return fmt.Errorf("poll_interval %v: use at least 1s", c.PollInterval.Duration)
+	}
+	if c.KeepReleases < 2 {
+		return fmt.Errorf("keep_releases %d: keep at least 2 (the running release and the one to roll back to)", c.KeepReleases)
+	}
+	if err := checkURL("metadata_url", c.MetadataURL); err != nil {
+		return err
+	}
+	if err := checkURL("targets_url", c.TargetsURL); err != nil {
+		return err
+	}
+	if err := c.App.validate(); err != nil {
+		return err
+	}
+	if c.Database != nil {
+		switch c.Database.Driver {
+		case "sqlite", "postgres":
+		default:
+			return fmt.Errorf("database.driver %q: use sqlite or postgres", c.Database.Driver)
+		}
+		if c.Database.DSN == "" {
+			return errors.New("database.dsn: missing")
+		}
+	}
+	return nil
+}
+
+func (a App) validate() error {
+	hasCmds := len(a.Start) > 0 || len(a.Stop) > 0
+	switch {
+	case a.Service != "" && hasCmds:
+		return errors.New("app: set either service or start and stop, not both")
+	case a.Service == "" && (len(a.Start) == 0 || len(a.Stop) == 0):
+		return errors.New("app: set service (an OS service name) or both start and stop (commands as arrays)")
+	}
+	for key, argv := range map[string][]string{"app.start": a.Start, "app.stop": a.Stop, "app.health_cmd": a.HealthCmd} {
+		if len(argv) > 0 && argv[0] == "" {
+			return fmt.Errorf("%s: the first element must be a program", key)
+		}
+	}
+	switch {
+	case a.HealthURL == "" && len(a.HealthCmd) == 0:
+		return errors.New("app: set health_url (answers 2xx when healthy) or health_cmd (exits 0 when healthy)")
+	case a.HealthURL != "" && len(a.HealthCmd) > 0:
+		return errors.New("app: set health_url or health_cmd, not both")
+	case a.HealthURL != "":
+		if err := checkURL("app.health_url", a.HealthURL); err != nil {
+			return err
+		}
+	}
+	if a.HealthTimeout.Duration <= 0 {
+		return errors.New("app.health_timeout: must be positive")
+	}
+	if a.CommandTimeout.Duration <= 0 {
+		return errors.New("app.command_timeout: must be positive")
+	}
+	return nil
+}
+
+func checkURL(key, v string) error {
+	if v == "" {
+		return fmt.Errorf("%s: missing", key)
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s %q: not an http:// or https:// URL", key, v)
+	}
+	return nil
+}

@@ -1,0 +1,195 @@
+package protocol
+
+import "time"
+
+// Agent API: the agent enrolls once with a token support created, then
+// checks in (long-polling for its assignment) and sends the events of its
+// jobs. Every call but enroll carries the agent's own credential as a
+// bearer token; a credential reaches only its own site.
+
+// Agent credential prefix, so a leaked one is recognisable.
+const AgentCredentialPrefix = "dla_"
+
+// EnrollRequest is the body of POST /api/v1/agent/enroll.
+type EnrollRequest struct {
+	Token    string `json:"token"` // the enroll token
+	Site     string `json:"site"`
+	Client   string `json:"client"`
+	Product  string `json:"product"`
+	Hostname string `json:"hostname,omitempty"`
+}
+
+// EnrollResponse carries the agent's own credential; the server keeps only
+// its hash.
+type EnrollResponse struct {
+	Site       string `json:"site"`
+	Credential string `json:"credential"`
+}
+
+// Agent states, as reported in check-ins and job events. The upgrade
+// states are the engine's; stored values never change meaning.
+const (
+	StateIdle        = "idle"
+	StateDownloading = "downloading"
+	StateVerified    = "verified"
+	StatePreflight   = "preflight"
+	StateStopping    = "stopping"
+	StateStaging     = "staging"
+	StateBackingUp   = "backing_up"
+	StateMigrating   = "migrating"
+	StateSwitching   = "switching"
+	StateStarting    = "starting"
+	StateHealthCheck = "health_check"
+	StateCommitted   = "committed"
+	StateRollingBack = "rolling_back"
+	StateRolledBack  = "rolled_back"
+	StateFailed      = "failed"
+)
+
+// Job results, as history shows them.
+const (
+	ResultPending    = "pending"
+	ResultRunning    = "running"
+	ResultSucceeded  = "succeeded"
+	ResultRolledBack = "rolled_back"
+	ResultFailed     = "failed"
+)
+
+// CheckinRequest is the body of POST /api/v1/agent/checkin[?wait=SECONDS].
+// With wait, the server holds the request until the site has an assignment
+// the agent does not know yet, or wait runs out.
+type CheckinRequest struct {
+	// InstalledVersion is the version that passed its health check and
+	// runs now ("" on a fresh site).
+	InstalledVersion string `json:"installed_version"`
+	AgentVersion     string `json:"agent_version"`
+	OS               string `json:"os"`
+	Arch             string `json:"arch"`
+	Hostname         string `json:"hostname"`
+	State            string `json:"state"`
+	// Job is the job the agent is working on or finished last.
+	Job *JobStatus `json:"job,omitempty"`
+	// Drift lists files changed by hand in the running release (later).
+	Drift []string `json:"drift,omitempty"`
+}
+
+// JobStatus is the agent's view of one job.
+type JobStatus struct {
+	ID     string `json:"job_id"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	State  string `json:"state"`
+	Result string `json:"result,omitempty"` // set once the job ended
+}
+
+// CheckinResponse tells the agent what to do.
+type CheckinResponse struct {
+	// Assignment is the job to run, nil when there is nothing to do.
+	Assignment *Assignment `json:"assignment,omitempty"`
+	// PollSeconds is how long to wait before the next check-in.
+	PollSeconds int `json:"poll_seconds"`
+	// Window says whether the site's maintenance window is open.
+	Window WindowStatus `json:"window"`
+}
+
+// Assignment is one job: move the site from From to Version.
+type Assignment struct {
+	JobID   string `json:"job_id"`
+	Product string `json:"product"`
+	Version string `json:"version"`
+	// Target is the bundle's TUF target path; the agent trusts only what
+	// the TUF client verified about it.
+	Target string `json:"target"`
+	From   string `json:"from"`
+}
+
+// WindowStatus is the site's maintenance window as of the check-in.
+type WindowStatus struct {
+	Open     bool       `json:"open"`
+	NextOpen *time.Time `json:"next_open,omitempty"`
+}
+
+// Event is one step of a job, sent by the agent. (job_id, seq) identifies
+// it: the server stores each once, however often it is sent.
+type Event struct {
+	JobID   string    `json:"job_id"`
+	Seq     int64     `json:"seq"`
+	State   string    `json:"state"`
+	Message string    `json:"message,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// EventsRequest is the body of POST /api/v1/agent/events.
+type EventsRequest struct {
+	Events []Event `json:"events"`
+}
+
+// EventsResponse says how many events were new.
+type EventsResponse struct {
+	Accepted  int `json:"accepted"`
+	Duplicate int `json:"duplicate"`
+}
+
+// Operator API for sites and jobs.
+
+// CreateEnrollTokenRequest is the body of POST /api/v1/enroll-tokens.
+type CreateEnrollTokenRequest struct {
+	Client    string `json:"client"`
+	ExpiresIn string `json:"expires_in,omitempty"` // Go duration; default 24h
+	Uses      int    `json:"uses,omitempty"`       // default 1
+}
+
+// CreateEnrollTokenResponse carries the enroll token.
+type CreateEnrollTokenResponse struct {
+	Token     string    `json:"token"`
+	Client    string    `json:"client"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Uses      int       `json:"uses"`
+}
+
+// Site is one installation of a product at a client.
+type Site struct {
+	Site             string     `json:"site"`
+	Client           string     `json:"client"`
+	Product          string     `json:"product"`
+	InstalledVersion string     `json:"installed_version"`
+	TargetVersion    string     `json:"target_version"`
+	State            string     `json:"state"`
+	LastSeen         *time.Time `json:"last_seen"`
+	AgentVersion     string     `json:"agent_version,omitempty"`
+	OS               string     `json:"os,omitempty"`
+	Arch             string     `json:"arch,omitempty"`
+	Hostname         string     `json:"hostname,omitempty"`
+	EnrolledAt       time.Time  `json:"enrolled_at"`
+	CurrentJob       *Job       `json:"current_job,omitempty"`
+	LastJob          *Job       `json:"last_job,omitempty"`
+}
+
+// UpgradeRequest is the body of POST /api/v1/upgrades.
+type UpgradeRequest struct {
+	Site   string `json:"site,omitempty"`
+	Client string `json:"client,omitempty"`
+	To     string `json:"to"`
+	Now    bool   `json:"now,omitempty"`
+}
+
+// UpgradeResponse lists the jobs created.
+type UpgradeResponse struct {
+	Jobs []Job `json:"jobs"`
+}
+
+// Job is one site's attempt to move from one version to another.
+type Job struct {
+	ID        string     `json:"job_id"`
+	Site      string     `json:"site"`
+	Product   string     `json:"product"`
+	From      string     `json:"from"`
+	To        string     `json:"to"`
+	Result    string     `json:"result"`
+	Reason    string     `json:"reason,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	CreatedBy string     `json:"created_by"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	EndedAt   *time.Time `json:"ended_at,omitempty"`
+	Events    []Event    `json:"events"`
+}

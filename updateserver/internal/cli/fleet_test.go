@@ -1,0 +1,233 @@
+package cli_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dropless/dropless/pkg/agentapi"
+	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/daemon"
+)
+
+// simAgent speaks the agent protocol, as the real agent does.
+type simAgent struct {
+	*agentapi.Client
+	site string
+}
+
+func (s *server) enroll(t *testing.T, token, site, client string) *simAgent {
+	t.Helper()
+	c := agentapi.New(s.URL)
+	if _, err := c.Enroll(context.Background(), protocol.EnrollRequest{Token: token, Site: site, Client: client, Product: "acme-erp", Hostname: site + "-host"}); err != nil {
+		t.Fatalf("enroll %s: %v", site, err)
+	}
+	return &simAgent{Client: c, site: site}
+}
+
+func (s *server) publish(t *testing.T, version, upgradeFrom string) {
+	t.Helper()
+	dir := writeBundle(t, "", map[string]string{"files/VERSION": version})
+	args := []string{"release", "publish", "--product", "acme-erp", "--version", version, dir}
+	if upgradeFrom != "" {
+		args = append(args, "--upgrade-from", upgradeFrom)
+	}
+	s.mustCLI(s.Admin, args...)
+}
+
+func (s *server) history(t *testing.T, token, site string) []protocol.Job {
+	t.Helper()
+	var jobs []protocol.Job
+	if err := json.Unmarshal([]byte(s.mustCLI(token, "history", "--site", site, "--json")), &jobs); err != nil {
+		t.Fatal(err)
+	}
+	return jobs
+}
+
+// TestEnrollment: an enroll token is exchanged for the agent's own
+// credential, with its expiry, use count and client enforced.
+func TestEnrollment(t *testing.T) {
+	s := startServer(t)
+	support := s.newToken(protocol.RoleSupport)
+	tok := strings.TrimSpace(s.mustCLI(support, "enroll-token", "create", "--client", "acme", "--uses", "2"))
+	a := s.enroll(t, tok, "acme-prod", "acme")
+	if !strings.HasPrefix(a.Credential, protocol.AgentCredentialPrefix) {
+		t.Errorf("credential %q", a.Credential)
+	}
+	ctx := context.Background()
+	try := func(token, site, client string) error {
+		_, err := agentapi.New(s.URL).Enroll(ctx, protocol.EnrollRequest{Token: token, Site: site, Client: client, Product: "acme-erp"})
+		return err
+	}
+	if err := try(tok, "globex-prod", "globex"); err == nil || !strings.Contains(err.Error(), "another client") {
+		t.Errorf("token of another client: %v", err)
+	}
+	s.enroll(t, tok, "acme-test", "acme") // second and last use
+	if err := try(tok, "acme-dr", "acme"); err == nil || !strings.Contains(err.Error(), "used up") {
+		t.Errorf("used-up token: %v", err)
+	}
+	expired := strings.TrimSpace(s.mustCLI(support, "enroll-token", "create", "--client", "acme", "--expires", "1ms"))
+	time.Sleep(5 * time.Millisecond)
+	if err := try(expired, "acme-dr", "acme"); err == nil || !strings.Contains(err.Error(), "expired") || !agentapi.IsUnauthorized(err) {
+		t.Errorf("expired token: %v", err)
+	}
+	if err := try("dle_bogus", "acme-dr", "acme"); !agentapi.IsUnauthorized(err) {
+		t.Errorf("bogus token: %v", err)
+	}
+	// A viewer may not hand out enroll tokens.
+	if r := s.cli(s.newToken(protocol.RoleViewer), "enroll-token", "create", "--client", "acme"); r.code != 1 {
+		t.Errorf("viewer creating an enroll token: exit %d", r.code)
+	}
+	// A bad credential is refused.
+	bad := agentapi.New(s.URL)
+	bad.Credential = "dla_forged"
+	if _, err := bad.Checkin(ctx, protocol.CheckinRequest{State: "idle"}, 0); !agentapi.IsUnauthorized(err) {
+		t.Errorf("forged credential: %v", err)
+	}
+}
+
+// TestUpgradeFlow: support's upgrade reaches a long-polling agent, its
+// events land once each, and the job ends as the agent reports.
+func TestUpgradeFlow(t *testing.T) {
+	s := startServer(t)
+	support := s.newToken(protocol.RoleSupport)
+	viewer := s.newToken(protocol.RoleViewer)
+	s.publish(t, "1.0.0", "")
+	s.publish(t, "1.1.0", ">= 1.0, < 1.1")
+	tok := strings.TrimSpace(s.mustCLI(support, "enroll-token", "create", "--client", "acme", "--uses", "2"))
+	a := s.enroll(t, tok, "acme-prod", "acme")
+	b := s.enroll(t, tok, "acme-test", "acme")
+	ctx := context.Background()
+	report := protocol.CheckinRequest{InstalledVersion: "1.0.0", AgentVersion: "test", OS: "linux", Arch: "amd64", Hostname: "h", State: protocol.StateIdle}
+	if _, err := b.Checkin(ctx, report, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	// The agent long-polls; support upgrades; the assignment arrives.
+	got := make(chan protocol.CheckinResponse, 1)
+	go func() {
+		resp, err := a.Checkin(ctx, report, 60*time.Second)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- resp
+	}()
+	waitFor(t, func() bool { st := s.site(t, viewer, "acme-prod"); return st.LastSeen != nil })
+	out := s.mustCLI(support, "upgrade", "--site", "acme-prod", "--to", "1.1.0", "--now")
+	if !strings.Contains(out, "acme-prod: job-") {
+		t.Errorf("upgrade said %q", out)
+	}
+	resp := <-got
+	asg := resp.Assignment
+	if asg == nil || asg.Version != "1.1.0" || asg.Target != "acme-erp/acme-erp-1.1.0.tar.gz" || asg.From != "1.0.0" {
+		t.Fatalf("assignment = %+v", asg)
+	}
+
+	// Site B's agent cannot report on site A's job.
+	if _, err := b.SendEvents(ctx, []protocol.Event{{JobID: asg.JobID, Seq: 1, State: "downloading", At: time.Now()}}); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("another site's agent sent events for the job: %v", err)
+	}
+
+	states := []string{"downloading", "verified", "preflight", "stopping", "staging", "switching", "starting", "health_check", "committed"}
+	var events []protocol.Event
+	for i, st := range states {
+		events = append(events, protocol.Event{JobID: asg.JobID, Seq: int64(i + 1), State: st, At: time.Now()})
+	}
+	// Deliver the first half, then everything again (a retry after a lost
+	// answer): each event is stored once.
+	if r, err := a.SendEvents(ctx, events[:4]); err != nil || r.Accepted != 4 {
+		t.Fatalf("first batch: %+v %v", r, err)
+	}
+	if r, err := a.SendEvents(ctx, events); err != nil || r.Accepted != 5 || r.Duplicate != 4 {
+		t.Fatalf("second batch: %+v %v", r, err)
+	}
+	report.InstalledVersion = "1.1.0"
+	report.Job = &protocol.JobStatus{ID: asg.JobID, From: "1.0.0", To: "1.1.0", State: "committed", Result: protocol.ResultSucceeded}
+	if resp, err := a.Checkin(ctx, report, 0); err != nil || resp.Assignment != nil {
+		t.Fatalf("after the job: %+v %v", resp, err)
+	}
+
+	jobs := s.history(t, viewer, "acme-prod")
+	if len(jobs) != 1 || jobs[0].Result != protocol.ResultSucceeded || len(jobs[0].Events) != len(states) || jobs[0].From != "1.0.0" || jobs[0].To != "1.1.0" {
+		t.Fatalf("history = %+v", jobs)
+	}
+	for i, e := range jobs[0].Events {
+		if e.Seq != int64(i+1) || e.State != states[i] {
+			t.Errorf("event %d = %+v", i, e)
+		}
+	}
+	var sites []protocol.Site
+	json.Unmarshal([]byte(s.mustCLI(viewer, "sites", "list", "--client", "acme", "--json")), &sites)
+	if len(sites) != 2 || sites[0].Site != "acme-prod" || sites[0].InstalledVersion != "1.1.0" || sites[0].TargetVersion != "1.1.0" || sites[0].LastSeen == nil {
+		t.Errorf("sites = %+v", sites)
+	}
+	if out := s.mustCLI(viewer, "sites", "show", "acme-prod"); !strings.Contains(out, "SUCCEEDED") || !strings.Contains(out, "health_check") {
+		t.Errorf("sites show:\n%s", out)
+	}
+
+	// Refusals: unknown site, unpublished version, not admitted by
+	// upgrade_from, a release role, a running job.
+	for _, tt := range []struct {
+		token string
+		args  []string
+		want  string
+	}{
+		{support, []string{"--site", "nowhere", "--to", "1.1.0"}, "not enrolled"},
+		{support, []string{"--site", "acme-test", "--to", "9.9.9"}, "not published"},
+		{s.newToken(protocol.RoleRelease), []string{"--site", "acme-test", "--to", "1.1.0"}, "release token may not"},
+	} {
+		if r := s.cli(tt.token, append([]string{"upgrade"}, tt.args...)...); r.code != 1 || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("upgrade %v: exit %d %q, want %q", tt.args, r.code, r.stderr, tt.want)
+		}
+	}
+	s.publish(t, "2.0.0", ">= 1.1")
+	if r := s.cli(support, "upgrade", "--site", "acme-test", "--to", "2.0.0"); r.code != 1 || !strings.Contains(r.stderr, "upgrades only from") {
+		t.Errorf("not admitted: exit %d %q", r.code, r.stderr)
+	}
+	// A client-wide upgrade skips sites already there.
+	out = s.mustCLI(support, "upgrade", "--client", "acme", "--to", "1.1.0")
+	if strings.Contains(out, "acme-prod") || !strings.Contains(out, "acme-test") {
+		t.Errorf("client upgrade said %q", out)
+	}
+	bjob := s.history(t, viewer, "acme-test")[0]
+	b.SendEvents(ctx, []protocol.Event{{JobID: bjob.ID, Seq: 1, State: "downloading", At: time.Now()}})
+	if r := s.cli(support, "upgrade", "--site", "acme-test", "--to", "1.1.0"); r.code != 1 || !strings.Contains(r.stderr, "upgrading now") {
+		t.Errorf("upgrade during a running job: exit %d %q", r.code, r.stderr)
+	}
+}
+
+// TestJobTimesOut: a job without progress ends as failed, "timed out".
+func TestJobTimesOut(t *testing.T) {
+	s := startServer(t, func(c *daemon.Config) { c.JobTimeout = 300 * time.Millisecond })
+	support := s.newToken(protocol.RoleSupport)
+	s.publish(t, "1.0.0", "")
+	tok := strings.TrimSpace(s.mustCLI(support, "enroll-token", "create", "--client", "acme"))
+	s.enroll(t, tok, "acme-prod", "acme")
+	s.mustCLI(support, "upgrade", "--site", "acme-prod", "--to", "1.0.0")
+	waitFor(t, func() bool {
+		j := s.history(t, support, "acme-prod")[0]
+		return j.Result == protocol.ResultFailed && j.Reason == "timed out"
+	})
+}
+
+func (s *server) site(t *testing.T, token, name string) protocol.Site {
+	t.Helper()
+	var st protocol.Site
+	json.Unmarshal([]byte(s.mustCLI(token, "sites", "show", name, "--json")), &st)
+	return st
+}
+
+// waitFor polls cond until it holds (a condition, not a timed assertion:
+// the deadline only bounds a broken test).
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,236 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dropless/dropless/pkg/protocol"
+)
+
+func newEnrollTokenCmd(stdio IO) *cobra.Command {
+	var clientName string
+	var expires time.Duration
+	var uses int
+	create := &cobra.Command{
+		Use:   "create --client CLIENT [--expires DURATION] [--uses N]",
+		Short: "Create a token with which a client's agents enroll (support or admin)",
+		Args:  noArgs,
+	}
+	api := withAPI(create, stdio)
+	create.Flags().StringVar(&clientName, "client", "", "the client whose sites enroll with it")
+	create.Flags().DurationVar(&expires, "expires", 24*time.Hour, "how long the token stays valid")
+	create.Flags().IntVar(&uses, "uses", 1, "how many agents may enroll with it")
+	create.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := required(cmd, "client"); err != nil {
+			return err
+		}
+		if expires <= 0 || uses < 1 {
+			return usagef("--expires must be positive and --uses at least 1")
+		}
+		c, err := api.client()
+		if err != nil {
+			return err
+		}
+		t, err := c.CreateEnrollToken(cmd.Context(), protocol.CreateEnrollTokenRequest{Client: clientName, ExpiresIn: expires.String(), Uses: uses})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdio.Stdout, t.Token)
+		return nil
+	}
+	return group("enroll-token", "Tokens with which agents enroll", create)
+}
+
+func newSitesCmd(stdio IO) *cobra.Command {
+	var clientName, product string
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list [--client C] [--product P] [--json]",
+		Short: "List sites with the version that really runs",
+		Args:  noArgs,
+	}
+	api := withAPI(list, stdio)
+	list.Flags().StringVar(&clientName, "client", "", "only this client's sites")
+	list.Flags().StringVar(&product, "product", "", "only sites of this product")
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	list.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := api.client()
+		if err != nil {
+			return err
+		}
+		sites, err := c.Sites(cmd.Context(), clientName, product)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(stdio.Stdout, sites)
+		}
+		rows := make([][]string, 0, len(sites))
+		for _, s := range sites {
+			seen := "never"
+			if s.LastSeen != nil {
+				seen = since(*s.LastSeen)
+			}
+			rows = append(rows, []string{s.Site, s.Client, s.Product, orDash(s.InstalledVersion), orDash(s.TargetVersion), s.State, seen})
+		}
+		return table(stdio.Stdout, []string{"SITE", "CLIENT", "PRODUCT", "INSTALLED", "TARGET", "STATE", "LAST SEEN"}, rows)
+	}
+
+	var showJSON bool
+	show := &cobra.Command{
+		Use:   "show SITE [--json]",
+		Short: "Show one site: versions, agent, current and last job",
+		Args:  exactArgs(1, "the SITE name"),
+	}
+	showAPI := withAPI(show, stdio)
+	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
+	show.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := showAPI.client()
+		if err != nil {
+			return err
+		}
+		s, err := c.Site(cmd.Context(), args[0])
+		if err != nil {
+			return err
+		}
+		if showJSON {
+			return printJSON(stdio.Stdout, s)
+		}
+		w := stdio.Stdout
+		seen := "never"
+		if s.LastSeen != nil {
+			seen = s.LastSeen.Local().Format(time.RFC3339) + " (" + since(*s.LastSeen) + ")"
+		}
+		fmt.Fprintf(w, "site:       %s\nclient:     %s\nproduct:    %s\ninstalled:  %s\ntarget:     %s\nstate:      %s\nlast seen:  %s\nagent:      %s on %s/%s, host %s\nenrolled:   %s\n",
+			s.Site, s.Client, s.Product, orDash(s.InstalledVersion), orDash(s.TargetVersion), s.State, seen,
+			orDash(s.AgentVersion), orDash(s.OS), orDash(s.Arch), orDash(s.Hostname), s.EnrolledAt.Local().Format(time.RFC3339))
+		if s.CurrentJob != nil {
+			fmt.Fprintf(w, "\ncurrent job:\n")
+			printJob(w, *s.CurrentJob)
+		}
+		if s.LastJob != nil {
+			fmt.Fprintf(w, "\nlast job:\n")
+			printJob(w, *s.LastJob)
+		}
+		return nil
+	}
+	return group("sites", "Sites and the versions they run", list, show)
+}
+
+func printJob(w io.Writer, j protocol.Job) {
+	from := j.From
+	if from == "" {
+		from = "(nothing)"
+	}
+	fmt.Fprintf(w, "  %s  %s -> %s  %s", j.ID, from, j.To, strings.ToUpper(j.Result))
+	if j.Reason != "" {
+		fmt.Fprintf(w, ": %s", j.Reason)
+	}
+	fmt.Fprintf(w, "\n  created %s by %s\n", j.CreatedAt.Local().Format(time.RFC3339), j.CreatedBy)
+	for _, e := range j.Events {
+		msg := ""
+		if e.Message != "" {
+			msg = "  " + e.Message
+		}
+		fmt.Fprintf(w, "    %3d  %s  %-12s%s\n", e.Seq, e.At.Local().Format("15:04:05.000"), e.State, msg)
+	}
+}
+
+func since(t time.Time) string {
+	d := time.Since(t).Round(time.Second)
+	if d < 0 {
+		d = 0
+	}
+	return d.String() + " ago"
+}
+
+func newUpgradeCmd(stdio IO) *cobra.Command {
+	var site, clientName, to string
+	var now bool
+	cmd := &cobra.Command{
+		Use:   "upgrade (--site S | --client C) --to VERSION [--now]",
+		Short: "Assign a version to a site or to every site of a client",
+		Long: `Assign VERSION to a site, or to every site of a client: one job per site.
+Without --now the job waits for the site's maintenance window; --now
+overrides it for emergencies (audited).`,
+		Args: noArgs,
+	}
+	api := withAPI(cmd, stdio)
+	cmd.Flags().StringVar(&site, "site", "", "the site to upgrade")
+	cmd.Flags().StringVar(&clientName, "client", "", "upgrade every site of this client")
+	cmd.Flags().StringVar(&to, "to", "", "the version to install")
+	cmd.Flags().BoolVar(&now, "now", false, "do not wait for the maintenance window")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := required(cmd, "to"); err != nil {
+			return err
+		}
+		if (site == "") == (clientName == "") {
+			return usagef("give exactly one of --site or --client")
+		}
+		c, err := api.client()
+		if err != nil {
+			return err
+		}
+		resp, err := c.Upgrade(cmd.Context(), protocol.UpgradeRequest{Site: site, Client: clientName, To: to, Now: now})
+		if err != nil {
+			return err
+		}
+		if len(resp.Jobs) == 0 {
+			fmt.Fprintf(stdio.Stdout, "nothing to do: already on %s\n", to)
+			return nil
+		}
+		for _, j := range resp.Jobs {
+			from := j.From
+			if from == "" {
+				from = "(nothing)"
+			}
+			fmt.Fprintf(stdio.Stdout, "%s: %s %s -> %s (%s)\n", j.Site, j.ID, from, j.To, j.Result)
+		}
+		return nil
+	}
+	return cmd
+}
+
+func newHistoryCmd(stdio IO) *cobra.Command {
+	var site string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "history --site S [--json]",
+		Short: "A site's jobs, newest first, with their events",
+		Args:  noArgs,
+	}
+	api := withAPI(cmd, stdio)
+	cmd.Flags().StringVar(&site, "site", "", "the site")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := required(cmd, "site"); err != nil {
+			return err
+		}
+		c, err := api.client()
+		if err != nil {
+			return err
+		}
+		jobs, err := c.History(cmd.Context(), site)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(stdio.Stdout, jobs)
+		}
+		if len(jobs) == 0 {
+			fmt.Fprintf(stdio.Stdout, "%s has no jobs yet\n", site)
+		}
+		for i, j := range jobs {
+			if i > 0 {
+				fmt.Fprintln(stdio.Stdout)
+			}
+			printJob(stdio.Stdout, j)
+		}
+		return nil
+	}
+	return cmd
+}

@@ -1,0 +1,373 @@
+// Package fleet is support's side of the server and the agents' partner:
+// enrollment, check-ins (long-polled, so an upgrade reaches a connected
+// agent at once), job events, assignments of versions to sites, and the
+// sweeper that ends jobs without progress.
+package fleet
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/pkg/versions"
+	"github.com/dropless/dropless/updateserver/internal/fault"
+	"github.com/dropless/dropless/updateserver/internal/store"
+)
+
+// Fleet manages sites and their jobs.
+type Fleet struct {
+	Store *store.Store
+	Log   *slog.Logger
+	Now   func() time.Time
+	// PollInterval is what agents are told to wait between check-ins.
+	PollInterval time.Duration
+	// JobTimeout fails a job without progress for this long.
+	JobTimeout time.Duration
+
+	hub hub
+}
+
+func (f *Fleet) now() time.Time {
+	if f.Now != nil {
+		return f.Now()
+	}
+	return time.Now()
+}
+
+var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+func validName(kind, v string) error {
+	if !nameRe.MatchString(v) {
+		return fault.New(fault.Invalid, "%s %q is not valid: use lower-case letters, digits, '.', '_' and '-' (at most 64)", kind, v)
+	}
+	return nil
+}
+
+// Enroll-token and credential prefixes.
+const EnrollTokenPrefix = "dle_"
+
+// CreateEnrollToken makes a token with which agents of client enroll.
+func (f *Fleet) CreateEnrollToken(ctx context.Context, req protocol.CreateEnrollTokenRequest, actor string) (protocol.CreateEnrollTokenResponse, error) {
+	if err := validName("client", req.Client); err != nil {
+		return protocol.CreateEnrollTokenResponse{}, err
+	}
+	ttl := 24 * time.Hour
+	if req.ExpiresIn != "" {
+		d, err := time.ParseDuration(req.ExpiresIn)
+		if err != nil || d <= 0 {
+			return protocol.CreateEnrollTokenResponse{}, fault.New(fault.Invalid, "expires %q is not a positive duration (write it like 24h or 30m)", req.ExpiresIn)
+		}
+		ttl = d
+	}
+	uses := req.Uses
+	if uses == 0 {
+		uses = 1
+	}
+	if uses < 0 || uses > 100000 {
+		return protocol.CreateEnrollTokenResponse{}, fault.New(fault.Invalid, "uses %d: give a number from 1 to 100000", uses)
+	}
+	now := f.now()
+	secret := store.NewSecret(EnrollTokenPrefix)
+	exp := now.Add(ttl).UTC()
+	if err := f.Store.CreateEnrollToken(ctx, now, secret, req.Client, exp, uses, actor); err != nil {
+		return protocol.CreateEnrollTokenResponse{}, err
+	}
+	return protocol.CreateEnrollTokenResponse{Token: secret, Client: req.Client, ExpiresAt: exp, Uses: uses}, nil
+}
+
+// Enroll exchanges an enroll token for the site's own credential.
+func (f *Fleet) Enroll(ctx context.Context, req protocol.EnrollRequest) (protocol.EnrollResponse, error) {
+	for kind, v := range map[string]string{"site": req.Site, "client": req.Client, "product": req.Product} {
+		if err := validName(kind, v); err != nil {
+			return protocol.EnrollResponse{}, err
+		}
+	}
+	cred := store.NewSecret(protocol.AgentCredentialPrefix)
+	err := f.Store.Enroll(ctx, f.now(), req.Token, req, cred)
+	switch {
+	case errors.Is(err, store.ErrEnrollTokenInvalid), errors.Is(err, store.ErrEnrollTokenExpired),
+		errors.Is(err, store.ErrEnrollTokenUsed), errors.Is(err, store.ErrWrongClient):
+		return protocol.EnrollResponse{}, &fault.Error{Kind: fault.Unauthorized, Msg: err.Error() + ": ask support for a new one (updateserver enroll-token create)", Err: err}
+	case errors.Is(err, store.ErrConflict):
+		return protocol.EnrollResponse{}, fault.Wrap(fault.Conflict, err)
+	case err != nil:
+		return protocol.EnrollResponse{}, err
+	}
+	f.Log.Info("site enrolled", "site", req.Site, "client", req.Client, "product", req.Product, "hostname", req.Hostname)
+	return protocol.EnrollResponse{Site: req.Site, Credential: cred}, nil
+}
+
+func newJobID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "job-" + hex.EncodeToString(b)
+}
+
+// Upgrade assigns version to a site or to every site of a client: one job
+// each. Sites already on that version are skipped.
+func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor string) (protocol.UpgradeResponse, error) {
+	var sites []protocol.Site
+	switch {
+	case (req.Site == "") == (req.Client == ""):
+		return protocol.UpgradeResponse{}, fault.New(fault.Invalid, "give exactly one of site or client")
+	case req.Site != "":
+		st, err := f.Store.GetSite(ctx, req.Site)
+		if errors.Is(err, store.ErrNotFound) {
+			return protocol.UpgradeResponse{}, fault.New(fault.NotFound, "site %s is not enrolled: see sites list", req.Site)
+		}
+		if err != nil {
+			return protocol.UpgradeResponse{}, err
+		}
+		sites = []protocol.Site{st}
+	default:
+		all, err := f.Store.ListSites(ctx, store.SiteFilter{Client: req.Client})
+		if err != nil {
+			return protocol.UpgradeResponse{}, err
+		}
+		if len(all) == 0 {
+			return protocol.UpgradeResponse{}, fault.New(fault.NotFound, "client %s has no enrolled sites: see sites list", req.Client)
+		}
+		sites = all
+	}
+	if _, err := versions.Parse(req.To); err != nil {
+		return protocol.UpgradeResponse{}, fault.Wrap(fault.Invalid, err)
+	}
+	var jobs []store.NewJob
+	var out []protocol.Job
+	now := f.now()
+	for _, st := range sites {
+		rel, err := f.Store.GetRelease(ctx, st.Product, req.To)
+		if errors.Is(err, store.ErrNotFound) {
+			return protocol.UpgradeResponse{}, fault.New(fault.NotFound, "%s %s is not published: see release list --product %s", st.Product, req.To, st.Product)
+		}
+		if err != nil {
+			return protocol.UpgradeResponse{}, err
+		}
+		if st.InstalledVersion != "" && versions.Equal(st.InstalledVersion, rel.Version) {
+			continue
+		}
+		if st.InstalledVersion != "" && rel.UpgradeFrom != "" {
+			ok, err := versions.Admits(rel.UpgradeFrom, st.InstalledVersion)
+			if err == nil && !ok {
+				return protocol.UpgradeResponse{}, fault.New(fault.Conflict, "%s %s upgrades only from %q, and site %s runs %s: publish or choose a release that admits it", rel.Product, rel.Version, rel.UpgradeFrom, st.Site, st.InstalledVersion)
+			}
+		}
+		j := store.NewJob{ID: newJobID(), Site: st.Site, Product: st.Product, From: st.InstalledVersion, To: rel.Version, Target: rel.Target, Now: req.Now, CreatedBy: actor}
+		jobs = append(jobs, j)
+		out = append(out, protocol.Job{ID: j.ID, Site: j.Site, Product: j.Product, From: j.From, To: j.To, Result: protocol.ResultPending, CreatedAt: now, CreatedBy: actor, Events: []protocol.Event{}})
+	}
+	if len(jobs) == 0 {
+		return protocol.UpgradeResponse{Jobs: []protocol.Job{}}, nil
+	}
+	target := "site " + req.Site
+	if req.Client != "" {
+		target = "client " + req.Client
+	}
+	err := f.Store.CreateJobs(ctx, now, jobs, store.Audit{Actor: actor, Action: "upgrade", Object: target,
+		Detail: fmt.Sprintf("to=%s now=%t jobs=%d", req.To, req.Now, len(jobs))})
+	if errors.Is(err, store.ErrConflict) {
+		return protocol.UpgradeResponse{}, fault.Wrap(fault.Conflict, err)
+	}
+	if err != nil {
+		return protocol.UpgradeResponse{}, err
+	}
+	for _, j := range jobs {
+		f.hub.notify(j.Site)
+	}
+	return protocol.UpgradeResponse{Jobs: out}, nil
+}
+
+// Checkin records an agent's report and answers with its assignment. With
+// wait > 0 it holds the call until the site has an assignment the agent
+// does not know yet, or wait runs out.
+func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRequest, wait time.Duration) (protocol.CheckinResponse, error) {
+	now := f.now()
+	if err := f.Store.Checkin(ctx, now, site, req); err != nil {
+		return protocol.CheckinResponse{}, err
+	}
+	if j := req.Job; j != nil && j.Result != "" && j.Result != protocol.ResultPending && j.Result != protocol.ResultRunning {
+		if err := f.Store.CompleteJob(ctx, now, site, j.ID, j.Result, ""); err != nil {
+			return protocol.CheckinResponse{}, err
+		}
+	}
+	// A site that runs its job's target version has done the job.
+	if open, _, err := f.Store.OpenJob(ctx, site); err == nil && req.InstalledVersion != "" && versions.Equal(open.To, req.InstalledVersion) {
+		if err := f.Store.CompleteJob(ctx, now, site, open.ID, protocol.ResultSucceeded, ""); err != nil {
+			return protocol.CheckinResponse{}, err
+		}
+	}
+	known := ""
+	if req.Job != nil {
+		known = req.Job.ID
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		ch := f.hub.subscribe(site)
+		resp, err := f.assignment(ctx, site)
+		if err != nil {
+			f.hub.unsubscribe(site, ch)
+			return resp, err
+		}
+		remaining := time.Until(deadline)
+		if (resp.Assignment != nil && resp.Assignment.JobID != known) || remaining <= 0 {
+			f.hub.unsubscribe(site, ch)
+			return resp, nil
+		}
+		t := time.NewTimer(remaining)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		f.hub.unsubscribe(site, ch)
+		if ctx.Err() != nil {
+			return resp, nil
+		}
+	}
+}
+
+func (f *Fleet) assignment(ctx context.Context, site string) (protocol.CheckinResponse, error) {
+	resp := protocol.CheckinResponse{PollSeconds: int(f.PollInterval / time.Second), Window: protocol.WindowStatus{Open: true}}
+	j, target, err := f.Store.OpenJob(ctx, site)
+	if errors.Is(err, store.ErrNotFound) {
+		return resp, nil
+	}
+	if err != nil {
+		return resp, err
+	}
+	resp.Assignment = &protocol.Assignment{JobID: j.ID, Product: j.Product, Version: j.To, Target: target, From: j.From}
+	return resp, nil
+}
+
+// Events stores a batch of a site's job events.
+func (f *Fleet) Events(ctx context.Context, site string, events []protocol.Event) (protocol.EventsResponse, error) {
+	if len(events) > maxEventBatch {
+		return protocol.EventsResponse{}, fault.New(fault.Invalid, "%d events in one batch; send at most %d", len(events), maxEventBatch)
+	}
+	for _, e := range events {
+		if e.JobID == "" || e.Seq < 1 || e.State == "" {
+			return protocol.EventsResponse{}, fault.New(fault.Invalid, "every event needs job_id, seq (from 1) and state")
+		}
+		if len(e.Message) > 16<<10 {
+			return protocol.EventsResponse{}, fault.New(fault.Invalid, "event message over 16 KiB")
+		}
+	}
+	n, err := f.Store.AddEvents(ctx, f.now(), site, events)
+	if errors.Is(err, store.ErrNotFound) {
+		return protocol.EventsResponse{}, &fault.Error{Kind: fault.Forbidden, Msg: err.Error(), Err: err}
+	}
+	if err != nil {
+		return protocol.EventsResponse{}, err
+	}
+	return protocol.EventsResponse{Accepted: n, Duplicate: len(events) - n}, nil
+}
+
+const maxEventBatch = 500
+
+// SweepStaleJobs fails jobs without progress for JobTimeout.
+func (f *Fleet) SweepStaleJobs(ctx context.Context) error {
+	now := f.now()
+	ids, err := f.Store.FailStaleJobs(ctx, now, now.Add(-f.JobTimeout))
+	for _, id := range ids {
+		f.Log.Warn("job timed out", "job", id, "after", f.JobTimeout)
+	}
+	return err
+}
+
+// RunSweeper sweeps every interval until ctx ends.
+func (f *Fleet) RunSweeper(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := f.SweepStaleJobs(ctx); err != nil && ctx.Err() == nil {
+			f.Log.Error("sweeping stale jobs failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Site returns a site with its current and last job.
+func (f *Fleet) Site(ctx context.Context, name string) (protocol.Site, error) {
+	st, err := f.Store.GetSite(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return st, fault.New(fault.NotFound, "site %s is not enrolled: see sites list", name)
+	}
+	if err != nil {
+		return st, err
+	}
+	jobs, err := f.Store.SiteJobs(ctx, name, 10)
+	if err != nil {
+		return st, err
+	}
+	for i := range jobs {
+		j := jobs[i]
+		if j.Result == protocol.ResultPending || j.Result == protocol.ResultRunning {
+			if st.CurrentJob == nil {
+				st.CurrentJob = &j
+			}
+		} else if st.LastJob == nil {
+			st.LastJob = &j
+		}
+	}
+	return st, nil
+}
+
+// History returns a site's jobs, newest first.
+func (f *Fleet) History(ctx context.Context, site string) ([]protocol.Job, error) {
+	if _, err := f.Store.GetSite(ctx, site); errors.Is(err, store.ErrNotFound) {
+		return nil, fault.New(fault.NotFound, "site %s is not enrolled: see sites list", site)
+	}
+	return f.Store.SiteJobs(ctx, site, 1000)
+}
+
+// hub wakes long-polling check-ins when their site gets a job.
+type hub struct {
+	mu   sync.Mutex
+	subs map[string]map[chan struct{}]struct{}
+}
+
+func (h *hub) subscribe(site string) chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.subs == nil {
+		h.subs = map[string]map[chan struct{}]struct{}{}
+	}
+	ch := make(chan struct{}, 1)
+	if h.subs[site] == nil {
+		h.subs[site] = map[chan struct{}]struct{}{}
+	}
+	h.subs[site][ch] = struct{}{}
+	return ch
+}
+
+func (h *hub) unsubscribe(site string, ch chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.subs[site], ch)
+	if len(h.subs[site]) == 0 {
+		delete(h.subs, site)
+	}
+}
+
+func (h *hub) notify(site string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs[site] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
