@@ -7,7 +7,7 @@ LISTEN    ?= 127.0.0.1:8080
 CROSS     := linux/amd64 linux/arm64 windows/amd64 darwin/arm64
 FUZZTIME  ?= 60s
 
-.PHONY: help build run test race lint check cross fuzz bench clean
+.PHONY: help build run test e2e race lint check cross fuzz bench bench-publish clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ run: build ## run the server on the embedded store (DATA=./updateserver-data LIS
 
 test: ## run every test that needs nothing outside the repo (fuzz seed corpora included)
 	$(GO) test -count=1 ./...
+
+e2e: ## end-to-end tests: a real server, real agents and sample apps (as root also a real OS service)
+	$(GO) test -tags e2e -count=1 -timeout 20m ./testenv/...
 
 race: ## run the tests with the race detector
 	$(GO) test -race -count=1 ./...
@@ -47,6 +50,9 @@ fuzz: ## run each fuzz target for FUZZTIME (default 60s)
 
 bench: ## run the benchmarks (publish throughput, bundle scan)
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+bench-publish: ## publish a 1 GiB bundle: throughput against cp, server peak RSS
+	bash testenv/bench/publish.sh
 
 clean: ## remove build output
 	rm -rf bin

@@ -1,0 +1,64 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const valid = `
+server       = "http://127.0.0.1:8080/"
+site         = "acme-prod"
+client       = "acme"
+product      = "acme-erp"
+enroll_token = "dle_x"
+root_sha256  = "` + "e23a3cd567c140d6fae811060cbd5c6fa92c43f172415374432ebd926aa1d77e" + `"
+install_dir  = "/opt/acme-erp"
+data_dir     = "/var/lib/updateagent"
+
+[app]
+start = ["sh", "-c", "start"]
+stop  = ["sh", "-c", "stop"]
+health_url = "http://127.0.0.1:9000/health"
+`
+
+func TestParseValid(t *testing.T) {
+	c, err := Parse([]byte(valid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Server != "http://127.0.0.1:8080" || c.MetadataURL != "http://127.0.0.1:8080/tuf/metadata/" || c.TargetsURL != "http://127.0.0.1:8080/tuf/targets/" {
+		t.Errorf("urls: %q %q %q", c.Server, c.MetadataURL, c.TargetsURL)
+	}
+	if c.PollInterval.Duration != 30*time.Second || c.App.HealthTimeout.Duration != 30*time.Second || c.KeepReleases != 3 {
+		t.Errorf("defaults: %+v", c)
+	}
+}
+
+func TestParseErrorsNameTheKey(t *testing.T) {
+	tests := []struct {
+		name, replace, with, wantErr string
+	}{
+		{"unknown key", `site         = "acme-prod"`, `site = "acme-prod"` + "\nsiet = 1", `unknown key "siet"`},
+		{"bad server", `"http://127.0.0.1:8080/"`, `"ftp://x"`, "server"},
+		{"missing site", `site         = "acme-prod"`, ``, "site: missing"},
+		{"bad site", `"acme-prod"`, `"Acme Prod"`, "site"},
+		{"bad pin", `e23a3cd567c140d6fae811060cbd5c6fa92c43f172415374432ebd926aa1d77e`, `abc`, "root_sha256"},
+		{"relative install_dir", `"/opt/acme-erp"`, `"opt/acme-erp"`, "install_dir"},
+		{"same dirs", `"/var/lib/updateagent"`, `"/opt/acme-erp"`, "data_dir"},
+		{"bad duration", `data_dir     = "/var/lib/updateagent"`, `data_dir = "/var/lib/updateagent"` + "\npoll_interval = \"soon\"", "soon"},
+		{"no health", `health_url = "http://127.0.0.1:9000/health"`, ``, "health_url"},
+		{"service and commands", `[app]`, "[app]\nservice = \"acme\"", "either service or start"},
+		{"bad driver", `[app]`, "[database]\ndriver = \"oracle\"\ndsn = \"x\"\n[app]", "database.driver"},
+		{"not toml", `[app]`, `[app`, "toml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := strings.Replace(valid, tt.replace, tt.with, 1)
+			_, err := Parse([]byte(in))
+			if err == nil || !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(tt.wantErr)) {
+				t.Fatalf("err = %v, want it to name %q", err, tt.wantErr)
+			}
+		})
+	}
+}

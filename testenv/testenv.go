@@ -1,0 +1,490 @@
+//go:build unix
+
+// Package testenv is the multi-site test harness: it builds the real
+// binaries once, starts a real update server and real agents (processes,
+// each with its own install and data directories and its own sample app
+// on a loopback port), and gives tests script-like steps:
+//
+//	env := testenv.New(t)
+//	env.Publish(t, "1.0.0", testenv.Healthy)
+//	site := env.NewSite(t, "acme-prod", "acme")
+//	env.MustCLI(t, "upgrade", "--site", "acme-prod", "--to", "1.0.0", "--now")
+//	site.AwaitHealthy(t, "1.0.0")
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dropless/dropless/pkg/protocol"
+)
+
+// Binaries are the built programs.
+type Binaries struct {
+	Dir, Server, Agent, SampleApp string
+}
+
+var (
+	buildOnce sync.Once
+	built     Binaries
+	buildErr  error
+)
+
+// Build compiles updateserver, updateagent and sampleapp once per test
+// binary, into a temp dir.
+func Build(t testing.TB) Binaries {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "testenv-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		built = Binaries{Dir: dir, Server: filepath.Join(dir, "updateserver"), Agent: filepath.Join(dir, "updateagent"), SampleApp: filepath.Join(dir, "sampleapp")}
+		for out, pkg := range map[string]string{
+			built.Server:    "github.com/dropless/dropless/updateserver/cmd/updateserver",
+			built.Agent:     "github.com/dropless/dropless/agent/cmd/updateagent",
+			built.SampleApp: "github.com/dropless/dropless/testenv/sampleapp",
+		} {
+			cmd := exec.Command("go", "build", "-o", out, pkg)
+			if b, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("build %s: %v\n%s", pkg, err, b)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return built
+}
+
+// Env is one update server and the sites around it.
+type Env struct {
+	Bin   Binaries
+	Dir   string
+	Data  string
+	URL   string
+	Admin string
+	Root  string // root_sha256
+
+	listen string
+	server *Proc
+	mu     sync.Mutex
+}
+
+// Option adjusts the server's command line.
+type Option func(*[]string)
+
+// ServerArgs adds flags to `updateserver serve`.
+func ServerArgs(args ...string) Option { return func(a *[]string) { *a = append(*a, args...) } }
+
+// New starts a real update server on a free loopback port.
+func New(t *testing.T, opts ...Option) *Env {
+	t.Helper()
+	if runtime.GOOS == "windows" {
+		t.Skip("the harness runs on unix")
+	}
+	e := &Env{Bin: Build(t), Dir: t.TempDir()}
+	e.Data = filepath.Join(e.Dir, "server")
+	e.listen = freeAddr(t)
+	e.URL = "http://" + e.listen
+	args := []string{"serve", "--data", e.Data, "--listen", e.listen, "--poll-interval", "2s"}
+	for _, o := range opts {
+		o(&args)
+	}
+	e.server = Start(t, "updateserver", filepath.Join(e.Dir, "server.log"), nil, e.Bin.Server, args...)
+	e.awaitServer(t)
+	tok, err := os.ReadFile(filepath.Join(e.Data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Admin = strings.TrimSpace(string(tok))
+	e.Root = strings.TrimSpace(e.MustCLI(t, "root", "sha256", "--data", e.Data))
+	return e
+}
+
+func (e *Env) awaitServer(t *testing.T) {
+	t.Helper()
+	Await(t, "server healthy", func() bool {
+		resp, err := http.Get(e.URL + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+// StopServer kills the server (SIGKILL: no clean shutdown).
+func (e *Env) StopServer(t *testing.T) { e.server.Kill(t) }
+
+// StartServer starts the server again on the same address and data.
+func (e *Env) StartServer(t *testing.T) {
+	t.Helper()
+	e.server = Start(t, "updateserver", filepath.Join(e.Dir, "server.log"), nil, e.Bin.Server, e.server.Args[1:]...)
+	e.awaitServer(t)
+}
+
+// CLI runs the updateserver CLI against the server as admin.
+func (e *Env) CLI(args ...string) (stdout, stderr string, code int) {
+	cmd := exec.Command(e.Bin.Server, args...)
+	cmd.Env = append(os.Environ(), "UPDATESERVER_URL="+e.URL, "UPDATESERVER_TOKEN="+e.Admin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code = 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+	}
+	return out.String(), errb.String(), code
+}
+
+// MustCLI runs the CLI and fails the test on a non-zero exit.
+func (e *Env) MustCLI(t testing.TB, args ...string) string {
+	t.Helper()
+	out, errs, code := e.CLI(args...)
+	if code != 0 {
+		t.Fatalf("updateserver %s: exit %d: %s", strings.Join(args, " "), code, errs)
+	}
+	return out
+}
+
+// Health of a release built by Publish.
+type Health bool
+
+// Release health.
+const (
+	Healthy   Health = true
+	Unhealthy Health = false
+)
+
+// Product is the sample app's product name.
+const Product = "sampleapp"
+
+// Publish builds a bundle of the sample app at version (one whose health
+// check fails, for Unhealthy) and publishes it on channel stable.
+func (e *Env) Publish(t testing.TB, version string, h Health, extra ...string) {
+	t.Helper()
+	files := map[string]string{}
+	if h == Unhealthy {
+		files["unhealthy"] = "this release fails its health check\n"
+	}
+	e.PublishFiles(t, version, files, extra...)
+}
+
+// PublishFiles publishes the sample app at version with extra files in its
+// payload (e.g. "startup_delay": "2s") and extra publish flags.
+func (e *Env) PublishFiles(t testing.TB, version string, extraFiles map[string]string, extra ...string) {
+	t.Helper()
+	dir := filepath.Join(e.Dir, "bundles", version)
+	files := filepath.Join(dir, "files")
+	if err := os.MkdirAll(files, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, e.Bin.SampleApp, filepath.Join(files, "sampleapp"), 0o755)
+	os.WriteFile(filepath.Join(files, "VERSION"), []byte(version+"\n"), 0o644)
+	for name, content := range extraFiles {
+		os.WriteFile(filepath.Join(files, name), []byte(content), 0o644)
+	}
+	args := append([]string{"release", "publish", "--product", Product, "--version", version, "--channel", "stable", "--progress", "never"}, extra...)
+	e.MustCLI(t, append(args, dir)...)
+}
+
+// Site is one site: a real agent process managing a real sample app.
+type Site struct {
+	env                        *Env
+	Name, Client               string
+	Dir, Install, Data, Config string
+	AppAddr                    string
+	agent                      *Proc
+	ExtraEnv                   []string
+}
+
+// NewSite enrolls and starts an agent for a new site of client.
+func (e *Env) NewSite(t *testing.T, name, client string) *Site {
+	t.Helper()
+	s := &Site{env: e, Name: name, Client: client, Dir: filepath.Join(e.Dir, "sites", name)}
+	s.Install, s.Data = filepath.Join(s.Dir, "install"), filepath.Join(s.Dir, "data")
+	s.Config = filepath.Join(s.Dir, "agent.toml")
+	s.AppAddr = freeAddr(t)
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(e.MustCLI(t, "enroll-token", "create", "--client", client))
+	pid := filepath.Join(s.Dir, "app.pid")
+	cfg := fmt.Sprintf(`server = %q
+site = %q
+client = %q
+product = %q
+enroll_token = %q
+root_sha256 = %q
+install_dir = %q
+data_dir = %q
+poll_interval = "2s"
+
+[app]
+start = ["./sampleapp", "start", "--listen", %q, "--pidfile", %q]
+stop = [%q, "stop", "--pidfile", %q]
+health_url = "http://%s/health"
+health_timeout = "5s"
+command_timeout = "20s"
+`, e.URL, name, client, Product, token, e.Root, s.Install, s.Data, s.AppAddr, pid, e.Bin.SampleApp, pid, s.AppAddr)
+	if err := os.WriteFile(s.Config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.StartAgent(t)
+	t.Cleanup(func() { s.stopApp() })
+	Await(t, "site "+name+" checked in", func() bool { return s.Info(t).LastSeen != nil })
+	return s
+}
+
+// StartAgent starts the site's agent process.
+func (s *Site) StartAgent(t *testing.T) {
+	t.Helper()
+	s.agent = Start(t, "agent "+s.Name, filepath.Join(s.Dir, "agent.log"), s.ExtraEnv, s.env.Bin.Agent, "run", "--config", s.Config, "--name", "updateagent-test")
+}
+
+// KillAgent kills the agent with SIGKILL.
+func (s *Site) KillAgent(t *testing.T) { s.agent.Kill(t) }
+
+// StopAgent stops the agent with SIGTERM and waits for it.
+func (s *Site) StopAgent(t *testing.T) { s.agent.Term(t) }
+
+// Agent is the running agent process.
+func (s *Site) Agent() *Proc { return s.agent }
+
+func (s *Site) stopApp() {
+	exec.Command(s.env.Bin.SampleApp, "stop", "--pidfile", filepath.Join(s.Dir, "app.pid")).Run()
+}
+
+// Info is the server's view of the site.
+func (s *Site) Info(t testing.TB) protocol.Site {
+	t.Helper()
+	var st protocol.Site
+	out, errs, code := s.env.CLI("sites", "show", s.Name, "--json")
+	if code != 0 {
+		if strings.Contains(errs, "not enrolled") {
+			return st
+		}
+		t.Fatalf("sites show %s: %s", s.Name, errs)
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// History is the site's jobs, newest first.
+func (s *Site) History(t testing.TB) []protocol.Job {
+	t.Helper()
+	var jobs []protocol.Job
+	if err := json.Unmarshal([]byte(s.env.MustCLI(t, "history", "--site", s.Name, "--json")), &jobs); err != nil {
+		t.Fatal(err)
+	}
+	return jobs
+}
+
+// AppVersion asks the running sample app for its health: its version, or
+// an error.
+func (s *Site) AppVersion() (string, error) {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + s.AppAddr + "/health")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("health answered %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// AwaitHealthy waits until the app answers healthy as version and the
+// server reports the site on it.
+func (s *Site) AwaitHealthy(t *testing.T, version string) {
+	t.Helper()
+	Await(t, fmt.Sprintf("site %s healthy on %s", s.Name, version), func() bool {
+		v, err := s.AppVersion()
+		return err == nil && v == version && s.Info(t).InstalledVersion == version
+	})
+}
+
+// AwaitJob waits until the site's newest job has ended and returns it.
+func (s *Site) AwaitJob(t *testing.T) protocol.Job {
+	t.Helper()
+	var j protocol.Job
+	Await(t, "site "+s.Name+" job ended", func() bool {
+		h := s.History(t)
+		if len(h) == 0 {
+			return false
+		}
+		j = h[0]
+		return j.Result != protocol.ResultPending && j.Result != protocol.ResultRunning
+	})
+	return j
+}
+
+// Upgrade assigns version to the site now.
+func (s *Site) Upgrade(t *testing.T, version string) {
+	t.Helper()
+	s.env.MustCLI(t, "upgrade", "--site", s.Name, "--to", version, "--now")
+}
+
+// Proc is a started process whose output goes to a log file.
+type Proc struct {
+	Name string
+	Args []string
+	Log  string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// Start starts a process, logging to logPath; it is killed at test end.
+func Start(t testing.TB, name, logPath string, env []string, bin string, args ...string) *Proc {
+	t.Helper()
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), env...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &Proc{Name: name, Args: cmd.Args, Log: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("---- %s log (%s) ----\n%s", name, logPath, tail(b, 60))
+		}
+	})
+	return p
+}
+
+// Kill sends SIGKILL and waits.
+func (p *Proc) Kill(t testing.TB) {
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
+// Term sends SIGTERM and waits (up to a minute).
+func (p *Proc) Term(t testing.TB) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("%s did not stop within a minute of SIGTERM", p.Name)
+	}
+}
+
+// Wait waits for the process to exit by itself and returns its exit code.
+func (p *Proc) Wait(t testing.TB, d time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		t.Fatalf("%s still running after %v", p.Name, d)
+	}
+	if ee, ok := p.err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return 0
+}
+
+// Exited reports whether the process has exited.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Pid is the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Await polls cond until it holds. The deadline only bounds a broken test;
+// it is not a performance assertion.
+func Await(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func copyFile(t testing.TB, src, dst string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func tail(b []byte, lines int) string {
+	s := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(s) > lines {
+		s = s[len(s)-lines:]
+	}
+	return strings.Join(s, "\n")
+}
+
+// SHA256File returns a file's hex sha256.
+func SHA256File(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
