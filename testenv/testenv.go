@@ -25,7 +25,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -86,7 +85,6 @@ type Env struct {
 
 	listen string
 	server *Proc
-	mu     sync.Mutex
 }
 
 // Option adjusts the server's command line.
@@ -98,9 +96,6 @@ func ServerArgs(args ...string) Option { return func(a *[]string) { *a = append(
 // New starts a real update server on a free loopback port.
 func New(t *testing.T, opts ...Option) *Env {
 	t.Helper()
-	if runtime.GOOS == "windows" {
-		t.Skip("the harness runs on unix")
-	}
 	e := &Env{Bin: Build(t), Dir: t.TempDir()}
 	e.Data = filepath.Join(e.Dir, "server")
 	e.listen = freeAddr(t)

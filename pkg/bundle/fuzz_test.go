@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -145,8 +146,8 @@ func FuzzScan(f *testing.F) {
 		if cr.n != len(data) || !cr.eof {
 			t.Errorf("Scan accepted after reading %d of %d bytes", cr.n, len(data))
 		}
-		if !errors.Is(err, nil) || info.TotalSize < 0 {
-			t.Errorf("TotalSize %d", info.TotalSize)
+		if info.TotalSize < 0 || !slices.IsSortedFunc(info.Files, func(a, b File) int { return strings.Compare(a.Path, b.Path) }) {
+			t.Errorf("TotalSize %d, Files %q", info.TotalSize, paths(info.Files))
 		}
 	})
 }

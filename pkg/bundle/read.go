@@ -154,7 +154,7 @@ func headerNode(hdr *tar.Header) (*node, error) {
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		k = kindDir
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // the reader turns the old TypeRegA into TypeReg
 		k = kindFile
 	case tar.TypeSymlink:
 		k = kindSymlink

@@ -86,25 +86,8 @@ func (t *tree) add(n *node) error {
 	if err := checkLayout(n.path, n.kind); err != nil {
 		return err
 	}
-	// Every parent must be a directory: never a symlink (writing through it)
-	// nor a file.
-	for i := 0; i < len(n.path); i++ {
-		if n.path[i] != '/' {
-			continue
-		}
-		parent := n.path[:i]
-		pn, err := t.lookup(n.path, parent)
-		if err != nil {
-			return err
-		}
-		switch {
-		case pn == nil:
-			t.insert(&node{path: parent, kind: kindDir, implicit: true, mode: fs.ModeDir | 0o755})
-		case pn.kind == kindSymlink:
-			return entryErr(n.path, ErrUnsafePath, "parent %q is a symlink; an entry under it would be written through the link", parent)
-		case pn.kind != kindDir:
-			return entryErr(n.path, ErrUnsafePath, "parent %q is a %s, not a directory", parent, pn.kind)
-		}
+	if err := t.addParents(n.path, n.path); err != nil {
+		return err
 	}
 	ex, err := t.lookup(n.path, n.path)
 	if err != nil {
@@ -129,6 +112,34 @@ func (t *tree) add(n *node) error {
 		}
 	}
 	t.insert(n)
+	return nil
+}
+
+// addParents checks that every parent of p is a directory, never a symlink
+// (an entry under it would be written through the link) nor a file, and
+// records missing parents as implicit directories. Since a node is only
+// recorded once its parent is, an existing parent ends the walk.
+func (t *tree) addParents(entry, p string) error {
+	i := strings.LastIndexByte(p, '/')
+	if i < 0 {
+		return nil
+	}
+	parent := p[:i]
+	pn, err := t.lookup(entry, parent)
+	if err != nil {
+		return err
+	}
+	switch {
+	case pn == nil:
+		if err := t.addParents(entry, parent); err != nil {
+			return err
+		}
+		t.insert(&node{path: parent, kind: kindDir, implicit: true, mode: fs.ModeDir | 0o755})
+	case pn.kind == kindSymlink:
+		return entryErr(entry, ErrUnsafePath, "parent %q is a symlink; an entry under it would be written through the link", parent)
+	case pn.kind != kindDir:
+		return entryErr(entry, ErrUnsafePath, "parent %q is a %s, not a directory", parent, pn.kind)
+	}
 	return nil
 }
 
@@ -285,7 +296,10 @@ func (t *tree) finish(info *Info) error {
 	if err := t.checkMigrations(info); err != nil {
 		return err
 	}
-	slices.SortFunc(t.order, func(a, b *node) int { return strings.Compare(a.path, b.path) })
+	byPath := func(a, b *node) int { return strings.Compare(a.path, b.path) }
+	if !slices.IsSortedFunc(t.order, byPath) {
+		slices.SortFunc(t.order, byPath)
+	}
 	info.Files = make([]File, 0, len(t.order))
 	for _, n := range t.order {
 		f := File{Path: n.path, Size: n.size, Mode: n.mode, SHA256: n.sha256}

@@ -5,14 +5,19 @@
 # server's peak RSS (VmHWM) during the run.
 #
 #   bash testenv/bench/publish.sh              # 1 GiB
-#   SIZE=256M bash testenv/bench/publish.sh    # quicker
+#   SIZE=256M RUNS=1 bash testenv/bench/publish.sh    # quicker
 #
-# Environment: SIZE (head -c size, default 1G), PORT (default 0: any free
-# port, read from the server's log), CACHE (cold: drop the page cache
-# before each timed step, needs root and a writable
-# /proc/sys/vm/drop_caches; warm: read the source once before each step;
-# default cold when permitted, else warm), TMPDIR (where the bundle, the
-# cp copy and the server's data dir go: one filesystem for all).
+# Environment:
+#   SIZE    payload size for head -c (default 1G)
+#   RUNS    cp and publish are timed alternately RUNS times (default 3);
+#           the table shows every run and the medians
+#   PORT    server port (default 0: any free port, read from its log)
+#   CACHE   cold: sync and drop the page cache before each timed step
+#           (needs root and a writable /proc/sys/vm/drop_caches); warm:
+#           sync and read the source once before each step. Default cold
+#           when permitted, else warm.
+#   TMPDIR  where the bundle, the cp copy and the server's data dir go
+#           (one filesystem for all; needs about 3 x SIZE free)
 #
 # Both timed steps end with their data on disk: cp is followed by
 # `sync FILE` (fsync) inside the timed region, as the server fsyncs the
@@ -24,6 +29,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SIZE=${SIZE:-1G}
 PORT=${PORT:-0}
+RUNS=${RUNS:-3}
 BIN=$ROOT/bin/updateserver
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/publish-bench.XXXXXX")
@@ -64,7 +70,11 @@ prepare() {
 }
 
 log "== build"
-make -C "$ROOT" --no-print-directory build >&2
+if ! make -C "$ROOT" --no-print-directory build >&2; then
+	# Only the server is needed: do not let the agent's build stop us.
+	log "make build failed; building bin/updateserver alone"
+	(cd "$ROOT" && "${GO:-go}" build -trimpath -ldflags '-s -w' -o bin/updateserver ./updateserver/cmd/updateserver)
+fi
 
 log "== bundle: $SIZE of /dev/urandom, tar | gzip -1"
 mkdir -p "$TMP/bundle/files"
@@ -75,15 +85,6 @@ tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 \
 rm -rf "$TMP/bundle"
 SRC=$TMP/bundle.tar.gz
 BYTES=$(stat -c %s "$SRC")
-
-log "== cp ($CACHE cache)"
-prepare "$SRC"
-t0=$(now)
-cp --reflink=never "$SRC" "$TMP/copy.tar.gz"
-sync "$TMP/copy.tar.gz"
-t1=$(now)
-CP_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')
-rm -f "$TMP/copy.tar.gz"
 
 log "== server"
 "$BIN" serve --data "$TMP/data" --listen "127.0.0.1:$PORT" >"$TMP/server.log" 2>&1 &
@@ -100,41 +101,61 @@ TOKEN=$(tr -d '\n' <"$TMP/data/admin.token")
 status() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$SERVER_PID/status"; } # kB
 cputicks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
 HWM0=$(status VmHWM)
-CPU0=$(cputicks)
-
-log "== publish to $URL ($CACHE cache)"
-prepare "$SRC"
 TIMEV=()
 if [[ -x /usr/bin/time ]] && /usr/bin/time -v true 2>/dev/null; then
 	TIMEV=(/usr/bin/time -v -o "$TMP/client.time")
 fi
-t0=$(now)
-"${TIMEV[@]}" "$BIN" release publish --progress never --server "$URL" --token "$TOKEN" \
-	--product bench --version 1.0.0 "$SRC" >"$TMP/publish.out"
-t1=$(now)
-PUB_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')
+
+# Each run times cp, then publish (a new version each run); the published
+# target is deleted afterwards so the disk holds at most two copies.
+CP_ALL=() PUB_ALL=() SCPU_ALL=() CCPU_ALL=() CRSS=0
+for run in $(seq "$RUNS"); do
+	log "== run $run/$RUNS: cp ($CACHE cache)"
+	prepare "$SRC"
+	t0=$(now)
+	cp --reflink=never "$SRC" "$TMP/copy.tar.gz"
+	sync "$TMP/copy.tar.gz"
+	t1=$(now)
+	CP_ALL+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')")
+	rm -f "$TMP/copy.tar.gz"
+
+	log "== run $run/$RUNS: release publish to $URL ($CACHE cache)"
+	prepare "$SRC"
+	c0=$(cputicks)
+	t0=$(now)
+	"${TIMEV[@]}" "$BIN" release publish --progress never --server "$URL" --token "$TOKEN" \
+		--product bench --version "1.0.$run" "$SRC" >"$TMP/publish.out"
+	t1=$(now)
+	c1=$(cputicks)
+	grep -q "^published bench 1.0.$run" "$TMP/publish.out" || { cat "$TMP/publish.out" >&2; exit 1; }
+	PUB_ALL+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')")
+	SCPU_ALL+=("$(awk -v c="$((c1 - c0))" -v t="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", c/t}')")
+	if [[ -s $TMP/client.time ]]; then
+		CCPU_ALL+=("$(awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {printf "%.2f", u+s}' "$TMP/client.time")")
+		r=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$TMP/client.time")
+		((r > CRSS)) && CRSS=$r
+	fi
+	find "$TMP/data/targets" -type f -name '*.tar.gz' -delete
+done
 HWM=$(status VmHWM)
 RSS=$(status VmRSS)
-CPU1=$(cputicks)
-TCK=$(getconf CLK_TCK)
-CLIENT_RSS=- CLIENT_CPU=-
-if [[ -s $TMP/client.time ]]; then
-	CLIENT_RSS=$(awk -F': ' '/Maximum resident set size/ {printf "%.1f", $2/1024}' "$TMP/client.time")
-	CLIENT_CPU=$(awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {printf "%.2f", u+s}' "$TMP/client.time")
-fi
-grep -q '^published bench 1.0.0' "$TMP/publish.out" || { cat "$TMP/publish.out" >&2; exit 1; }
 
-awk -v bytes="$BYTES" -v cp="$CP_S" -v pub="$PUB_S" -v hwm="$HWM" -v hwm0="$HWM0" -v rss="$RSS" \
-	-v cpu="$(((CPU1 - CPU0)))" -v tck="$TCK" -v crss="$CLIENT_RSS" -v ccpu="$CLIENT_CPU" \
-	-v cache="$CACHE" -v nproc="$(nproc)" 'BEGIN {
-	cpmb = bytes / cp / 1e6; pubmb = bytes / pub / 1e6
-	printf "%-34s %s\n", "bytes", bytes
-	printf "%-34s %s (nproc %s)\n", "page cache", cache, nproc
-	printf "%-34s %8.3f s  %8.1f MB/s\n", "cp + fsync", cp, cpmb
-	printf "%-34s %8.3f s  %8.1f MB/s\n", "release publish (upload + sign)", pub, pubmb
-	printf "%-34s %8.2f x cp   (goal >= 0.5)\n", "ratio", pubmb / cpmb
-	printf "%-34s %8.1f MB    (goal < 100; %.1f MB before the upload)\n", "server peak RSS (VmHWM)", hwm / 1024, hwm0 / 1024
-	printf "%-34s %8.1f MB\n", "server RSS after (VmRSS)", rss / 1024
-	printf "%-34s %8.2f s\n", "server CPU during publish", cpu / tck
-	printf "%-34s %8s MB, CPU %s s\n", "client peak RSS", crss, ccpu
+awk -v bytes="$BYTES" -v cps="${CP_ALL[*]}" -v pubs="${PUB_ALL[*]}" -v scpu="${SCPU_ALL[*]}" \
+	-v ccpu="${CCPU_ALL[*]:-}" -v hwm="$HWM" -v hwm0="$HWM0" -v rss="$RSS" -v crss="$CRSS" \
+	-v cache="$CACHE" -v nproc="$(nproc)" '
+function median(s, a, n, i, j, t) {
+	n = split(s, a, " ")
+	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+	return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+}
+BEGIN {
+	n = split(cps, cp, " "); split(pubs, pub, " "); split(scpu, sc, " "); split(ccpu, cc, " ")
+	printf "bytes %d, page cache %s, nproc %s, MB = 10^6 bytes\n\n", bytes, cache, nproc
+	printf "%-6s %10s %10s %12s %10s %7s %10s %10s\n", "run", "cp s", "cp MB/s", "publish s", "MB/s", "ratio", "srv CPU s", "cli CPU s"
+	for (i = 1; i <= n; i++)
+		printf "%-6d %10.3f %10.1f %12.3f %10.1f %7.2f %10s %10s\n", i, cp[i], bytes/cp[i]/1e6, pub[i], bytes/pub[i]/1e6, cp[i]/pub[i], sc[i], (i in cc) ? cc[i] : "-"
+	mc = median(cps); mp = median(pubs)
+	printf "%-6s %10.3f %10.1f %12.3f %10.1f %7.2f   (goal ratio >= 0.5)\n\n", "median", mc, bytes/mc/1e6, mp, bytes/mp/1e6, mc/mp
+	printf "server peak RSS (VmHWM) %.1f MB (goal < 100; %.1f MB before the first upload), VmRSS at the end %.1f MB\n", hwm/1024, hwm0/1024, rss/1024
+	if (crss > 0) printf "client peak RSS %.1f MB\n", crss/1024
 }'

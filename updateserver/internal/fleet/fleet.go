@@ -142,13 +142,19 @@ func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor 
 	var jobs []store.NewJob
 	var out []protocol.Job
 	now := f.now()
+	releases := map[string]protocol.Release{} // by product
 	for _, st := range sites {
-		rel, err := f.Store.GetRelease(ctx, st.Product, req.To)
-		if errors.Is(err, store.ErrNotFound) {
-			return protocol.UpgradeResponse{}, fault.New(fault.NotFound, "%s %s is not published: see release list --product %s", st.Product, req.To, st.Product)
-		}
-		if err != nil {
-			return protocol.UpgradeResponse{}, err
+		rel, ok := releases[st.Product]
+		if !ok {
+			var err error
+			rel, err = f.Store.GetRelease(ctx, st.Product, req.To)
+			if errors.Is(err, store.ErrNotFound) {
+				return protocol.UpgradeResponse{}, fault.New(fault.NotFound, "%s %s is not published: see release list --product %s", st.Product, req.To, st.Product)
+			}
+			if err != nil {
+				return protocol.UpgradeResponse{}, err
+			}
+			releases[st.Product] = rel
 		}
 		if st.InstalledVersion != "" && versions.Equal(st.InstalledVersion, rel.Version) {
 			continue
@@ -179,7 +185,7 @@ func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor 
 		return protocol.UpgradeResponse{}, err
 	}
 	for _, j := range jobs {
-		f.hub.notify(j.Site)
+		f.hub.notify(j.Site, &protocol.Assignment{JobID: j.ID, Product: j.Product, Version: j.To, Target: j.Target, From: j.From})
 	}
 	return protocol.UpgradeResponse{Jobs: out}, nil
 }
@@ -209,6 +215,7 @@ func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRe
 	}
 	deadline := time.Now().Add(wait)
 	for {
+		// Subscribe before reading, so a job created in between wakes us.
 		ch := f.hub.subscribe(site)
 		resp, err := f.assignment(ctx, site)
 		if err != nil {
@@ -221,14 +228,21 @@ func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRe
 			return resp, nil
 		}
 		t := time.NewTimer(remaining)
+		var woke *protocol.Assignment
 		select {
-		case <-ch:
+		case woke = <-ch:
 		case <-t.C:
 		case <-ctx.Done():
 		}
 		t.Stop()
 		f.hub.unsubscribe(site, ch)
 		if ctx.Err() != nil {
+			return resp, nil
+		}
+		if woke != nil && woke.JobID != known {
+			// The new job, straight from the transaction that created it:
+			// a thousand woken agents cost no reads.
+			resp.Assignment = woke
 			return resp, nil
 		}
 	}
@@ -332,27 +346,28 @@ func (f *Fleet) History(ctx context.Context, site string) ([]protocol.Job, error
 	return f.Store.SiteJobs(ctx, site, 1000)
 }
 
-// hub wakes long-polling check-ins when their site gets a job.
+// hub wakes long-polling check-ins when their site gets a job, handing
+// them the new assignment.
 type hub struct {
 	mu   sync.Mutex
-	subs map[string]map[chan struct{}]struct{}
+	subs map[string]map[chan *protocol.Assignment]struct{}
 }
 
-func (h *hub) subscribe(site string) chan struct{} {
+func (h *hub) subscribe(site string) chan *protocol.Assignment {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.subs == nil {
-		h.subs = map[string]map[chan struct{}]struct{}{}
+		h.subs = map[string]map[chan *protocol.Assignment]struct{}{}
 	}
-	ch := make(chan struct{}, 1)
+	ch := make(chan *protocol.Assignment, 1)
 	if h.subs[site] == nil {
-		h.subs[site] = map[chan struct{}]struct{}{}
+		h.subs[site] = map[chan *protocol.Assignment]struct{}{}
 	}
 	h.subs[site][ch] = struct{}{}
 	return ch
 }
 
-func (h *hub) unsubscribe(site string, ch chan struct{}) {
+func (h *hub) unsubscribe(site string, ch chan *protocol.Assignment) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.subs[site], ch)
@@ -361,12 +376,12 @@ func (h *hub) unsubscribe(site string, ch chan struct{}) {
 	}
 }
 
-func (h *hub) notify(site string) {
+func (h *hub) notify(site string, a *protocol.Assignment) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for ch := range h.subs[site] {
 		select {
-		case ch <- struct{}{}:
+		case ch <- a:
 		default:
 		}
 	}

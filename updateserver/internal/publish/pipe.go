@@ -95,3 +95,16 @@ func (p *asyncPipe) readErr() error {
 	defer p.mu.Unlock()
 	return p.rerr
 }
+
+// fullReader fills each buffer it reads into, as io.ReadFull does, so that
+// a copy through it makes few large writes out of many small reads. The
+// last buffer may be short; the Read after it returns io.EOF.
+type fullReader struct{ r io.Reader }
+
+func (f fullReader) Read(b []byte) (int, error) {
+	n, err := io.ReadFull(f.r, b)
+	if err == io.ErrUnexpectedEOF {
+		err = nil
+	}
+	return n, err
+}

@@ -178,8 +178,11 @@ func (p *Publisher) Upload(ctx context.Context, body io.Reader, actor string) (p
 
 	h := sha256.New()
 	limited := &io.LimitedReader{R: body, N: p.MaxUpload + 1}
-	buf := make([]byte, 1<<20)
-	n, copyErr := io.CopyBuffer(io.MultiWriter(f, h, pipe), ctxReader{ctx, limited}, buf)
+	// Whole chunks: an HTTP body gives at most one transfer chunk (32 KiB
+	// from Go's client) per Read, and passing each on would cost a write(2)
+	// and a goroutine hand-off to the scanner per 32 KiB.
+	buf := make([]byte, pipeChunk)
+	n, copyErr := io.CopyBuffer(io.MultiWriter(f, h, pipe), fullReader{ctxReader{ctx, limited}}, buf)
 	pipe.CloseWrite()
 	res := <-scanned
 	switch {

@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"runtime"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -26,9 +28,31 @@ var ErrNotFound = errors.New("not found")
 var ErrConflict = errors.New("conflict")
 
 // Store is the server's database.
+//
+// Reads go through a pool of read-only connections (WAL lets them run
+// beside a writer). Writes go through one connection owned by a writer
+// goroutine that commits queued write transactions in groups: each caller's
+// function runs in its own savepoint of a shared transaction, and one
+// commit (one fsync) makes a whole group durable. A thousand agents
+// checking in at once cost a handful of fsyncs, not a thousand, and
+// writers never meet SQLITE_BUSY from each other.
 type Store struct {
-	db *sql.DB
+	db     *sql.DB // reads
+	wdb    *sql.DB // the single write connection
+	writes    chan *writeReq
+	closed    chan struct{}
+	closeOnce sync.Once
+	closeErr  error
 }
+
+type writeReq struct {
+	ctx  context.Context
+	fn   func(*sql.Tx) error
+	done chan error
+}
+
+// maxGroup bounds how many write transactions share one commit.
+const maxGroup = 256
 
 // Open opens (creating if needed) the database at path and migrates its
 // schema to the current version.
@@ -39,20 +63,46 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	wdb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &Store{db: db}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxIdleTime(0)
+	s := &Store{wdb: wdb, writes: make(chan *writeReq, maxGroup), closed: make(chan struct{})}
+	go s.writer()
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
+		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	// The read pool opens after migrating, so it sees the current schema.
+	q.Del("_txlock")
+	q.Add("_pragma", "query_only(1)")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	n := 4 + 2*runtime.NumCPU()
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	s.db = db
 	return s, nil
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close stops the writer and closes the database.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.writes)
+		<-s.closed
+		if s.db != nil {
+			s.db.Close()
+		}
+		s.closeErr = s.wdb.Close()
+	})
+	return s.closeErr
+}
 
 // Ping checks the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
@@ -182,7 +232,7 @@ var SchemaVersion = len(migrations)
 
 func (s *Store) migrate(ctx context.Context) error {
 	var v int
-	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+	if err := s.wdb.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	if v > len(migrations) {
@@ -190,10 +240,10 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	for ; v < len(migrations); v++ {
 		err := s.tx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			if _, err := tx.Exec(migrations[v]); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1))
+			_, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", v+1))
 			return err
 		})
 		if err != nil {
@@ -203,17 +253,86 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// tx runs fn in a write transaction, committing when fn returns nil.
+// tx runs fn in a write transaction: fn's changes are committed (durably)
+// when tx returns nil, and none of them are when it returns an error.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.writes <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued, wait for the outcome even if ctx ends: the caller must
+	// not guess whether its write landed.
+	return <-r.done
+}
+
+// writer commits queued writes in groups until Close.
+func (s *Store) writer() {
+	defer close(s.closed)
+	for r := range s.writes {
+		group := []*writeReq{r}
+	more:
+		for len(group) < maxGroup {
+			select {
+			case r, ok := <-s.writes:
+				if !ok {
+					break more
+				}
+				group = append(group, r)
+			default:
+				break more
+			}
+		}
+		s.commitGroup(group)
+	}
+}
+
+func (s *Store) commitGroup(group []*writeReq) {
+	results := make([]error, len(group))
+	fail := func(err error) {
+		for _, r := range group {
+			r.done <- err
+		}
+	}
+	tx, err := s.wdb.BeginTx(context.Background(), nil)
 	if err != nil {
-		return err
+		fail(err)
+		return
 	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
+	ok := 0
+	for i, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			results[i] = err
+			continue
+		}
+		if _, err := tx.Exec(`SAVEPOINT w`); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
+		if results[i] = r.fn(tx); results[i] != nil {
+			if _, err := tx.Exec(`ROLLBACK TO w`); err != nil {
+				tx.Rollback()
+				fail(err)
+				return
+			}
+		} else {
+			ok++
+		}
+		if _, err := tx.Exec(`RELEASE w`); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		fail(err)
+		return
+	}
+	for i, r := range group {
+		r.done <- results[i]
+	}
 }
 
 const timeFormat = time.RFC3339Nano

@@ -14,7 +14,7 @@ type Audit struct {
 }
 
 func insertAudit(ctx context.Context, tx *sql.Tx, at time.Time, a Audit) error {
-	_, err := tx.ExecContext(ctx,
+	_, err := tx.Exec(
 		`INSERT INTO audit_log (at, actor, action, object, detail) VALUES (?, ?, ?, ?, ?)`,
 		formatTime(at), a.Actor, a.Action, a.Object, a.Detail)
 	return err

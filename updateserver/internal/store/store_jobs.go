@@ -24,7 +24,7 @@ func (s *Store) CreateJobs(ctx context.Context, now time.Time, jobs []NewJob, a 
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for _, j := range jobs {
 			var openID, result string
-			err := tx.QueryRowContext(ctx, `SELECT id, result FROM jobs WHERE site = ? AND result IN ('pending','running')`, j.Site).Scan(&openID, &result)
+			err := tx.QueryRow(`SELECT id, result FROM jobs WHERE site = ? AND result IN ('pending','running')`, j.Site).Scan(&openID, &result)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 			case err != nil:
@@ -32,18 +32,18 @@ func (s *Store) CreateJobs(ctx context.Context, now time.Time, jobs []NewJob, a 
 			case result == protocol.ResultRunning:
 				return fmt.Errorf("site %s is upgrading now (job %s): wait for it to end: %w", j.Site, openID, ErrConflict)
 			default:
-				if _, err := tx.ExecContext(ctx, `UPDATE jobs SET result = 'failed', reason = ?, ended_at = ? WHERE id = ?`,
+				if _, err := tx.Exec(`UPDATE jobs SET result = 'failed', reason = ?, ended_at = ? WHERE id = ?`,
 					"cancelled: superseded by job "+j.ID, formatTime(now), openID); err != nil {
 					return err
 				}
 			}
-			_, err = tx.ExecContext(ctx, `INSERT INTO jobs (id, site, product, from_version, to_version, target, result, now, created_at, created_by, last_progress_at)
+			_, err = tx.Exec(`INSERT INTO jobs (id, site, product, from_version, to_version, target, result, now, created_at, created_by, last_progress_at)
 				VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`,
 				j.ID, j.Site, j.Product, j.From, j.To, j.Target, j.Now, formatTime(now), j.CreatedBy, formatTime(now))
 			if err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE sites SET target_version = ? WHERE site = ?`, j.To, j.Site); err != nil {
+			if _, err := tx.Exec(`UPDATE sites SET target_version = ? WHERE site = ?`, j.To, j.Site); err != nil {
 				return err
 			}
 		}
@@ -148,7 +148,7 @@ func (s *Store) AddEvents(ctx context.Context, now time.Time, site string, event
 		for _, e := range events {
 			if _, ok := owner[e.JobID]; !ok {
 				var jobSite string
-				err := tx.QueryRowContext(ctx, `SELECT site FROM jobs WHERE id = ?`, e.JobID).Scan(&jobSite)
+				err := tx.QueryRow(`SELECT site FROM jobs WHERE id = ?`, e.JobID).Scan(&jobSite)
 				if errors.Is(err, sql.ErrNoRows) || (err == nil && jobSite != site) {
 					return fmt.Errorf("job %s is not a job of site %s: %w", e.JobID, site, ErrNotFound)
 				}
@@ -157,7 +157,7 @@ func (s *Store) AddEvents(ctx context.Context, now time.Time, site string, event
 				}
 				owner[e.JobID] = true
 			}
-			res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO job_events (job_id, seq, state, message, at, received_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			res, err := tx.Exec(`INSERT OR IGNORE INTO job_events (job_id, seq, state, message, at, received_at) VALUES (?, ?, ?, ?, ?, ?)`,
 				e.JobID, e.Seq, e.State, e.Message, formatTime(e.At), formatTime(now))
 			if err != nil {
 				return err
@@ -166,11 +166,11 @@ func (s *Store) AddEvents(ctx context.Context, now time.Time, site string, event
 				continue // delivered before
 			}
 			added++
-			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET result = 'running', started_at = COALESCE(started_at, ?), last_progress_at = ?
+			if _, err := tx.Exec(`UPDATE jobs SET result = 'running', started_at = COALESCE(started_at, ?), last_progress_at = ?
 				WHERE id = ? AND result = 'pending'`, formatTime(e.At), formatTime(now), e.JobID); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET last_progress_at = ? WHERE id = ? AND result = 'running'`, formatTime(now), e.JobID); err != nil {
+			if _, err := tx.Exec(`UPDATE jobs SET last_progress_at = ? WHERE id = ? AND result = 'running'`, formatTime(now), e.JobID); err != nil {
 				return err
 			}
 			if r := finalResult(e.State); r != "" {
@@ -186,7 +186,7 @@ func (s *Store) AddEvents(ctx context.Context, now time.Time, site string, event
 
 // endJob ends a pending or running job; an ended job stays as it ended.
 func endJob(ctx context.Context, tx *sql.Tx, now time.Time, id, result, reason string) error {
-	_, err := tx.ExecContext(ctx, `UPDATE jobs SET result = ?, reason = CASE WHEN ? = 'succeeded' THEN '' ELSE ? END, ended_at = ?,
+	_, err := tx.Exec(`UPDATE jobs SET result = ?, reason = CASE WHEN ? = 'succeeded' THEN '' ELSE ? END, ended_at = ?,
 		started_at = COALESCE(started_at, ?) WHERE id = ? AND result IN ('pending','running')`,
 		result, result, reason, formatTime(now), formatTime(now), id)
 	return err
@@ -196,7 +196,7 @@ func endJob(ctx context.Context, tx *sql.Tx, now time.Time, id, result, reason s
 func (s *Store) CompleteJob(ctx context.Context, now time.Time, site, id, result, reason string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var jobSite string
-		if err := tx.QueryRowContext(ctx, `SELECT site FROM jobs WHERE id = ?`, id).Scan(&jobSite); err != nil || jobSite != site {
+		if err := tx.QueryRow(`SELECT site FROM jobs WHERE id = ?`, id).Scan(&jobSite); err != nil || jobSite != site {
 			return nil // not this site's job: ignore
 		}
 		return endJob(ctx, tx, now, id, result, reason)
@@ -209,7 +209,7 @@ func (s *Store) FailStaleJobs(ctx context.Context, now, before time.Time) ([]str
 	var ids []string
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		ids = nil
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM jobs WHERE result IN ('pending','running') AND last_progress_at < ?`, formatTime(before))
+		rows, err := tx.Query(`SELECT id FROM jobs WHERE result IN ('pending','running') AND last_progress_at < ?`, formatTime(before))
 		if err != nil {
 			return err
 		}

@@ -38,7 +38,7 @@ func (s *Store) PublishRelease(ctx context.Context, p Publish) error {
 				return fmt.Errorf("%s %s is already published (as %s); releases are immutable, publish a new version: %w", r.Product, r.Version, v, ErrConflict)
 			}
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO releases
+		_, err = tx.Exec(`INSERT INTO releases
 			(product, version, target_path, sha256, length, upgrade_from, notes, published_at, published_by)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.Product, r.Version, r.Target, r.SHA256, r.Length, r.UpgradeFrom, r.Notes, formatTime(r.PublishedAt), r.PublishedBy)
@@ -49,7 +49,7 @@ func (s *Store) PublishRelease(ctx context.Context, p Publish) error {
 			return err
 		}
 		for _, ch := range r.Channels {
-			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO release_channels (product, version, channel, added_at, added_by) VALUES (?, ?, ?, ?, ?)`,
+			if _, err := tx.Exec(`INSERT OR IGNORE INTO release_channels (product, version, channel, added_at, added_by) VALUES (?, ?, ?, ?, ?)`,
 				r.Product, r.Version, ch, formatTime(r.PublishedAt), r.PublishedBy); err != nil {
 				return err
 			}
@@ -58,7 +58,7 @@ func (s *Store) PublishRelease(ctx context.Context, p Publish) error {
 			return err
 		}
 		if p.UploadID != "" {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM uploads WHERE id = ?`, p.UploadID); err != nil {
+			if _, err := tx.Exec(`DELETE FROM uploads WHERE id = ?`, p.UploadID); err != nil {
 				return err
 			}
 		}
@@ -67,7 +67,7 @@ func (s *Store) PublishRelease(ctx context.Context, p Publish) error {
 }
 
 func productVersions(ctx context.Context, tx *sql.Tx, product string) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT version FROM releases WHERE product = ?`, product)
+	rows, err := tx.Query(`SELECT version FROM releases WHERE product = ?`, product)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +159,7 @@ func (s *Store) GetRelease(ctx context.Context, product, version string) (protoc
 func (s *Store) Promote(ctx context.Context, now time.Time, r protocol.Release, channel string, a Audit) (bool, error) {
 	added := false
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO release_channels (product, version, channel, added_at, added_by) VALUES (?, ?, ?, ?, ?)`,
+		res, err := tx.Exec(`INSERT OR IGNORE INTO release_channels (product, version, channel, added_at, added_by) VALUES (?, ?, ?, ?, ?)`,
 			r.Product, r.Version, channel, formatTime(now), a.Actor)
 		if err != nil {
 			return err
@@ -178,7 +178,7 @@ func (s *Store) Promote(ctx context.Context, now time.Time, r protocol.Release, 
 func (s *Store) Yank(ctx context.Context, now time.Time, r protocol.Release, reason string, a Audit) (bool, error) {
 	yanked := false
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE releases SET yanked_at = ?, yanked_by = ?, yank_reason = ?
+		res, err := tx.Exec(`UPDATE releases SET yanked_at = ?, yanked_by = ?, yank_reason = ?
 			WHERE product = ? AND version = ? AND yanked_at IS NULL`,
 			formatTime(now), a.Actor, reason, r.Product, r.Version)
 		if err != nil {

@@ -22,7 +22,7 @@ type EnrollToken struct {
 // CreateEnrollToken stores an enroll token for client.
 func (s *Store) CreateEnrollToken(ctx context.Context, now time.Time, secret, client string, expires time.Time, uses int, by string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO enroll_tokens (hash, client, expires_at, uses_left, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)`,
+		res, err := tx.Exec(`INSERT INTO enroll_tokens (hash, client, expires_at, uses_left, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)`,
 			HashSecret(secret), client, formatTime(expires), uses, formatTime(now), by)
 		if err != nil {
 			return err
@@ -49,7 +49,7 @@ func (s *Store) Enroll(ctx context.Context, now time.Time, token string, req pro
 		var id int64
 		var client, expires string
 		var uses int
-		err := tx.QueryRowContext(ctx, `SELECT id, client, expires_at, uses_left FROM enroll_tokens WHERE hash = ?`, HashSecret(token)).
+		err := tx.QueryRow(`SELECT id, client, expires_at, uses_left FROM enroll_tokens WHERE hash = ?`, HashSecret(token)).
 			Scan(&id, &client, &expires, &uses)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
@@ -63,15 +63,15 @@ func (s *Store) Enroll(ctx context.Context, now time.Time, token string, req pro
 		case client != req.Client:
 			return fmt.Errorf("%w (%s, not %s)", ErrWrongClient, client, req.Client)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE enroll_tokens SET uses_left = uses_left - 1 WHERE id = ?`, id); err != nil {
+		if _, err := tx.Exec(`UPDATE enroll_tokens SET uses_left = uses_left - 1 WHERE id = ?`, id); err != nil {
 			return err
 		}
 		var oldClient, oldProduct string
-		err = tx.QueryRowContext(ctx, `SELECT client, product FROM sites WHERE site = ?`, req.Site).Scan(&oldClient, &oldProduct)
+		err = tx.QueryRow(`SELECT client, product FROM sites WHERE site = ?`, req.Site).Scan(&oldClient, &oldProduct)
 		action := "site.enroll"
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			_, err = tx.ExecContext(ctx, `INSERT INTO sites (site, client, product, credential_hash, hostname, enrolled_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			_, err = tx.Exec(`INSERT INTO sites (site, client, product, credential_hash, hostname, enrolled_at) VALUES (?, ?, ?, ?, ?, ?)`,
 				req.Site, req.Client, req.Product, HashSecret(credential), req.Hostname, formatTime(now))
 		case err != nil:
 			return err
@@ -79,7 +79,7 @@ func (s *Store) Enroll(ctx context.Context, now time.Time, token string, req pro
 			return fmt.Errorf("site %s is already enrolled for client %s, product %s: %w", req.Site, oldClient, oldProduct, ErrConflict)
 		default:
 			action = "site.reenroll"
-			_, err = tx.ExecContext(ctx, `UPDATE sites SET credential_hash = ?, hostname = ?, enrolled_at = ? WHERE site = ?`,
+			_, err = tx.Exec(`UPDATE sites SET credential_hash = ?, hostname = ?, enrolled_at = ? WHERE site = ?`,
 				HashSecret(credential), req.Hostname, formatTime(now), req.Site)
 		}
 		if err != nil {
@@ -102,9 +102,11 @@ func (s *Store) SiteByCredential(ctx context.Context, credential string) (string
 
 // Checkin records what an agent reported.
 func (s *Store) Checkin(ctx context.Context, now time.Time, site string, c protocol.CheckinRequest) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE sites SET installed_version = ?, state = ?, agent_version = ?, os = ?, arch = ?, hostname = ?, last_seen = ?
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE sites SET installed_version = ?, state = ?, agent_version = ?, os = ?, arch = ?, hostname = ?, last_seen = ?
 		WHERE site = ?`, c.InstalledVersion, c.State, c.AgentVersion, c.OS, c.Arch, c.Hostname, formatTime(now), site)
-	return err
+		return err
+	})
 }
 
 const siteColumns = `site, client, product, installed_version, target_version, state, agent_version, os, arch, hostname, last_seen, enrolled_at`

@@ -97,7 +97,7 @@ func TestSchemaMigratesFromFrozen(t *testing.T) {
 
 func TestNewerSchemaRefused(t *testing.T) {
 	s, path := openTemp(t)
-	s.db.Exec(`PRAGMA user_version = 999`)
+	s.wdb.Exec(`PRAGMA user_version = 999`)
 	s.Close()
 	_, err := Open(context.Background(), path)
 	if err == nil || !strings.Contains(err.Error(), "newer than this server knows") {
@@ -138,5 +138,38 @@ func TestReleasesPersistAndConflict(t *testing.T) {
 	got, err := s2.GetRelease(ctx, "p", "1.2.0")
 	if err != nil || got.Version != "1.2" || len(got.Channels) != 1 {
 		t.Fatalf("after reopen: %+v %v", got, err)
+	}
+}
+
+// TestGroupCommitIsolatesFailures: many writers at once share commits, and
+// one writer's failure undoes only its own changes.
+func TestGroupCommitIsolatesFailures(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	const n = 200
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			secret := fmt.Sprintf("secret-%d", i)
+			if i%10 == 0 {
+				secret = "duplicate" // all but one of these fail: hash is UNIQUE
+			}
+			_, err := s.CreateToken(ctx, time.Now(), fmt.Sprintf("t%d", i), "viewer", secret, "test")
+			errs <- err
+		}()
+	}
+	failed := 0
+	for range n {
+		if err := <-errs; err != nil {
+			failed++
+		}
+	}
+	if failed != n/10-1 {
+		t.Fatalf("%d writers failed, want %d", failed, n/10-1)
+	}
+	tokens, _ := s.CountTokens(ctx)
+	audits, _ := s.AuditLog(ctx, 1000)
+	if tokens != n-failed || len(audits) != tokens {
+		t.Fatalf("%d tokens and %d audit entries after %d successful writers: a failed writer's changes leaked or a good one's were lost", tokens, len(audits), n-failed)
 	}
 }

@@ -39,7 +39,7 @@ func HashSecret(secret string) string {
 func (s *Store) CreateToken(ctx context.Context, now time.Time, name, role, secret, by string) (Token, error) {
 	t := Token{Name: name, Role: role}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
+		res, err := tx.Exec(
 			`INSERT INTO tokens (name, role, hash, created_at, created_by) VALUES (?, ?, ?, ?, ?)`,
 			name, role, HashSecret(secret), formatTime(now), by)
 		if err != nil {

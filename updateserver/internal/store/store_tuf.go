@@ -87,7 +87,7 @@ const keepTimestamps = 2
 
 func insertMetadata(ctx context.Context, tx *sql.Tx, now time.Time, mds []Metadata) error {
 	for _, m := range mds {
-		_, err := tx.ExecContext(ctx,
+		_, err := tx.Exec(
 			`INSERT INTO tuf_metadata (role, version, data, created_at) VALUES (?, ?, ?, ?)`,
 			m.Role, m.Version, m.Data, formatTime(now))
 		if err != nil {
@@ -97,7 +97,7 @@ func insertMetadata(ctx context.Context, tx *sql.Tx, now time.Time, mds []Metada
 			return fmt.Errorf("save %s metadata version %d: %w", m.Role, m.Version, err)
 		}
 		if m.Role == "timestamp" {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM tuf_metadata WHERE role = 'timestamp' AND version <= ?`, m.Version-keepTimestamps); err != nil {
+			if _, err := tx.Exec(`DELETE FROM tuf_metadata WHERE role = 'timestamp' AND version <= ?`, m.Version-keepTimestamps); err != nil {
 				return err
 			}
 		}

@@ -19,10 +19,11 @@ type Upload struct {
 
 // InsertUpload records a staged upload.
 func (s *Store) InsertUpload(ctx context.Context, u Upload) error {
-	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO uploads (id, sha256, length, manifest, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)`,
-		u.ID, u.SHA256, u.Length, u.Manifest, formatTime(u.CreatedAt), u.CreatedBy)
-	return err
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO uploads (id, sha256, length, manifest, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)`,
+			u.ID, u.SHA256, u.Length, u.Manifest, formatTime(u.CreatedAt), u.CreatedBy)
+		return err
+	})
 }
 
 // GetUpload returns a staged upload.
@@ -44,7 +45,7 @@ func (s *Store) GetUpload(ctx context.Context, id string) (Upload, error) {
 func (s *Store) DeleteUploadsBefore(ctx context.Context, t time.Time) ([]string, error) {
 	var ids []string
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM uploads WHERE created_at < ?`, formatTime(t))
+		rows, err := tx.Query(`SELECT id FROM uploads WHERE created_at < ?`, formatTime(t))
 		if err != nil {
 			return err
 		}
@@ -57,7 +58,7 @@ func (s *Store) DeleteUploadsBefore(ctx context.Context, t time.Time) ([]string,
 			ids = append(ids, id)
 		}
 		rows.Close()
-		_, err = tx.ExecContext(ctx, `DELETE FROM uploads WHERE created_at < ?`, formatTime(t))
+		_, err = tx.Exec(`DELETE FROM uploads WHERE created_at < ?`, formatTime(t))
 		return err
 	})
 	return ids, err

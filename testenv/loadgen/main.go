@@ -1,0 +1,236 @@
+// Command loadgen simulates many agents against a running update server,
+// speaking the real agent protocol (pkg/agentapi) over loopback, and
+// measures how long an upgrade support triggers takes to reach them:
+// trigger -> assignment received (the job starts) for every agent.
+//
+//	loadgen --server http://127.0.0.1:8080 --token "$(cat DATA/admin.token)" --agents 1000 --rounds 3
+//
+// It enrolls the agents (one enroll token), publishes two tiny releases of
+// a product of its own, lets every agent long-poll, then per round triggers
+// one client-wide upgrade and records, per agent, when the assignment
+// arrived; agents then report the job done as a real agent would. It
+// prints p50/p90/p99/max per round and overall. Bounded: it stops after
+// --rounds or --timeout.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dropless/dropless/pkg/agentapi"
+	"github.com/dropless/dropless/pkg/bundle"
+	"github.com/dropless/dropless/pkg/protocol"
+)
+
+func main() {
+	server := flag.String("server", "http://127.0.0.1:8080", "update server URL (loopback only)")
+	token := flag.String("token", os.Getenv("UPDATESERVER_TOKEN"), "admin token")
+	agents := flag.Int("agents", 1000, "simulated agents")
+	rounds := flag.Int("rounds", 3, "upgrades to trigger")
+	timeout := flag.Duration("timeout", 5*time.Minute, "give up after this long")
+	client := flag.String("client", fmt.Sprintf("loadgen-%d", time.Now().Unix()), "client name for the simulated sites")
+	flag.Parse()
+	if *token == "" {
+		fmt.Fprintln(os.Stderr, "loadgen: --token (admin) is required")
+		os.Exit(2)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	if err := run(ctx, *server, *token, *client, *agents, *rounds); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+type op struct {
+	base, token string
+	hc          *http.Client
+}
+
+func (o op) call(ctx context.Context, method, path, ctype string, body io.Reader, out any) error {
+	req, _ := http.NewRequestWithContext(ctx, method, o.base+path, body)
+	req.Header.Set("Authorization", "Bearer "+o.token)
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := o.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+func (o op) publish(ctx context.Context, product, version string) error {
+	dir, err := os.MkdirTemp("", "loadgen-bundle-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	os.MkdirAll(filepath.Join(dir, "files"), 0o755)
+	os.WriteFile(filepath.Join(dir, "files", "VERSION"), []byte(version), 0o644)
+	var buf bytes.Buffer
+	if err := bundle.Pack(ctx, dir, &buf); err != nil {
+		return err
+	}
+	var up protocol.Upload
+	if err := o.call(ctx, "POST", "/api/v1/uploads", "application/gzip", &buf, &up); err != nil {
+		return err
+	}
+	req, _ := json.Marshal(protocol.PublishRequest{UploadID: up.ID, Product: product, Version: version})
+	return o.call(ctx, "POST", "/api/v1/releases", "application/json", bytes.NewReader(req), nil)
+}
+
+type agent struct {
+	c         *agentapi.Client
+	site      string
+	installed string
+	got       chan time.Time // assignment arrival, per round
+}
+
+func run(ctx context.Context, server, token, client string, n, rounds int) error {
+	o := op{base: server, token: token, hc: &http.Client{Timeout: time.Minute}}
+	product := client + "-app"
+	versions := []string{"1.0.0"}
+	for i := 1; i <= rounds; i++ {
+		versions = append(versions, fmt.Sprintf("1.%d.0", i))
+	}
+	for _, v := range versions[1:] {
+		if err := o.publish(ctx, product, v); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+	}
+	var et protocol.CreateEnrollTokenResponse
+	body, _ := json.Marshal(protocol.CreateEnrollTokenRequest{Client: client, Uses: n, ExpiresIn: "1h"})
+	if err := o.call(ctx, "POST", "/api/v1/enroll-tokens", "application/json", bytes.NewReader(body), &et); err != nil {
+		return err
+	}
+
+	// One shared transport, as many connections as agents.
+	tr := &http.Transport{MaxIdleConnsPerHost: n + 10, MaxConnsPerHost: 0, IdleConnTimeout: time.Minute}
+	hc := &http.Client{Transport: tr}
+	as := make([]*agent, n)
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 64)
+	for i := range as {
+		a := &agent{c: agentapi.New(server), site: fmt.Sprintf("%s-site-%04d", client, i), installed: versions[0], got: make(chan time.Time, rounds+1)}
+		a.c.HTTP = hc
+		as[i] = a
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if _, err := a.c.Enroll(ctx, protocol.EnrollRequest{Token: et.Token, Site: a.site, Client: client, Product: product}); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+	}
+	fmt.Printf("enrolled %d agents in %v\n", n, time.Since(start).Round(time.Millisecond))
+
+	var polling atomic.Int64
+	for _, a := range as {
+		go a.loop(ctx, &polling)
+	}
+	for polling.Load() < int64(n) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // let every long-poll reach the server
+	fmt.Printf("%d agents long-polling\n", n)
+
+	var all []time.Duration
+	for r := 1; r <= rounds; r++ {
+		to := versions[r]
+		body, _ := json.Marshal(protocol.UpgradeRequest{Client: client, To: to, Now: true})
+		t0 := time.Now()
+		if err := o.call(ctx, "POST", "/api/v1/upgrades", "application/json", bytes.NewReader(body), nil); err != nil {
+			return err
+		}
+		lat := make([]time.Duration, 0, n)
+		for _, a := range as {
+			select {
+			case t := <-a.got:
+				lat = append(lat, t.Sub(t0))
+			case <-ctx.Done():
+				return fmt.Errorf("round %d: only %d of %d agents got the assignment: %w", r, len(lat), n, ctx.Err())
+			}
+		}
+		report(fmt.Sprintf("round %d (-> %s)", r, to), lat)
+		all = append(all, lat...)
+		// Wait for every agent to finish its job before the next round.
+		time.Sleep(time.Second)
+	}
+	report("all rounds", all)
+	return nil
+}
+
+// loop is one simulated agent: long-poll, and on an assignment report the
+// job (events + a check-in with the new version).
+func (a *agent) loop(ctx context.Context, polling *atomic.Int64) {
+	first := true
+	var last *protocol.JobStatus
+	for ctx.Err() == nil {
+		req := protocol.CheckinRequest{InstalledVersion: a.installed, AgentVersion: "loadgen", OS: "linux", Arch: "amd64", Hostname: a.site, State: protocol.StateIdle, Job: last}
+		if first {
+			polling.Add(1)
+			first = false
+		}
+		resp, err := a.c.Checkin(ctx, req, 60*time.Second)
+		if err != nil {
+			if errors.Is(ctx.Err(), context.Canceled) || ctx.Err() != nil {
+				return
+			}
+			time.Sleep(time.Second)
+			continue
+		}
+		asg := resp.Assignment
+		if asg == nil || (last != nil && last.ID == asg.JobID) {
+			continue
+		}
+		a.got <- time.Now()
+		now := time.Now()
+		a.c.SendEvents(ctx, []protocol.Event{
+			{JobID: asg.JobID, Seq: 1, State: protocol.StateDownloading, At: now},
+			{JobID: asg.JobID, Seq: 2, State: protocol.StateCommitted, At: now},
+		})
+		a.installed = asg.Version
+		last = &protocol.JobStatus{ID: asg.JobID, From: asg.From, To: asg.Version, State: protocol.StateCommitted, Result: protocol.ResultSucceeded}
+	}
+}
+
+func report(name string, lat []time.Duration) {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	p := func(q float64) time.Duration { return lat[min(len(lat)-1, int(q*float64(len(lat))))] }
+	fmt.Printf("%-22s n=%d  p50=%v  p90=%v  p99=%v  max=%v\n", name, len(lat),
+		p(0.50).Round(time.Microsecond), p(0.90).Round(time.Microsecond), p(0.99).Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond))
+}
