@@ -176,6 +176,7 @@ func run(ctx context.Context, server, token, client string, n, rounds int) error
 		if err := o.call(ctx, "POST", "/api/v1/upgrades", "application/json", bytes.NewReader(body), nil); err != nil {
 			return err
 		}
+		fmt.Printf("round %d: upgrade call for %d sites answered in %v\n", r, n, time.Since(t0).Round(time.Millisecond))
 		lat := make([]time.Duration, 0, n)
 		for _, a := range as {
 			select {

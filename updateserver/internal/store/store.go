@@ -37,8 +37,8 @@ var ErrConflict = errors.New("conflict")
 // checking in at once cost a handful of fsyncs, not a thousand, and
 // writers never meet SQLITE_BUSY from each other.
 type Store struct {
-	db     *sql.DB // reads
-	wdb    *sql.DB // the single write connection
+	db        *sql.DB // reads
+	wdb       *sql.DB // the single write connection
 	writes    chan *writeReq
 	closed    chan struct{}
 	closeOnce sync.Once

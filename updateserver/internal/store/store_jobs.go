@@ -22,9 +22,32 @@ type NewJob struct {
 // site's target version becomes the job's.
 func (s *Store) CreateJobs(ctx context.Context, now time.Time, jobs []NewJob, a Audit) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		// Prepared once: a client-wide upgrade runs these a thousand times.
+		open, err := tx.Prepare(`SELECT id, result FROM jobs WHERE site = ? AND result IN ('pending','running')`)
+		if err != nil {
+			return err
+		}
+		defer open.Close()
+		supersede, err := tx.Prepare(`UPDATE jobs SET result = 'failed', reason = ?, ended_at = ? WHERE id = ?`)
+		if err != nil {
+			return err
+		}
+		defer supersede.Close()
+		insert, err := tx.Prepare(`INSERT INTO jobs (id, site, product, from_version, to_version, target, result, now, created_at, created_by, last_progress_at)
+			VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer insert.Close()
+		target, err := tx.Prepare(`UPDATE sites SET target_version = ? WHERE site = ?`)
+		if err != nil {
+			return err
+		}
+		defer target.Close()
+		at := formatTime(now)
 		for _, j := range jobs {
 			var openID, result string
-			err := tx.QueryRow(`SELECT id, result FROM jobs WHERE site = ? AND result IN ('pending','running')`, j.Site).Scan(&openID, &result)
+			err := open.QueryRow(j.Site).Scan(&openID, &result)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 			case err != nil:
@@ -32,18 +55,14 @@ func (s *Store) CreateJobs(ctx context.Context, now time.Time, jobs []NewJob, a 
 			case result == protocol.ResultRunning:
 				return fmt.Errorf("site %s is upgrading now (job %s): wait for it to end: %w", j.Site, openID, ErrConflict)
 			default:
-				if _, err := tx.Exec(`UPDATE jobs SET result = 'failed', reason = ?, ended_at = ? WHERE id = ?`,
-					"cancelled: superseded by job "+j.ID, formatTime(now), openID); err != nil {
+				if _, err := supersede.Exec("cancelled: superseded by job "+j.ID, at, openID); err != nil {
 					return err
 				}
 			}
-			_, err = tx.Exec(`INSERT INTO jobs (id, site, product, from_version, to_version, target, result, now, created_at, created_by, last_progress_at)
-				VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`,
-				j.ID, j.Site, j.Product, j.From, j.To, j.Target, j.Now, formatTime(now), j.CreatedBy, formatTime(now))
-			if err != nil {
+			if _, err := insert.Exec(j.ID, j.Site, j.Product, j.From, j.To, j.Target, j.Now, at, j.CreatedBy, at); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(`UPDATE sites SET target_version = ? WHERE site = ?`, j.To, j.Site); err != nil {
+			if _, err := target.Exec(j.To, j.Site); err != nil {
 				return err
 			}
 		}
