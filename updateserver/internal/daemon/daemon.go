@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/dropless/dropless/pkg/atomicfile"
@@ -198,11 +199,25 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 	}
+	// Background jobs end before Serve returns, so the caller may close
+	// the store right after.
 	bg, stopBG := context.WithCancel(ctx)
-	defer stopBG()
-	go d.Publisher.RunRefresher(bg, d.cfg.RefreshInterval)
-	go d.cleanUploads(bg)
-	go d.Fleet.RunSweeper(bg, min(time.Minute, d.cfg.JobTimeout/4))
+	var wg sync.WaitGroup
+	defer func() {
+		stopBG()
+		wg.Wait()
+	}()
+	for _, job := range []func(context.Context){
+		func(ctx context.Context) { d.Publisher.RunRefresher(ctx, d.cfg.RefreshInterval) },
+		d.cleanUploads,
+		func(ctx context.Context) { d.Fleet.RunSweeper(ctx, min(time.Minute, d.cfg.JobTimeout/4)) },
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			job(bg)
+		}()
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(d.ln) }()

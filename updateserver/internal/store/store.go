@@ -27,6 +27,9 @@ var ErrNotFound = errors.New("not found")
 // ErrConflict is returned when a row already exists or was changed meanwhile.
 var ErrConflict = errors.New("conflict")
 
+// ErrClosed is returned for writes after Close.
+var ErrClosed = errors.New("store is closed")
+
 // Store is the server's database.
 //
 // Reads go through a pool of read-only connections (WAL lets them run
@@ -40,7 +43,8 @@ type Store struct {
 	db        *sql.DB // reads
 	wdb       *sql.DB // the single write connection
 	writes    chan *writeReq
-	closed    chan struct{}
+	quit      chan struct{} // closed by Close
+	closed    chan struct{} // closed when the writer has stopped
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -70,7 +74,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxIdleTime(0)
-	s := &Store{wdb: wdb, writes: make(chan *writeReq, maxGroup), closed: make(chan struct{})}
+	// Unbuffered: a request is either taken by the writer or refused once
+	// the store closes, never stranded in a buffer.
+	s := &Store{wdb: wdb, writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{})}
 	go s.writer()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
@@ -94,7 +100,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // Close stops the writer and closes the database.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		close(s.writes)
+		close(s.quit)
 		<-s.closed
 		if s.db != nil {
 			s.db.Close()
@@ -261,6 +267,8 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	case s.writes <- r:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-s.quit:
+		return ErrClosed
 	}
 	// Once queued, wait for the outcome even if ctx ends: the caller must
 	// not guess whether its write landed.
@@ -270,15 +278,18 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 // writer commits queued writes in groups until Close.
 func (s *Store) writer() {
 	defer close(s.closed)
-	for r := range s.writes {
-		group := []*writeReq{r}
+	for {
+		var group []*writeReq
+		select {
+		case r := <-s.writes:
+			group = append(group, r)
+		case <-s.quit:
+			return
+		}
 	more:
 		for len(group) < maxGroup {
 			select {
-			case r, ok := <-s.writes:
-				if !ok {
-					break more
-				}
+			case r := <-s.writes:
 				group = append(group, r)
 			default:
 				break more
