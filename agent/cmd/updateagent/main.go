@@ -1,39 +1,15 @@
-// Command updateagent is the site agent. This first cut only reports its
-// version; the service, check-in and upgrade engine follow.
+// Command updateagent is the site agent: it runs as an OS service, reports
+// the version that really runs and applies upgrades. See `updateagent --help`.
 package main
 
 import (
-	"fmt"
+	"context"
 	"os"
 
-	"github.com/dropless/dropless/pkg/buildinfo"
+	"github.com/dropless/dropless/agent/internal/cli"
 )
 
-const usage = `updateagent: the on-premise upgrade agent
-
-Usage:
-  updateagent version    print the agent's version
-
-The agent's service, check-in and upgrade commands are not built yet.
-`
-
 func main() {
-	os.Exit(run(os.Args[1:]))
-}
-
-func run(args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, usage)
-		return 2
-	}
-	switch args[0] {
-	case "version", "--version":
-		fmt.Println(buildinfo.String())
-		return 0
-	case "-h", "--help", "help":
-		fmt.Print(usage)
-		return 0
-	}
-	fmt.Fprintf(os.Stderr, "updateagent: unknown command %q (see --help)\n", args[0])
-	return 2
+	// The run command handles SIGINT/SIGTERM through the service library.
+	os.Exit(cli.Run(context.Background(), os.Args[1:], cli.IO{Stdout: os.Stdout, Stderr: os.Stderr}))
 }

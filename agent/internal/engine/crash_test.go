@@ -1,0 +1,165 @@
+//go:build unix
+
+package engine
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/dropless/dropless/pkg/protocol"
+)
+
+// TestCrashMatrix kills a real agent process at each state of a job (the
+// failpoint exits right after the state was journaled, before its
+// action), then opens the journal again, recovers, and checks the whole
+// site: the job ended as the recovery table says, current points at a
+// complete release, the app runs that release and is healthy, the status
+// reports it, and the job's events are in order without gaps.
+func TestCrashMatrix(t *testing.T) {
+	tests := []struct {
+		failpoint  string
+		fresh      bool // nothing installed before the job
+		bad        bool // the new release fails its health check
+		wantResult string
+		wantOn     string // the version running afterwards ("" = none)
+	}{
+		// Before the app is touched: the job fails, the old release runs on.
+		{failpoint: "downloading", wantResult: protocol.ResultFailed, wantOn: "1.0.0"},
+		{failpoint: "verified", wantResult: protocol.ResultFailed, wantOn: "1.0.0"},
+		{failpoint: "preflight", wantResult: protocol.ResultFailed, wantOn: "1.0.0"},
+		// From stopping to health_check: rolled back to the old release.
+		{failpoint: "stopping", wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
+		{failpoint: "staging", wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
+		{failpoint: "switching", wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
+		{failpoint: "starting", wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
+		{failpoint: "health_check", wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
+		// The new release passed its health check: the commit is finished.
+		{failpoint: "committed", wantResult: protocol.ResultSucceeded, wantOn: "1.1.0"},
+		// Interrupted while rolling back a bad release: rolled back again.
+		{failpoint: "rolling_back", bad: true, wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
+		// A fresh site: rolling back leaves nothing installed and running.
+		{failpoint: "stopping", fresh: true, wantResult: protocol.ResultRolledBack, wantOn: ""},
+		{failpoint: "health_check", fresh: true, wantResult: protocol.ResultRolledBack, wantOn: ""},
+		{failpoint: "rolling_back", fresh: true, bad: true, wantResult: protocol.ResultRolledBack, wantOn: ""},
+		{failpoint: "committed", fresh: true, wantResult: protocol.ResultSucceeded, wantOn: "1.1.0"},
+	}
+	for _, tt := range tests {
+		name := tt.failpoint
+		if tt.fresh {
+			name = "fresh/" + name
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			s := newSite(t)
+			from := ""
+			if !tt.fresh {
+				e := s.open(t)
+				s.install(t, e, s.release(t, "1.0.0"))
+				e.Close()
+				from = "1.0.0"
+			}
+			var a protocol.Assignment
+			if tt.bad {
+				a = s.release(t, "1.1.0", "bad")
+			} else {
+				a = s.release(t, "1.1.0")
+			}
+
+			// The agent dies at the failpoint.
+			if code := runHelper(t, helperSpec{Site: s, Mode: "run", Assignment: a, Failpoint: tt.failpoint}); code != FailpointExitCode {
+				t.Fatalf("agent exited %d, want %d (failpoint %s)", code, FailpointExitCode, tt.failpoint)
+			}
+
+			// It starts again: the journal shows the job where it died.
+			e := s.open(t)
+			st := e.Status()
+			if st.CurrentJob == nil || st.CurrentJob.State != tt.failpoint || st.State != tt.failpoint {
+				t.Fatalf("after the crash Status = %+v, want job %s in %s", st, a.JobID, tt.failpoint)
+			}
+			if err := e.Recover(ctx); err != nil {
+				t.Fatalf("Recover: %v", err)
+			}
+
+			st = e.Status()
+			want := protocol.JobStatus{ID: a.JobID, From: from, To: "1.1.0", Result: tt.wantResult}
+			got := *st.LastJob
+			got.State = ""
+			if st.CurrentJob != nil || got != want {
+				t.Fatalf("after Recover Status = %+v, last job %+v, want %+v", st, *st.LastJob, want)
+			}
+			s.checkConsistent(t, e, tt.wantOn)
+			if st.State != protocol.StateIdle {
+				t.Errorf("State = %q, want idle", st.State)
+			}
+
+			states, evs := checkEvents(t, e, a.JobID)
+			if states[0] != protocol.StateDownloading || !slices.Contains(states, tt.failpoint) {
+				t.Errorf("events %v", states)
+			}
+			last := states[len(states)-1]
+			wantLast := map[string]string{
+				protocol.ResultFailed:     protocol.StateFailed,
+				protocol.ResultRolledBack: protocol.StateRolledBack,
+				protocol.ResultSucceeded:  protocol.StateCommitted,
+			}[tt.wantResult]
+			if last != wantLast {
+				t.Errorf("last event %s, want %s (events %v)", last, wantLast, states)
+			}
+			// The recovery says why in its event.
+			if tt.wantResult != protocol.ResultSucceeded {
+				found := false
+				for _, ev := range evs {
+					found = found || strings.Contains(ev.Message, "interrupted")
+				}
+				if !found {
+					t.Errorf("no event says the job was interrupted: %+v", evs)
+				}
+			}
+		})
+	}
+}
+
+// TestRecoverGivesUp: an agent that dies every time it recovers the same
+// job (a crash loop) ends the job failed after MaxRecoveries attempts.
+func TestRecoverGivesUp(t *testing.T) {
+	s := newSite(t)
+	e := s.open(t)
+	s.install(t, e, s.release(t, "1.0.0"))
+	e.Close()
+	a := s.release(t, "1.1.0")
+	if code := runHelper(t, helperSpec{Site: s, Mode: "run", Assignment: a, Failpoint: "switching"}); code != FailpointExitCode {
+		t.Fatalf("agent exited %d", code)
+	}
+	// Each recovery dies as it enters rolling_back.
+	for i := range MaxRecoveries {
+		if code := runHelper(t, helperSpec{Site: s, Mode: "recover", Failpoint: "rolling_back"}); code != FailpointExitCode {
+			t.Fatalf("recovery %d exited %d", i+1, code)
+		}
+	}
+	e = s.open(t)
+	if err := e.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := e.Status()
+	if st.LastJob == nil || st.LastJob.Result != protocol.ResultFailed || !strings.Contains(st.LastError, "gave up after 3 attempts") {
+		t.Fatalf("Status = %+v", st)
+	}
+	// The app may be down: the site says it needs a person.
+	if st.State != protocol.StateFailed {
+		t.Errorf("State = %q, want failed", st.State)
+	}
+	states, _ := checkEvents(t, e, a.JobID)
+	if n := strings.Count(strings.Join(states, " "), "rolling_back"); n != MaxRecoveries {
+		t.Errorf("%d rolling_back events, want %d: %v", n, MaxRecoveries, states)
+	}
+
+	// A later successful job clears the failed state.
+	s.install(t, e, s.release(t, "1.2.0"))
+	s.checkConsistent(t, e, "1.2.0")
+	if st := e.Status(); st.State != protocol.StateIdle || st.LastError != "" {
+		t.Errorf("after a good job Status = %+v", st)
+	}
+}

@@ -1,0 +1,234 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/dropless/dropless/agent/internal/appctl"
+	"github.com/dropless/dropless/agent/internal/config"
+	"github.com/dropless/dropless/pkg/protocol"
+)
+
+// FailpointEnv is the environment variable that names a state at which the
+// agent exits at once (see Config.Failpoint). Crash tests set it.
+const FailpointEnv = "UPDATEAGENT_FAILPOINT"
+
+// FailpointExitCode is the exit code of a process stopped by a failpoint.
+const FailpointExitCode = 3
+
+// Fetcher gets a bundle through the agent's update channel. It is
+// implemented by agent/internal/fetch (a TUF client); the engine trusts
+// nothing about a bundle but what the Fetcher returns.
+type Fetcher interface {
+	// Target returns the verified metadata of the TUF target at path: its
+	// length, SHA-256 (hex) and custom metadata.
+	Target(ctx context.Context, path string) (length int64, sha256hex string, custom protocol.TargetCustom, err error)
+	// Download writes the verified target at path to dst, or returns an
+	// error and leaves nothing at dst.
+	Download(ctx context.Context, path, dst string) error
+}
+
+// Config configures an Engine.
+type Config struct {
+	// InstallDir and DataDir are the agent's install_dir and data_dir
+	// (absolute): releases and current live in InstallDir, the journal
+	// and downloads in DataDir.
+	InstallDir, DataDir string
+	// KeepReleases is how many release directories stay installed, the
+	// running one and the rollback target included. 0 means the config
+	// default (3); at least 2.
+	KeepReleases int
+	// App stops, starts and health-checks the application. Required.
+	App appctl.Controller
+	// Fetcher gets bundles. Required by Run; Recover and Status do not
+	// need it.
+	Fetcher Fetcher
+	// Log receives the engine's log; nil discards it.
+	Log *slog.Logger
+	// Failpoint, from the environment variable UPDATEAGENT_FAILPOINT
+	// (FailpointEnv), names a state (protocol.State*): when a job enters
+	// it, the process exits at once with FailpointExitCode, right after
+	// the transition is journaled and synced and before the state's
+	// action, without cleanup or deferred calls. Crash tests use it.
+	Failpoint string
+	// Now returns the time for the journal; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) validate() error {
+	for key, v := range map[string]string{"InstallDir": c.InstallDir, "DataDir": c.DataDir} {
+		if v == "" || !filepath.IsAbs(v) {
+			return fmt.Errorf("engine config: %s %q must be an absolute path", key, v)
+		}
+	}
+	if filepath.Clean(c.InstallDir) == filepath.Clean(c.DataDir) {
+		return errors.New("engine config: DataDir must differ from InstallDir")
+	}
+	if c.KeepReleases == 0 {
+		c.KeepReleases = config.DefaultKeepReleases
+	}
+	if c.KeepReleases < 2 {
+		return fmt.Errorf("engine config: KeepReleases %d: keep at least 2 (the running release and the one to roll back to)", c.KeepReleases)
+	}
+	if c.App == nil {
+		return errors.New("engine config: App is nil")
+	}
+	if c.Failpoint != "" {
+		if _, ok := parseState(c.Failpoint); !ok {
+			return fmt.Errorf("engine config: failpoint %q (%s) is not a state name", c.Failpoint, FailpointEnv)
+		}
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Engine runs upgrade jobs on one site and keeps their journal.
+type Engine struct {
+	cfg  Config
+	log  *slog.Logger
+	j    *journal
+	lock *os.File // <data_dir>/engine.lock, held while open
+
+	// runMu is held by Run and Recover: one job at a time.
+	runMu sync.Mutex
+
+	mu     sync.Mutex // guards status
+	status Status
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (creating it if needed) the journal at <DataDir>/journal.db
+// and returns the engine. When the journal holds an unfinished job, call
+// Recover before Run.
+func Open(ctx context.Context, cfg Config) (*Engine, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("open engine: %w", err)
+	}
+	// One engine per data dir: a second agent process (apply-offline
+	// while the service runs) must not recover or roll back a job the
+	// first one is running.
+	lockPath := filepath.Join(cfg.DataDir, lockName)
+	lock, err := lockDataDir(lockPath)
+	if errors.Is(err, errLocked) {
+		return nil, fmt.Errorf("open engine: another agent process uses %s (stop the updateagent service first): %w", cfg.DataDir, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open engine: %w", err)
+	}
+	j, err := openJournal(ctx, filepath.Join(cfg.DataDir, JournalName), cfg.Now)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	e := &Engine{cfg: cfg, log: cfg.Log, j: j, lock: lock}
+	if cfg.Failpoint != "" {
+		e.log.Warn("failpoint set: the agent exits when a job enters this state", "failpoint", cfg.Failpoint, "env", FailpointEnv)
+	}
+	if err := e.refresh(ctx); err != nil {
+		j.close()
+		lock.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// lockName is the lock file in the data dir, held by an open Engine.
+const lockName = "engine.lock"
+
+// ErrLocked is returned by Open while another process has the data dir's
+// engine open.
+var ErrLocked = errors.New("data dir in use")
+
+var errLocked = errors.New("locked")
+
+// Close closes the journal and releases the data dir. Calling it again
+// does nothing.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		e.closeErr = e.j.close()
+		e.lock.Close()
+	})
+	return e.closeErr
+}
+
+// Status returns the site's status as of the last journal change. It is
+// safe to call while a job runs.
+func (e *Engine) Status() Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.status
+}
+
+// refresh re-reads the status from the journal.
+func (e *Engine) refresh(ctx context.Context) error {
+	st, err := e.j.status(context.WithoutCancel(ctx))
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.status = st
+	e.mu.Unlock()
+	return nil
+}
+
+// PendingEvents returns up to limit events not yet delivered to the
+// server, oldest first.
+func (e *Engine) PendingEvents(ctx context.Context, limit int) ([]protocol.Event, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	return e.j.pending(ctx, limit)
+}
+
+// MarkDelivered records that the server stored evs (by job and seq); they
+// are not returned by PendingEvents again.
+func (e *Engine) MarkDelivered(ctx context.Context, evs []protocol.Event) error {
+	return e.j.markDelivered(ctx, evs)
+}
+
+// Events returns every event of one job, by seq, delivered or not.
+func (e *Engine) Events(ctx context.Context, jobID string) ([]protocol.Event, error) {
+	return e.j.events(ctx, jobID)
+}
+
+// enter journals a transition of jb (the job row, its event and the site
+// facts, in one synced transaction), then hits the failpoint. Every step's
+// action runs only after enter returned: journal before side effects.
+func (e *Engine) enter(ctx context.Context, jb *job, c change) error {
+	// WithoutCancel: a transition already decided is written even if the
+	// agent is shutting down.
+	if err := e.j.transition(context.WithoutCancel(ctx), jb.rec, c); err != nil {
+		return err
+	}
+	jb.log.Info("job "+c.state.String(), "seq", jb.rec.Seq, "message", c.message)
+	if err := e.refresh(ctx); err != nil {
+		jb.log.Warn("read status", "err", err)
+	}
+	e.failpoint(c.state)
+	return nil
+}
+
+// failpoint exits the process, at once and without cleanup, when the
+// configured failpoint names s.
+func (e *Engine) failpoint(s state) {
+	if e.cfg.Failpoint != "" && e.cfg.Failpoint == s.String() {
+		e.log.Warn("failpoint: exiting", "state", s.String())
+		os.Exit(FailpointExitCode)
+	}
+}

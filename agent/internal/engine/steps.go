@@ -1,0 +1,257 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/dustin/go-humanize"
+
+	"github.com/dropless/dropless/pkg/atomicfile"
+	"github.com/dropless/dropless/pkg/bundle"
+	"github.com/dropless/dropless/pkg/protocol"
+)
+
+// job is one job in memory: its journal record, plus what this process
+// learnt while running it. After a restart only the record is known; every
+// step's rollback, commit and cleanup work from the record alone.
+type job struct {
+	rec        *jobRecord
+	installDir string
+	dataDir    string
+	keep       int
+	log        *slog.Logger
+
+	// Known only in the process that ran the job from its start:
+	custom protocol.TargetCustom // from the Fetcher
+	info   *bundle.Info          // the unpacked bundle, set in preflight
+	reuse  bool                  // releases/<to> already holds this release
+}
+
+func (e *Engine) newJob(rec *jobRecord) *job {
+	return &job{
+		rec:        rec,
+		installDir: e.cfg.InstallDir,
+		dataDir:    e.cfg.DataDir,
+		keep:       e.cfg.KeepReleases,
+		log:        e.log.With("job", rec.ID, "from", rec.From, "to", rec.To),
+	}
+}
+
+func (jb *job) downloadsDir() string { return filepath.Join(jb.dataDir, "downloads") }
+func (jb *job) bundlePath() string {
+	return filepath.Join(jb.downloadsDir(), jb.rec.SHA256+".tar.gz")
+}
+func (jb *job) staging() string { return stagingDir(jb.installDir, jb.rec.To) }
+func (jb *job) release() string { return releaseDir(jb.installDir, jb.rec.To) }
+
+// prevVersion is the release that ran before the job ("" when nothing was
+// installed, or current pointed outside releases/).
+func (jb *job) prevVersion() string { return linkVersion(jb.rec.PrevLink) }
+
+// A step is one part of installing a release that the app must be stopped
+// for. Files come in two steps (staging, switching); the database backup
+// and migrations (backing_up, migrating) and the bundle's hooks slot in as
+// more steps. The engine drives every step through this lifecycle:
+//
+//  1. prepare, during preflight, with the app still running, for every
+//     step in order: check and stage everything that can be done ahead
+//     (unpack, verify), so that downtime is only stop -> switch -> start.
+//     It must not change anything the running app uses. An error fails
+//     the job with the app untouched.
+//  2. apply, after the app was stopped, for every step in order, each
+//     after its state() was journaled and synced. An error rolls back.
+//     apply is never resumed after a crash: recovery rolls back instead,
+//     so apply may rely on what prepare learnt in memory.
+//  3. rollback, in rolling_back, for every step in reverse order, whether
+//     or not its apply ran, finished or failed. It may run again after a
+//     crash, in another process, without prepare: it must be idempotent
+//     and work from the journal record alone. The app is stopped before
+//     and started after the rollbacks.
+//  4. commit, in committed, after the new release passed its health
+//     check, for every step in order. Idempotent (it may run again after
+//     a crash); errors are logged, not fatal: the release already runs.
+//  5. cleanup, at the end of every job whatever its result, for every
+//     step. Idempotent; errors are logged.
+type step interface {
+	state() state
+	// message describes what apply is about to do, for the event.
+	message(jb *job) string
+	prepare(ctx context.Context, jb *job) error
+	apply(ctx context.Context, jb *job) error
+	rollback(ctx context.Context, jb *job) error
+	commit(ctx context.Context, jb *job) error
+	cleanup(ctx context.Context, jb *job) error
+}
+
+// steps returns the steps of a job, in order.
+func (jb *job) steps() []step {
+	return []step{stageStep{}, switchStep{}}
+}
+
+// stageStep unpacks the bundle into releases/.<v>.staging during
+// preflight, and moves its files/ to releases/<v> in staging.
+type stageStep struct{}
+
+func (stageStep) state() state { return stStaging }
+
+func (stageStep) message(jb *job) string {
+	if jb.reuse {
+		return fmt.Sprintf("reusing releases/%s: it matches the bundle", jb.rec.To)
+	}
+	return fmt.Sprintf("installing releases/%s", jb.rec.To)
+}
+
+func (stageStep) prepare(ctx context.Context, jb *job) error {
+	rels := filepath.Join(jb.installDir, releasesDir)
+	if err := os.MkdirAll(rels, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", rels, err)
+	}
+	// Scan first: it tells the unpacked size without writing anything.
+	f, err := os.Open(jb.bundlePath())
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	scan, err := bundle.Scan(f, bundle.Limits{})
+	if err != nil {
+		return err
+	}
+	need := uint64(scan.TotalSize) + uint64(scan.TotalSize)/20 + 32<<20 // 5% and 32 MiB to spare
+	free, known, err := freeSpace(rels)
+	switch {
+	case err != nil:
+		return fmt.Errorf("free disk in %s: %w", rels, err)
+	case !known:
+		jb.log.Warn("cannot tell the free disk space on this OS; not checked", "dir", rels)
+	case free < need:
+		return fmt.Errorf("not enough free disk in %s: the release needs %s, %s free", rels, humanize.IBytes(need), humanize.IBytes(free))
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		return err
+	}
+	// A staging dir left by an interrupted job is stale: start afresh.
+	if err := os.RemoveAll(jb.staging()); err != nil {
+		return err
+	}
+	info, err := bundle.Unpack(ctx, f, jb.staging(), bundle.Limits{})
+	if err != nil {
+		return err
+	}
+	jb.info = info
+	if err := syncTree(filepath.Join(jb.staging(), bundle.FilesDir)); err != nil {
+		return err
+	}
+	if err := atomicfile.SyncDir(rels); err != nil {
+		return err
+	}
+	// A kept release of the same version (a re-install): reuse it if it
+	// is intact, else staging replaces it. It is neither current nor the
+	// rollback target (preflight checked).
+	if _, err := os.Lstat(jb.release()); err == nil {
+		if verr := verifyRelease(jb.release(), info); verr != nil {
+			jb.log.Warn("kept release differs from the bundle; replacing it", "dir", jb.release(), "why", verr)
+		} else {
+			jb.reuse = true
+			jb.log.Info("kept release matches the bundle; reusing it", "dir", jb.release())
+		}
+	}
+	return nil
+}
+
+func (stageStep) apply(ctx context.Context, jb *job) error {
+	if jb.reuse {
+		return nil
+	}
+	if err := os.RemoveAll(jb.release()); err != nil {
+		return fmt.Errorf("replace %s: %w", jb.release(), err)
+	}
+	// Rename within the install dir's file system; syncing releases/
+	// makes the new name durable.
+	if err := atomicfile.Rename(filepath.Join(jb.staging(), bundle.FilesDir), jb.release()); err != nil {
+		return fmt.Errorf("stage release %s: %w", jb.rec.To, err)
+	}
+	return nil
+}
+
+// rollback removes the release dir the job created, unless current
+// points at it (the switch back failed: never delete what may run).
+func (stageStep) rollback(ctx context.Context, jb *job) error {
+	if !jb.rec.ReleaseCreated || jb.rec.PrevLink == releaseLink(jb.rec.To) {
+		return nil
+	}
+	if cur, ok, _ := readCurrent(jb.installDir); ok && cur == releaseLink(jb.rec.To) {
+		return fmt.Errorf("not removing releases/%s: current still points at it", jb.rec.To)
+	}
+	return removeAll(jb.release())
+}
+
+func (stageStep) commit(ctx context.Context, jb *job) error { return nil }
+
+func (stageStep) cleanup(ctx context.Context, jb *job) error { return removeAll(jb.staging()) }
+
+// switchStep points current at the new release; rolling back points it
+// back at what it was (or removes it on a fresh site).
+type switchStep struct{}
+
+func (switchStep) state() state { return stSwitching }
+
+func (switchStep) message(jb *job) string {
+	return fmt.Sprintf("current -> releases/%s", jb.rec.To)
+}
+
+func (switchStep) prepare(ctx context.Context, jb *job) error { return nil }
+
+func (switchStep) apply(ctx context.Context, jb *job) error {
+	return switchCurrent(jb.installDir, releaseLink(jb.rec.To))
+}
+
+func (switchStep) rollback(ctx context.Context, jb *job) error {
+	cur, ok, err := readCurrent(jb.installDir)
+	if err != nil {
+		return err
+	}
+	switch {
+	case jb.rec.PrevLink == "":
+		if !ok {
+			return nil
+		}
+		return removeCurrent(jb.installDir)
+	case ok && cur == jb.rec.PrevLink:
+		return nil
+	}
+	return switchCurrent(jb.installDir, jb.rec.PrevLink)
+}
+
+// commit prunes old releases, keeping the new one and the one it
+// replaced.
+func (switchStep) commit(ctx context.Context, jb *job) error {
+	protect := []string{jb.rec.To}
+	if v := jb.prevVersion(); v != "" {
+		protect = append(protect, v)
+	}
+	if cur, ok, _ := readCurrent(jb.installDir); ok {
+		if v := linkVersion(cur); v != "" {
+			protect = append(protect, v)
+		}
+	}
+	return prune(jb.installDir, jb.keep, protect, jb.log)
+}
+
+func (switchStep) cleanup(ctx context.Context, jb *job) error {
+	return nil
+}
+
+// cleanupDownloads removes the downloaded bundles: one job runs at a time,
+// so whatever is there belongs to this job or to an interrupted one.
+func cleanupDownloads(jb *job) error {
+	err := os.RemoveAll(jb.downloadsDir())
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,76 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/dropless/dropless/agent/internal/fetch"
+	"github.com/dropless/dropless/pkg/atomicfile"
+	"github.com/dropless/dropless/pkg/protocol"
+)
+
+// tufFetcher gives the engine the TUF client: a refresh before every
+// target look-up, and nothing but what the client verified.
+type tufFetcher struct {
+	c   *fetch.Client
+	log *slog.Logger
+}
+
+func (f *tufFetcher) resolve(ctx context.Context, path string) (*fetch.Target, error) {
+	if err := f.c.Bootstrap(ctx); err != nil {
+		return nil, err
+	}
+	if err := f.c.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	return f.c.Target(ctx, path)
+}
+
+func (f *tufFetcher) Target(ctx context.Context, path string) (int64, string, protocol.TargetCustom, error) {
+	t, err := f.resolve(ctx, path)
+	if err != nil {
+		return 0, "", protocol.TargetCustom{}, err
+	}
+	custom, err := protocol.ParseTargetCustom(t.Custom)
+	if err != nil {
+		return 0, "", custom, fmt.Errorf("target %s: %w", path, err)
+	}
+	sum, ok := t.Hashes["sha256"]
+	if !ok {
+		return 0, "", custom, fmt.Errorf("target %s has no sha256 in its signed metadata", path)
+	}
+	return t.Length, sum, custom, nil
+}
+
+func (f *tufFetcher) Download(ctx context.Context, path, dst string) error {
+	t, err := f.resolve(ctx, path)
+	if err != nil {
+		return err
+	}
+	res, err := f.c.Download(ctx, t, dst)
+	if err == nil && res.Resumes > 0 {
+		f.log.Info("download resumed after broken connections", "target", path, "resumes", res.Resumes)
+	}
+	return err
+}
+
+// ReadContact reads what the running agent last recorded about the server.
+func ReadContact(dataDir string) (Contact, error) {
+	var c Contact
+	b, err := os.ReadFile(dataDir + string(os.PathSeparator) + ContactFile)
+	if err != nil {
+		return c, err
+	}
+	return c, json.Unmarshal(b, &c)
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, b, 0o644)
+}
