@@ -94,7 +94,7 @@ type Option func(*[]string)
 func ServerArgs(args ...string) Option { return func(a *[]string) { *a = append(*a, args...) } }
 
 // New starts a real update server on a free loopback port.
-func New(t *testing.T, opts ...Option) *Env {
+func New(t testing.TB, opts ...Option) *Env {
 	t.Helper()
 	e := &Env{Bin: Build(t), Dir: t.TempDir()}
 	e.Data = filepath.Join(e.Dir, "server")
@@ -115,7 +115,7 @@ func New(t *testing.T, opts ...Option) *Env {
 	return e
 }
 
-func (e *Env) awaitServer(t *testing.T) {
+func (e *Env) awaitServer(t testing.TB) {
 	t.Helper()
 	Await(t, "server healthy", func() bool {
 		resp, err := http.Get(e.URL + "/healthz")
@@ -128,10 +128,10 @@ func (e *Env) awaitServer(t *testing.T) {
 }
 
 // StopServer kills the server (SIGKILL: no clean shutdown).
-func (e *Env) StopServer(t *testing.T) { e.server.Kill(t) }
+func (e *Env) StopServer(t testing.TB) { e.server.Kill(t) }
 
 // StartServer starts the server again on the same address and data.
-func (e *Env) StartServer(t *testing.T) {
+func (e *Env) StartServer(t testing.TB) {
 	t.Helper()
 	e.server = Start(t, "updateserver", filepath.Join(e.Dir, "server.log"), nil, e.Bin.Server, e.server.Args[1:]...)
 	e.awaitServer(t)
@@ -215,7 +215,17 @@ type Site struct {
 }
 
 // NewSite enrolls and starts an agent for a new site of client.
-func (e *Env) NewSite(t *testing.T, name, client string) *Site {
+func (e *Env) NewSite(t testing.TB, name, client string) *Site {
+	t.Helper()
+	s := e.PrepareSite(t, name, client)
+	s.StartAgent(t)
+	Await(t, "site "+name+" checked in", func() bool { return s.Info(t).LastSeen != nil })
+	return s
+}
+
+// PrepareSite writes a site's agent config (with a fresh enroll token)
+// without starting the agent.
+func (e *Env) PrepareSite(t testing.TB, name, client string) *Site {
 	t.Helper()
 	s := &Site{env: e, Name: name, Client: client, Dir: filepath.Join(e.Dir, "sites", name)}
 	s.Install, s.Data = filepath.Join(s.Dir, "install"), filepath.Join(s.Dir, "data")
@@ -246,23 +256,21 @@ command_timeout = "20s"
 	if err := os.WriteFile(s.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.StartAgent(t)
 	t.Cleanup(func() { s.stopApp() })
-	Await(t, "site "+name+" checked in", func() bool { return s.Info(t).LastSeen != nil })
 	return s
 }
 
 // StartAgent starts the site's agent process.
-func (s *Site) StartAgent(t *testing.T) {
+func (s *Site) StartAgent(t testing.TB) {
 	t.Helper()
 	s.agent = Start(t, "agent "+s.Name, filepath.Join(s.Dir, "agent.log"), s.ExtraEnv, s.env.Bin.Agent, "run", "--config", s.Config, "--name", "updateagent-test")
 }
 
 // KillAgent kills the agent with SIGKILL.
-func (s *Site) KillAgent(t *testing.T) { s.agent.Kill(t) }
+func (s *Site) KillAgent(t testing.TB) { s.agent.Kill(t) }
 
 // StopAgent stops the agent with SIGTERM and waits for it.
-func (s *Site) StopAgent(t *testing.T) { s.agent.Term(t) }
+func (s *Site) StopAgent(t testing.TB) { s.agent.Term(t) }
 
 // Agent is the running agent process.
 func (s *Site) Agent() *Proc { return s.agent }
@@ -316,7 +324,7 @@ func (s *Site) AppVersion() (string, error) {
 
 // AwaitHealthy waits until the app answers healthy as version and the
 // server reports the site on it.
-func (s *Site) AwaitHealthy(t *testing.T, version string) {
+func (s *Site) AwaitHealthy(t testing.TB, version string) {
 	t.Helper()
 	Await(t, fmt.Sprintf("site %s healthy on %s", s.Name, version), func() bool {
 		v, err := s.AppVersion()
@@ -325,7 +333,7 @@ func (s *Site) AwaitHealthy(t *testing.T, version string) {
 }
 
 // AwaitJob waits until the site's newest job has ended and returns it.
-func (s *Site) AwaitJob(t *testing.T) protocol.Job {
+func (s *Site) AwaitJob(t testing.TB) protocol.Job {
 	t.Helper()
 	var j protocol.Job
 	Await(t, "site "+s.Name+" job ended", func() bool {
@@ -340,7 +348,7 @@ func (s *Site) AwaitJob(t *testing.T) protocol.Job {
 }
 
 // Upgrade assigns version to the site now.
-func (s *Site) Upgrade(t *testing.T, version string) {
+func (s *Site) Upgrade(t testing.TB, version string) {
 	t.Helper()
 	s.env.MustCLI(t, "upgrade", "--site", s.Name, "--to", version, "--now")
 }

@@ -1,0 +1,52 @@
+//go:build e2e && unix
+
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestServiceInstall installs the real agent as a real OS service (systemd
+// where it runs, SysV init scripts otherwise) under a test-only name,
+// sees it check in, then stops and uninstalls it. It needs root, and runs
+// in CI (.ci/run runs as root).
+func TestServiceInstall(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("installing an OS service needs root")
+	}
+	const name = "updateagent-e2e-test"
+	env := New(t)
+	env.Publish(t, "1.0.0", Healthy)
+	site := env.PrepareSite(t, "svc-site", "acme")
+	agent := func(args ...string) (string, error) {
+		out, err := exec.Command(env.Bin.Agent, args...).CombinedOutput()
+		return string(out), err
+	}
+	t.Cleanup(func() { agent("uninstall", "--name", name) })
+
+	out, err := agent("install", "--config", site.Config, "--name", name)
+	if err != nil {
+		t.Fatalf("install: %v\n%s", err, out)
+	}
+	t.Logf("install: %s", strings.TrimSpace(out))
+	Await(t, "the service's agent to check in", func() bool { return site.Info(t).LastSeen != nil })
+
+	site.Upgrade(t, "1.0.0")
+	site.AwaitHealthy(t, "1.0.0")
+
+	if out, err := agent("stop", "--name", name); err != nil {
+		t.Fatalf("stop: %v\n%s", err, out)
+	}
+	if out, err := agent("status", "--config", site.Config); err != nil || !strings.Contains(out, "1.0.0") {
+		t.Errorf("status after stop: %v\n%s", err, out)
+	}
+	if out, err := agent("uninstall", "--name", name); err != nil {
+		t.Fatalf("uninstall: %v\n%s", err, out)
+	}
+	if _, err := os.Stat("/etc/init.d/" + name); err == nil {
+		t.Errorf("/etc/init.d/%s still there after uninstall", name)
+	}
+}
