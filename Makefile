@@ -12,9 +12,10 @@ FUZZTIME  ?= 60s
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
-build: ## build bin/updateserver and bin/updateagent for this OS/arch
+build: ## build bin/updateserver and bin/updateagent for this OS/arch (and bin/sampleapp, the demo app)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/updateserver ./updateserver/cmd/updateserver
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/updateagent ./agent/cmd/updateagent
+	$(GO) build -trimpath -o bin/sampleapp ./testenv/sampleapp
 
 run: build ## run the server on the embedded store (DATA=./updateserver-data LISTEN=127.0.0.1:8080)
 	./bin/updateserver serve --data $(DATA) --listen $(LISTEN)
