@@ -193,7 +193,16 @@ func (s *Store) AddEvents(ctx context.Context, now time.Time, site string, event
 				return err
 			}
 			if r := finalResult(e.State); r != "" {
-				if err := endJob(ctx, tx, now, e.JobID, r, e.Message); err != nil {
+				reason := e.Message
+				if r == protocol.ResultRolledBack {
+					// Why it rolled back is in the rolling_back event;
+					// the rolled_back one says where it landed.
+					var why string
+					if tx.QueryRow(`SELECT message FROM job_events WHERE job_id = ? AND state = 'rolling_back' ORDER BY seq DESC LIMIT 1`, e.JobID).Scan(&why) == nil && why != "" {
+						reason = why + " (" + e.Message + ")"
+					}
+				}
+				if err := endJob(ctx, tx, now, e.JobID, r, reason); err != nil {
 					return err
 				}
 			}
