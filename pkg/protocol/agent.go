@@ -101,6 +101,11 @@ type Assignment struct {
 	// the TUF client verified about it.
 	Target string `json:"target"`
 	From   string `json:"from"`
+	// AcceptDrift: support accepted the site's drift for this job.
+	AcceptDrift bool `json:"accept_drift,omitempty"`
+	// AllowDowngrade: support confirmed going back to an older version
+	// (down migrations).
+	AllowDowngrade bool `json:"allow_downgrade,omitempty"`
 }
 
 // WindowStatus is the site's maintenance window as of the check-in.
@@ -161,16 +166,20 @@ type Site struct {
 	Arch             string     `json:"arch,omitempty"`
 	Hostname         string     `json:"hostname,omitempty"`
 	EnrolledAt       time.Time  `json:"enrolled_at"`
-	CurrentJob       *Job       `json:"current_job,omitempty"`
-	LastJob          *Job       `json:"last_job,omitempty"`
+	// Drift lists what was changed by hand in the running release.
+	Drift      []string `json:"drift,omitempty"`
+	CurrentJob *Job     `json:"current_job,omitempty"`
+	LastJob    *Job     `json:"last_job,omitempty"`
 }
 
 // UpgradeRequest is the body of POST /api/v1/upgrades.
 type UpgradeRequest struct {
-	Site   string `json:"site,omitempty"`
-	Client string `json:"client,omitempty"`
-	To     string `json:"to"`
-	Now    bool   `json:"now,omitempty"`
+	Site           string `json:"site,omitempty"`
+	Client         string `json:"client,omitempty"`
+	To             string `json:"to"`
+	Now            bool   `json:"now,omitempty"`
+	AcceptDrift    bool   `json:"accept_drift,omitempty"`
+	AllowDowngrade bool   `json:"allow_downgrade,omitempty"`
 }
 
 // UpgradeResponse lists the jobs created.

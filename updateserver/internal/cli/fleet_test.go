@@ -182,9 +182,9 @@ func TestUpgradeFlow(t *testing.T) {
 			t.Errorf("upgrade %v: exit %d %q, want %q", tt.args, r.code, r.stderr, tt.want)
 		}
 	}
-	s.publish(t, "2.0.0", ">= 1.1")
-	if r := s.cli(support, "upgrade", "--site", "acme-test", "--to", "2.0.0"); r.code != 1 || !strings.Contains(r.stderr, "upgrades only from") {
-		t.Errorf("not admitted: exit %d %q", r.code, r.stderr)
+	s.publish(t, "3.0.0", ">= 2.5")
+	if r := s.cli(support, "upgrade", "--site", "acme-test", "--to", "3.0.0"); r.code != 1 || !strings.Contains(r.stderr, "no upgrade path from 1.0.0") || !strings.Contains(r.stderr, ">= 2.5") {
+		t.Errorf("no path: exit %d %q", r.code, r.stderr)
 	}
 	// A client-wide upgrade skips sites already there.
 	out = s.mustCLI(support, "upgrade", "--client", "acme", "--to", "1.1.0")
@@ -229,5 +229,96 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached in 30s")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestMultiHopUpgrade: a target that does not admit the installed version
+// is reached through the releases in between, one job per hop, in order;
+// a hop that fails cancels the hops after it.
+func TestMultiHopUpgrade(t *testing.T) {
+	s := startServer(t)
+	support := s.newToken(protocol.RoleSupport)
+	s.publish(t, "1.0.0", "")
+	s.publish(t, "1.5.0", ">= 1.0, < 1.5")
+	s.publish(t, "1.6.0", ">= 1.5, < 1.6")
+	s.publish(t, "2.0.0", ">= 1.6, < 2.0")
+	s.mustCLI(s.Admin, "release", "yank", "--product", "acme-erp", "--version", "1.6.0", "--reason", "bad")
+	tok := strings.TrimSpace(s.mustCLI(support, "enroll-token", "create", "--client", "acme"))
+	a := s.enroll(t, tok, "acme-prod", "acme")
+	ctx := context.Background()
+	report := protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle}
+	a.Checkin(ctx, report, 0)
+
+	// The only path runs through the yanked 1.6.0: refused.
+	if r := s.cli(support, "upgrade", "--site", "acme-prod", "--to", "2.0.0"); r.code != 1 || !strings.Contains(r.stderr, "no upgrade path") {
+		t.Fatalf("path through a yanked release: exit %d %q", r.code, r.stderr)
+	}
+	s.publish(t, "1.7.0", ">= 1.5, < 1.7")
+	s.publish(t, "2.1.0", ">= 1.7, < 2.1")
+	out := s.mustCLI(support, "upgrade", "--site", "acme-prod", "--to", "2.1.0", "--now")
+	for _, hop := range []string{"1.0.0 -> 1.5.0", "1.5.0 -> 1.7.0", "1.7.0 -> 2.1.0"} {
+		if !strings.Contains(out, hop) {
+			t.Errorf("upgrade lacks hop %s:\n%s", hop, out)
+		}
+	}
+	// The agent gets the hops one at a time, in order.
+	for _, want := range []string{"1.5.0", "1.7.0"} {
+		resp, err := a.Checkin(ctx, report, 0)
+		if err != nil || resp.Assignment == nil || resp.Assignment.Version != want || resp.Assignment.From != report.InstalledVersion {
+			t.Fatalf("assignment %+v %v, want %s from %s", resp.Assignment, err, want, report.InstalledVersion)
+		}
+		id := resp.Assignment.JobID
+		if want == "1.7.0" {
+			// This hop fails: the last one must not run.
+			a.SendEvents(ctx, []protocol.Event{{JobID: id, Seq: 1, State: "downloading", At: time.Now()}, {JobID: id, Seq: 2, State: "rolling_back", Message: "health check failed", At: time.Now()}, {JobID: id, Seq: 3, State: "rolled_back", At: time.Now()}})
+			break
+		}
+		a.SendEvents(ctx, []protocol.Event{{JobID: id, Seq: 1, State: "committed", At: time.Now()}})
+		report.InstalledVersion = want
+	}
+	if resp, err := a.Checkin(ctx, report, 0); err != nil || resp.Assignment != nil {
+		t.Fatalf("after a failed hop: %+v %v", resp.Assignment, err)
+	}
+	h := s.history(t, support, "acme-prod")
+	if len(h) != 3 || h[0].Result != protocol.ResultFailed || !strings.Contains(h[0].Reason, "cancelled") ||
+		h[1].Result != protocol.ResultRolledBack || h[2].Result != protocol.ResultSucceeded {
+		t.Fatalf("history: %+v", h)
+	}
+	// Down is refused without --allow-downgrade.
+	if r := s.cli(support, "upgrade", "--site", "acme-prod", "--to", "1.0.0"); r.code != 1 || !strings.Contains(r.stderr, "--allow-downgrade") {
+		t.Errorf("downgrade: exit %d %q", r.code, r.stderr)
+	}
+	if r := s.cli(support, "upgrade", "--site", "acme-prod", "--to", "1.0.0", "--allow-downgrade"); r.code != 0 {
+		t.Errorf("downgrade allowed: exit %d %q", r.code, r.stderr)
+	}
+}
+
+// TestDriftBlocksUpgrade: a site reporting drift is shown so, and upgraded
+// only with --accept-drift, which the assignment carries.
+func TestDriftBlocksUpgrade(t *testing.T) {
+	s := startServer(t)
+	support := s.newToken(protocol.RoleSupport)
+	s.publish(t, "1.0.0", "")
+	s.publish(t, "1.1.0", "")
+	tok := strings.TrimSpace(s.mustCLI(support, "enroll-token", "create", "--client", "acme"))
+	a := s.enroll(t, tok, "acme-prod", "acme")
+	ctx := context.Background()
+	a.Checkin(ctx, protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle, Drift: []string{"modified: bin/app.dll"}}, 0)
+	if out := s.mustCLI(support, "sites", "list"); !strings.Contains(out, "(drift)") {
+		t.Errorf("sites list does not show drift:\n%s", out)
+	}
+	if out := s.mustCLI(support, "sites", "show", "acme-prod"); !strings.Contains(out, "modified: bin/app.dll") {
+		t.Errorf("sites show does not list the drift:\n%s", out)
+	}
+	if r := s.cli(support, "upgrade", "--site", "acme-prod", "--to", "1.1.0"); r.code != 1 || !strings.Contains(r.stderr, "--accept-drift") {
+		t.Fatalf("upgrade of a drifted site: exit %d %q", r.code, r.stderr)
+	}
+	s.mustCLI(support, "upgrade", "--site", "acme-prod", "--to", "1.1.0", "--accept-drift")
+	resp, err := a.Checkin(ctx, protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle, Drift: []string{"modified: bin/app.dll"}}, 0)
+	if err != nil || resp.Assignment == nil || !resp.Assignment.AcceptDrift {
+		t.Fatalf("assignment does not carry accept_drift: %+v %v", resp.Assignment, err)
+	}
+	if code, body := s.api("GET", "/api/v1/audit", s.Admin, nil); code != 200 || !strings.Contains(string(body), "accept_drift=true") {
+		t.Errorf("accept-drift not audited: %s", body)
 	}
 }

@@ -75,7 +75,11 @@ func newSitesCmd(stdio IO) *cobra.Command {
 			if s.LastSeen != nil {
 				seen = since(*s.LastSeen)
 			}
-			rows = append(rows, []string{s.Site, s.Client, s.Product, orDash(s.InstalledVersion), orDash(s.TargetVersion), s.State, seen})
+			state := s.State
+			if len(s.Drift) > 0 {
+				state += " (drift)"
+			}
+			rows = append(rows, []string{s.Site, s.Client, s.Product, orDash(s.InstalledVersion), orDash(s.TargetVersion), state, seen})
 		}
 		return table(stdio.Stdout, []string{"SITE", "CLIENT", "PRODUCT", "INSTALLED", "TARGET", "STATE", "LAST SEEN"}, rows)
 	}
@@ -108,6 +112,12 @@ func newSitesCmd(stdio IO) *cobra.Command {
 		fmt.Fprintf(w, "site:       %s\nclient:     %s\nproduct:    %s\ninstalled:  %s\ntarget:     %s\nstate:      %s\nlast seen:  %s\nagent:      %s on %s/%s, host %s\nenrolled:   %s\n",
 			s.Site, s.Client, s.Product, orDash(s.InstalledVersion), orDash(s.TargetVersion), s.State, seen,
 			orDash(s.AgentVersion), orDash(s.OS), orDash(s.Arch), orDash(s.Hostname), s.EnrolledAt.Local().Format(time.RFC3339))
+		if len(s.Drift) > 0 {
+			fmt.Fprintf(w, "\nDRIFT (changed by hand; upgrades need --accept-drift):\n")
+			for _, d := range s.Drift {
+				fmt.Fprintf(w, "  %s\n", d)
+			}
+		}
 		if s.CurrentJob != nil {
 			fmt.Fprintf(w, "\ncurrent job:\n")
 			printJob(w, *s.CurrentJob)
@@ -150,13 +160,16 @@ func since(t time.Time) string {
 
 func newUpgradeCmd(stdio IO) *cobra.Command {
 	var site, clientName, to string
-	var now bool
+	var now, acceptDrift, allowDowngrade bool
 	cmd := &cobra.Command{
 		Use:   "upgrade (--site S | --client C) --to VERSION [--now]",
 		Short: "Assign a version to a site or to every site of a client",
 		Long: `Assign VERSION to a site, or to every site of a client: one job per site.
-Without --now the job waits for the site's maintenance window; --now
-overrides it for emergencies (audited).`,
+Where VERSION's upgrade_from does not admit the installed version, the
+upgrade goes through the intermediate releases it needs (never a yanked
+one): one job per hop, each in history. Without --now the job waits for
+the site's maintenance window; --now overrides it for emergencies
+(audited).`,
 		Args: noArgs,
 	}
 	api := withAPI(cmd, stdio)
@@ -164,6 +177,8 @@ overrides it for emergencies (audited).`,
 	cmd.Flags().StringVar(&clientName, "client", "", "upgrade every site of this client")
 	cmd.Flags().StringVar(&to, "to", "", "the version to install")
 	cmd.Flags().BoolVar(&now, "now", false, "do not wait for the maintenance window")
+	cmd.Flags().BoolVar(&acceptDrift, "accept-drift", false, "upgrade a site whose files or migrations were changed by hand, overwriting them (audited)")
+	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "go back to an older version, running down migrations (audited)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "to"); err != nil {
 			return err
@@ -175,7 +190,7 @@ overrides it for emergencies (audited).`,
 		if err != nil {
 			return err
 		}
-		resp, err := c.Upgrade(cmd.Context(), protocol.UpgradeRequest{Site: site, Client: clientName, To: to, Now: now})
+		resp, err := c.Upgrade(cmd.Context(), protocol.UpgradeRequest{Site: site, Client: clientName, To: to, Now: now, AcceptDrift: acceptDrift, AllowDowngrade: allowDowngrade})
 		if err != nil {
 			return err
 		}

@@ -142,32 +142,48 @@ func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor 
 	var jobs []store.NewJob
 	var out []protocol.Job
 	now := f.now()
-	releases := map[string]protocol.Release{} // by product
+	type catalogue struct {
+		target protocol.Release
+		all    []protocol.Release
+	}
+	products := map[string]*catalogue{}
 	for _, st := range sites {
-		rel, ok := releases[st.Product]
+		cat, ok := products[st.Product]
 		if !ok {
-			var err error
-			rel, err = f.Store.GetRelease(ctx, st.Product, req.To)
-			if errors.Is(err, store.ErrNotFound) {
-				return protocol.UpgradeResponse{}, fault.New(fault.NotFound, "%s %s is not published: see release list --product %s", st.Product, req.To, st.Product)
-			}
+			all, err := f.Store.ListReleases(ctx, store.ReleaseFilter{Product: st.Product})
 			if err != nil {
 				return protocol.UpgradeResponse{}, err
 			}
-			releases[st.Product] = rel
-		}
-		if st.InstalledVersion != "" && versions.Equal(st.InstalledVersion, rel.Version) {
-			continue
-		}
-		if st.InstalledVersion != "" && rel.UpgradeFrom != "" {
-			ok, err := versions.Admits(rel.UpgradeFrom, st.InstalledVersion)
-			if err == nil && !ok {
-				return protocol.UpgradeResponse{}, fault.New(fault.Conflict, "%s %s upgrades only from %q, and site %s runs %s: publish or choose a release that admits it", rel.Product, rel.Version, rel.UpgradeFrom, st.Site, st.InstalledVersion)
+			cat = &catalogue{all: all}
+			for _, r := range all {
+				if versions.Equal(r.Version, req.To) {
+					cat.target = r
+				}
 			}
+			if cat.target.Version == "" {
+				return protocol.UpgradeResponse{}, fault.New(fault.NotFound, "%s %s is not published: see release list --product %s", st.Product, req.To, st.Product)
+			}
+			products[st.Product] = cat
 		}
-		j := store.NewJob{ID: newJobID(), Site: st.Site, Product: st.Product, From: st.InstalledVersion, To: rel.Version, Target: rel.Target, Now: req.Now, CreatedBy: actor}
-		jobs = append(jobs, j)
-		out = append(out, protocol.Job{ID: j.ID, Site: j.Site, Product: j.Product, From: j.From, To: j.To, Result: protocol.ResultPending, CreatedAt: now, CreatedBy: actor, Events: []protocol.Event{}})
+		if len(st.Drift) > 0 && !req.AcceptDrift {
+			return protocol.UpgradeResponse{}, fault.New(fault.Conflict, "site %s has drifted (%d changes by hand, e.g. %s): look at sites show %s, then upgrade with --accept-drift to overwrite them",
+				st.Site, len(st.Drift), st.Drift[0], st.Site)
+		}
+		path, err := PlanPath(cat.all, st.InstalledVersion, cat.target, req.AllowDowngrade)
+		if err != nil {
+			if fe, ok := fault.As(err); ok && len(sites) > 1 {
+				fe.Msg = "site " + st.Site + ": " + fe.Msg
+			}
+			return protocol.UpgradeResponse{}, err
+		}
+		from := st.InstalledVersion
+		for _, hop := range path {
+			j := store.NewJob{ID: newJobID(), Site: st.Site, Product: st.Product, From: from, To: hop.Version, Target: hop.Target,
+				Now: req.Now, AcceptDrift: req.AcceptDrift, AllowDowngrade: req.AllowDowngrade, CreatedBy: actor}
+			jobs = append(jobs, j)
+			out = append(out, protocol.Job{ID: j.ID, Site: j.Site, Product: j.Product, From: j.From, To: j.To, Result: protocol.ResultPending, CreatedAt: now, CreatedBy: actor, Events: []protocol.Event{}})
+			from = hop.Version
+		}
 	}
 	if len(jobs) == 0 {
 		return protocol.UpgradeResponse{Jobs: []protocol.Job{}}, nil
@@ -177,15 +193,22 @@ func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor 
 		target = "client " + req.Client
 	}
 	err := f.Store.CreateJobs(ctx, now, jobs, store.Audit{Actor: actor, Action: "upgrade", Object: target,
-		Detail: fmt.Sprintf("to=%s now=%t jobs=%d", req.To, req.Now, len(jobs))})
+		Detail: fmt.Sprintf("to=%s now=%t accept_drift=%t allow_downgrade=%t jobs=%d", req.To, req.Now, req.AcceptDrift, req.AllowDowngrade, len(jobs))})
 	if errors.Is(err, store.ErrConflict) {
 		return protocol.UpgradeResponse{}, fault.Wrap(fault.Conflict, err)
 	}
 	if err != nil {
 		return protocol.UpgradeResponse{}, err
 	}
+	// Wake each site's long-poll with its first hop.
+	woken := map[string]bool{}
 	for _, j := range jobs {
-		f.hub.notify(j.Site, &protocol.Assignment{JobID: j.ID, Product: j.Product, Version: j.To, Target: j.Target, From: j.From})
+		if woken[j.Site] {
+			continue
+		}
+		woken[j.Site] = true
+		f.hub.notify(j.Site, &protocol.Assignment{JobID: j.ID, Product: j.Product, Version: j.To, Target: j.Target, From: j.From,
+			AcceptDrift: j.AcceptDrift, AllowDowngrade: j.AllowDowngrade})
 	}
 	return protocol.UpgradeResponse{Jobs: out}, nil
 }
@@ -250,14 +273,14 @@ func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRe
 
 func (f *Fleet) assignment(ctx context.Context, site string) (protocol.CheckinResponse, error) {
 	resp := protocol.CheckinResponse{PollSeconds: int(f.PollInterval / time.Second), Window: protocol.WindowStatus{Open: true}}
-	j, target, err := f.Store.OpenJob(ctx, site)
+	_, a, err := f.Store.OpenJob(ctx, site)
 	if errors.Is(err, store.ErrNotFound) {
 		return resp, nil
 	}
 	if err != nil {
 		return resp, err
 	}
-	resp.Assignment = &protocol.Assignment{JobID: j.ID, Product: j.Product, Version: j.To, Target: target, From: j.From}
+	resp.Assignment = &a
 	return resp, nil
 }
 

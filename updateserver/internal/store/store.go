@@ -231,6 +231,12 @@ CREATE TABLE job_events (
 	PRIMARY KEY (job_id, seq)
 );
 `,
+	// 3: drift, and what support confirmed for a job.
+	`
+ALTER TABLE sites ADD COLUMN drift TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN accept_drift INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN allow_downgrade INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // SchemaVersion is the schema version this code writes.

@@ -13,17 +13,18 @@ import (
 // NewJob is a job to create.
 type NewJob struct {
 	ID, Site, Product, From, To, Target string
-	Now                                 bool
+	Now, AcceptDrift, AllowDowngrade    bool
 	CreatedBy                           string
 }
 
-// CreateJobs creates jobs in one transaction: a pending job of a site is
-// superseded (failed, with the reason), a running one is a conflict. The
-// site's target version becomes the job's.
+// CreateJobs creates jobs in one transaction, in order (the hops of a
+// multi-step upgrade run one after the other). A site's pending jobs are
+// superseded (failed, with the reason); a running one is a conflict. The
+// site's target version becomes its last job's.
 func (s *Store) CreateJobs(ctx context.Context, now time.Time, jobs []NewJob, a Audit) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		// Prepared once: a client-wide upgrade runs these a thousand times.
-		open, err := tx.Prepare(`SELECT id, result FROM jobs WHERE site = ? AND result IN ('pending','running')`)
+		open, err := tx.Prepare(`SELECT id, result FROM jobs WHERE site = ? AND result IN ('pending','running') ORDER BY rowid`)
 		if err != nil {
 			return err
 		}
@@ -33,8 +34,8 @@ func (s *Store) CreateJobs(ctx context.Context, now time.Time, jobs []NewJob, a 
 			return err
 		}
 		defer supersede.Close()
-		insert, err := tx.Prepare(`INSERT INTO jobs (id, site, product, from_version, to_version, target, result, now, created_at, created_by, last_progress_at)
-			VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`)
+		insert, err := tx.Prepare(`INSERT INTO jobs (id, site, product, from_version, to_version, target, result, now, accept_drift, allow_downgrade, created_at, created_by, last_progress_at)
+			VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
@@ -45,21 +46,15 @@ func (s *Store) CreateJobs(ctx context.Context, now time.Time, jobs []NewJob, a 
 		}
 		defer target.Close()
 		at := formatTime(now)
+		cleared := map[string]bool{}
 		for _, j := range jobs {
-			var openID, result string
-			err := open.QueryRow(j.Site).Scan(&openID, &result)
-			switch {
-			case errors.Is(err, sql.ErrNoRows):
-			case err != nil:
-				return err
-			case result == protocol.ResultRunning:
-				return fmt.Errorf("site %s is upgrading now (job %s): wait for it to end: %w", j.Site, openID, ErrConflict)
-			default:
-				if _, err := supersede.Exec("cancelled: superseded by job "+j.ID, at, openID); err != nil {
+			if !cleared[j.Site] {
+				cleared[j.Site] = true
+				if err := supersedeOpen(open, supersede, j, at); err != nil {
 					return err
 				}
 			}
-			if _, err := insert.Exec(j.ID, j.Site, j.Product, j.From, j.To, j.Target, j.Now, at, j.CreatedBy, at); err != nil {
+			if _, err := insert.Exec(j.ID, j.Site, j.Product, j.From, j.To, j.Target, j.Now, j.AcceptDrift, j.AllowDowngrade, at, j.CreatedBy, at); err != nil {
 				return err
 			}
 			if _, err := target.Exec(j.To, j.Site); err != nil {
@@ -68,6 +63,35 @@ func (s *Store) CreateJobs(ctx context.Context, now time.Time, jobs []NewJob, a 
 		}
 		return insertAudit(ctx, tx, now, a)
 	})
+}
+
+// supersedeOpen fails the site's pending jobs in favour of j, refusing if
+// one is running.
+func supersedeOpen(open, supersede *sql.Stmt, j NewJob, at string) error {
+	rows, err := open.Query(j.Site)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for rows.Next() {
+		var id, result string
+		if err := rows.Scan(&id, &result); err != nil {
+			rows.Close()
+			return err
+		}
+		if result == protocol.ResultRunning {
+			rows.Close()
+			return fmt.Errorf("site %s is upgrading now (job %s): wait for it to end: %w", j.Site, id, ErrConflict)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	for _, id := range ids {
+		if _, err := supersede.Exec("cancelled: superseded by job "+j.ID, at, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 const jobColumns = `id, site, product, from_version, to_version, result, reason, created_at, created_by, started_at, ended_at`
@@ -84,19 +108,22 @@ func scanJob(r scanner) (protocol.Job, error) {
 	return j, err
 }
 
-// OpenJob returns the site's pending or running job, with its target path.
-func (s *Store) OpenJob(ctx context.Context, site string) (protocol.Job, string, error) {
-	var target string
-	row := s.db.QueryRowContext(ctx, `SELECT `+jobColumns+`, target FROM jobs WHERE site = ? AND result IN ('pending','running') ORDER BY created_at LIMIT 1`, site)
+// OpenJob returns the site's first pending or running job as the agent's
+// assignment.
+func (s *Store) OpenJob(ctx context.Context, site string) (protocol.Job, protocol.Assignment, error) {
+	var a protocol.Assignment
+	row := s.db.QueryRowContext(ctx, `SELECT `+jobColumns+`, target, accept_drift, allow_downgrade FROM jobs
+		WHERE site = ? AND result IN ('pending','running') ORDER BY rowid LIMIT 1`, site)
 	var j protocol.Job
 	var created string
 	var started, ended sql.NullString
-	err := row.Scan(&j.ID, &j.Site, &j.Product, &j.From, &j.To, &j.Result, &j.Reason, &created, &j.CreatedBy, &started, &ended, &target)
+	err := row.Scan(&j.ID, &j.Site, &j.Product, &j.From, &j.To, &j.Result, &j.Reason, &created, &j.CreatedBy, &started, &ended, &a.Target, &a.AcceptDrift, &a.AllowDowngrade)
 	if errors.Is(err, sql.ErrNoRows) {
-		return j, "", ErrNotFound
+		return j, a, ErrNotFound
 	}
 	j.CreatedAt, j.StartedAt, j.EndedAt = parseTime(created), nullTime(started), nullTime(ended)
-	return j, target, err
+	a.JobID, a.Product, a.Version, a.From = j.ID, j.Product, j.To, j.From
+	return j, a, err
 }
 
 // SiteJobs returns a site's jobs, newest first, with their events.
@@ -213,10 +240,26 @@ func (s *Store) AddEvents(ctx context.Context, now time.Time, site string, event
 }
 
 // endJob ends a pending or running job; an ended job stays as it ended.
+// The site's next hop (a pending job after it) starts its clock when the
+// job succeeds, and is cancelled when it does not.
 func endJob(ctx context.Context, tx *sql.Tx, now time.Time, id, result, reason string) error {
-	_, err := tx.Exec(`UPDATE jobs SET result = ?, reason = CASE WHEN ? = 'succeeded' THEN '' ELSE ? END, ended_at = ?,
+	at := formatTime(now)
+	res, err := tx.Exec(`UPDATE jobs SET result = ?, reason = CASE WHEN ? = 'succeeded' THEN '' ELSE ? END, ended_at = ?,
 		started_at = COALESCE(started_at, ?) WHERE id = ? AND result IN ('pending','running')`,
-		result, result, reason, formatTime(now), formatTime(now), id)
+		result, result, reason, at, at, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil
+	}
+	if result == protocol.ResultSucceeded {
+		_, err = tx.Exec(`UPDATE jobs SET last_progress_at = ? WHERE site = (SELECT site FROM jobs WHERE id = ?) AND result = 'pending'`, at, id)
+		return err
+	}
+	_, err = tx.Exec(`UPDATE jobs SET result = 'failed', reason = ?, ended_at = ?
+		WHERE site = (SELECT site FROM jobs WHERE id = ?) AND result = 'pending' AND rowid > (SELECT rowid FROM jobs WHERE id = ?)`,
+		fmt.Sprintf("cancelled: the step before it (%s) ended %s", id, result), at, id, id)
 	return err
 }
 
@@ -237,7 +280,10 @@ func (s *Store) FailStaleJobs(ctx context.Context, now, before time.Time) ([]str
 	var ids []string
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		ids = nil
-		rows, err := tx.Query(`SELECT id FROM jobs WHERE result IN ('pending','running') AND last_progress_at < ?`, formatTime(before))
+		// A pending hop waiting behind an earlier open job of its site is
+		// not stale: its clock starts when the job before it ends.
+		rows, err := tx.Query(`SELECT id FROM jobs WHERE result IN ('pending','running') AND last_progress_at < ?
+			AND NOT EXISTS (SELECT 1 FROM jobs AS e WHERE e.site = jobs.site AND e.result IN ('pending','running') AND e.rowid < jobs.rowid)`, formatTime(before))
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
@@ -103,20 +104,23 @@ func (s *Store) SiteByCredential(ctx context.Context, credential string) (string
 // Checkin records what an agent reported.
 func (s *Store) Checkin(ctx context.Context, now time.Time, site string, c protocol.CheckinRequest) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`UPDATE sites SET installed_version = ?, state = ?, agent_version = ?, os = ?, arch = ?, hostname = ?, last_seen = ?
-		WHERE site = ?`, c.InstalledVersion, c.State, c.AgentVersion, c.OS, c.Arch, c.Hostname, formatTime(now), site)
+		_, err := tx.Exec(`UPDATE sites SET installed_version = ?, state = ?, agent_version = ?, os = ?, arch = ?, hostname = ?, last_seen = ?, drift = ?
+		WHERE site = ?`, c.InstalledVersion, c.State, c.AgentVersion, c.OS, c.Arch, c.Hostname, formatTime(now), strings.Join(c.Drift, "\n"), site)
 		return err
 	})
 }
 
-const siteColumns = `site, client, product, installed_version, target_version, state, agent_version, os, arch, hostname, last_seen, enrolled_at`
+const siteColumns = `site, client, product, installed_version, target_version, state, agent_version, os, arch, hostname, last_seen, enrolled_at, drift`
 
 func scanSite(r scanner) (protocol.Site, error) {
 	var st protocol.Site
 	var lastSeen sql.NullString
-	var enrolled string
+	var enrolled, drift string
 	err := r.Scan(&st.Site, &st.Client, &st.Product, &st.InstalledVersion, &st.TargetVersion, &st.State,
-		&st.AgentVersion, &st.OS, &st.Arch, &st.Hostname, &lastSeen, &enrolled)
+		&st.AgentVersion, &st.OS, &st.Arch, &st.Hostname, &lastSeen, &enrolled, &drift)
+	if drift != "" {
+		st.Drift = strings.Split(drift, "\n")
+	}
 	st.LastSeen = nullTime(lastSeen)
 	st.EnrolledAt = parseTime(enrolled)
 	return st, err
