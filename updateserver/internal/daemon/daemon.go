@@ -5,6 +5,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -49,7 +50,10 @@ type Config struct {
 	PollInterval time.Duration
 	// JobTimeout fails a job without progress for this long.
 	JobTimeout time.Duration
-	Log        *slog.Logger
+	// ReadHeaderTimeout bounds how long a client may take to send its
+	// request headers (slowloris); 0 means 10s.
+	ReadHeaderTimeout time.Duration
+	Log               *slog.Logger
 }
 
 // Defaults.
@@ -193,7 +197,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	a := &api.Server{Store: d.Store, Publisher: d.Publisher, Fleet: d.Fleet, Log: d.log}
 	srv := &http.Server{
 		Handler:           a.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cmp.Or(d.cfg.ReadHeaderTimeout, 10*time.Second),
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
