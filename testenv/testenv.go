@@ -215,9 +215,9 @@ type Site struct {
 }
 
 // NewSite enrolls and starts an agent for a new site of client.
-func (e *Env) NewSite(t testing.TB, name, client string) *Site {
+func (e *Env) NewSite(t testing.TB, name, client string, extraConfig ...string) *Site {
 	t.Helper()
-	s := e.PrepareSite(t, name, client)
+	s := e.PrepareSite(t, name, client, extraConfig...)
 	s.StartAgent(t)
 	Await(t, "site "+name+" checked in", func() bool { return s.Info(t).LastSeen != nil })
 	return s
@@ -225,7 +225,9 @@ func (e *Env) NewSite(t testing.TB, name, client string) *Site {
 
 // PrepareSite writes a site's agent config (with a fresh enroll token)
 // without starting the agent.
-func (e *Env) PrepareSite(t testing.TB, name, client string) *Site {
+// extraConfig lines go at the top level of the config (e.g. a targets_url
+// pointing at a mirror).
+func (e *Env) PrepareSite(t testing.TB, name, client string, extraConfig ...string) *Site {
 	t.Helper()
 	s := &Site{env: e, Name: name, Client: client, Dir: filepath.Join(e.Dir, "sites", name)}
 	s.Install, s.Data = filepath.Join(s.Dir, "install"), filepath.Join(s.Dir, "data")
@@ -245,6 +247,7 @@ root_sha256 = %q
 install_dir = %q
 data_dir = %q
 poll_interval = "2s"
+%s
 
 [app]
 start = ["./sampleapp", "start", "--listen", %q, "--pidfile", %q]
@@ -252,7 +255,7 @@ stop = [%q, "stop", "--pidfile", %q]
 health_url = "http://%s/health"
 health_timeout = "5s"
 command_timeout = "20s"
-`, e.URL, name, client, Product, token, e.Root, s.Install, s.Data, s.AppAddr, pid, e.Bin.SampleApp, pid, s.AppAddr)
+`, e.URL, name, client, Product, token, e.Root, s.Install, s.Data, strings.Join(extraConfig, "\n"), s.AppAddr, pid, e.Bin.SampleApp, pid, s.AppAddr)
 	if err := os.WriteFile(s.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

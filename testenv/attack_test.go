@@ -1,0 +1,92 @@
+//go:build e2e && unix
+
+package testenv
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/dropless/dropless/pkg/protocol"
+)
+
+// hostileMirror serves the real server's repository but alters what
+// alter says, in front of the agent.
+func hostileMirror(t *testing.T, env *Env, alter func(path string, body []byte) []byte) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp, err := http.Get(env.URL + r.URL.Path)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode == 200 {
+			b = alter(r.URL.Path, b)
+		}
+		w.WriteHeader(resp.StatusCode)
+		w.Write(b)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestUpgradeRefusesAlteredTarget: a mirror that alters the bundle in
+// transit cannot get it installed; the job fails before the app is
+// stopped, the old version keeps running, and the reason is in the job's
+// events.
+func TestUpgradeRefusesAlteredTarget(t *testing.T) {
+	env := New(t)
+	env.Publish(t, "1.0.0", Healthy)
+	env.Publish(t, "1.1.0", Healthy)
+	mirror := hostileMirror(t, env, func(path string, b []byte) []byte {
+		if strings.Contains(path, "sampleapp-1.1.0") && len(b) > 100 {
+			b = slices.Clone(b)
+			b[len(b)/2] ^= 0xff
+		}
+		return b
+	})
+	site := env.NewSite(t, "acme-prod", "acme", `targets_url = "`+mirror+`/tuf/targets/"`)
+	site.Upgrade(t, "1.0.0")
+	site.AwaitHealthy(t, "1.0.0")
+	site.AwaitJob(t)
+
+	site.Upgrade(t, "1.1.0")
+	j := site.AwaitJob(t)
+	states := eventStates(j)
+	if j.Result != protocol.ResultFailed || slices.Contains(states, "stopping") {
+		t.Fatalf("altered bundle: %s, events %v", j.Result, states)
+	}
+	if !strings.Contains(j.Reason+fmtEvents(j), "sha256 mismatch") {
+		t.Errorf("the reason does not name the hash mismatch: %q %s", j.Reason, fmtEvents(j))
+	}
+	site.AwaitHealthy(t, "1.0.0")
+}
+
+// TestUpgradeRefusesEndlessTarget: a mirror that sends more than the
+// signed length is cut off at it.
+func TestUpgradeRefusesEndlessTarget(t *testing.T) {
+	env := New(t)
+	env.Publish(t, "1.0.0", Healthy)
+	env.Publish(t, "1.1.0", Healthy)
+	mirror := hostileMirror(t, env, func(path string, b []byte) []byte {
+		if strings.Contains(path, "sampleapp-1.1.0") {
+			return append(b, make([]byte, 4<<20)...)
+		}
+		return b
+	})
+	site := env.NewSite(t, "acme-prod", "acme", `targets_url = "`+mirror+`/tuf/targets/"`)
+	site.Upgrade(t, "1.0.0")
+	site.AwaitHealthy(t, "1.0.0")
+	site.AwaitJob(t)
+	site.Upgrade(t, "1.1.0")
+	j := site.AwaitJob(t)
+	if j.Result != protocol.ResultFailed || slices.Contains(eventStates(j), "stopping") || !strings.Contains(j.Reason+fmtEvents(j), "length") {
+		t.Fatalf("endless target: %s %q %s", j.Result, j.Reason, fmtEvents(j))
+	}
+	site.AwaitHealthy(t, "1.0.0")
+}
