@@ -127,13 +127,13 @@ for run in $(seq "$RUNS"); do
 		--product bench --version "1.0.$run" "$SRC" >"$TMP/publish.out"
 	t1=$(now)
 	c1=$(cputicks)
-	grep -q "^published bench 1.0.$run" "$TMP/publish.out" || { cat "$TMP/publish.out" >&2; exit 1; }
+	grep -q "^published bench 1.0.$run" "$TMP/publish.out" || { cat "$TMP/publish.out" "$TMP/server.log" >&2; exit 1; }
 	PUB_ALL+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')")
 	SCPU_ALL+=("$(awk -v c="$((c1 - c0))" -v t="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", c/t}')")
 	if [[ -s $TMP/client.time ]]; then
 		CCPU_ALL+=("$(awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {printf "%.2f", u+s}' "$TMP/client.time")")
 		r=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$TMP/client.time")
-		((r > CRSS)) && CRSS=$r
+		if ((r > CRSS)); then CRSS=$r; fi
 	fi
 	find "$TMP/data/targets" -type f -name '*.tar.gz' -delete
 done

@@ -144,7 +144,6 @@ func BenchmarkUpload(b *testing.B) {
 			ctx := context.Background()
 			b.SetBytes(int64(len(data)))
 			b.ReportAllocs()
-			b.ResetTimer()
 			for b.Loop() {
 				up, err := p.Upload(ctx, smallReads{bytes.NewReader(data), rs.n}, "bench")
 				if err != nil {

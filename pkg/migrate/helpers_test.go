@@ -1,0 +1,310 @@
+package migrate
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"io"
+	"maps"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The migration history used by the tests: SQL that SQLite and PostgreSQL
+// both accept.
+var (
+	release1 = map[string]string{
+		"0001_create_customers.up.sql":   "CREATE TABLE customers (\n  id INTEGER PRIMARY KEY,\n  name TEXT NOT NULL\n);\n",
+		"0001_create_customers.down.sql": "DROP TABLE customers;\n",
+		"0002_add_email.up.sql":          "ALTER TABLE customers ADD COLUMN email TEXT;\n",
+		"0002_add_email.down.sql":        "ALTER TABLE customers DROP COLUMN email;\n",
+	}
+	release2 = merge(release1, map[string]string{
+		"0003_orders.up.sql": "CREATE TABLE orders (\n  id INTEGER PRIMARY KEY,\n  customer_id INTEGER NOT NULL REFERENCES customers (id),\n  total NUMERIC NOT NULL\n);\n" +
+			"CREATE INDEX orders_customer ON orders (customer_id);\n",
+		"0003_orders.down.sql":      "DROP TABLE orders;\n",
+		"0004_seed_vendor.up.sql":   "INSERT INTO customers (id, name) VALUES (1000, 'vendor');\n",
+		"0004_seed_vendor.down.sql": "DELETE FROM customers WHERE id = 1000;\n",
+	})
+	// badMigration fails at its second statement (line 2).
+	badMigration = map[string]string{
+		"0005_bad.up.sql":   "CREATE TABLE audit (id INTEGER PRIMARY KEY);\nINSERT INTO no_such_table VALUES (1);\n",
+		"0005_bad.down.sql": "DROP TABLE audit;\n",
+	}
+)
+
+func merge(ms ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range ms {
+		maps.Copy(out, m)
+	}
+	return out
+}
+
+func without(m map[string]string, names ...string) map[string]string {
+	out := maps.Clone(m)
+	for _, n := range names {
+		delete(out, n)
+	}
+	return out
+}
+
+// writeMigrations writes files into a new migrations directory.
+func writeMigrations(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "migrations")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func load(t *testing.T, files map[string]string) []Migration {
+	t.Helper()
+	ms, err := Load(writeMigrations(t, files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms
+}
+
+// target is one database under test.
+type target struct {
+	driver, dsn string
+	sqlitePath  string // sqlite only
+	wal         bool   // the app keeps the SQLite database in WAL mode
+}
+
+type targetKind struct {
+	name string
+	new  func(t *testing.T) *target
+}
+
+var targetKinds = []targetKind{
+	{"sqlite", func(t *testing.T) *target { return newSQLiteTarget(t, false) }},
+	{"sqlite-wal", func(t *testing.T) *target { return newSQLiteTarget(t, true) }},
+	{"postgres", newPostgresTarget},
+}
+
+// eachTarget runs fn against a fresh database of every kind.
+func eachTarget(t *testing.T, fn func(t *testing.T, tg *target)) {
+	t.Helper()
+	for _, k := range targetKinds {
+		t.Run(k.name, func(t *testing.T) {
+			fn(t, k.new(t))
+		})
+	}
+}
+
+func newSQLiteTarget(t *testing.T, wal bool) *target {
+	p := filepath.Join(t.TempDir(), "data", "app.db")
+	if err := os.Mkdir(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &target{driver: "sqlite", dsn: p, sqlitePath: p, wal: wal}
+}
+
+// postgresDSN returns TEST_POSTGRES_DSN, or skips the test.
+func postgresDSN(t *testing.T) string {
+	t.Helper()
+	dsn := os.Getenv("TEST_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("TEST_POSTGRES_DSN is not set: skipping the PostgreSQL tests " +
+			"(set it to e.g. postgres://user:pass@127.0.0.1:5432/db?sslmode=disable to run them)")
+	}
+	return dsn
+}
+
+// newPostgresTarget makes a schema of its own in the test database and
+// points search_path at it. PostgreSQL tests run one at a time: a
+// fingerprint covers every user schema.
+func newPostgresTarget(t *testing.T) *target {
+	base := postgresDSN(t)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	schema := "migtest_" + hex.EncodeToString(b[:])
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		db, err := sql.Open("pgx", base)
+		if err == nil {
+			_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
+			db.Close()
+		}
+	})
+	dsn := base + " search_path=" + schema
+	if u, err := url.Parse(base); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		dsn = u.String()
+	}
+	return &target{driver: "postgres", dsn: dsn}
+}
+
+func (tg *target) open(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), tg.driver, tg.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// app opens the database as the managed app would.
+func (tg *target) app(t *testing.T) *sql.DB {
+	t.Helper()
+	name := "pgx"
+	if tg.driver == "sqlite" {
+		name = "sqlite"
+	}
+	db, err := sql.Open(name, tg.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg.wal {
+		if _, err := db.Exec("PRAGMA journal_mode=WAL"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db
+}
+
+// appExec runs statements as the app, which then stops (closes).
+func (tg *target) appExec(t *testing.T, stmts ...string) {
+	t.Helper()
+	db := tg.app(t)
+	defer db.Close()
+	for _, s := range stmts {
+		if _, err := db.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// appQuery returns the rows of query as strings, one per row.
+func (tg *target) appQuery(t *testing.T, query string) []string {
+	t.Helper()
+	db := tg.app(t)
+	defer db.Close()
+	rows, err := db.Query(query)
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var out []string
+	for rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		var parts []string
+		for _, v := range vals {
+			if v.Valid {
+				parts = append(parts, v.String)
+			} else {
+				parts = append(parts, "NULL")
+			}
+		}
+		out = append(out, strings.Join(parts, "|"))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// fingerprint opens the database afresh and fingerprints it.
+func (tg *target) fingerprint(t *testing.T) string {
+	t.Helper()
+	db, err := Open(context.Background(), tg.driver, tg.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	fp, err := db.Fingerprint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fp
+}
+
+// tables lists the user tables.
+func (tg *target) tables(t *testing.T) []string {
+	t.Helper()
+	if tg.driver == "sqlite" {
+		if _, err := os.Stat(tg.sqlitePath); err != nil {
+			return nil
+		}
+		return tg.appQuery(t, "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+	}
+	return tg.appQuery(t, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename")
+}
+
+// applyRelease plans, backs up and applies ms as release.
+func applyRelease(t *testing.T, db *DB, ms []Migration, release string) (*Plan, *Backup) {
+	t.Helper()
+	ctx := context.Background()
+	p, err := db.Plan(ctx, ms, PlanOptions{})
+	if err != nil {
+		t.Fatalf("Plan: %v", err)
+	}
+	b, err := db.Backup(ctx, filepath.Join(t.TempDir(), "backups", "job"), p)
+	if err != nil {
+		t.Fatalf("Backup: %v", err)
+	}
+	if err := db.Up(ctx, p, b, release); err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	return p, b
+}
+
+func recordIDs(t *testing.T, db *DB) []string {
+	t.Helper()
+	recs, _, err := db.records(context.Background(), db.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range recs {
+		out = append(out, r.Name+"@"+r.Release)
+	}
+	return out
+}
+
+// fileIsWAL reads the SQLite header's WAL flag (bytes 18 and 19) from the
+// file, without opening it as a database (which could change it).
+func fileIsWAL(t *testing.T, path string) bool {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var h [20]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil {
+		t.Fatal(err)
+	}
+	return h[18] == 2 && h[19] == 2
+}

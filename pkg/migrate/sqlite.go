@@ -1,0 +1,616 @@
+package migrate
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/dropless/dropless/pkg/atomicfile"
+)
+
+// sqliteBusyTimeout is how long a statement waits for a lock another
+// connection holds (the app should be stopped, but Plan runs while it
+// runs).
+const sqliteBusyTimeout = 10 * time.Second
+
+// sqliteCopy is the name of the database copy in a backup directory.
+const sqliteCopy = "db.sqlite"
+
+type sqliteDialect struct {
+	path string // absolute path of the database file
+	dsn  string // as opened: the configured DSN plus our parameters
+}
+
+func newSQLite(dsn string) (dialect, error) {
+	p, err := sqlitePath(dsn)
+	if err != nil {
+		return nil, err
+	}
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	if !strings.Contains(dsn, "busy_timeout") && !strings.Contains(dsn, "_timeout=") {
+		dsn += sep + fmt.Sprintf("_pragma=busy_timeout(%d)", sqliteBusyTimeout.Milliseconds())
+		sep = "&"
+	}
+	if !strings.Contains(dsn, "_txlock=") {
+		// Migrations write: take the write lock at BEGIN rather than fail
+		// with SQLITE_BUSY halfway.
+		dsn += sep + "_txlock=immediate"
+	}
+	return &sqliteDialect{path: p, dsn: dsn}, nil
+}
+
+// sqlitePath returns the absolute file path of a modernc.org/sqlite DSN: a
+// path, optionally followed by ?parameters, or a file: URI.
+func sqlitePath(dsn string) (string, error) {
+	p := dsn
+	if strings.HasPrefix(dsn, "file:") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return "", errorf(ErrUnsupported, "database.dsn %q: %w", dsn, err)
+		}
+		if u.Query().Get("mode") == "memory" {
+			return "", errorf(ErrUnsupported, "database.dsn %q: an in-memory database cannot be migrated by the agent; give the database file's path", dsn)
+		}
+		p = u.Path
+		if p == "" {
+			p = u.Opaque
+		}
+		if len(p) >= 3 && p[0] == '/' && p[2] == ':' { // file:///C:/app.db
+			p = p[1:]
+		}
+	} else if i := strings.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	if p == "" || p == ":memory:" {
+		return "", errorf(ErrUnsupported, "database.dsn %q: not a database file; give the database file's path", dsn)
+	}
+	abs, err := filepath.Abs(filepath.FromSlash(p))
+	if err != nil {
+		return "", err
+	}
+	return abs, nil
+}
+
+// sqliteURI returns a file: URI for path with query (e.g. "mode=ro"),
+// which modernc.org/sqlite passes to SQLite as a URI filename.
+func sqliteURI(path, query string) string {
+	p := filepath.ToSlash(path)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p // C:/x -> /C:/x
+	}
+	u := url.URL{Scheme: "file", Path: p, RawQuery: query}
+	return u.String()
+}
+
+func (d *sqliteDialect) name() string   { return "sqlite" }
+func (d *sqliteDialect) target() string { return d.path }
+func (d *sqliteDialect) table() string  { return `"` + TableName + `"` }
+func (d *sqliteDialect) arg(int) string { return "?" }
+
+func (d *sqliteDialect) timeArg(t time.Time) any { return t.UTC().Format(time.RFC3339Nano) }
+
+func (d *sqliteDialect) createTable() string {
+	return `CREATE TABLE IF NOT EXISTS ` + d.table() + ` (
+	id INTEGER PRIMARY KEY,
+	name TEXT NOT NULL,
+	checksum TEXT NOT NULL,
+	applied_at TEXT NOT NULL,
+	release TEXT NOT NULL,
+	down_sql TEXT
+)`
+}
+
+// open opens a pool of one connection: the runner's transactions, VACUUM
+// INTO and the restore all run on it, never waiting on each other.
+func (d *sqliteDialect) open(ctx context.Context) (*sql.DB, error) {
+	exists, err := d.exists()
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		// Not pinged: that would create the file.
+		dir := filepath.Dir(d.path)
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("database %s: its directory %s does not exist; check database.dsn", d.path, dir)
+		}
+	}
+	pool, err := sql.Open("sqlite", d.dsn)
+	if err != nil {
+		return nil, err
+	}
+	pool.SetMaxOpenConns(1)
+	if exists {
+		var n int
+		if err := pool.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("open database %s: %w", d.path, err)
+		}
+	}
+	return pool, nil
+}
+
+func (d *sqliteDialect) exists() (bool, error) {
+	fi, err := os.Stat(d.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !fi.Mode().IsRegular() {
+		return false, fmt.Errorf("database %s is not a regular file", d.path)
+	}
+	return true, nil
+}
+
+func (d *sqliteDialect) tableExists(ctx context.Context, q querier) (bool, error) {
+	var n int
+	err := q.QueryRowContext(ctx, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = ?", TableName).Scan(&n)
+	return n > 0, err
+}
+
+// lock does nothing: transactions begin IMMEDIATE, which takes the
+// database's write lock.
+func (d *sqliteDialect) lock(context.Context, *sql.Tx) error { return nil }
+
+// txID: SQLite has no transaction ID; a migration that commits makes the
+// runner's COMMIT fail instead.
+func (d *sqliteDialect) txID(context.Context, *sql.Tx) (string, error) { return "", nil }
+
+func (d *sqliteDialect) position(error, string) (int, int) { return 0, 0 }
+
+func (d *sqliteDialect) schema(ctx context.Context, q querier) ([]string, error) {
+	return sqliteSchema(ctx, q)
+}
+
+func (d *sqliteDialect) rows(ctx context.Context, q querier, w io.Writer) error {
+	return sqliteRows(ctx, q, w)
+}
+
+// sqliteSchema describes the schema: sqlite_schema (without root pages,
+// which VACUUM changes), user_version and application_id.
+func sqliteSchema(ctx context.Context, q querier) ([]string, error) {
+	lines, err := queryStrings(ctx, q, `SELECT type || ' ' || name || ' ON ' || tbl_name || ': ' || coalesce(sql, '') FROM main.sqlite_schema ORDER BY 1`)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range []string{"user_version", "application_id"} {
+		var v int64
+		if err := q.QueryRowContext(ctx, "PRAGMA main."+p).Scan(&v); err != nil {
+			return nil, err
+		}
+		lines = append(lines, fmt.Sprintf("pragma %s=%d", p, v))
+	}
+	return lines, nil
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// sqliteRows writes every row of every table (shadow tables of virtual
+// tables included; virtual tables themselves hold nothing of their own),
+// with its rowid where it has one, in rowid or primary key order. Values
+// are written with quote(), which is exact for every type.
+func sqliteRows(ctx context.Context, q querier, w io.Writer) error {
+	type table struct {
+		name         string
+		withoutRowid bool
+	}
+	var tables []table
+	rows, err := q.QueryContext(ctx, `SELECT name, wr FROM pragma_table_list WHERE schema = 'main' AND type IN ('table', 'shadow') AND name NOT IN ('sqlite_schema', 'sqlite_master') ORDER BY name`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var t table
+		if err := rows.Scan(&t.name, &t.withoutRowid); err != nil {
+			rows.Close()
+			return err
+		}
+		tables = append(tables, t)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, t := range tables {
+		var cols, pk []string
+		names := map[string]bool{}
+		crows, err := q.QueryContext(ctx, `SELECT name, pk FROM pragma_table_info(?) ORDER BY cid`, t.name)
+		if err != nil {
+			return err
+		}
+		type col struct {
+			name string
+			pk   int
+		}
+		var cs []col
+		for crows.Next() {
+			var c col
+			if err := crows.Scan(&c.name, &c.pk); err != nil {
+				crows.Close()
+				return err
+			}
+			cs = append(cs, c)
+		}
+		crows.Close()
+		if err := crows.Err(); err != nil {
+			return err
+		}
+		pks := make([]string, len(cs)+1)
+		for _, c := range cs {
+			cols = append(cols, "quote("+quoteIdent(c.name)+")")
+			names[strings.ToLower(c.name)] = true
+			if c.pk > 0 && c.pk < len(pks) {
+				pks[c.pk] = quoteIdent(c.name)
+			}
+		}
+		for _, p := range pks {
+			if p != "" {
+				pk = append(pk, p)
+			}
+		}
+		order := strings.Join(cols, ", ") // without a usable rowid: by content
+		if !t.withoutRowid {
+			for _, alias := range []string{"rowid", "_rowid_", "oid"} {
+				if !names[alias] {
+					cols = append([]string{alias}, cols...)
+					order = alias
+					break
+				}
+			}
+		} else if len(pk) > 0 {
+			order = strings.Join(pk, ", ")
+		}
+		writeField(w, "table "+t.name)
+		if len(cols) == 0 {
+			continue
+		}
+		query := "SELECT " + strings.Join(cols, " || ',' || ") + " FROM main." + quoteIdent(t.name) + " ORDER BY " + order
+		if err := writeRows(ctx, q, query, w); err != nil {
+			return fmt.Errorf("table %s: %w", t.name, err)
+		}
+	}
+	return nil
+}
+
+// writeRows writes the single text column of each row of query to w.
+func writeRows(ctx context.Context, q querier, query string, w io.Writer) error {
+	rows, err := q.QueryContext(ctx, query)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s sql.NullString
+		if err := rows.Scan(&s); err != nil {
+			return err
+		}
+		writeField(w, s.String)
+	}
+	return rows.Err()
+}
+
+// sqliteOpenCopy opens a database file read-only, for checking a copy.
+func sqliteOpenCopy(path string) (*sql.DB, error) {
+	pool, err := sql.Open("sqlite", sqliteURI(path, "mode=ro"))
+	if err != nil {
+		return nil, err
+	}
+	pool.SetMaxOpenConns(1)
+	return pool, nil
+}
+
+// sqliteIntegrity runs PRAGMA integrity_check.
+func sqliteIntegrity(ctx context.Context, q querier) error {
+	res, err := queryStrings(ctx, q, "PRAGMA main.integrity_check(20)")
+	if err != nil {
+		return err
+	}
+	if len(res) == 1 && res[0] == "ok" {
+		return nil
+	}
+	return fmt.Errorf("integrity_check: %s", strings.Join(res, "; "))
+}
+
+// checkCopy verifies a database copy: integrity, and a fingerprint equal
+// to want; it returns the copy's migration records.
+func (d *sqliteDialect) checkCopy(ctx context.Context, path, want string) ([]Applied, error) {
+	pool, err := sqliteOpenCopy(path)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	if err := sqliteIntegrity(ctx, pool); err != nil {
+		return nil, err
+	}
+	// A DB over the copy, to read its records like the live database's.
+	cp := &DB{d: &sqliteDialect{path: path}, pool: pool}
+	recs, _, err := cp.records(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	fp, err := fingerprint(ctx, d, pool)
+	if err != nil {
+		return nil, err
+	}
+	if fp != want {
+		return nil, fmt.Errorf("its fingerprint %.12s differs from %.12s", fp, want)
+	}
+	return recs, nil
+}
+
+// snapshot copies the database with VACUUM INTO (a consistent snapshot,
+// whatever the journal mode), syncs it and verifies it against the live
+// database before naming it db.sqlite.
+func (d *sqliteDialect) snapshot(ctx context.Context, db *DB, dir string, m *backupMeta) error {
+	final := filepath.Join(dir, sqliteCopy)
+	tmp := final + ".tmp"
+	for _, p := range []string{final, tmp, tmp + "-journal", tmp + "-wal", tmp + "-shm"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("backup: %w", err)
+		}
+	}
+	exists, err := d.exists()
+	if err != nil {
+		return err
+	}
+	if !exists {
+		m.Absent = true
+		return nil
+	}
+	if err := d.swap(db, nil); err != nil { // a connection to the file at d.path
+		return err
+	}
+	if err := db.pool.QueryRowContext(ctx, "PRAGMA main.journal_mode").Scan(&m.JournalMode); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if m.Fingerprint, err = fingerprint(ctx, d, db.pool); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if _, err := db.pool.ExecContext(ctx, "VACUUM main INTO ?", tmp); err != nil {
+		return fmt.Errorf("backup: VACUUM INTO %s: %w", tmp, err)
+	}
+	if err := syncFile(tmp); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	recs, err := d.checkCopy(ctx, tmp, m.Fingerprint)
+	if err != nil {
+		return errorf(ErrVerify, "backup %s failed its check: %w; the database was not changed", tmp, err)
+	}
+	if !sameRecords(recs, m.Applied) {
+		return errorf(ErrVerify, "backup %s failed its check: its migration records differ from the database's; the database was not changed", tmp)
+	}
+	if err := atomicfile.Rename(tmp, final); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	m.File = sqliteCopy
+	return nil
+}
+
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// restore puts the backup back and verifies the database.
+//
+// The copy is written into the live database through SQLite's backup
+// API, as one write transaction on the runner's connection: SQLite's own
+// journal or WAL makes it atomic and crash-safe, a WAL database stays in
+// WAL mode, and stale -wal or -shm files cannot be replayed over it (as
+// they could over a file swapped in by rename). Only when the live file is
+// damaged (not a database, corrupt) is it replaced by a copy of the backup
+// instead: removing -wal, -shm and -journal first, then renaming.
+func (d *sqliteDialect) restore(ctx context.Context, db *DB, b *Backup) error {
+	if b.m.Absent {
+		return d.removeDatabase(db)
+	}
+	src := filepath.Join(b.dir, b.m.File)
+	if _, err := d.checkCopy(ctx, src, b.m.Fingerprint); err != nil {
+		return errorf(ErrVerify, "backup %s is damaged (%w); the database was not changed: restore it by hand from another backup", src, err)
+	}
+	// A fresh connection: the pool's could hold a file since removed or
+	// replaced, and restore into it.
+	err := d.swap(db, nil)
+	if err == nil {
+		err = d.restoreAPI(ctx, db, src)
+		if err != nil && isDamaged(err) {
+			err = d.replaceFile(ctx, db, src, b.m.JournalMode)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("restore %s from %s: %w", d.path, src, err)
+	}
+	if testHook != nil {
+		testHook("restore")
+	}
+	// Check through a fresh connection too, reading the file at d.path.
+	if err := d.swap(db, nil); err != nil {
+		return err
+	}
+	if err := sqliteIntegrity(ctx, db.pool); err != nil {
+		return errorf(ErrVerify, "restored database %s failed its check: %w", d.path, err)
+	}
+	fp, err := fingerprint(ctx, d, db.pool)
+	if err != nil {
+		return err
+	}
+	if fp != b.m.Fingerprint {
+		return errorf(ErrVerify, "restored database %s differs from the backup (fingerprint %.12s, want %.12s)", d.path, fp, b.m.Fingerprint)
+	}
+	// WAL mode is a property of the file: keep the one it had (a database
+	// restored into a new file would not be in WAL mode otherwise).
+	var mode string
+	if err := db.pool.QueryRowContext(ctx, "PRAGMA main.journal_mode").Scan(&mode); err != nil {
+		return err
+	}
+	if wal := strings.EqualFold(b.m.JournalMode, "wal"); wal != strings.EqualFold(mode, "wal") {
+		want := "DELETE"
+		if wal {
+			want = "WAL"
+		}
+		if _, err := db.pool.ExecContext(ctx, "PRAGMA main.journal_mode = "+want); err != nil {
+			return fmt.Errorf("restore %s: set journal mode %s: %w", d.path, want, err)
+		}
+	}
+	// Fold the WAL into the database file; the app starts from a clean one.
+	_, _ = db.pool.ExecContext(ctx, "PRAGMA main.wal_checkpoint(TRUNCATE)")
+	return nil
+}
+
+// isDamaged reports whether err says the live database file is not a
+// usable database.
+func isDamaged(err error) bool {
+	var e *sqlite.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code() & 0xff {
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return true
+	}
+	return false
+}
+
+// restoreAPI copies src into the live database with the backup API.
+func (d *sqliteDialect) restoreAPI(ctx context.Context, db *DB, src string) error {
+	conn, err := db.pool.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		r, ok := dc.(interface {
+			NewRestore(string) (*sqlite.Backup, error)
+		})
+		if !ok {
+			return fmt.Errorf("the sqlite driver (%T) has no backup API", dc)
+		}
+		bk, err := r.NewRestore(sqliteURI(src, "mode=ro"))
+		if err != nil {
+			return err
+		}
+		for {
+			more, err := bk.Step(-1)
+			if err != nil {
+				_ = bk.Finish()
+				return err
+			}
+			if !more {
+				break
+			}
+		}
+		return bk.Finish()
+	})
+}
+
+// replaceFile replaces a damaged live database file by a copy of src, in
+// journal mode mode. The runner's pool is closed meanwhile; the app must be
+// stopped.
+func (d *sqliteDialect) replaceFile(ctx context.Context, db *DB, src, mode string) error {
+	tmp := d.path + ".restore-tmp"
+	if err := copyFile(src, tmp); err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if fi, err := os.Stat(d.path); err == nil {
+		// Keep the damaged file's permissions and owner.
+		if err := os.Chmod(tmp, fi.Mode().Perm()); err != nil {
+			return err
+		}
+		if err := copyOwner(tmp, fi); err != nil {
+			return err
+		}
+	}
+	if mode != "" && !strings.EqualFold(mode, "delete") {
+		pool, err := sql.Open("sqlite", sqliteURI(tmp, ""))
+		if err != nil {
+			return err
+		}
+		_, err = pool.ExecContext(ctx, "PRAGMA journal_mode = "+quoteIdent(mode))
+		if cerr := pool.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return d.swap(db, func() error { return atomicfile.Rename(tmp, d.path) })
+}
+
+// removeDatabase removes the database file and its companions: the
+// database did not exist before the job.
+func (d *sqliteDialect) removeDatabase(db *DB) error {
+	err := d.swap(db, func() error {
+		if err := os.Remove(d.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return atomicfile.SyncDir(filepath.Dir(d.path))
+	})
+	if err != nil {
+		return fmt.Errorf("remove %s (it did not exist before the job): %w", d.path, err)
+	}
+	if ok, err := d.exists(); err != nil || ok {
+		return errorf(ErrVerify, "database %s still exists after the rollback removed it", d.path)
+	}
+	return nil
+}
+
+// swap closes the runner's pool and, when replace is not nil, removes
+// the database's -wal, -shm and -journal files (which belong to the file
+// about to go and would corrupt its successor) and runs replace; then it
+// reopens the pool.
+func (d *sqliteDialect) swap(db *DB, replace func() error) error {
+	err := db.pool.Close()
+	if err == nil && replace != nil {
+		for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+			if e := os.Remove(d.path + suffix); e != nil && !errors.Is(e, fs.ErrNotExist) {
+				err = e
+				break
+			}
+		}
+	}
+	if err == nil && replace != nil {
+		err = replace()
+	}
+	pool, oerr := sql.Open("sqlite", d.dsn)
+	if oerr != nil {
+		return errors.Join(err, oerr)
+	}
+	pool.SetMaxOpenConns(1)
+	db.pool = pool
+	return err
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	return atomicfile.Write(dst, 0o600, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
+		return err
+	})
+}
