@@ -106,6 +106,9 @@ type Assignment struct {
 	// AllowDowngrade: support confirmed going back to an older version
 	// (down migrations).
 	AllowDowngrade bool `json:"allow_downgrade,omitempty"`
+	// AllowIrreversible: support accepted migrations that cannot be
+	// rolled back (the bundle's manifest marks them irreversible).
+	AllowIrreversible bool `json:"allow_irreversible,omitempty"`
 }
 
 // WindowStatus is the site's maintenance window as of the check-in.
@@ -174,12 +177,13 @@ type Site struct {
 
 // UpgradeRequest is the body of POST /api/v1/upgrades.
 type UpgradeRequest struct {
-	Site           string `json:"site,omitempty"`
-	Client         string `json:"client,omitempty"`
-	To             string `json:"to"`
-	Now            bool   `json:"now,omitempty"`
-	AcceptDrift    bool   `json:"accept_drift,omitempty"`
-	AllowDowngrade bool   `json:"allow_downgrade,omitempty"`
+	Site              string `json:"site,omitempty"`
+	Client            string `json:"client,omitempty"`
+	To                string `json:"to"`
+	Now               bool   `json:"now,omitempty"`
+	AcceptDrift       bool   `json:"accept_drift,omitempty"`
+	AllowDowngrade    bool   `json:"allow_downgrade,omitempty"`
+	AllowIrreversible bool   `json:"allow_irreversible,omitempty"`
 }
 
 // UpgradeResponse lists the jobs created.

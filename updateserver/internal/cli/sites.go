@@ -160,7 +160,7 @@ func since(t time.Time) string {
 
 func newUpgradeCmd(stdio IO) *cobra.Command {
 	var site, clientName, to string
-	var now, acceptDrift, allowDowngrade bool
+	var now, acceptDrift, allowDowngrade, allowIrreversible bool
 	cmd := &cobra.Command{
 		Use:   "upgrade (--site S | --client C) --to VERSION [--now]",
 		Short: "Assign a version to a site or to every site of a client",
@@ -179,6 +179,7 @@ the site's maintenance window; --now overrides it for emergencies
 	cmd.Flags().BoolVar(&now, "now", false, "do not wait for the maintenance window")
 	cmd.Flags().BoolVar(&acceptDrift, "accept-drift", false, "upgrade a site whose files or migrations were changed by hand, overwriting them (audited)")
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "go back to an older version, running down migrations (audited)")
+	cmd.Flags().BoolVar(&allowIrreversible, "allow-irreversible", false, "install a release whose migrations cannot be rolled back (audited)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "to"); err != nil {
 			return err
@@ -190,7 +191,7 @@ the site's maintenance window; --now overrides it for emergencies
 		if err != nil {
 			return err
 		}
-		resp, err := c.Upgrade(cmd.Context(), protocol.UpgradeRequest{Site: site, Client: clientName, To: to, Now: now, AcceptDrift: acceptDrift, AllowDowngrade: allowDowngrade})
+		resp, err := c.Upgrade(cmd.Context(), protocol.UpgradeRequest{Site: site, Client: clientName, To: to, Now: now, AcceptDrift: acceptDrift, AllowDowngrade: allowDowngrade, AllowIrreversible: allowIrreversible})
 		if err != nil {
 			return err
 		}

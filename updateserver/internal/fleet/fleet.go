@@ -179,7 +179,7 @@ func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor 
 		from := st.InstalledVersion
 		for _, hop := range path {
 			j := store.NewJob{ID: newJobID(), Site: st.Site, Product: st.Product, From: from, To: hop.Version, Target: hop.Target,
-				Now: req.Now, AcceptDrift: req.AcceptDrift, AllowDowngrade: req.AllowDowngrade, CreatedBy: actor}
+				Now: req.Now, AcceptDrift: req.AcceptDrift, AllowDowngrade: req.AllowDowngrade, AllowIrreversible: req.AllowIrreversible, CreatedBy: actor}
 			jobs = append(jobs, j)
 			out = append(out, protocol.Job{ID: j.ID, Site: j.Site, Product: j.Product, From: j.From, To: j.To, Result: protocol.ResultPending, CreatedAt: now, CreatedBy: actor, Events: []protocol.Event{}})
 			from = hop.Version
@@ -193,7 +193,7 @@ func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor 
 		target = "client " + req.Client
 	}
 	err := f.Store.CreateJobs(ctx, now, jobs, store.Audit{Actor: actor, Action: "upgrade", Object: target,
-		Detail: fmt.Sprintf("to=%s now=%t accept_drift=%t allow_downgrade=%t jobs=%d", req.To, req.Now, req.AcceptDrift, req.AllowDowngrade, len(jobs))})
+		Detail: fmt.Sprintf("to=%s now=%t accept_drift=%t allow_downgrade=%t allow_irreversible=%t jobs=%d", req.To, req.Now, req.AcceptDrift, req.AllowDowngrade, req.AllowIrreversible, len(jobs))})
 	if errors.Is(err, store.ErrConflict) {
 		return protocol.UpgradeResponse{}, fault.Wrap(fault.Conflict, err)
 	}
@@ -208,7 +208,7 @@ func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor 
 		}
 		woken[j.Site] = true
 		f.hub.notify(j.Site, &protocol.Assignment{JobID: j.ID, Product: j.Product, Version: j.To, Target: j.Target, From: j.From,
-			AcceptDrift: j.AcceptDrift, AllowDowngrade: j.AllowDowngrade})
+			AcceptDrift: j.AcceptDrift, AllowDowngrade: j.AllowDowngrade, AllowIrreversible: j.AllowIrreversible})
 	}
 	return protocol.UpgradeResponse{Jobs: out}, nil
 }

@@ -14,6 +14,7 @@ import (
 type NewJob struct {
 	ID, Site, Product, From, To, Target string
 	Now, AcceptDrift, AllowDowngrade    bool
+	AllowIrreversible                   bool
 	CreatedBy                           string
 }
 
@@ -34,8 +35,8 @@ func (s *Store) CreateJobs(ctx context.Context, now time.Time, jobs []NewJob, a 
 			return err
 		}
 		defer supersede.Close()
-		insert, err := tx.Prepare(`INSERT INTO jobs (id, site, product, from_version, to_version, target, result, now, accept_drift, allow_downgrade, created_at, created_by, last_progress_at)
-			VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)`)
+		insert, err := tx.Prepare(`INSERT INTO jobs (id, site, product, from_version, to_version, target, result, now, accept_drift, allow_downgrade, allow_irreversible, created_at, created_by, last_progress_at)
+			VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
@@ -54,7 +55,7 @@ func (s *Store) CreateJobs(ctx context.Context, now time.Time, jobs []NewJob, a 
 					return err
 				}
 			}
-			if _, err := insert.Exec(j.ID, j.Site, j.Product, j.From, j.To, j.Target, j.Now, j.AcceptDrift, j.AllowDowngrade, at, j.CreatedBy, at); err != nil {
+			if _, err := insert.Exec(j.ID, j.Site, j.Product, j.From, j.To, j.Target, j.Now, j.AcceptDrift, j.AllowDowngrade, j.AllowIrreversible, at, j.CreatedBy, at); err != nil {
 				return err
 			}
 			if _, err := target.Exec(j.To, j.Site); err != nil {
@@ -112,12 +113,12 @@ func scanJob(r scanner) (protocol.Job, error) {
 // assignment.
 func (s *Store) OpenJob(ctx context.Context, site string) (protocol.Job, protocol.Assignment, error) {
 	var a protocol.Assignment
-	row := s.db.QueryRowContext(ctx, `SELECT `+jobColumns+`, target, accept_drift, allow_downgrade FROM jobs
+	row := s.db.QueryRowContext(ctx, `SELECT `+jobColumns+`, target, accept_drift, allow_downgrade, allow_irreversible FROM jobs
 		WHERE site = ? AND result IN ('pending','running') ORDER BY rowid LIMIT 1`, site)
 	var j protocol.Job
 	var created string
 	var started, ended sql.NullString
-	err := row.Scan(&j.ID, &j.Site, &j.Product, &j.From, &j.To, &j.Result, &j.Reason, &created, &j.CreatedBy, &started, &ended, &a.Target, &a.AcceptDrift, &a.AllowDowngrade)
+	err := row.Scan(&j.ID, &j.Site, &j.Product, &j.From, &j.To, &j.Result, &j.Reason, &created, &j.CreatedBy, &started, &ended, &a.Target, &a.AcceptDrift, &a.AllowDowngrade, &a.AllowIrreversible)
 	if errors.Is(err, sql.ErrNoRows) {
 		return j, a, ErrNotFound
 	}

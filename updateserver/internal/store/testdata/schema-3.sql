@@ -39,7 +39,7 @@ CREATE TABLE jobs (
 	started_at       TEXT,
 	ended_at         TEXT,
 	last_progress_at TEXT NOT NULL
-, accept_drift INTEGER NOT NULL DEFAULT 0, allow_downgrade INTEGER NOT NULL DEFAULT 0);
+, accept_drift INTEGER NOT NULL DEFAULT 0, allow_downgrade INTEGER NOT NULL DEFAULT 0, allow_irreversible INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX jobs_by_site ON jobs (site, created_at);
 CREATE INDEX jobs_open ON jobs (result) WHERE result IN ('pending','running');
 CREATE TABLE release_channels (
