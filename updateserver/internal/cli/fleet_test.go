@@ -322,3 +322,28 @@ func TestDriftBlocksUpgrade(t *testing.T) {
 		t.Errorf("accept-drift not audited: %s", body)
 	}
 }
+
+// TestReasonArrivesAfterCheckin: when the agent's check-in reports a job's
+// end before its events arrive, the job still gets the reason from them.
+func TestReasonArrivesAfterCheckin(t *testing.T) {
+	s := startServer(t)
+	support := s.newToken(protocol.RoleSupport)
+	s.publish(t, "1.0.0", "")
+	s.publish(t, "1.1.0", "")
+	tok := strings.TrimSpace(s.mustCLI(support, "enroll-token", "create", "--client", "acme"))
+	a := s.enroll(t, tok, "acme-prod", "acme")
+	ctx := context.Background()
+	a.Checkin(ctx, protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle}, 0)
+	s.mustCLI(support, "upgrade", "--site", "acme-prod", "--to", "1.1.0")
+	id := s.history(t, support, "acme-prod")[0].ID
+	a.Checkin(ctx, protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle,
+		Job: &protocol.JobStatus{ID: id, From: "1.0.0", To: "1.1.0", State: "rolled_back", Result: protocol.ResultRolledBack}}, 0)
+	a.SendEvents(ctx, []protocol.Event{
+		{JobID: id, Seq: 1, State: "rolling_back", Message: "health check failed: 503", At: time.Now()},
+		{JobID: id, Seq: 2, State: "rolled_back", Message: "back on 1.0.0", At: time.Now()},
+	})
+	j := s.history(t, support, "acme-prod")[0]
+	if j.Result != protocol.ResultRolledBack || !strings.Contains(j.Reason, "health check failed") {
+		t.Fatalf("job = %s %q", j.Result, j.Reason)
+	}
+}

@@ -233,6 +233,13 @@ func (s *Store) AddEvents(ctx context.Context, now time.Time, site string, event
 				if err := endJob(ctx, tx, now, e.JobID, r, reason); err != nil {
 					return err
 				}
+				// The agent's check-in may have ended the job before its
+				// events arrived: the reason comes with them.
+				if r != protocol.ResultSucceeded {
+					if _, err := tx.Exec(`UPDATE jobs SET reason = ? WHERE id = ? AND reason = '' AND result = ?`, reason, e.JobID, r); err != nil {
+						return err
+					}
+				}
 			}
 		}
 		return nil
