@@ -37,9 +37,9 @@ lint: ## go vet, staticcheck and the import-boundary check
 check: lint test ## everything CI checks
 
 cross: ## compile for linux/amd64, linux/arm64, windows/amd64, darwin/arm64
-	@set -e; for p in $(CROSS); do \
+	@set -e; host=$$($(GO) env GOOS)/$$($(GO) env GOARCH); for p in $(CROSS); do \
 		os=$${p%/*}; arch=$${p#*/}; echo "cross $$os/$$arch"; \
-		GOOS=$$os GOARCH=$$arch CGO_ENABLED=0 $(GO) build ./...; \
+		if [ "$$p" = "$$host" ]; then $(GO) build ./...; else GOOS=$$os GOARCH=$$arch $(GO) build ./...; fi; \
 	done
 
 fuzz: ## run each fuzz target for FUZZTIME (default 60s)
