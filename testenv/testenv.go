@@ -190,6 +190,21 @@ func (e *Env) Publish(t testing.TB, version string, h Health, extra ...string) {
 // payload (e.g. "startup_delay": "2s") and extra publish flags.
 func (e *Env) PublishFiles(t testing.TB, version string, extraFiles map[string]string, extra ...string) {
 	t.Helper()
+	e.PublishBundle(t, version, Bundle{Files: extraFiles}, extra...)
+}
+
+// Bundle is what a release of the sample app holds besides the app itself.
+type Bundle struct {
+	Files      map[string]string // extra payload files
+	Migrations map[string]string // e.g. "0001_init.up.sql": "CREATE TABLE ..."
+	Hooks      map[string]string // e.g. "post-start": "#!/bin/sh\nexit 1\n"
+	Manifest   string            // bundle.toml, if any
+}
+
+// PublishBundle publishes the sample app at version with b's extras, on
+// channel stable.
+func (e *Env) PublishBundle(t testing.TB, version string, b Bundle, extra ...string) {
+	t.Helper()
 	dir := filepath.Join(e.Dir, "bundles", version)
 	files := filepath.Join(dir, "files")
 	if err := os.MkdirAll(files, 0o755); err != nil {
@@ -197,8 +212,24 @@ func (e *Env) PublishFiles(t testing.TB, version string, extraFiles map[string]s
 	}
 	copyFile(t, e.Bin.SampleApp, filepath.Join(files, "sampleapp"), 0o755)
 	os.WriteFile(filepath.Join(files, "VERSION"), []byte(version+"\n"), 0o644)
-	for name, content := range extraFiles {
+	for name, content := range b.Files {
 		os.WriteFile(filepath.Join(files, name), []byte(content), 0o644)
+	}
+	write := func(sub string, m map[string]string, mode os.FileMode) {
+		if len(m) == 0 {
+			return
+		}
+		os.MkdirAll(filepath.Join(dir, sub), 0o755)
+		for name, content := range m {
+			if err := os.WriteFile(filepath.Join(dir, sub, name), []byte(content), mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write("migrations", b.Migrations, 0o644)
+	write("hooks", b.Hooks, 0o755)
+	if b.Manifest != "" {
+		os.WriteFile(filepath.Join(dir, "bundle.toml"), []byte(b.Manifest), 0o644)
 	}
 	args := append([]string{"release", "publish", "--product", Product, "--version", version, "--channel", "stable", "--progress", "never"}, extra...)
 	e.MustCLI(t, append(args, dir)...)

@@ -192,7 +192,7 @@ func newStatusCmd(stdio IO) *cobra.Command {
 			out := statusJSON{
 				Site: cfg.Site, Client: cfg.Client, Product: cfg.Product, Server: cfg.Server,
 				InstalledVersion: st.InstalledVersion, State: st.State, CurrentJob: st.CurrentJob, LastJob: st.LastJob,
-				LastError: st.LastError, ServerReachable: contact.Reachable, LastContact: contact.LastOK, ServerError: contact.LastError,
+				LastError: st.LastError, Drift: st.Drift, ServerReachable: contact.Reachable, LastContact: contact.LastOK, ServerError: contact.LastError,
 			}
 			if out.State == "" {
 				out.State = protocol.StateIdle

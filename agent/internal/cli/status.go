@@ -19,6 +19,7 @@ type statusJSON struct {
 	CurrentJob       *protocol.JobStatus `json:"current_job,omitempty"`
 	LastJob          *protocol.JobStatus `json:"last_job,omitempty"`
 	LastError        string              `json:"last_error,omitempty"`
+	Drift            []string            `json:"drift,omitempty"`
 	ServerReachable  bool                `json:"server_reachable"`
 	LastContact      time.Time           `json:"last_contact,omitempty"`
 	ServerError      string              `json:"server_error,omitempty"`
@@ -44,6 +45,12 @@ func printStatus(w io.Writer, s statusJSON) {
 	}
 	if s.LastError != "" {
 		fmt.Fprintf(w, "last error: %s\n", s.LastError)
+	}
+	if len(s.Drift) > 0 {
+		fmt.Fprintf(w, "drift:      %d change(s) by hand in the running release (upgrades need --accept-drift):\n", len(s.Drift))
+		for _, d := range s.Drift {
+			fmt.Fprintf(w, "              %s\n", d)
+		}
 	}
 	switch {
 	case s.ServerReachable:

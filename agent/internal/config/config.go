@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -34,6 +35,13 @@ type Config struct {
 	// read (a mirror); by default <server>/tuf/metadata/ and /tuf/targets/.
 	MetadataURL string `toml:"metadata_url"`
 	TargetsURL  string `toml:"targets_url"`
+	// DriftIgnore lists paths in a release directory that are not drift:
+	// files the application itself writes there. A pattern (path.Match
+	// syntax, slash-separated) without a slash matches a name at any
+	// depth ("*.log"), one with a slash the whole path from the release
+	// directory ("data/*.tmp"), one ending in "/" a directory and all it
+	// holds ("logs/"). Default: none.
+	DriftIgnore []string `toml:"drift_ignore"`
 
 	App      App       `toml:"app"`
 	Database *Database `toml:"database"`
@@ -179,6 +187,15 @@ func (c *Config) Validate() error {
 	}
 	if err := c.App.validate(); err != nil {
 		return err
+	}
+	for _, p := range c.DriftIgnore {
+		pat := strings.TrimSuffix(p, "/")
+		if pat == "" {
+			return fmt.Errorf("drift_ignore %q: empty pattern", p)
+		}
+		if _, err := path.Match(pat, ""); err != nil {
+			return fmt.Errorf("drift_ignore %q: not a valid pattern (write it like \"*.log\" or \"logs/\")", p)
+		}
 	}
 	if c.Database != nil {
 		switch c.Database.Driver {

@@ -33,6 +33,13 @@ func TestParseValid(t *testing.T) {
 	if c.PollInterval.Duration != 30*time.Second || c.App.HealthTimeout.Duration != 30*time.Second || c.KeepReleases != 3 {
 		t.Errorf("defaults: %+v", c)
 	}
+	c, err = Parse([]byte(strings.Replace(valid, "[app]", "drift_ignore = [\"*.log\", \"logs/\"]\n\n[database]\ndriver = \"sqlite\"\ndsn = \"/opt/acme-erp/data/app.db\"\n\n[app]", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.DriftIgnore) != 2 || c.Database == nil || c.Database.Driver != "sqlite" {
+		t.Errorf("drift_ignore %q, database %+v", c.DriftIgnore, c.Database)
+	}
 }
 
 func TestParseErrorsNameTheKey(t *testing.T) {
@@ -51,6 +58,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"service and commands", `[app]`, "[app]\nservice = \"acme\"", "either service or start"},
 		{"bad driver", `[app]`, "[database]\ndriver = \"oracle\"\ndsn = \"x\"\n[app]", "database.driver"},
 		{"not toml", `[app]`, `[app`, "toml"},
+		{"bad drift_ignore", `[app]`, "drift_ignore = [\"[a-\"]\n[app]", "drift_ignore"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,9 +4,13 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
 )
@@ -161,5 +165,186 @@ func TestRecoverGivesUp(t *testing.T) {
 	s.checkConsistent(t, e, "1.2.0")
 	if st := e.Status(); st.State != protocol.StateIdle || st.LastError != "" {
 		t.Errorf("after a good job Status = %+v", st)
+	}
+}
+
+// TestCrashMatrixDatabase is TestCrashMatrix with a bundle that has
+// migrations and a client database holding the client's rows: after the
+// recovery the database matches the version that runs (the old one's
+// exactly, by fingerprint, or the new one's schema with the client's rows
+// kept), whichever state the agent died in, backing_up, migrating and
+// rolling_back included. SQLite for every failpoint, PostgreSQL (when
+// TEST_POSTGRES_DSN is set) for those around the database steps.
+func TestCrashMatrixDatabase(t *testing.T) {
+	tests := []struct {
+		failpoint  string
+		fresh      bool
+		bad        bool
+		postgres   bool // run the PostgreSQL variant too
+		wantResult string
+		wantOn     string
+	}{
+		{failpoint: "downloading", wantResult: protocol.ResultFailed, wantOn: "1.0.0"},
+		{failpoint: "preflight", wantResult: protocol.ResultFailed, wantOn: "1.0.0"},
+		{failpoint: "stopping", wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
+		{failpoint: "staging", wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
+		{failpoint: "backing_up", postgres: true, wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
+		{failpoint: "migrating", postgres: true, wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
+		{failpoint: "switching", postgres: true, wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
+		{failpoint: "starting", wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
+		{failpoint: "health_check", postgres: true, wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
+		{failpoint: "committed", postgres: true, wantResult: protocol.ResultSucceeded, wantOn: "1.1.0"},
+		{failpoint: "rolling_back", bad: true, postgres: true, wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
+		// A fresh site: the database did not exist (SQLite) or was empty.
+		{failpoint: "migrating", fresh: true, postgres: true, wantResult: protocol.ResultRolledBack, wantOn: ""},
+		{failpoint: "health_check", fresh: true, wantResult: protocol.ResultRolledBack, wantOn: ""},
+		{failpoint: "rolling_back", fresh: true, bad: true, wantResult: protocol.ResultRolledBack, wantOn: ""},
+		{failpoint: "committed", fresh: true, wantResult: protocol.ResultSucceeded, wantOn: "1.1.0"},
+	}
+	for _, tt := range tests {
+		for _, kind := range []string{"sqlite", "postgres"} {
+			if kind == "postgres" && !tt.postgres {
+				continue
+			}
+			name := kind + "/" + tt.failpoint
+			if tt.fresh {
+				name = kind + "/fresh/" + tt.failpoint
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				ctx := context.Background()
+				s := newSite(t)
+				if kind == "sqlite" {
+					withSQLite(t, s)
+				} else {
+					withPostgres(t, s)
+				}
+				from := ""
+				if !tt.fresh {
+					e := s.open(t)
+					s.install(t, e, s.releaseWith(t, "1.0.0", relSpec{Migrations: migrations100}))
+					e.Close()
+					from = "1.0.0"
+					s.dbExec(t, clientRows...)
+				}
+				before := s.dbFingerprint(t)
+				spec := relSpec{Migrations: migrations110}
+				if tt.bad {
+					spec.Opts = []string{"bad"}
+				}
+				a := s.releaseWith(t, "1.1.0", spec)
+
+				if code := runHelper(t, helperSpec{Site: s, Mode: "run", Assignment: a, Failpoint: tt.failpoint}); code != FailpointExitCode {
+					t.Fatalf("agent exited %d, want %d (failpoint %s)", code, FailpointExitCode, tt.failpoint)
+				}
+				e := s.open(t)
+				if st := e.Status(); st.CurrentJob == nil || st.CurrentJob.State != tt.failpoint {
+					t.Fatalf("after the crash Status = %+v, want job %s in %s", st, a.JobID, tt.failpoint)
+				}
+				if err := e.Recover(ctx); err != nil {
+					t.Fatalf("Recover: %v", err)
+				}
+				st := e.Status()
+				if st.CurrentJob != nil || st.LastJob == nil || st.LastJob.Result != tt.wantResult || st.State != protocol.StateIdle {
+					t.Fatalf("after Recover Status = %+v, want the job %s", st, tt.wantResult)
+				}
+				if st.LastJob.From != from {
+					t.Errorf("LastJob.From = %q, want %q", st.LastJob.From, from)
+				}
+				s.checkConsistent(t, e, tt.wantOn)
+
+				// The database matches the version that runs.
+				switch tt.wantOn {
+				case "1.1.0":
+					want := []string{"0001_create_customers@1.0.0", "0002_add_email@1.0.0", "0003_orders@1.1.0", "0004_seed_vendor@1.1.0"}
+					wantRows := []string{"1|alice|alice@example.com", "2|bob|", "1000|vendor|"}
+					if tt.fresh {
+						want = []string{"0001_create_customers@1.1.0", "0002_add_email@1.1.0", "0003_orders@1.1.0", "0004_seed_vendor@1.1.0"}
+						wantRows = []string{"1000|vendor|"}
+					}
+					if got := s.dbRecords(t); !slices.Equal(got, want) {
+						t.Errorf("records %v, want %v", got, want)
+					}
+					if got := s.customers(t); !slices.Equal(got, wantRows) {
+						t.Errorf("customers %v, want %v", got, wantRows)
+					}
+				default:
+					if got := s.dbFingerprint(t); got != before {
+						t.Errorf("database fingerprint %s, %s before the job", got, before)
+					}
+					if !tt.fresh {
+						if got := s.customers(t); !slices.Equal(got, []string{"1|alice|alice@example.com", "2|bob|"}) {
+							t.Errorf("customers %v", got)
+						}
+					} else if kind == "sqlite" {
+						if _, err := os.Stat(s.Database.DSN); !errors.Is(err, fs.ErrNotExist) {
+							t.Errorf("the database the job created is still there: %v", err)
+						}
+					}
+				}
+				if b := s.backups(t); len(b) != 0 {
+					t.Errorf("backups left behind: %v", b)
+				}
+				states, _ := checkEvents(t, e, a.JobID)
+				if !slices.Contains(states, tt.failpoint) {
+					t.Errorf("events %v", states)
+				}
+			})
+		}
+	}
+}
+
+// TestKillDuringMigration kills the agent (SIGKILL) in the middle of Up on
+// SQLite, after some of the job's migrations committed and while a slow
+// one runs: the recovery restores the database exactly and the old
+// release runs again.
+func TestKillDuringMigration(t *testing.T) {
+	ctx := context.Background()
+	s := newSite(t)
+	withSQLite(t, s)
+	e := s.open(t)
+	s.install(t, e, s.releaseWith(t, "1.0.0", relSpec{Migrations: migrations100}))
+	e.Close()
+	s.dbExec(t, clientRows...)
+	before := s.dbFingerprint(t)
+	slow := map[string]string{
+		"0005_big.up.sql": "CREATE TABLE big (x INTEGER);\n" +
+			"INSERT INTO big WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 50000000) SELECT x FROM c;\n",
+		"0005_big.down.sql": "DROP TABLE big;\n",
+	}
+	a := s.releaseWith(t, "1.1.0", relSpec{Migrations: withMigrations(migrations110, slow)})
+
+	cmd := startHelper(t, helperSpec{Site: s, Mode: "run", Assignment: a})
+	// Wait until the job migrates and its first migrations committed.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the job never got to its slow migration")
+		}
+		st, err := ReadStatus(s.DataDir)
+		if err == nil && st.State == protocol.StateMigrating && slices.Contains(s.tryRecords(), "0004_seed_vendor@1.1.0") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	e = s.open(t)
+	if err := e.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.Status(); st.LastJob == nil || st.LastJob.Result != protocol.ResultRolledBack {
+		t.Fatalf("after Recover Status = %+v", st)
+	}
+	s.checkConsistent(t, e, "1.0.0")
+	if got := s.dbFingerprint(t); got != before {
+		t.Errorf("database fingerprint %s, %s before the job", got, before)
+	}
+	if got := s.customers(t); !slices.Equal(got, []string{"1|alice|alice@example.com", "2|bob|"}) {
+		t.Errorf("customers %v", got)
 	}
 }

@@ -13,3 +13,13 @@ func freeSpace(dir string) (uint64, bool, error) {
 	}
 	return uint64(st.Bavail) * uint64(st.Bsize), true, nil //nolint:unconvert // field types differ by OS
 }
+
+// sameFileSystem reports whether a and b are on one file system, and
+// whether it could tell.
+func sameFileSystem(a, b string) (same, known bool) {
+	var sa, sb syscall.Stat_t
+	if syscall.Stat(a, &sa) != nil || syscall.Stat(b, &sb) != nil {
+		return false, false
+	}
+	return sa.Dev == sb.Dev, true
+}

@@ -3,6 +3,8 @@
 package engine
 
 import (
+	"path/filepath"
+	"strings"
 	"syscall"
 	"unsafe"
 )
@@ -23,4 +25,14 @@ func freeSpace(dir string) (uint64, bool, error) {
 		return 0, false, err
 	}
 	return avail, true, nil
+}
+
+// sameFileSystem reports whether a and b are on one volume (by volume
+// name), and whether it could tell.
+func sameFileSystem(a, b string) (same, known bool) {
+	va, vb := filepath.VolumeName(a), filepath.VolumeName(b)
+	if va == "" || vb == "" {
+		return false, false
+	}
+	return strings.EqualFold(va, vb), true
 }

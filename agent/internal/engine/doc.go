@@ -5,16 +5,24 @@
 //
 // A job goes through
 //
-//	downloading -> verified -> preflight -> stopping -> staging -> switching
-//	    -> starting -> health_check -> committed
+//	downloading -> verified -> preflight -> stopping -> staging -> backing_up
+//	    -> migrating -> switching -> starting -> health_check -> committed
 //
-// (backing_up and migrating, for the database, will slot in between
-// staging and switching as more steps; see the step interface). A failure
-// before stopping (download, verification, preflight) ends the job failed
-// with the app untouched. A failure from stopping on rolls back:
-// rolling_back -> rolled_back, the old release running again and
-// health-checked; a rollback that fails ends the job failed and the site's
-// state failed, until a later job succeeds.
+// (backing_up and migrating only when the agent has a [database]; see
+// dbsteps.go, and the step interface). A failure before stopping
+// (download, verification, preflight) ends the job failed with the app
+// untouched. Preflight refuses, before anything is touched: a downgrade
+// the assignment does not allow, upgrade_from, drift of the running
+// release unless the assignment accepts it (the reason starts with
+// "drift:"; see drift.go), the database unreachable, too little free disk
+// (the unpacked bundle plus the database backup), migration drift, and
+// migrations without a down migration unless the manifest marks them
+// irreversible and the assignment allows it. A failure from stopping on
+// (a hook included; see hooks.go) rolls back: rolling_back -> rolled_back,
+// the database restored first, then the files, then the old release
+// started again and health-checked; a rollback that fails ends the job
+// failed and the site's state failed, until a later job succeeds (the
+// database backup is then kept for a person).
 //
 // Journal before side effects: every transition is a row change and an
 // event row written in one SQLite transaction (synchronous=FULL, so the
@@ -22,8 +30,14 @@
 // reads the journal and maps the state of an unfinished job to one action:
 //
 //	downloading, verified, preflight  -> end failed ("interrupted before the app was touched")
-//	stopping .. health_check          -> roll back  -> rolled_back (old release healthy again)
-//	rolling_back                      -> roll back again (idempotent) -> rolled_back
+//	stopping, staging                 -> roll back  -> rolled_back (old release healthy again)
+//	backing_up                        -> roll back: no complete backup = the database was not
+//	                                     touched; a complete one is restored (a no-op)
+//	migrating                         -> roll back: the database restored from the backup
+//	                                     (SQLite) or by the recorded downs (PostgreSQL; an Up
+//	                                     cut short committed nothing), then the files
+//	switching, starting, health_check -> roll back: the database, then the files
+//	rolling_back                      -> roll back again (every step idempotent) -> rolled_back
 //	committed                         -> finish the bookkeeping -> succeeded (new release)
 //	anything else                     -> roll back
 //
@@ -35,6 +49,10 @@
 // Rolling back files is switching current back. The bundle is unpacked
 // into releases/.<version>.staging during preflight, while the old release
 // still runs, so the downtime is only stop -> switch -> start.
+//
+// What the agent keeps of each release's bundle (its files' hashes, its
+// manifest, migrations and hooks) lives in <data_dir>/releases/<version>/
+// (see relmeta.go); a job's database backup in <data_dir>/backups/<job>/.
 //
 // Events (job, seq, state, message, at) queue in the journal until
 // MarkDelivered; ReadStatus reads the status from another process.

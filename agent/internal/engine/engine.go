@@ -12,6 +12,7 @@ import (
 
 	"github.com/dropless/dropless/agent/internal/appctl"
 	"github.com/dropless/dropless/agent/internal/config"
+	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/protocol"
 )
 
@@ -46,6 +47,21 @@ type Config struct {
 	KeepReleases int
 	// App stops, starts and health-checks the application. Required.
 	App appctl.Controller
+	// HealthOverride, when set, gives the health check of a release
+	// whose bundle.toml has a [health] table (h has at least one field
+	// set): the runner builds it from the [app] config with h's fields
+	// replacing health_url, health_cmd or health_timeout. nil: [health]
+	// tables are ignored (and the log says so) and App.Healthy checks
+	// every release.
+	HealthOverride func(h bundle.Health) (HealthChecker, error)
+	// Database is the agent's [database]: where bundles' migrations
+	// apply. nil: no database steps, and a bundle with migrations is
+	// refused in preflight.
+	Database *config.Database
+	// DriftIgnore lists patterns of paths in a release directory that are
+	// not drift (files the application itself writes there, e.g. "*.log"
+	// or "logs/"); see ignored for the syntax.
+	DriftIgnore []string
 	// Fetcher gets bundles. Required by Run; Recover and Status do not
 	// need it.
 	Fetcher Fetcher
@@ -79,6 +95,12 @@ func (c *Config) validate() error {
 	if c.App == nil {
 		return errors.New("engine config: App is nil")
 	}
+	if c.Database != nil && (c.Database.Driver == "" || c.Database.DSN == "") {
+		return errors.New("engine config: Database needs a driver and a dsn")
+	}
+	if err := validateDriftIgnore(c.DriftIgnore); err != nil {
+		return fmt.Errorf("engine config: %w", err)
+	}
 	if c.Failpoint != "" {
 		if _, ok := parseState(c.Failpoint); !ok {
 			return fmt.Errorf("engine config: failpoint %q (%s) is not a state name", c.Failpoint, FailpointEnv)
@@ -93,6 +115,11 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// HealthChecker is a health check: appctl.Controller's Healthy.
+type HealthChecker interface {
+	Healthy(ctx context.Context) error
+}
+
 // Engine runs upgrade jobs on one site and keeps their journal.
 type Engine struct {
 	cfg  Config
@@ -105,6 +132,8 @@ type Engine struct {
 
 	mu     sync.Mutex // guards status
 	status Status
+
+	drift driftCache // CheckDrift's; runMu must be held
 
 	closeOnce sync.Once
 	closeErr  error

@@ -175,6 +175,9 @@ func TestFailuresBeforeStopping(t *testing.T) {
 			s.Fetcher.Targets[a.Target] = tg
 			return a
 		}, "verify download: sha256", true},
+		{"downgrade not allowed", func(t *testing.T, s *testSite) protocol.Assignment {
+			return s.release(t, "0.9.0")
+		}, "preflight: acme-erp 0.9.0 is older than the installed 1.0.0: a downgrade runs down migrations and needs the assignment's allow_downgrade", false},
 		{"upgrade_from refuses", func(t *testing.T, s *testSite) protocol.Assignment {
 			return s.release(t, "2.0.0", "upgrade_from=>= 1.5, < 2.0")
 		}, `acme-erp 2.0.0 cannot upgrade from the installed 1.0.0 (its upgrade_from is ">= 1.5, < 2.0")`, false},
@@ -224,6 +227,7 @@ func TestReinstallKeptRelease(t *testing.T) {
 	// Back to the kept 1.0.0, intact: reused.
 	back := a1
 	back.JobID = "job-back-to-1.0.0"
+	back.AllowDowngrade = true // going back is a downgrade
 	s.install(t, e, back)
 	s.checkConsistent(t, e, "1.0.0")
 	_, evs := checkEvents(t, e, back.JobID)

@@ -133,6 +133,11 @@ type testSite struct {
 	Keep                                              int
 	HealthTimeout                                     time.Duration
 	Fetcher                                           *fileFetcher
+	// Database is the agent's [database], nil for none (see
+	// db_helpers_test.go).
+	Database *config.Database
+	// DriftIgnore is the agent's drift_ignore.
+	DriftIgnore []string
 }
 
 func newSite(t *testing.T) *testSite {
@@ -181,9 +186,11 @@ func freePort(t *testing.T) int {
 // stop command sends SIGTERM and waits until the app removed its pidfile.
 func (s *testSite) appConfig() config.App {
 	return config.App{
-		Start: []string{"sh", "-c", `nohup "$0" -addr "$1" -pidfile "$2" >app.log 2>&1 &
+		// The app logs outside its release directory: a file it wrote
+		// there would be drift (unless Config.DriftIgnore names it).
+		Start: []string{"sh", "-c", `nohup "$0" -addr "$1" -pidfile "$2" >>"$3" 2>&1 &
 i=0; while [ ! -f "$2" ]; do sleep 0.05; i=$((i+1)); [ $i -lt 200 ] || exit 1; done`,
-			s.App, fmt.Sprintf("127.0.0.1:%d", s.Port), s.Pidfile},
+			s.App, fmt.Sprintf("127.0.0.1:%d", s.Port), s.Pidfile, filepath.Join(s.Dir, "app.log")},
 		Stop: []string{"sh", "-c", `[ -f "$0" ] || exit 0
 kill "$(cat "$0")" 2>/dev/null || { rm -f "$0"; exit 0; }
 i=0; while [ -f "$0" ]; do sleep 0.05; i=$((i+1)); [ $i -lt 200 ] || exit 1; done`, s.Pidfile},
@@ -212,6 +219,23 @@ func (s *testSite) config(log *slog.Logger, failpoint string) Config {
 		Fetcher:      s.Fetcher,
 		Log:          log,
 		Failpoint:    failpoint,
+		Database:     s.Database,
+		DriftIgnore:  s.DriftIgnore,
+		// As the runner does: the [app] health settings with the
+		// bundle's [health] fields in their place.
+		HealthOverride: func(h bundle.Health) (HealthChecker, error) {
+			app := s.appConfig()
+			switch {
+			case h.URL != "":
+				app.HealthURL, app.HealthCmd = h.URL, nil
+			case len(h.Cmd) > 0:
+				app.HealthURL, app.HealthCmd = "", h.Cmd
+			}
+			if d, ok := h.TimeoutDuration(); ok {
+				app.HealthTimeout.Duration = d
+			}
+			return appctl.New(app, s.InstallDir, log)
+		},
 	}
 }
 
@@ -232,11 +256,43 @@ func (s *testSite) open(t *testing.T) *Engine {
 // constraint; "says=X" makes the signed custom metadata claim version X.
 func (s *testSite) release(t *testing.T, v string, opts ...string) protocol.Assignment {
 	t.Helper()
-	src := filepath.Join(s.Dir, "src-"+v+strings.Join(opts, ","))
+	return s.releaseWith(t, v, relSpec{Opts: opts})
+}
+
+// relSpec describes a test bundle beyond release's options.
+type relSpec struct {
+	Opts []string
+	// Migrations are the files of migrations/, by name.
+	Migrations map[string]string
+	// Hooks are the scripts of hooks/, by hook name.
+	Hooks map[string]string
+	// Manifest is bundle.toml.
+	Manifest string
+	// Files are more files of files/, by path in the release.
+	Files map[string]string
+	// Name tells bundles of the same version apart (job id, source dir).
+	Name string
+}
+
+// releaseWith builds and offers the bundle spec describes.
+func (s *testSite) releaseWith(t *testing.T, v string, spec relSpec) protocol.Assignment {
+	t.Helper()
+	opts := spec.Opts
+	name := v + strings.Join(opts, ",") + spec.Name
+	src := filepath.Join(s.Dir, "src-"+name)
 	files := map[string]string{
 		"files/VERSION":       v + "\n",
 		"files/lib/data.txt":  strings.Repeat("payload of "+v+"\n", 100),
 		"files/bin/readme.md": "the app binary is outside the bundle in this test\n",
+	}
+	for p, c := range spec.Files {
+		files["files/"+p] = c
+	}
+	for p, c := range spec.Migrations {
+		files["migrations/"+p] = c
+	}
+	if spec.Manifest != "" {
+		files["bundle.toml"] = spec.Manifest
 	}
 	if err := os.RemoveAll(src); err != nil {
 		t.Fatal(err)
@@ -261,6 +317,15 @@ func (s *testSite) release(t *testing.T, v string, opts ...string) protocol.Assi
 			t.Fatal(err)
 		}
 	}
+	for hook, script := range spec.Hooks {
+		p := filepath.Join(src, "hooks", hook)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := os.Symlink("lib/data.txt", filepath.Join(src, "files", "data-link")); err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +339,7 @@ func (s *testSite) release(t *testing.T, v string, opts ...string) protocol.Assi
 	}
 	target := protocol.TargetPath(product, v)
 	s.Fetcher.Targets[target] = fakeTarget{File: file, Custom: custom}
-	return protocol.Assignment{JobID: "job-" + v + strings.Join(opts, ","), Product: product, Version: v, Target: target}
+	return protocol.Assignment{JobID: "job-" + name, Product: product, Version: v, Target: target}
 }
 
 // install runs a job that must succeed.
@@ -467,6 +532,29 @@ func TestHelperProcess(t *testing.T) {
 	}
 	e.Close()
 	os.Exit(0)
+}
+
+// startHelper starts the agent in a child process, for the test to kill.
+func startHelper(t *testing.T, h helperSpec) *exec.Cmd {
+	t.Helper()
+	spec, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), helperEnv+"="+string(spec))
+	out := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Logf("helper process (%s):\n%s", h.Mode, out)
+	})
+	return cmd
 }
 
 // runHelper runs the agent in a child process and returns its exit code.

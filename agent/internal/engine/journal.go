@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -74,6 +75,7 @@ CREATE TABLE site (
 const (
 	keyInstalled  = "installed_version" // passed its health check and runs
 	keySiteFailed = "site_failed"       // a rollback failed: the reason; cleared by the next success
+	keyDrift      = "drift"             // the running release's drift (CheckDrift): a JSON array of lines, "" for none
 )
 
 var (
@@ -303,7 +305,7 @@ type change struct {
 	reason  string           // stored as the job's reason when set
 	edit    func(*jobRecord) // other fields of the job that change with it
 	// Site facts written in the same transaction, when non-nil.
-	installed, siteFailed *string
+	installed, siteFailed, drift *string
 }
 
 // transition writes c for rec: the job row, the event (seq+1) and the site
@@ -343,12 +345,12 @@ func (j *journal) transition(ctx context.Context, rec *jobRecord, c change) erro
 	if err := insertEvent(ctx, tx, r.ID, r.Seq, r.State, c.message, now); err != nil {
 		return err
 	}
-	for key, v := range map[string]*string{keyInstalled: c.installed, keySiteFailed: c.siteFailed} {
+	for key, v := range map[string]*string{keyInstalled: c.installed, keySiteFailed: c.siteFailed, keyDrift: c.drift} {
 		if v == nil {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO site (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, *v); err != nil {
-			return fmt.Errorf("journal: %s: %w", key, err)
+		if err := setSiteValue(ctx, tx, key, *v); err != nil {
+			return err
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -356,6 +358,46 @@ func (j *journal) transition(ctx context.Context, rec *jobRecord, c change) erro
 	}
 	*rec = r
 	return nil
+}
+
+func setSiteValue(ctx context.Context, tx *sql.Tx, key, v string) error {
+	if _, err := tx.ExecContext(ctx, "INSERT INTO site (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, v); err != nil {
+		return fmt.Errorf("journal: %s: %w", key, err)
+	}
+	return nil
+}
+
+// encodeDrift is the stored form of a drift list: "" for none.
+func encodeDrift(d []string) string {
+	if len(d) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(d)
+	return string(b)
+}
+
+func decodeDrift(s string) ([]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var d []string
+	if err := json.Unmarshal([]byte(s), &d); err != nil {
+		return nil, fmt.Errorf("journal: %s: %w", keyDrift, err)
+	}
+	return d, nil
+}
+
+// setDrift records the running release's drift.
+func (j *journal) setDrift(ctx context.Context, d []string) error {
+	tx, err := j.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	defer tx.Rollback()
+	if err := setSiteValue(ctx, tx, keyDrift, encodeDrift(d)); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // finish ends a committed job as succeeded, without an event: the

@@ -34,8 +34,10 @@ func recoveryAction(s state, to string) (resume, string) {
 		// staged by the dead process is trusted.
 		return resumeFail, fmt.Sprintf("interrupted before the app was touched (the agent stopped during %s)", s)
 	case stStopping, stStaging, stBackingUp, stMigrating, stSwitching, stStarting, stHealthCheck:
-		// The app may be stopped, half-switched or running unchecked:
-		// put back what ran before.
+		// The app may be stopped, half-switched or running unchecked,
+		// the database half-migrated: put back what ran before, the
+		// database first (from its backup; none yet means Up never ran)
+		// and then the files.
 		return resumeRollback, fmt.Sprintf("the agent was interrupted during %s", s)
 	case stRollingBack:
 		// Every step's rollback is idempotent: do it again.
@@ -82,8 +84,10 @@ func (e *Engine) Recover(ctx context.Context) error {
 		msg := fmt.Sprintf("gave up after %d attempts to recover the job (interrupted during %s each time)", MaxRecoveries, rec.State)
 		c := change{state: stFailed, message: msg, result: protocol.ResultFailed, reason: msg}
 		if rec.State.touchesApp() && rec.State != stCommitted {
-			// The app may be down or half-switched.
+			// The app may be down or half-switched, the database
+			// half-restored: keep its backup for a person.
 			c.siteFailed = &msg
+			jb.keepBackup = true
 		}
 		e.cleanup(ctx, jb)
 		return e.enter(ctx, jb, c)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/pkg/versions"
 )
@@ -69,6 +70,7 @@ func (e *Engine) Run(ctx context.Context, a protocol.Assignment) (protocol.JobSt
 		return protocol.JobStatus{}, err
 	}
 	jb := e.newJob(rec)
+	jb.assign = a
 	jb.log.Info("job "+rec.State.String(), "seq", rec.Seq, "message", msg)
 	if err := e.refresh(ctx); err != nil {
 		jb.log.Warn("read status", "err", err)
@@ -115,12 +117,12 @@ func (e *Engine) drive(ctx context.Context, jb *job) (protocol.JobStatus, error)
 	if err := e.verify(jb); err != nil {
 		return e.failUntouched(ctx, jb, err)
 	}
-	if err := e.enter(ctx, jb, change{state: stPreflight, message: "checking upgrade_from and disk space, unpacking the bundle"}); err != nil {
+	if err := e.enter(ctx, jb, change{state: stPreflight, message: preflightMessage(jb)}); err != nil {
 		return jb.rec.status(), err
 	}
 	prevLink, err := e.preflight(ctx, jb)
 	if err != nil {
-		return e.failUntouched(ctx, jb, fmt.Errorf("preflight: %w", err))
+		return e.failUntouched(ctx, jb, preflightError(err))
 	}
 
 	// From stopping on, a failure rolls back. stopping records what
@@ -128,6 +130,12 @@ func (e *Engine) drive(ctx context.Context, jb *job) (protocol.JobStatus, error)
 	msg := "nothing installed: nothing to stop"
 	if prevLink != "" {
 		msg = "stopping " + orLink(linkVersion(prevLink), prevLink)
+		if jb.meta.hasHook(bundle.HookPreStop) {
+			msg = "running the pre-stop hook, then " + msg
+		}
+	}
+	if jb.driftNote != "" {
+		msg += " (drift accepted by the assignment: " + jb.driftNote + ")"
 	}
 	steps := jb.steps()
 	err = e.enter(ctx, jb, change{state: stStopping, message: msg, edit: func(r *jobRecord) {
@@ -138,28 +146,49 @@ func (e *Engine) drive(ctx context.Context, jb *job) (protocol.JobStatus, error)
 		return jb.rec.status(), err
 	}
 	if prevLink != "" {
+		// pre-stop runs against the live app: its failure rolls back,
+		// which restarts the old release (see hooks.go).
+		if err := jb.runHook(ctx, bundle.HookPreStop); err != nil {
+			return e.rollback(ctx, jb, "stopping failed: "+err.Error())
+		}
 		if err := e.cfg.App.Stop(ctx); err != nil {
 			return e.rollback(ctx, jb, "stop failed: "+err.Error())
 		}
 	}
 	for _, s := range steps {
-		if err := e.enter(ctx, jb, change{state: s.state(), message: s.message(jb)}); err != nil {
+		msg := s.message(jb)
+		if s.state() == stStaging && jb.meta.hasHook(bundle.HookPostStage) {
+			msg += ", then running the post-stage hook"
+		}
+		if err := e.enter(ctx, jb, change{state: s.state(), message: msg}); err != nil {
 			return jb.rec.status(), err
 		}
 		if err := s.apply(ctx, jb); err != nil {
 			return e.rollback(ctx, jb, fmt.Sprintf("%s failed: %v", s.state(), err))
 		}
+		if s.state() == stStaging {
+			if err := jb.runHook(ctx, bundle.HookPostStage); err != nil {
+				return e.rollback(ctx, jb, "staging failed: "+err.Error())
+			}
+		}
 	}
-	if err := e.enter(ctx, jb, change{state: stStarting, message: "starting " + jb.rec.To}); err != nil {
+	msg = "starting " + jb.rec.To
+	if jb.meta.hasHook(bundle.HookPostStart) {
+		msg += ", then running the post-start hook"
+	}
+	if err := e.enter(ctx, jb, change{state: stStarting, message: msg}); err != nil {
 		return jb.rec.status(), err
 	}
 	if err := e.cfg.App.Start(ctx); err != nil {
 		return e.rollback(ctx, jb, "start failed: "+err.Error())
 	}
+	if err := jb.runHook(ctx, bundle.HookPostStart); err != nil {
+		return e.rollback(ctx, jb, "starting failed: "+err.Error())
+	}
 	if err := e.enter(ctx, jb, change{state: stHealthCheck, message: "checking the health of " + jb.rec.To}); err != nil {
 		return jb.rec.status(), err
 	}
-	if err := e.cfg.App.Healthy(ctx); err != nil {
+	if err := e.healthy(ctx, jb.rec.To); err != nil {
 		return e.rollback(ctx, jb, "health check failed: "+err.Error())
 	}
 	return e.commit(ctx, jb)
@@ -224,41 +253,6 @@ func (e *Engine) verify(jb *job) error {
 	return nil
 }
 
-// preflight refuses before anything is touched: upgrade_from, a current
-// the agent can switch, then every step's prepare (free disk, unpacking).
-// It returns what current points at ("" on a fresh site). No other job is
-// unfinished: createJob checked that in the transaction that created this
-// one.
-func (e *Engine) preflight(ctx context.Context, jb *job) (string, error) {
-	if jb.rec.From != "" {
-		ok, err := versions.Admits(jb.custom.UpgradeFrom, jb.rec.From)
-		if err != nil {
-			return "", fmt.Errorf("upgrade_from of %s %s: %w", jb.rec.Product, jb.rec.To, err)
-		}
-		if !ok {
-			return "", fmt.Errorf("%s %s cannot upgrade from the installed %s (its upgrade_from is %q)", jb.rec.Product, jb.rec.To, jb.rec.From, jb.custom.UpgradeFrom)
-		}
-	}
-	prevLink, ok, err := readCurrent(jb.installDir)
-	if err != nil {
-		return "", err
-	}
-	if ok {
-		if v := linkVersion(prevLink); v != jb.rec.From {
-			jb.log.Warn("current does not point at the installed version", "current", prevLink, "installed", jb.rec.From)
-		}
-		if prevLink == releaseLink(jb.rec.To) {
-			return "", fmt.Errorf("current already points at %s, but the journal says %q is installed (a failed rollback?): check the site by hand", prevLink, jb.rec.From)
-		}
-	}
-	for _, s := range jb.steps() {
-		if err := s.prepare(ctx, jb); err != nil {
-			return "", err
-		}
-	}
-	return prevLink, nil
-}
-
 // failUntouched ends a job that failed before the app was stopped.
 func (e *Engine) failUntouched(ctx context.Context, jb *job, cause error) (protocol.JobStatus, error) {
 	if ctx.Err() != nil {
@@ -273,6 +267,10 @@ func (e *Engine) failUntouched(ctx context.Context, jb *job, cause error) (proto
 
 // abandon leaves an interrupted job to Recover.
 func (e *Engine) abandon(ctx context.Context, jb *job) (protocol.JobStatus, error) {
+	if jb.db != nil {
+		jb.db.Close()
+		jb.db = nil
+	}
 	jb.log.Warn("job interrupted; it is recovered on the next start", "state", jb.rec.State.String())
 	return jb.rec.status(), ctx.Err()
 }
@@ -303,22 +301,27 @@ func (e *Engine) rollback(ctx context.Context, jb *job, why string) (protocol.Jo
 			notes = append(notes, "stop: "+err.Error())
 		}
 	}
-	steps := jb.steps()
-	for i := len(steps) - 1; i >= 0 && fatal == nil; i-- {
-		if err := steps[i].rollback(ctx, jb); err != nil {
-			fatal = fmt.Errorf("roll back %s: %w", steps[i].state(), err)
+	// The database first, then the files (see rollbackSteps).
+	for _, s := range jb.rollbackSteps() {
+		if err := s.rollback(ctx, jb); err != nil {
+			fatal = fmt.Errorf("roll back %s: %w", s.state(), err)
+			break
 		}
 	}
 	prev := orLink(jb.prevVersion(), jb.rec.PrevLink)
 	if fatal == nil && jb.rec.PrevLink != "" {
 		if err := e.cfg.App.Start(ctx); err != nil {
 			fatal = fmt.Errorf("start %s again: %w", prev, err)
-		} else if err := e.cfg.App.Healthy(ctx); err != nil {
+		} else if err := e.healthy(ctx, jb.prevVersion()); err != nil {
 			fatal = fmt.Errorf("%s started again but its health check failed: %w", prev, err)
 		}
 	}
 	if fatal != nil && ctx.Err() != nil {
 		return e.abandon(ctx, jb)
+	}
+	if fatal != nil {
+		// The site needs a person, who may need the database backup.
+		jb.keepBackup = true
 	}
 	e.cleanup(ctx, jb)
 
@@ -326,6 +329,9 @@ func (e *Engine) rollback(ctx context.Context, jb *job, why string) (protocol.Jo
 		msg := "rollback failed: " + fatal.Error()
 		if len(notes) > 0 {
 			msg += " (" + strings.Join(notes, "; ") + ")"
+		}
+		if _, err := os.Stat(jb.backupDir()); err == nil {
+			msg += "; the database backup is kept in " + jb.backupDir()
 		}
 		msg += "; the site needs a person"
 		jb.log.Error("rollback failed", "err", fatal)
@@ -353,6 +359,7 @@ func (e *Engine) commit(ctx context.Context, jb *job) (protocol.JobStatus, error
 		message:    fmt.Sprintf("%s passed its health check", jb.rec.To),
 		installed:  &jb.rec.To,
 		siteFailed: &none,
+		drift:      &none, // a fresh release; CheckDrift looks again
 	})
 	if err != nil {
 		return jb.rec.status(), err

@@ -19,8 +19,8 @@ const (
 	stPreflight   state = 4
 	stStopping    state = 5
 	stStaging     state = 6
-	stBackingUp   state = 7 // reserved for the database backup step (later)
-	stMigrating   state = 8 // reserved for the migration step (later)
+	stBackingUp   state = 7 // the database backup (only with a [database])
+	stMigrating   state = 8 // the migrations (only with a [database])
 	stSwitching   state = 9
 	stStarting    state = 10
 	stHealthCheck state = 11

@@ -29,6 +29,12 @@ type Status struct {
 	// LastError is why the last job failed or rolled back ("" when it
 	// succeeded).
 	LastError string `json:"last_error,omitempty"`
+	// Drift lists what was changed by hand in the running release, as
+	// CheckDrift (or the last job's preflight) found it: "modified:
+	// bin/app.dll", "added: x.dll", "removed: y.conf", "migration
+	// 0003_x: checksum differs from release 1.1.0". Empty when nothing
+	// was, or when the agent has no record of the release's bundle.
+	Drift []string `json:"drift,omitempty"`
 }
 
 // ReadStatus reads the status from the journal in dataDir, read-only, for
@@ -68,6 +74,13 @@ func (j *journal) status(ctx context.Context) (Status, error) {
 	}
 	last, err := j.lastEnded(ctx)
 	if err != nil {
+		return Status{}, fmt.Errorf("read status: %w", err)
+	}
+	drift, err := j.siteValue(ctx, keyDrift)
+	if err != nil {
+		return Status{}, fmt.Errorf("read status: %w", err)
+	}
+	if st.Drift, err = decodeDrift(drift); err != nil {
 		return Status{}, fmt.Errorf("read status: %w", err)
 	}
 	st.State = protocol.StateIdle

@@ -9,10 +9,12 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/dustin/go-humanize"
+	"slices"
 
+	"github.com/dropless/dropless/agent/internal/config"
 	"github.com/dropless/dropless/pkg/atomicfile"
 	"github.com/dropless/dropless/pkg/bundle"
+	"github.com/dropless/dropless/pkg/migrate"
 	"github.com/dropless/dropless/pkg/protocol"
 )
 
@@ -24,12 +26,24 @@ type job struct {
 	installDir string
 	dataDir    string
 	keep       int
+	dbCfg      *config.Database // the agent's [database]; nil: no database steps
 	log        *slog.Logger
 
+	// keepBackup keeps the database backup at cleanup: the job failed
+	// and the site may need it restored by hand.
+	keepBackup bool
+
 	// Known only in the process that ran the job from its start:
+	assign protocol.Assignment   // what the server asked for
 	custom protocol.TargetCustom // from the Fetcher
 	info   *bundle.Info          // the unpacked bundle, set in preflight
-	reuse  bool                  // releases/<to> already holds this release
+	meta   *releaseMeta          // its record in the data dir, set in preflight
+	reuse  bool                  // releases/<to> already holds exactly this release
+	// driftNote summarizes the drift the assignment accepted.
+	driftNote string
+	db        *migrate.DB     // the database, opened in preflight
+	plan      *migrate.Plan   // the migrations, planned in preflight
+	backup    *migrate.Backup // made in backing_up
 }
 
 func (e *Engine) newJob(rec *jobRecord) *job {
@@ -38,6 +52,7 @@ func (e *Engine) newJob(rec *jobRecord) *job {
 		installDir: e.cfg.InstallDir,
 		dataDir:    e.cfg.DataDir,
 		keep:       e.cfg.KeepReleases,
+		dbCfg:      e.cfg.Database,
 		log:        e.log.With("job", rec.ID, "from", rec.From, "to", rec.To),
 	}
 }
@@ -54,24 +69,29 @@ func (jb *job) release() string { return releaseDir(jb.installDir, jb.rec.To) }
 func (jb *job) prevVersion() string { return linkVersion(jb.rec.PrevLink) }
 
 // A step is one part of installing a release that the app must be stopped
-// for. Files come in two steps (staging, switching); the database backup
-// and migrations (backing_up, migrating) and the bundle's hooks slot in as
-// more steps. The engine drives every step through this lifecycle:
+// for. Files come in two steps (staging, switching), the database in two
+// more (backing_up, migrating; only when the agent has a [database]),
+// applied in the order of the states: staging, backing_up, migrating,
+// switching. The bundle's hooks run inside stopping, staging and starting
+// (see hooks.go). The engine drives every step through this lifecycle:
 //
 //  1. prepare, during preflight, with the app still running, for every
 //     step in order: check and stage everything that can be done ahead
-//     (unpack, verify), so that downtime is only stop -> switch -> start.
-//     It must not change anything the running app uses. An error fails
-//     the job with the app untouched.
+//     (unpack, verify, plan the migrations), so that downtime is only
+//     stop -> switch -> start. It must not change anything the running
+//     app uses. An error fails the job with the app untouched.
 //  2. apply, after the app was stopped, for every step in order, each
 //     after its state() was journaled and synced. An error rolls back.
 //     apply is never resumed after a crash: recovery rolls back instead,
 //     so apply may rely on what prepare learnt in memory.
-//  3. rollback, in rolling_back, for every step in reverse order, whether
+//  3. rollback, in rolling_back, for every step in rollbackSteps order
+//     (the database steps in reverse, then the file steps in reverse: the
+//     database is restored before the files are switched back), whether
 //     or not its apply ran, finished or failed. It may run again after a
 //     crash, in another process, without prepare: it must be idempotent
-//     and work from the journal record alone. The app is stopped before
-//     and started after the rollbacks.
+//     and work from the journal record (and what the steps keep in the
+//     data dir) alone. The app is stopped before and started after the
+//     rollbacks. An error stops the rollback: the job ends failed.
 //  4. commit, in committed, after the new release passed its health
 //     check, for every step in order. Idempotent (it may run again after
 //     a crash); errors are logged, not fatal: the release already runs.
@@ -88,9 +108,29 @@ type step interface {
 	cleanup(ctx context.Context, jb *job) error
 }
 
-// steps returns the steps of a job, in order.
+// steps returns the steps of a job, in the order they apply. It depends
+// on the agent's config only, so that a recovery finds the same steps.
 func (jb *job) steps() []step {
-	return []step{stageStep{}, switchStep{}}
+	if jb.dbCfg == nil {
+		return []step{stageStep{}, switchStep{}}
+	}
+	return []step{stageStep{}, backupStep{}, migrateStep{}, switchStep{}}
+}
+
+// rollbackSteps returns the steps in the order they roll back: the
+// database first (restored while current still points at the release
+// that matches it), then the files, each group in reverse.
+func (jb *job) rollbackSteps() []step {
+	var db, files []step
+	for _, s := range slices.Backward(jb.steps()) {
+		switch s.state() {
+		case stBackingUp, stMigrating:
+			db = append(db, s)
+		default:
+			files = append(files, s)
+		}
+	}
+	return append(db, files...)
 }
 
 // stageStep unpacks the bundle into releases/.<v>.staging during
@@ -106,34 +146,19 @@ func (stageStep) message(jb *job) string {
 	return fmt.Sprintf("installing releases/%s", jb.rec.To)
 }
 
+// prepare unpacks the bundle (preflight checked the free disk) and
+// records the release in the data dir: its files' truth, manifest,
+// migrations and hooks.
 func (stageStep) prepare(ctx context.Context, jb *job) error {
 	rels := filepath.Join(jb.installDir, releasesDir)
 	if err := os.MkdirAll(rels, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", rels, err)
 	}
-	// Scan first: it tells the unpacked size without writing anything.
 	f, err := os.Open(jb.bundlePath())
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	scan, err := bundle.Scan(f, bundle.Limits{})
-	if err != nil {
-		return err
-	}
-	need := uint64(scan.TotalSize) + uint64(scan.TotalSize)/20 + 32<<20 // 5% and 32 MiB to spare
-	free, known, err := freeSpace(rels)
-	switch {
-	case err != nil:
-		return fmt.Errorf("free disk in %s: %w", rels, err)
-	case !known:
-		jb.log.Warn("cannot tell the free disk space on this OS; not checked", "dir", rels)
-	case free < need:
-		return fmt.Errorf("not enough free disk in %s: the release needs %s, %s free", rels, humanize.IBytes(need), humanize.IBytes(free))
-	}
-	if _, err := f.Seek(0, 0); err != nil {
-		return err
-	}
 	// A staging dir left by an interrupted job is stale: start afresh.
 	if err := os.RemoveAll(jb.staging()); err != nil {
 		return err
@@ -149,13 +174,27 @@ func (stageStep) prepare(ctx context.Context, jb *job) error {
 	if err := atomicfile.SyncDir(rels); err != nil {
 		return err
 	}
+	jb.meta = newReleaseMeta(jb.rec.To, jb.rec.SHA256, info)
+	if err := os.MkdirAll(metaRoot(jb.dataDir), 0o700); err != nil {
+		return err
+	}
+	if err := writeReleaseMeta(jb.dataDir, jb.meta, jb.staging()); err != nil {
+		return fmt.Errorf("record release %s in %s: %w", jb.rec.To, metaRoot(jb.dataDir), err)
+	}
+	if len(info.Migrations) > 0 && jb.dbCfg == nil {
+		return fmt.Errorf("the bundle has %d migration files but the agent's config has no [database]: add [database] driver and dsn so the agent can migrate the database", len(info.Migrations))
+	}
 	// A kept release of the same version (a re-install): reuse it if it
-	// is intact, else staging replaces it. It is neither current nor the
-	// rollback target (preflight checked).
+	// holds exactly the bundle's files, else staging replaces it. It is
+	// neither current nor the rollback target (preflight checked).
 	if _, err := os.Lstat(jb.release()); err == nil {
-		if verr := verifyRelease(jb.release(), info); verr != nil {
-			jb.log.Warn("kept release differs from the bundle; replacing it", "dir", jb.release(), "why", verr)
-		} else {
+		diff, derr := compareRelease(jb.release(), jb.meta.Files, nil, nil)
+		switch {
+		case derr != nil:
+			jb.log.Warn("kept release unreadable; replacing it", "dir", jb.release(), "err", derr)
+		case len(diff) > 0:
+			jb.log.Warn("kept release differs from the bundle; replacing it", "dir", jb.release(), "changes", len(diff), "first", diff[0])
+		default:
 			jb.reuse = true
 			jb.log.Info("kept release matches the bundle; reusing it", "dir", jb.release())
 		}
@@ -192,7 +231,13 @@ func (stageStep) rollback(ctx context.Context, jb *job) error {
 
 func (stageStep) commit(ctx context.Context, jb *job) error { return nil }
 
-func (stageStep) cleanup(ctx context.Context, jb *job) error { return removeAll(jb.staging()) }
+func (stageStep) cleanup(ctx context.Context, jb *job) error {
+	err := removeAll(jb.staging())
+	if rerr := removeAll(metaTmpPath(jb.dataDir, jb.rec.To)); err == nil {
+		err = rerr
+	}
+	return err
+}
 
 // switchStep points current at the new release; rolling back points it
 // back at what it was (or removes it on a fresh site).
@@ -239,7 +284,11 @@ func (switchStep) commit(ctx context.Context, jb *job) error {
 			protect = append(protect, v)
 		}
 	}
-	return prune(jb.installDir, jb.keep, protect, jb.log)
+	err := prune(jb.installDir, jb.keep, protect, jb.log)
+	if merr := pruneMeta(jb.dataDir, jb.installDir, protect, jb.log); err == nil {
+		err = merr
+	}
+	return err
 }
 
 func (switchStep) cleanup(ctx context.Context, jb *job) error {

@@ -25,6 +25,7 @@ import (
 	"github.com/dropless/dropless/pkg/agentapi"
 	"github.com/dropless/dropless/pkg/atomicfile"
 	"github.com/dropless/dropless/pkg/buildinfo"
+	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/protocol"
 )
 
@@ -44,6 +45,8 @@ type Runner struct {
 	engine *engine.Engine
 
 	wake chan struct{} // new events to send
+
+	lastDrift time.Time // when checkDrift last ran; loop's goroutine only
 }
 
 // New prepares a runner; Run does the work.
@@ -79,13 +82,16 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 	eng, err := engine.Open(ctx, engine.Config{
-		InstallDir:   r.cfg.InstallDir,
-		DataDir:      r.cfg.DataDir,
-		KeepReleases: r.cfg.KeepReleases,
-		App:          app,
-		Fetcher:      &tufFetcher{c: fc, log: r.log},
-		Log:          r.log,
-		Failpoint:    os.Getenv(engine.FailpointEnv),
+		InstallDir:     r.cfg.InstallDir,
+		DataDir:        r.cfg.DataDir,
+		KeepReleases:   r.cfg.KeepReleases,
+		App:            app,
+		HealthOverride: r.healthOverride,
+		Database:       r.cfg.Database,
+		DriftIgnore:    r.cfg.DriftIgnore,
+		Fetcher:        &tufFetcher{c: fc, log: r.log},
+		Log:            r.log,
+		Failpoint:      os.Getenv(engine.FailpointEnv),
 	})
 	if err != nil {
 		return err
@@ -117,6 +123,11 @@ func (r *Runner) loop(ctx context.Context) {
 			r.logThrottled(&lastLogged, "cannot enroll", err)
 			sleep(ctx, bo.next())
 			continue
+		}
+		// On start (lastDrift is zero) and every DriftInterval, before
+		// the check-in that reports it.
+		if time.Since(r.lastDrift) >= engine.DriftInterval {
+			r.checkDrift(ctx)
 		}
 		st := r.engine.Status()
 		wait := jitter(r.cfg.PollInterval.Duration)
@@ -176,6 +187,35 @@ func (r *Runner) runJob(ctx context.Context, a protocol.Assignment) {
 		return
 	}
 	log.Info("job ended", "result", js.Result, "state", js.State)
+	r.checkDrift(ctx) // another release may run now
+}
+
+// checkDrift asks the engine for the site's drift (cheap: files are hashed
+// again only when they changed); check-ins report it. Between jobs only:
+// the loop runs jobs and drift checks one after the other.
+func (r *Runner) checkDrift(ctx context.Context) {
+	r.lastDrift = time.Now()
+	// The engine logs the drift when it changes.
+	if _, err := r.engine.CheckDrift(ctx); err != nil && ctx.Err() == nil {
+		r.log.Warn("drift check incomplete", "err", err)
+	}
+}
+
+// healthOverride is the health check of a release whose bundle.toml has a
+// [health] table: the [app] config with the bundle's fields in place of
+// its health_url, health_cmd and health_timeout.
+func (r *Runner) healthOverride(h bundle.Health) (engine.HealthChecker, error) {
+	app := r.cfg.App
+	switch {
+	case h.URL != "":
+		app.HealthURL, app.HealthCmd = h.URL, nil
+	case len(h.Cmd) > 0:
+		app.HealthURL, app.HealthCmd = "", h.Cmd
+	}
+	if d, ok := h.TimeoutDuration(); ok {
+		app.HealthTimeout.Duration = d
+	}
+	return appctl.New(app, r.cfg.InstallDir, r.log)
 }
 
 func (r *Runner) checkinRequest(st engine.Status) protocol.CheckinRequest {
@@ -194,6 +234,7 @@ func (r *Runner) checkinRequest(st engine.Status) protocol.CheckinRequest {
 	case st.LastJob != nil:
 		req.Job = st.LastJob
 	}
+	req.Drift = st.Drift
 	if req.State == "" {
 		req.State = protocol.StateIdle
 	}

@@ -1,0 +1,327 @@
+//go:build unix
+
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/dropless/dropless/agent/internal/config"
+	"github.com/dropless/dropless/pkg/migrate"
+)
+
+// The client database of the tests: a real SQLite file (modernc), or a
+// schema of its own in the PostgreSQL database TEST_POSTGRES_DSN names.
+
+// The product's migration history, in SQL both engines accept.
+var (
+	migrations100 = map[string]string{
+		"0001_create_customers.up.sql":   "CREATE TABLE customers (\n  id INTEGER PRIMARY KEY,\n  name TEXT NOT NULL\n);\n",
+		"0001_create_customers.down.sql": "DROP TABLE customers;\n",
+		"0002_add_email.up.sql":          "ALTER TABLE customers ADD COLUMN email TEXT;\n",
+		"0002_add_email.down.sql":        "ALTER TABLE customers DROP COLUMN email;\n",
+	}
+	migrations110 = withMigrations(migrations100, map[string]string{
+		"0003_orders.up.sql": "CREATE TABLE orders (\n  id INTEGER PRIMARY KEY,\n  customer_id INTEGER NOT NULL REFERENCES customers (id),\n  total NUMERIC NOT NULL\n);\n" +
+			"CREATE INDEX orders_customer ON orders (customer_id);\n",
+		"0003_orders.down.sql":      "DROP TABLE orders;\n",
+		"0004_seed_vendor.up.sql":   "INSERT INTO customers (id, name) VALUES (1000, 'vendor');\n",
+		"0004_seed_vendor.down.sql": "DELETE FROM customers WHERE id = 1000;\n",
+	})
+	// badMigration fails at its second statement, after its first
+	// created a table.
+	badMigration = map[string]string{
+		"0005_bad.up.sql":   "CREATE TABLE audit (id INTEGER PRIMARY KEY);\nINSERT INTO no_such_table VALUES (1);\n",
+		"0005_bad.down.sql": "DROP TABLE audit;\n",
+	}
+)
+
+func withMigrations(ms ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range ms {
+		maps.Copy(out, m)
+	}
+	return out
+}
+
+func withoutMigrations(m map[string]string, names ...string) map[string]string {
+	out := maps.Clone(m)
+	for _, n := range names {
+		delete(out, n)
+	}
+	return out
+}
+
+// clientRows are the client's data, written by "the app" before an
+// upgrade.
+var clientRows = []string{
+	"INSERT INTO customers (id, name, email) VALUES (1, 'alice', 'alice@example.com')",
+	"INSERT INTO customers (id, name, email) VALUES (2, 'bob', NULL)",
+}
+
+// withSQLite gives the site a SQLite database (the file does not exist
+// yet: the first migration creates it).
+func withSQLite(t *testing.T, s *testSite) {
+	t.Helper()
+	dir := filepath.Join(s.Dir, "appdata")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.Database = &config.Database{Driver: "sqlite", DSN: filepath.Join(dir, "app.db")}
+}
+
+// postgresDSN returns TEST_POSTGRES_DSN, or skips the test.
+func postgresDSN(t *testing.T) string {
+	t.Helper()
+	dsn := os.Getenv("TEST_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("TEST_POSTGRES_DSN is not set: skipping the PostgreSQL variant " +
+			"(set it to e.g. postgres://user:pass@127.0.0.1:5432/db?sslmode=disable to run it)")
+	}
+	return dsn
+}
+
+// pgMu runs the PostgreSQL tests of this package one at a time:
+// pkg/migrate describes (Backup) and checks (Rollback) the schema of every
+// schema in the database, so a test creating or changing its own schema
+// meanwhile would fail another's rollback check. (For the same reason
+// these tests and pkg/migrate's must not run at the same time on one
+// database.)
+var pgMu sync.Mutex
+
+// withPostgres gives the site a schema of its own in the test database,
+// which search_path points at, dropped at the test's end.
+func withPostgres(t *testing.T, s *testSite) {
+	t.Helper()
+	base := postgresDSN(t)
+	pgMu.Lock()
+	t.Cleanup(pgMu.Unlock) // after the schema is dropped
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	schema := "enginetest_" + hex.EncodeToString(b[:])
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		db, err := sql.Open("pgx", base)
+		if err == nil {
+			_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
+			db.Close()
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		t.Fatalf("TEST_POSTGRES_DSN: use a postgres:// URL")
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	s.Database = &config.Database{Driver: "postgres", DSN: u.String()}
+}
+
+// eachDB runs fn on a new site with each kind of database.
+func eachDB(t *testing.T, fn func(t *testing.T, s *testSite)) {
+	t.Helper()
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			s := newSite(t)
+			if kind == "sqlite" {
+				withSQLite(t, s)
+			} else {
+				withPostgres(t, s)
+			}
+			fn(t, s)
+		})
+	}
+}
+
+// sqlDB opens the site's database as the app would.
+func (s *testSite) sqlDB(t *testing.T) *sql.DB {
+	t.Helper()
+	name := "pgx"
+	if s.Database.Driver == "sqlite" {
+		name = "sqlite"
+	}
+	db, err := sql.Open(name, s.Database.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// dbExec runs statements as the app.
+func (s *testSite) dbExec(t *testing.T, stmts ...string) {
+	t.Helper()
+	db := s.sqlDB(t)
+	defer db.Close()
+	for _, q := range stmts {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+// dbQuery returns the rows of query, columns joined by "|".
+func (s *testSite) dbQuery(t *testing.T, query string) []string {
+	t.Helper()
+	db := s.sqlDB(t)
+	defer db.Close()
+	rows, err := db.Query(query)
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var out []string
+	for rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		parts := make([]string, len(vals))
+		for i, v := range vals {
+			parts[i] = "NULL"
+			if v.Valid {
+				parts[i] = v.String
+			}
+		}
+		out = append(out, strings.Join(parts, "|"))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// dbTables lists the user tables.
+func (s *testSite) dbTables(t *testing.T) []string {
+	t.Helper()
+	if s.Database.Driver == "sqlite" {
+		if _, err := os.Stat(s.Database.DSN); err != nil {
+			return nil
+		}
+		return s.dbQuery(t, "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+	}
+	return s.dbQuery(t, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename")
+}
+
+// dbRecords lists the migrations recorded, as name@release.
+func (s *testSite) dbRecords(t *testing.T) []string {
+	t.Helper()
+	if !contains(s.dbTables(t), migrate.TableName) {
+		return nil
+	}
+	return s.dbQuery(t, "SELECT name || '@' || release FROM "+migrate.TableName+" ORDER BY id")
+}
+
+// tryRecords is dbRecords for a database another process may be writing:
+// nil on any error (locked, say).
+func (s *testSite) tryRecords() []string {
+	db, err := sql.Open("sqlite", s.Database.DSN)
+	if err != nil {
+		return nil
+	}
+	defer db.Close()
+	rows, err := db.Query("SELECT name || '@' || release FROM " + migrate.TableName + " ORDER BY id")
+	if err != nil {
+		return nil
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var r string
+		if rows.Scan(&r) != nil {
+			return nil
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// customers returns the customers table's rows.
+func (s *testSite) customers(t *testing.T) []string {
+	t.Helper()
+	return s.dbQuery(t, "SELECT id, name, coalesce(email, '') FROM customers ORDER BY id")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// dbFingerprint hashes the database's schema and every row. SQLite:
+// pkg/migrate's Fingerprint. PostgreSQL: the same idea restricted to the
+// test's own schema, as Fingerprint covers every schema of the shared
+// test database, which other tests (pkg/migrate's) change meanwhile.
+func (s *testSite) dbFingerprint(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	if s.Database.Driver == "sqlite" {
+		db, err := migrate.Open(ctx, s.Database.Driver, s.Database.DSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		fp, err := db.Fingerprint(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fp
+	}
+	h := sha256.New()
+	for _, q := range []string{
+		`SELECT table_name, column_name, data_type, is_nullable, coalesce(column_default, '') FROM information_schema.columns WHERE table_schema = current_schema() ORDER BY 1, 2`,
+		`SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() ORDER BY 1`,
+		`SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE connamespace = current_schema()::regnamespace ORDER BY 1, 2`,
+	} {
+		for _, l := range s.dbQuery(t, q) {
+			fmt.Fprintln(h, l)
+		}
+	}
+	for _, table := range s.dbTables(t) {
+		fmt.Fprintln(h, "table", table)
+		for _, l := range s.dbQuery(t, `SELECT t::text FROM "`+table+`" t ORDER BY 1`) {
+			fmt.Fprintln(h, l)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// backups lists the backup directories left in the data dir.
+func (s *testSite) backups(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(s.DataDir, backupsDir))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
