@@ -1,0 +1,94 @@
+package migrate
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// BenchmarkSQLiteBackupRestore measures, on a SQLite database of
+// BENCH_DB_MB megabytes (default 1024), the time an upgrade with one cheap
+// migration spends in the backup and, when it fails, in the restore,
+// against cp of the same file.
+//
+//	BENCH_DB_MB=1024 go test -run '^$' -bench SQLiteBackupRestore -benchtime 1x ./pkg/migrate/
+func BenchmarkSQLiteBackupRestore(b *testing.B) {
+	mb := 1024
+	if v, err := strconv.Atoi(os.Getenv("BENCH_DB_MB")); err == nil {
+		mb = v
+	}
+	ctx := context.Background()
+	dir := b.TempDir()
+	path := filepath.Join(dir, "app.db")
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := raw.Exec(`CREATE TABLE docs (id INTEGER PRIMARY KEY, body BLOB)`); err != nil {
+		b.Fatal(err)
+	}
+	tx, _ := raw.Begin()
+	for i := 0; i < mb; i++ {
+		if _, err := tx.Exec(`INSERT INTO docs (body) VALUES (randomblob(1048576))`); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	raw.Close()
+	fi, _ := os.Stat(path)
+
+	var backup, up, restore, cp time.Duration
+	for i := range b.N {
+		t0 := time.Now()
+		c := exec.Command("cp", path, filepath.Join(dir, "copy.db"))
+		if out, err := c.CombinedOutput(); err != nil {
+			b.Fatalf("cp: %v %s", err, out)
+		}
+		exec.Command("sync").Run()
+		cp += time.Since(t0)
+
+		db, err := Open(ctx, "sqlite", path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, _ := NewMigration(fmt.Sprintf("%04d_cheap", i+1), `CREATE TABLE cheap (x INTEGER);`, ptr(`DROP TABLE cheap;`))
+		plan, err := db.Plan(ctx, []Migration{m}, PlanOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t0 = time.Now()
+		bk, err := db.Backup(ctx, filepath.Join(dir, fmt.Sprintf("backup-%d", i)), plan)
+		if err != nil {
+			b.Fatal(err)
+		}
+		backup += time.Since(t0)
+		t0 = time.Now()
+		if err := db.Up(ctx, plan, bk, "bench"); err != nil {
+			b.Fatal(err)
+		}
+		up += time.Since(t0)
+		t0 = time.Now()
+		if err := db.Rollback(ctx, bk); err != nil {
+			b.Fatal(err)
+		}
+		restore += time.Since(t0)
+		db.Close()
+		os.RemoveAll(filepath.Join(dir, fmt.Sprintf("backup-%d", i)))
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(fi.Size())/1e6, "MB-db")
+	b.ReportMetric(cp.Seconds()/n, "s-cp")
+	b.ReportMetric(backup.Seconds()/n, "s-backup")
+	b.ReportMetric(up.Seconds()/n, "s-migrate")
+	b.ReportMetric(restore.Seconds()/n, "s-restore")
+}
+
+func ptr(s string) *string { return &s }
