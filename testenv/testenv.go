@@ -297,7 +297,20 @@ command_timeout = "20s"
 // StartAgent starts the site's agent process.
 func (s *Site) StartAgent(t testing.TB) {
 	t.Helper()
-	s.agent = Start(t, "agent "+s.Name, filepath.Join(s.Dir, "agent.log"), s.ExtraEnv, s.env.Bin.Agent, "run", "--config", s.Config, "--name", "updateagent-test")
+	s.StartAgentUnder(t)
+}
+
+// StartAgentUnder starts the site's agent under a wrapper command (e.g.
+// "prlimit", "--fsize=10000000", "--"), or directly without one.
+func (s *Site) StartAgentUnder(t testing.TB, wrapper ...string) {
+	t.Helper()
+	args := []string{"run", "--config", s.Config, "--name", "updateagent-test"}
+	bin := s.env.Bin.Agent
+	if len(wrapper) > 0 {
+		args = append(append(append([]string{}, wrapper[1:]...), bin), args...)
+		bin = wrapper[0]
+	}
+	s.agent = Start(t, "agent "+s.Name, filepath.Join(s.Dir, "agent.log"), s.ExtraEnv, bin, args...)
 }
 
 // KillAgent kills the agent with SIGKILL.
