@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/dropless/dropless/pkg/protocol"
@@ -99,4 +101,50 @@ func awaitReason(t *testing.T, site *Site, want string) protocol.Job {
 		return strings.Contains(j.Reason+fmtEvents(j), want)
 	})
 	return j
+}
+
+// TestUpgradeRefusesReplayedMetadata: a mirror that replays an older
+// timestamp (a rollback attack, or a freeze on old metadata) after the
+// agent has seen a newer one cannot get the agent to act on it: the job
+// fails before the app is stopped and says why.
+func TestUpgradeRefusesReplayedMetadata(t *testing.T) {
+	env := New(t)
+	env.Publish(t, "1.0.0", Healthy)
+	var (
+		mu     sync.Mutex
+		stale  []byte
+		replay atomic.Bool
+	)
+	mirror := hostileMirror(t, env, func(path string, b []byte) []byte {
+		if strings.HasSuffix(path, "/timestamp.json") {
+			mu.Lock()
+			defer mu.Unlock()
+			if stale == nil {
+				stale = slices.Clone(b)
+			}
+			if replay.Load() {
+				return stale
+			}
+		}
+		return b
+	})
+	site := env.NewSite(t, "acme-prod", "acme", `metadata_url = "`+mirror+`/tuf/metadata/"`)
+	site.Upgrade(t, "1.0.0")
+	site.AwaitHealthy(t, "1.0.0")
+	site.AwaitJob(t)
+
+	// A new release moves the timestamp on; the agent trusts the newer
+	// one once it has seen it (the install of 1.0.0 fetched the first).
+	env.Publish(t, "1.1.0", Healthy)
+	env.Publish(t, "1.2.0", Healthy)
+	site.Upgrade(t, "1.1.0")
+	site.AwaitHealthy(t, "1.1.0")
+	site.AwaitJob(t)
+	replay.Store(true) // from now on, the timestamp of before 1.1.0
+	site.Upgrade(t, "1.2.0")
+	j := awaitReason(t, site, "rollback")
+	if j.Result != protocol.ResultFailed || slices.Contains(eventStates(j), "stopping") {
+		t.Fatalf("replayed timestamp: %s %q %s", j.Result, j.Reason, fmtEvents(j))
+	}
+	site.AwaitHealthy(t, "1.1.0")
 }
