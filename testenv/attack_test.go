@@ -42,6 +42,7 @@ func hostileMirror(t *testing.T, env *Env, alter func(path string, body []byte) 
 // stopped, the old version keeps running, and the reason is in the job's
 // events.
 func TestUpgradeRefusesAlteredTarget(t *testing.T) {
+	t.Parallel()
 	env := New(t)
 	env.Publish(t, "1.0.0", Healthy)
 	env.Publish(t, "1.1.0", Healthy)
@@ -68,6 +69,7 @@ func TestUpgradeRefusesAlteredTarget(t *testing.T) {
 // TestUpgradeRefusesEndlessTarget: a mirror that sends more than the
 // signed length is cut off at it.
 func TestUpgradeRefusesEndlessTarget(t *testing.T) {
+	t.Parallel()
 	env := New(t)
 	env.Publish(t, "1.0.0", Healthy)
 	env.Publish(t, "1.1.0", Healthy)
@@ -108,6 +110,7 @@ func awaitReason(t *testing.T, site *Site, want string) protocol.Job {
 // agent has seen a newer one cannot get the agent to act on it: the job
 // fails before the app is stopped and says why.
 func TestUpgradeRefusesReplayedMetadata(t *testing.T) {
+	t.Parallel()
 	env := New(t)
 	env.Publish(t, "1.0.0", Healthy)
 	var (

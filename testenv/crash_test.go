@@ -20,6 +20,7 @@ import (
 // or the new version, the database holds exactly that version's migrations
 // and the client's rows.
 func TestKillAgentAtEveryState(t *testing.T) {
+	t.Parallel()
 	env := New(t)
 	okHooks := map[string]string{
 		"pre-stop":   "#!/bin/sh\nexit 0\n",

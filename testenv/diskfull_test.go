@@ -16,6 +16,7 @@ import (
 // with a file over it: the job aborts cleanly before the app is stopped,
 // the old version keeps running untouched, and the reason says why.
 func TestDiskFullWhileStaging(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("prlimit"); err != nil {
 		t.Skip("prlimit (util-linux) is not installed")
 	}

@@ -33,6 +33,7 @@ func checkSeq(t *testing.T, j protocol.Job) {
 // TestFreshInstallAndUpgrade: a fresh site installs the assigned version,
 // then upgrades, and the server shows the version that really runs.
 func TestFreshInstallAndUpgrade(t *testing.T) {
+	t.Parallel()
 	env := New(t)
 	env.Publish(t, "1.0.0", Healthy)
 	env.Publish(t, "1.1.0", Healthy, "--upgrade-from", ">= 1.0, < 1.1")
@@ -67,6 +68,7 @@ func TestFreshInstallAndUpgrade(t *testing.T) {
 // TestBadReleaseRolledBack: a release whose health check fails is rolled
 // back by itself and the old version answers again.
 func TestBadReleaseRolledBack(t *testing.T) {
+	t.Parallel()
 	env := New(t)
 	env.Publish(t, "1.0.0", Healthy)
 	env.Publish(t, "1.2.0", Unhealthy)
@@ -104,6 +106,7 @@ func fmtEvents(j protocol.Job) string {
 // TestServerDownDuringJob: the server dies mid-job; the agent finishes the
 // job, and its events reach the server, each once, when it comes back.
 func TestServerDownDuringJob(t *testing.T) {
+	t.Parallel()
 	env := New(t)
 	env.Publish(t, "1.0.0", Healthy)
 	env.PublishFiles(t, "1.1.0", map[string]string{"startup_delay": "3s"})
@@ -142,6 +145,7 @@ func TestServerDownDuringJob(t *testing.T) {
 // TestAgentRestartWhileIdle: restarting the agent leaves the app alone and
 // starts no job.
 func TestAgentRestartWhileIdle(t *testing.T) {
+	t.Parallel()
 	env := New(t)
 	env.Publish(t, "1.0.0", Healthy)
 	site := env.NewSite(t, "acme-prod", "acme")

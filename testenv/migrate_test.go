@@ -92,6 +92,7 @@ func fingerprint(t *testing.T, db string) string {
 // that migrates, and a release that fails its health check after
 // migrating leaves schema and rows exactly as they were.
 func TestMigrationsUpgradeAndRollback(t *testing.T) {
+	t.Parallel()
 	env := New(t)
 	s := newDBSite(t, env)
 	env.PublishBundle(t, "1.1.0", Bundle{Migrations: migrations(2, nil)})
@@ -121,6 +122,7 @@ func TestMigrationsUpgradeAndRollback(t *testing.T) {
 // TestUpgradeRefusals: each of these ends with the site whole on the old
 // version (files, database, app) and a reason in history.
 func TestUpgradeRefusals(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		bundle  Bundle
@@ -147,6 +149,7 @@ func TestUpgradeRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			env := New(t)
 			s := newDBSite(t, env)
 			if tt.prepare != nil {
@@ -175,6 +178,7 @@ func TestUpgradeRefusals(t *testing.T) {
 // reported, shown by the server, and blocks the upgrade until support
 // accepts it.
 func TestDriftedFile(t *testing.T) {
+	t.Parallel()
 	env := New(t)
 	s := newDBSite(t, env)
 	env.PublishBundle(t, "1.1.0", Bundle{Migrations: migrations(2, nil)})

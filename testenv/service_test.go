@@ -14,6 +14,7 @@ import (
 // sees it check in, then stops and uninstalls it. It needs root, and runs
 // in CI (.ci/run runs as root).
 func TestServiceInstall(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("installing an OS service needs root")
 	}
