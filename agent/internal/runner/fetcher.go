@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 
 	"github.com/dropless/dropless/agent/internal/fetch"
 	"github.com/dropless/dropless/pkg/atomicfile"
@@ -14,9 +15,17 @@ import (
 
 // tufFetcher gives the engine the TUF client: a refresh before every
 // target look-up, and nothing but what the client verified.
+//
+// The engine asks for a target's metadata, checks it against the
+// assignment, then downloads it. Download uses the very target Target
+// resolved (the metadata the engine checked), instead of refreshing the
+// repository a second time a moment later.
 type tufFetcher struct {
 	c   *fetch.Client
 	log *slog.Logger
+
+	mu       sync.Mutex
+	resolved *fetch.Target // from the last Target call, taken by Download
 }
 
 func (f *tufFetcher) resolve(ctx context.Context, path string) (*fetch.Target, error) {
@@ -31,6 +40,9 @@ func (f *tufFetcher) resolve(ctx context.Context, path string) (*fetch.Target, e
 
 func (f *tufFetcher) Target(ctx context.Context, path string) (int64, string, protocol.TargetCustom, error) {
 	t, err := f.resolve(ctx, path)
+	f.mu.Lock()
+	f.resolved = t
+	f.mu.Unlock()
 	if err != nil {
 		return 0, "", protocol.TargetCustom{}, err
 	}
@@ -46,9 +58,15 @@ func (f *tufFetcher) Target(ctx context.Context, path string) (int64, string, pr
 }
 
 func (f *tufFetcher) Download(ctx context.Context, path, dst string) error {
-	t, err := f.resolve(ctx, path)
-	if err != nil {
-		return err
+	f.mu.Lock()
+	t := f.resolved
+	f.resolved = nil
+	f.mu.Unlock()
+	if t == nil || t.Path != path {
+		var err error
+		if t, err = f.resolve(ctx, path); err != nil {
+			return err
+		}
 	}
 	res, err := f.c.Download(ctx, t, dst)
 	if err == nil && res.Resumes > 0 {
