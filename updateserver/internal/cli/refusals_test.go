@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -112,6 +113,7 @@ func TestBadUploadsRefused(t *testing.T) {
 		{"symlink out", rel, tarGz(t, dir("files/"), tar.Header{Name: "files/l", Typeflag: tar.TypeSymlink, Linkname: "../../../etc/passwd", Mode: 0o777}), 400, "files/l"},
 		{"device file", rel, tarGz(t, dir("files/"), tar.Header{Name: "files/dev", Typeflag: tar.TypeChar, Mode: 0o644}), 400, "files/dev"},
 		{"malformed bundle.toml", rel, tarGz(t, tar.Header{Name: "bundle.toml", Typeflag: tar.TypeReg, Mode: 0o644, Size: 8}, dir("files/")), 400, "bundle.toml"},
+		{"data after the gzip stream", rel, append(slices.Clone(good), "MZ appended DLL"...), 400, "after the end of the gzip stream"},
 		{"over the size limit", rel, huge, 413, "larger than this server accepts"},
 		{"over the size limit, streamed", rel, nil, 413, "larger than this server accepts"},
 		{"no token", "", good, 401, "missing bearer token"},

@@ -164,14 +164,9 @@ func (p *Publisher) Upload(ctx context.Context, body io.Reader, actor string) (p
 	}
 	scanned := make(chan scanResult, 1)
 	go func() {
+		// On success Scan has read to EOF and refused anything after the
+		// gzip stream itself, so every byte the hash saw was checked.
 		info, err := bundle.Scan(pipe, p.Limits)
-		if err == nil {
-			// Scan reads to the end of the gzip stream; anything after it
-			// is not part of a bundle.
-			if n, _ := io.Copy(io.Discard, pipe); n > 0 {
-				err = fmt.Errorf("%w: %d bytes of trailing data after the gzip stream", bundle.ErrNotBundle, n)
-			}
-		}
 		pipe.CloseRead(err)
 		scanned <- scanResult{info, err}
 	}()
