@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path"
@@ -42,6 +43,18 @@ type Config struct {
 	// directory ("data/*.tmp"), one ending in "/" a directory and all it
 	// holds ("logs/"). Default: none.
 	DriftIgnore []string `toml:"drift_ignore"`
+	// CAFile is a PEM file of CA certificates trusted, besides the
+	// system's, for an https:// server.
+	CAFile string `toml:"ca_file"`
+	// AllowInsecureHTTP permits plain http:// to a server that is not on
+	// loopback. The TUF metadata still protects what is installed, but
+	// the agent's credential and reports travel in clear.
+	AllowInsecureHTTP bool `toml:"allow_insecure_http"`
+	// AllowDowngrade permits installing a version older than the
+	// installed one (support must also ask for it). Default false: a
+	// server, or anyone between it and the agent, cannot move the site
+	// back to an older release.
+	AllowDowngrade bool `toml:"allow_downgrade"`
 
 	App      App       `toml:"app"`
 	Database *Database `toml:"database"`
@@ -148,6 +161,12 @@ func (c *Config) Validate() error {
 	if err := checkURL("server", c.Server); err != nil {
 		return err
 	}
+	if c.InsecureHTTP() && !c.AllowInsecureHTTP {
+		return fmt.Errorf("server %q: plain http:// to a host that is not loopback sends the agent's credential in clear: use https:// (with ca_file for your own CA), or set allow_insecure_http = true", c.Server)
+	}
+	if c.CAFile != "" && !filepath.IsAbs(c.CAFile) {
+		return fmt.Errorf("ca_file %q: must be an absolute path", c.CAFile)
+	}
 	for key, v := range map[string]string{"site": c.Site, "client": c.Client, "product": c.Product} {
 		if v == "" {
 			return fmt.Errorf("%s: missing (set %s = \"...\")", key, key)
@@ -240,6 +259,24 @@ func (a App) validate() error {
 		return errors.New("app.command_timeout: must be positive")
 	}
 	return nil
+}
+
+// InsecureHTTP reports whether the server is plain http:// on a host that
+// is not loopback (localhost, 127.0.0.0/8, ::1).
+func (c *Config) InsecureHTTP() bool {
+	u, err := url.Parse(c.Server)
+	if err != nil || u.Scheme != "http" {
+		return false
+	}
+	return !isLoopback(u.Hostname())
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func checkURL(key, v string) error {

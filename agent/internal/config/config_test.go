@@ -58,6 +58,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"service and commands", `[app]`, "[app]\nservice = \"acme\"", "either service or start"},
 		{"bad driver", `[app]`, "[database]\ndriver = \"oracle\"\ndsn = \"x\"\n[app]", "database.driver"},
 		{"not toml", `[app]`, `[app`, "toml"},
+		{"plain http to another host", `"http://127.0.0.1:8080/"`, `"http://updates.example.com"`, "allow_insecure_http"},
+		{"relative ca_file", `[app]`, "ca_file = \"ca.pem\"\n[app]", "ca_file"},
 		{"bad drift_ignore", `[app]`, "drift_ignore = [\"[a-\"]\n[app]", "drift_ignore"},
 	}
 	for _, tt := range tests {
@@ -68,5 +70,36 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 				t.Fatalf("err = %v, want it to name %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestInsecureHTTP(t *testing.T) {
+	tests := []struct {
+		server       string
+		allow        bool
+		wantInsecure bool
+		wantErr      bool
+	}{
+		{"http://127.0.0.1:8080", false, false, false},
+		{"http://localhost:8080", false, false, false},
+		{"http://[::1]:8080", false, false, false},
+		{"https://updates.example.com", false, false, false},
+		{"http://updates.example.com", false, true, true},
+		{"http://10.0.0.5:8080", false, true, true},
+		{"http://updates.example.com", true, true, false},
+	}
+	for _, tt := range tests {
+		in := strings.Replace(valid, `"http://127.0.0.1:8080/"`, `"`+tt.server+`"`, 1)
+		if tt.allow {
+			in = strings.Replace(in, "[app]", "allow_insecure_http = true\n[app]", 1)
+		}
+		c, err := Parse([]byte(in))
+		if (err != nil) != tt.wantErr {
+			t.Errorf("%s allow=%v: err = %v, want error %v", tt.server, tt.allow, err, tt.wantErr)
+			continue
+		}
+		if err == nil && c.InsecureHTTP() != tt.wantInsecure {
+			t.Errorf("%s: InsecureHTTP = %v, want %v", tt.server, c.InsecureHTTP(), tt.wantInsecure)
+		}
 	}
 }
