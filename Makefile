@@ -10,7 +10,7 @@ FUZZTIME  ?= 60s
 .PHONY: help build run test test-postgres e2e race lint check cross fuzz bench bench-publish clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 build: ## build bin/updateserver and bin/updateagent for this OS/arch (and bin/sampleapp, the demo app)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/updateserver ./updateserver/cmd/updateserver

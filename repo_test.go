@@ -7,6 +7,7 @@ import (
 	"go/token"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -100,6 +101,36 @@ func TestPackageDocs(t *testing.T) {
 		}
 		if nonTest && !p.hasDoc {
 			t.Errorf("package %s has no package doc comment", dir)
+		}
+	}
+}
+
+// TestMakeHelp: `make help` lists every target that has a `## ` comment.
+func TestMakeHelp(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make is not installed")
+	}
+	mk, err := os.ReadFile("Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("make", "-s", "help").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			listed[f[0]] = true
+		}
+	}
+	for _, line := range strings.Split(string(mk), "\n") {
+		target, rest, ok := strings.Cut(line, ":")
+		if !ok || !strings.Contains(rest, "## ") || strings.ContainsAny(target, " \t$") {
+			continue
+		}
+		if !listed[target] {
+			t.Errorf("make help does not list %q", target)
 		}
 	}
 }
