@@ -51,6 +51,10 @@ func Run(ctx context.Context, args []string, stdio IO) int {
 		stdio.Getenv = os.Getenv
 	}
 	root := newRoot(stdio)
+	if err := unknownCommand(root, args); err != nil {
+		fmt.Fprintf(stdio.Stderr, "updateserver: %s\n", err)
+		return ExitUsage
+	}
 	root.SetArgs(args)
 	root.SetIn(stdio.Stdin)
 	root.SetOut(stdio.Stdout)
@@ -100,6 +104,24 @@ command is an HTTP client of a running server, configured with --server and
 		newVersionCmd(stdio),
 	)
 	return root
+}
+
+// unknownCommand finds an unknown subcommand in args before cobra parses
+// flags: cobra would treat `window set --site s` as arguments of the root
+// and complain about --site, or print the root's help for `rollout --help`.
+func unknownCommand(root *cobra.Command, args []string) error {
+	root.InitDefaultHelpCmd()
+	cmd, rest, err := root.Find(args)
+	if err != nil || !cmd.HasSubCommands() {
+		return nil
+	}
+	for _, a := range rest {
+		if strings.HasPrefix(a, "-") {
+			continue
+		}
+		return fmt.Errorf("unknown command %q for %q: the commands are %s (see --help)", a, cmd.CommandPath(), strings.Join(subNames(cmd), ", "))
+	}
+	return nil
 }
 
 // group returns a command that only holds subcommands.
