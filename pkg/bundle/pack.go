@@ -69,6 +69,18 @@ func Pack(ctx context.Context, dir string, w io.Writer) error {
 	return nil
 }
 
+// CheckDir checks the bundle directory dir as Pack would, without packing
+// it: what Pack would refuse, CheckDir refuses with the same error.
+func CheckDir(ctx context.Context, dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	_, err = collect(ctx, root)
+	return err
+}
+
 // collect walks root and checks the tree as Scan would.
 func collect(ctx context.Context, root *os.Root) ([]*packEntry, error) {
 	var list []*packEntry

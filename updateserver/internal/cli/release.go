@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -24,7 +25,8 @@ import (
 
 func newReleaseCmd(stdio IO) *cobra.Command {
 	return group("release", "Publish, promote, yank and list releases",
-		newPublishCmd(stdio), newPromoteCmd(stdio), newYankCmd(stdio), newListCmd(stdio))
+		newPublishCmd(stdio), newPromoteCmd(stdio), newYankCmd(stdio), newListCmd(stdio),
+		newShowCmd(stdio), newNotesCmd(stdio))
 }
 
 type publishFlags struct {
@@ -83,6 +85,14 @@ func runPublish(ctx context.Context, stdio IO, c *client.Client, f publishFlags,
 	// Check what can be checked before sending gigabytes.
 	if err := publish.ValidateRelease(protocol.Release{Product: f.product, Version: f.version, UpgradeFrom: f.upgradeFrom, Notes: req.Notes, Channels: f.channels}); err != nil {
 		return usageError{err}
+	}
+	// A release never changes: ask before sending gigabytes.
+	switch existing, err := c.Release(ctx, f.product, f.version); {
+	case err == nil:
+		return fmt.Errorf("%s %s is already published (on %s, %s): releases are immutable, publish a new version",
+			existing.Product, existing.Version, orDash(strings.Join(existing.Channels, ", ")), existing.PublishedAt.Format(time.RFC3339))
+	case !client.IsNotFound(err):
+		return err
 	}
 	var signer *tufrepo.Signer
 	if f.signKey != "" {
@@ -161,8 +171,11 @@ func readNotes(stdio IO, name string) (string, error) {
 	} else {
 		b, err = os.ReadFile(name)
 	}
-	if err != nil {
-		return "", fmt.Errorf("--notes: %w", err)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", usagef("--notes %s: no such file: give the file that holds the release notes, or - to read them from standard input", name)
+	case err != nil:
+		return "", fmt.Errorf("--notes %s: %w", name, errors.Unwrap(err))
 	}
 	return string(b), nil
 }
@@ -181,6 +194,10 @@ func openBundle(ctx context.Context, path string) (io.Reader, int64, func() erro
 		}
 		return f, fi.Size(), f.Close, nil
 	}
+	// Check the whole tree before the first byte goes out.
+	if err := bundle.CheckDir(ctx, path); err != nil {
+		return nil, 0, nil, fmt.Errorf("bundle directory %s: %w", path, err)
+	}
 	pr, pw := io.Pipe()
 	packErr := make(chan error, 1)
 	go func() {
@@ -195,7 +212,7 @@ func openBundle(ctx context.Context, path string) (io.Reader, int64, func() erro
 			closed = true
 			pr.Close()
 			if err := <-packErr; err != nil && !errors.Is(err, io.ErrClosedPipe) {
-				perr = fmt.Errorf("pack %s: %w", path, err)
+				perr = err // names the directory already
 			}
 		}
 		return perr

@@ -177,6 +177,19 @@ func releasePath(product, version, verb string) string {
 	return protocol.APIVersion + "/releases/" + url.PathEscape(product) + "/" + url.PathEscape(version) + "/" + verb
 }
 
+// Release shows one release.
+func (c *Client) Release(ctx context.Context, product, version string) (protocol.Release, error) {
+	var out protocol.Release
+	err := c.Do(ctx, http.MethodGet, protocol.APIVersion+"/releases/"+url.PathEscape(product)+"/"+url.PathEscape(version), nil, &out)
+	return out, err
+}
+
+// IsNotFound reports whether err is the server's 404.
+func IsNotFound(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
+}
+
 // Promote puts a release on a channel.
 func (c *Client) Promote(ctx context.Context, product, version, channel string) (protocol.Release, error) {
 	var out protocol.Release
