@@ -34,6 +34,10 @@ func TestServiceInstall(t *testing.T) {
 	}
 	t.Logf("install: %s", strings.TrimSpace(out))
 	Await(t, "the service's agent to check in", func() bool { return site.Info(t).LastSeen != nil })
+	// Installing again says what is the case, not "are you root?".
+	if out, err := agent("install", "--config", site.Config, "--name", name); err == nil || !strings.Contains(out, "already installed") || strings.Contains(out, "root") {
+		t.Errorf("install again: %v\n%s", err, out)
+	}
 
 	site.Upgrade(t, "1.0.0")
 	site.AwaitHealthy(t, "1.0.0")
@@ -49,5 +53,12 @@ func TestServiceInstall(t *testing.T) {
 	}
 	if _, err := os.Stat("/etc/init.d/" + name); err == nil {
 		t.Errorf("/etc/init.d/%s still there after uninstall", name)
+	}
+	// Nothing installed: uninstall has nothing to do, start says to install.
+	if out, err := agent("uninstall", "--name", name); err != nil || !strings.Contains(out, "not installed") {
+		t.Errorf("uninstall again: %v\n%s", err, out)
+	}
+	if out, err := agent("start", "--name", name); err == nil || !strings.Contains(out, "not installed") || strings.Contains(out, "root") {
+		t.Errorf("start when not installed: %v\n%s", err, out)
 	}
 }

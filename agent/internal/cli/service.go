@@ -1,9 +1,14 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
 
 	"github.com/kardianos/service"
 	"github.com/spf13/cobra"
@@ -44,7 +49,7 @@ func newService(name, cfgPath string, prg service.Interface) (service.Service, e
 }
 
 func serviceCmds(stdio IO) []*cobra.Command {
-	mk := func(use, short string, needConfig bool, do func(service.Service) error, done string) *cobra.Command {
+	mk := func(use, short string, needConfig bool, do func(*serviceOp) error) *cobra.Command {
 		var cfgPath, name string
 		cmd := &cobra.Command{
 			Use:   use,
@@ -60,10 +65,10 @@ func serviceCmds(stdio IO) []*cobra.Command {
 				if err != nil {
 					return err
 				}
-				if err := do(svc); err != nil {
-					return fmt.Errorf("%s service %s: %w (are you root / Administrator?)", cmd.Name(), name, err)
+				op := &serviceOp{svc: svc, name: name, system: service.ChosenSystem().String(), out: stdio.Stdout}
+				if err := do(op); err != nil {
+					return fmt.Errorf("%s service %s: %w", cmd.Name(), name, err)
 				}
-				fmt.Fprintf(stdio.Stdout, done+"\n", name, service.ChosenSystem().String())
 				return nil
 			},
 		}
@@ -71,17 +76,134 @@ func serviceCmds(stdio IO) []*cobra.Command {
 		cmd.Flags().StringVar(&name, "name", DefaultServiceName, "service name")
 		return cmd
 	}
-	install := mk("install --config FILE", "Register the agent as an OS service and start it", true, func(s service.Service) error {
-		if err := s.Install(); err != nil {
+	install := mk("install --config FILE", "Register the agent as an OS service and start it", true, func(op *serviceOp) error {
+		if op.installed() == yes {
+			return fmt.Errorf("it is already installed (%s): start it with updateagent start, or run updateagent uninstall first to install it again", op.system)
+		}
+		if err := op.svc.Install(); err != nil {
+			return op.explain(err)
+		}
+		if err := op.start(); err != nil {
 			return err
 		}
-		return s.Start()
-	}, "service %s installed and started (%s)")
-	uninstall := mk("uninstall", "Stop and remove the agent's OS service", false, func(s service.Service) error {
-		s.Stop() // may already be stopped
-		return s.Uninstall()
-	}, "service %s stopped and removed (%s)")
-	start := mk("start", "Start the agent's OS service", false, service.Service.Start, "service %s started (%s)")
-	stop := mk("stop", "Stop the agent's OS service", false, service.Service.Stop, "service %s stopped (%s)")
+		op.printf("service %s installed and started (%s)", op.name, op.system)
+		return nil
+	})
+	uninstall := mk("uninstall", "Stop and remove the agent's OS service", false, func(op *serviceOp) error {
+		if op.installed() == no {
+			op.printf("service %s is not installed (%s): nothing to remove", op.name, op.system)
+			return nil
+		}
+		op.svc.Stop() // may already be stopped
+		if err := op.svc.Uninstall(); err != nil {
+			return op.explain(err)
+		}
+		op.printf("service %s stopped and removed (%s)", op.name, op.system)
+		return nil
+	})
+	start := mk("start", "Start the agent's OS service", false, func(op *serviceOp) error {
+		if op.installed() == no {
+			return fmt.Errorf("it is not installed (%s): install it first with updateagent install --config FILE", op.system)
+		}
+		if err := op.start(); err != nil {
+			return err
+		}
+		op.printf("service %s started (%s)", op.name, op.system)
+		return nil
+	})
+	stop := mk("stop", "Stop the agent's OS service", false, func(op *serviceOp) error {
+		if op.installed() == no {
+			return fmt.Errorf("it is not installed (%s): nothing to stop", op.system)
+		}
+		if err := op.svc.Stop(); err != nil {
+			return op.explain(err)
+		}
+		op.printf("service %s stopped (%s)", op.name, op.system)
+		return nil
+	})
 	return []*cobra.Command{install, uninstall, start, stop}
+}
+
+type tristate int
+
+const (
+	unknown tristate = iota
+	yes
+	no
+)
+
+// serviceOp is one service command's view of the service.
+type serviceOp struct {
+	svc          service.Service
+	name, system string
+	out          io.Writer
+}
+
+func (op *serviceOp) printf(format string, args ...any) { fmt.Fprintf(op.out, format+"\n", args...) }
+
+// installed tells whether the service is installed. Service managers
+// answer Status differently for a service they do not know (SysV's
+// `service NAME status` just fails), so the files they install are
+// looked at too.
+func (op *serviceOp) installed() tristate {
+	_, err := op.svc.Status()
+	switch {
+	case err == nil:
+		return yes
+	case errors.Is(err, service.ErrNotInstalled):
+		return no
+	}
+	if runtime.GOOS != "linux" {
+		return unknown
+	}
+	for _, p := range []string{"/etc/init.d/" + op.name, "/etc/systemd/system/" + op.name + ".service", "/etc/init/" + op.name + ".conf"} {
+		if _, err := os.Stat(p); err == nil {
+			return yes
+		}
+	}
+	return no
+}
+
+// start starts the service and checks, for a few seconds, that it stays
+// up: an agent that exits at once (a bad config, a data dir it cannot
+// write) is reported with where its log is.
+func (op *serviceOp) start() error {
+	if err := op.svc.Start(); err != nil {
+		return fmt.Errorf("it failed to start (%v): see its log (%s)", err, op.logHint())
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+		if st, err := op.svc.Status(); err == nil && st == service.StatusStopped {
+			return fmt.Errorf("it started but exited at once: see its log (%s)", op.logHint())
+		}
+	}
+	return nil
+}
+
+// logHint says where the service manager keeps the agent's output.
+func (op *serviceOp) logHint() string {
+	switch {
+	case strings.Contains(op.system, "systemd"):
+		return "journalctl -u " + op.name
+	case strings.Contains(op.system, "systemv"), strings.Contains(op.system, "openrc"):
+		return "/var/log/" + op.name + ".err and /var/log/" + op.name + ".log"
+	case strings.Contains(op.system, "upstart"):
+		return "/var/log/upstart/" + op.name + ".log"
+	case strings.Contains(op.system, "windows"):
+		return "the Windows Event Log, Application, source " + op.name
+	}
+	return "the system log"
+}
+
+// explain adds the likely cause of a service manager's error: missing
+// privileges only when the process lacks them.
+func (op *serviceOp) explain(err error) error {
+	if errors.Is(err, os.ErrPermission) || (runtime.GOOS != "windows" && os.Geteuid() != 0) {
+		return fmt.Errorf("%w (managing OS services needs root: run it with sudo)", err)
+	}
+	if runtime.GOOS == "windows" && strings.Contains(strings.ToLower(err.Error()), "access is denied") {
+		return fmt.Errorf("%w (run it from an Administrator prompt)", err)
+	}
+	return err
 }
