@@ -47,12 +47,10 @@ func newLyingProxy(t *testing.T, env *Env) *lyingProxy {
 		t.Fatal(err)
 	}
 	p := &lyingProxy{}
-	rp := httputil.NewSingleHostReverseProxy(target)
-	director := rp.Director
-	rp.Director = func(r *http.Request) {
-		director(r)
-		r.Header.Del("Accept-Encoding") // bodies this proxy reads stay plain
-	}
+	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(target)
+		r.Out.Header.Del("Accept-Encoding") // bodies this proxy reads stay plain
+	}}
 	rp.ModifyResponse = func(resp *http.Response) error {
 		if resp.Request.Method != http.MethodPost || resp.Request.URL.Path != "/api/v1/agent/checkin" || resp.StatusCode != http.StatusOK {
 			return nil
@@ -249,6 +247,13 @@ func TestTrustLyingServer(t *testing.T) {
 			name: "signed upgrade_from excludes the installed version",
 			lie: func(a *protocol.Assignment) {
 				a.Version, a.Target = "2.0.0", "sampleapp/sampleapp-2.0.0.tar.gz"
+			},
+			want: `refused: sampleapp 2.0.0 cannot upgrade from the installed 1.0.0: its signed upgrade_from is ">= 1.5"`,
+		},
+		{
+			name: "a false From does not satisfy upgrade_from",
+			lie: func(a *protocol.Assignment) {
+				a.Version, a.Target, a.From = "2.0.0", "sampleapp/sampleapp-2.0.0.tar.gz", "1.9.0"
 			},
 			want: `refused: sampleapp 2.0.0 cannot upgrade from the installed 1.0.0: its signed upgrade_from is ">= 1.5"`,
 		},

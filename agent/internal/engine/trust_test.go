@@ -55,6 +55,15 @@ func TestTrustBoundaryRefuses(t *testing.T) {
 			wantReason: `refused: acme-erp 2.0.0 cannot upgrade from the installed 1.0.0: its signed upgrade_from is ">= 1.5, < 2.0"`,
 		},
 		{
+			name: "a false From does not satisfy upgrade_from",
+			setup: func(t *testing.T, s *testSite) protocol.Assignment {
+				a := s.release(t, "2.0.0", "upgrade_from=>= 1.5, < 2.0")
+				a.From = "1.9.0" // the journal says 1.0.0 is installed
+				return a
+			},
+			wantReason: `refused: acme-erp 2.0.0 cannot upgrade from the installed 1.0.0: its signed upgrade_from is ">= 1.5, < 2.0"`,
+		},
+		{
 			name: "downgrade asked, config does not allow",
 			setup: func(t *testing.T, s *testSite) protocol.Assignment {
 				a := s.release(t, "0.9.0")
