@@ -199,13 +199,19 @@ type Bundle struct {
 	Migrations map[string]string // e.g. "0001_init.up.sql": "CREATE TABLE ..."
 	Hooks      map[string]string // e.g. "post-start": "#!/bin/sh\nexit 1\n"
 	Manifest   string            // bundle.toml, if any
+	// Product publishes the bundle as another product than the sample
+	// app's (Product), e.g. a second product on the same server.
+	Product string
 }
 
 // PublishBundle publishes the sample app at version with b's extras, on
-// channel stable.
+// channel stable, as product b.Product (default Product).
 func (e *Env) PublishBundle(t testing.TB, version string, b Bundle, extra ...string) {
 	t.Helper()
-	dir := filepath.Join(e.Dir, "bundles", version)
+	product, dir := Product, filepath.Join(e.Dir, "bundles", version)
+	if b.Product != "" && b.Product != Product {
+		product, dir = b.Product, filepath.Join(e.Dir, "bundles", b.Product+"-"+version)
+	}
 	files := filepath.Join(dir, "files")
 	if err := os.MkdirAll(files, 0o755); err != nil {
 		t.Fatal(err)
@@ -231,7 +237,7 @@ func (e *Env) PublishBundle(t testing.TB, version string, b Bundle, extra ...str
 	if b.Manifest != "" {
 		os.WriteFile(filepath.Join(dir, "bundle.toml"), []byte(b.Manifest), 0o644)
 	}
-	args := append([]string{"release", "publish", "--product", Product, "--version", version, "--channel", "stable", "--progress", "never"}, extra...)
+	args := append([]string{"release", "publish", "--product", product, "--version", version, "--channel", "stable", "--progress", "never"}, extra...)
 	e.MustCLI(t, append(args, dir)...)
 }
 

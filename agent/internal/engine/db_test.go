@@ -204,7 +204,7 @@ func TestFailuresKeepSiteWhole(t *testing.T) {
 				return s.releaseWith(t, "0.9.0", relSpec{})
 			},
 			wantResult: protocol.ResultFailed,
-			wantReason: "acme-erp 0.9.0 is older than the installed 1.0.0: a downgrade runs down migrations and needs the assignment's allow_downgrade",
+			wantReason: "refused: acme-erp 0.9.0 is older than the installed 1.0.0 and this agent's config does not allow downgrades",
 		},
 		{
 			name: "pre-stop hook fails",
@@ -399,10 +399,11 @@ func TestHooksRun(t *testing.T) {
 	}
 }
 
-// A downgrade the assignment allows runs the recorded down migrations of
-// what the older release lacks, then switches the files.
+// A downgrade the config and the assignment allow runs the recorded down
+// migrations of what the older release lacks, then switches the files.
 func TestDowngrade(t *testing.T) {
 	eachDB(t, func(t *testing.T, s *testSite) {
+		s.AllowDowngrade = true
 		e := s.open(t)
 		a1 := s.releaseWith(t, "1.0.0", relSpec{Migrations: migrations100})
 		s.install(t, e, a1)

@@ -153,7 +153,7 @@ func (migrateStep) prepare(ctx context.Context, jb *job) error {
 	opts := migrate.PlanOptions{
 		Irreversible:      jb.meta.manifest().Irreversible,
 		AllowIrreversible: jb.assign.AllowIrreversible,
-		AllowDowngrade:    jb.assign.AllowDowngrade,
+		AllowDowngrade:    jb.allowDowngrade, // the config's and the assignment's (trust.go)
 	}
 	p, err := jb.db.Plan(ctx, ms, opts)
 	if err != nil {

@@ -11,8 +11,13 @@
 // (backing_up and migrating only when the agent has a [database]; see
 // dbsteps.go, and the step interface). A failure before stopping
 // (download, verification, preflight) ends the job failed with the app
-// untouched. Preflight refuses, before anything is touched: a downgrade
-// the assignment does not allow, upgrade_from, drift of the running
+// untouched. Before downloading, the trust boundary (trust.go) refuses an
+// assignment that asks for what the release team did not sign for this
+// agent: another product, a signed version other than the assigned one,
+// a version whose signed upgrade_from excludes the installed one, or a
+// downgrade that the config's allow_downgrade and the assignment do not
+// both allow (ErrUntrusted). Preflight refuses, before anything is
+// touched: drift of the running
 // release unless the assignment accepts it (the reason starts with
 // "drift:"; see drift.go), the database unreachable, too little free disk
 // (the unpacked bundle plus the database backup), migration drift, and

@@ -37,6 +37,13 @@ type Fetcher interface {
 
 // Config configures an Engine.
 type Config struct {
+	// Product is the agent's configured product: the only product whose
+	// signed targets it installs, whatever an assignment says (see
+	// trust.go). Required.
+	Product string
+	// AllowDowngrade is the config's allow_downgrade: an older version is
+	// installed only where it is true and the assignment asks for it.
+	AllowDowngrade bool
 	// InstallDir and DataDir are the agent's install_dir and data_dir
 	// (absolute): releases and current live in InstallDir, the journal
 	// and downloads in DataDir.
@@ -82,6 +89,9 @@ func (c *Config) validate() error {
 		if v == "" || !filepath.IsAbs(v) {
 			return fmt.Errorf("engine config: %s %q must be an absolute path", key, v)
 		}
+	}
+	if c.Product == "" {
+		return errors.New("engine config: Product is empty (the agent's configured product)")
 	}
 	if filepath.Clean(c.InstallDir) == filepath.Clean(c.DataDir) {
 		return errors.New("engine config: DataDir must differ from InstallDir")

@@ -71,6 +71,9 @@ type fileFetcher struct {
 	Targets map[string]fakeTarget
 	// Block, when set, makes Target wait until the channel is closed.
 	block chan struct{}
+	// downloaded lists the paths Download was asked for.
+	mu         sync.Mutex
+	downloaded []string
 }
 
 type fakeTarget struct {
@@ -103,6 +106,9 @@ func (f *fileFetcher) Target(ctx context.Context, path string) (int64, string, p
 }
 
 func (f *fileFetcher) Download(ctx context.Context, path, dst string) error {
+	f.mu.Lock()
+	f.downloaded = append(f.downloaded, path)
+	f.mu.Unlock()
 	t, ok := f.Targets[path]
 	if !ok {
 		return fmt.Errorf("target %s not found", path)
@@ -138,6 +144,8 @@ type testSite struct {
 	Database *config.Database
 	// DriftIgnore is the agent's drift_ignore.
 	DriftIgnore []string
+	// AllowDowngrade is the agent's allow_downgrade.
+	AllowDowngrade bool
 }
 
 func newSite(t *testing.T) *testSite {
@@ -212,15 +220,17 @@ func (s *testSite) url(path string) string { return fmt.Sprintf("http://127.0.0.
 
 func (s *testSite) config(log *slog.Logger, failpoint string) Config {
 	return Config{
-		InstallDir:   s.InstallDir,
-		DataDir:      s.DataDir,
-		KeepReleases: s.Keep,
-		App:          s.controller(log),
-		Fetcher:      s.Fetcher,
-		Log:          log,
-		Failpoint:    failpoint,
-		Database:     s.Database,
-		DriftIgnore:  s.DriftIgnore,
+		Product:        product,
+		AllowDowngrade: s.AllowDowngrade,
+		InstallDir:     s.InstallDir,
+		DataDir:        s.DataDir,
+		KeepReleases:   s.Keep,
+		App:            s.controller(log),
+		Fetcher:        s.Fetcher,
+		Log:            log,
+		Failpoint:      failpoint,
+		Database:       s.Database,
+		DriftIgnore:    s.DriftIgnore,
 		// As the runner does: the [app] health settings with the
 		// bundle's [health] fields in their place.
 		HealthOverride: func(h bundle.Health) (HealthChecker, error) {
@@ -253,7 +263,8 @@ func (s *testSite) open(t *testing.T) *Engine {
 // release builds the bundle of version v with bundle.Pack and offers it
 // as the target protocol.TargetPath(product, v). opts: "bad" ships
 // files/unhealthy (the app answers 503); "upgrade_from=..." sets the
-// constraint; "says=X" makes the signed custom metadata claim version X.
+// constraint; "says=X" makes the signed custom metadata claim version X;
+// "product=P" makes it claim product P (another product's release).
 func (s *testSite) release(t *testing.T, v string, opts ...string) protocol.Assignment {
 	t.Helper()
 	return s.releaseWith(t, v, relSpec{Opts: opts})
@@ -306,6 +317,8 @@ func (s *testSite) releaseWith(t *testing.T, v string, spec relSpec) protocol.As
 			custom.UpgradeFrom = strings.TrimPrefix(o, "upgrade_from=")
 		case strings.HasPrefix(o, "says="):
 			custom.Version = strings.TrimPrefix(o, "says=")
+		case strings.HasPrefix(o, "product="):
+			custom.Product = strings.TrimPrefix(o, "product=")
 		}
 	}
 	for name, content := range files {

@@ -120,6 +120,7 @@ func TestOpenRefusesBadConfig(t *testing.T) {
 		{"same dirs", func(c *Config) { c.DataDir = c.InstallDir }, "must differ"},
 		{"keep 1", func(c *Config) { c.KeepReleases = 1 }, "keep at least 2"},
 		{"no app", func(c *Config) { c.App = nil }, "App is nil"},
+		{"no product", func(c *Config) { c.Product = "" }, "Product is empty"},
 		{"bad failpoint", func(c *Config) { c.Failpoint = "healthcheck" }, `failpoint "healthcheck"`},
 	}
 	for _, tt := range tests {

@@ -12,12 +12,11 @@ import (
 
 	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/migrate"
-	"github.com/dropless/dropless/pkg/versions"
 )
 
 // preflightMessage is the preflight event's message: what it checks.
 func preflightMessage(jb *job) string {
-	checks := []string{"upgrade_from", "drift", "free disk"}
+	checks := []string{"drift", "free disk"}
 	if jb.dbCfg != nil {
 		checks = append(checks, "the database and its migrations")
 	}
@@ -34,8 +33,10 @@ func preflightError(err error) error {
 	return fmt.Errorf("preflight: %w", err)
 }
 
-// preflight refuses before anything is touched, the app still running:
-// a downgrade without permission, upgrade_from, a current the agent cannot
+// preflight refuses before anything is touched, the app still running
+// (download already refused what the release team did not sign for this
+// agent, downgrades and upgrade_from included: see trust.go): a current
+// the agent cannot
 // switch, drift of the running release (unless the assignment accepts
 // it), the database unreachable, free disk; then every step's prepare
 // (unpacking, recording the release, planning the migrations, which
@@ -44,9 +45,6 @@ func preflightError(err error) error {
 // unfinished: createJob checked that in the transaction that created this
 // one.
 func (e *Engine) preflight(ctx context.Context, jb *job) (string, error) {
-	if err := checkVersions(jb); err != nil {
-		return "", err
-	}
 	prevLink, ok, err := readCurrent(jb.installDir)
 	if err != nil {
 		return "", err
@@ -85,30 +83,6 @@ func (e *Engine) preflight(ctx context.Context, jb *job) (string, error) {
 		jb.log.Info("the bundle overrides the health check", "url", hs.URL, "cmd", hs.Cmd, "timeout", hs.Timeout)
 	}
 	return prevLink, nil
-}
-
-// checkVersions refuses a downgrade the assignment does not allow, and a
-// release whose upgrade_from does not admit the installed version. A
-// downgrade (allowed) is not held to upgrade_from, which says what a
-// release upgrades from, as the server's upgrade paths do.
-func checkVersions(jb *job) error {
-	if jb.rec.From == "" {
-		return nil
-	}
-	if versions.Compare(jb.rec.To, jb.rec.From) < 0 {
-		if !jb.assign.AllowDowngrade {
-			return fmt.Errorf("%s %s is older than the installed %s: a downgrade runs down migrations and needs the assignment's allow_downgrade", jb.rec.Product, jb.rec.To, jb.rec.From)
-		}
-		return nil
-	}
-	ok, err := versions.Admits(jb.custom.UpgradeFrom, jb.rec.From)
-	if err != nil {
-		return fmt.Errorf("upgrade_from of %s %s: %w", jb.rec.Product, jb.rec.To, err)
-	}
-	if !ok {
-		return fmt.Errorf("%s %s cannot upgrade from the installed %s (its upgrade_from is %q)", jb.rec.Product, jb.rec.To, jb.rec.From, jb.custom.UpgradeFrom)
-	}
-	return nil
 }
 
 // checkSiteDrift measures the drift of the running release, hashing every

@@ -59,9 +59,11 @@ func (e *Engine) Run(ctx context.Context, a protocol.Assignment) (protocol.JobSt
 	if a.From != "" && installed != "" && !versions.Equal(a.From, installed) {
 		e.log.Warn("the assignment was made for another installed version", "job", a.JobID, "assignment_from", a.From, "installed", installed)
 	}
-	rec := &jobRecord{ID: a.JobID, Product: a.Product, From: installed, To: a.Version, Target: a.Target, State: stDownloading}
+	// The record's product is the configured one: the assignment's is a
+	// request, checked in download (trust.go).
+	rec := &jobRecord{ID: a.JobID, Product: e.cfg.Product, From: installed, To: a.Version, Target: a.Target, State: stDownloading}
 	msg := fmt.Sprintf("downloading %s", a.Target)
-	if installed != "" && versions.Equal(installed, a.Version) {
+	if installed != "" && versions.Equal(installed, a.Version) && a.Product == e.cfg.Product {
 		// Nothing to do; the job still gets a history.
 		rec.State, rec.Result = stCommitted, protocol.ResultSucceeded
 		msg = fmt.Sprintf("%s is already installed: nothing to do", installed)
@@ -71,6 +73,7 @@ func (e *Engine) Run(ctx context.Context, a protocol.Assignment) (protocol.JobSt
 	}
 	jb := e.newJob(rec)
 	jb.assign = a
+	jb.allowDowngrade = e.policy().downgradeAllowed(a)
 	jb.log.Info("job "+rec.State.String(), "seq", rec.Seq, "message", msg)
 	if err := e.refresh(ctx); err != nil {
 		jb.log.Warn("read status", "err", err)
@@ -201,16 +204,20 @@ func orLink(v, link string) string {
 	return link
 }
 
-// download asks the Fetcher for the target's metadata, checks it names
-// the assigned product and version, and downloads the bundle.
+// download asks the Fetcher for the target's signed metadata, checks it
+// at the trust boundary (trust.go: the configured product, the assigned
+// version, upgrade_from, downgrades), and only then downloads the bundle.
 func (e *Engine) download(ctx context.Context, jb *job) error {
+	p := e.policy()
+	if err := p.checkRequest(jb.assign); err != nil {
+		return err
+	}
 	length, sum, custom, err := e.cfg.Fetcher.Target(ctx, jb.rec.Target)
 	if err != nil {
 		return fmt.Errorf("download %s: %w", jb.rec.Target, err)
 	}
-	if custom.Product != jb.rec.Product || !versions.Equal(custom.Version, jb.rec.To) {
-		return fmt.Errorf("download %s: target metadata says %s %s, assignment says %s %s: %w",
-			jb.rec.Target, custom.Product, custom.Version, jb.rec.Product, jb.rec.To, ErrVerification)
+	if err := p.checkSigned(jb.assign, jb.rec.From, custom); err != nil {
+		return err
 	}
 	if b, err := hex.DecodeString(sum); err != nil || len(b) != 32 || strings.ToLower(sum) != sum {
 		return fmt.Errorf("download %s: the fetcher gave sha256 %q, not 64 lower-case hex digits", jb.rec.Target, sum)

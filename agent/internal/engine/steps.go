@@ -34,11 +34,14 @@ type job struct {
 	keepBackup bool
 
 	// Known only in the process that ran the job from its start:
-	assign protocol.Assignment   // what the server asked for
-	custom protocol.TargetCustom // from the Fetcher
-	info   *bundle.Info          // the unpacked bundle, set in preflight
-	meta   *releaseMeta          // its record in the data dir, set in preflight
-	reuse  bool                  // releases/<to> already holds exactly this release
+	assign protocol.Assignment // what the server asked for
+	// allowDowngrade: the config and the assignment both allow going
+	// back (trust.go); the migration planner gets this.
+	allowDowngrade bool
+	custom         protocol.TargetCustom // from the Fetcher
+	info           *bundle.Info          // the unpacked bundle, set in preflight
+	meta           *releaseMeta          // its record in the data dir, set in preflight
+	reuse          bool                  // releases/<to> already holds exactly this release
 	// driftNote summarizes the drift the assignment accepted.
 	driftNote string
 	db        *migrate.DB     // the database, opened in preflight

@@ -82,6 +82,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 	eng, err := engine.Open(ctx, engine.Config{
+		Product:        r.cfg.Product,
+		AllowDowngrade: r.cfg.AllowDowngrade,
 		InstallDir:     r.cfg.InstallDir,
 		DataDir:        r.cfg.DataDir,
 		KeepReleases:   r.cfg.KeepReleases,
