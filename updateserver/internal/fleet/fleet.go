@@ -119,9 +119,11 @@ func (f *Fleet) Enroll(ctx context.Context, req protocol.EnrollRequest) (protoco
 		return protocol.EnrollResponse{}, unauthorized(fmt.Sprintf("the enroll token is for site %s only, not %s: set site = %q in the agent config, or ask support for a token for %s",
 			ref.TokenSite, req.Site, ref.TokenSite, req.Site))
 	case errors.Is(err, store.ErrSiteEnrolled):
+		// Word for word the same for every caller: nothing in it depends
+		// on the token, the request's client or the site's owner.
 		return protocol.EnrollResponse{}, &fault.Error{Kind: fault.Conflict, Err: err, Msg: fmt.Sprintf(
-			"site %s is already enrolled: to enroll it again (a new machine or a lost credential), ask support for a token made with enroll-token create --client %s --site %s --replace",
-			req.Site, req.Client, req.Site)}
+			"site %s is already enrolled: to enroll it again (a new machine or a lost credential), ask support for a token made with enroll-token create --client <your client> --site %s --replace",
+			req.Site, req.Site)}
 	case errors.Is(err, store.ErrWrongProduct):
 		return protocol.EnrollResponse{}, &fault.Error{Kind: fault.Conflict, Err: err, Msg: fmt.Sprintf(
 			"site %s runs product %s, not %s: set product = %q in the agent config, or enroll this machine under another site name",
