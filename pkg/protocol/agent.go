@@ -145,14 +145,37 @@ type CreateEnrollTokenRequest struct {
 	Client    string `json:"client"`
 	ExpiresIn string `json:"expires_in,omitempty"` // Go duration; default 24h
 	Uses      int    `json:"uses,omitempty"`       // default 1
+	// Site binds the token to one site name. Replace (only with Site) lets
+	// it enroll that site again when it is already enrolled for Client:
+	// the old credential then stops working.
+	Site    string `json:"site,omitempty"`
+	Replace bool   `json:"replace,omitempty"`
 }
 
 // CreateEnrollTokenResponse carries the enroll token.
 type CreateEnrollTokenResponse struct {
+	ID        int64     `json:"id"`
 	Token     string    `json:"token"`
 	Client    string    `json:"client"`
+	Site      string    `json:"site,omitempty"`
+	Replace   bool      `json:"replace,omitempty"`
 	ExpiresAt time.Time `json:"expires_at"`
 	Uses      int       `json:"uses"`
+}
+
+// EnrollTokenInfo is an enroll token as GET /api/v1/enroll-tokens lists it:
+// never the secret.
+type EnrollTokenInfo struct {
+	ID        int64      `json:"id"`
+	Client    string     `json:"client"`
+	Site      string     `json:"site"`
+	Replace   bool       `json:"replace"`
+	UsesLeft  int        `json:"uses_left"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	CreatedAt time.Time  `json:"created_at"`
+	CreatedBy string     `json:"created_by"`
+	RevokedAt *time.Time `json:"revoked_at"`
+	RevokedBy string     `json:"revoked_by,omitempty"`
 }
 
 // Site is one installation of a product at a client.

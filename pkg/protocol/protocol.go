@@ -63,13 +63,39 @@ func ValidRole(r string) bool {
 type CreateTokenRequest struct {
 	Role string `json:"role"`
 	Name string `json:"name"`
+	// ExpiresIn is a Go duration after which the token is refused; empty:
+	// it never expires.
+	ExpiresIn string `json:"expires_in,omitempty"`
 }
 
 // CreateTokenResponse carries the new token; the server keeps only its hash.
 type CreateTokenResponse struct {
-	Token string `json:"token"`
-	Role  string `json:"role"`
-	Name  string `json:"name"`
+	Token     string     `json:"token"`
+	Role      string     `json:"role"`
+	Name      string     `json:"name"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// TokenInfo is an operator token as GET /api/v1/tokens lists it: never the
+// secret nor its hash. LastUsedAt may be up to a minute stale.
+type TokenInfo struct {
+	ID         int64      `json:"id"`
+	Name       string     `json:"name"`
+	Role       string     `json:"role"`
+	CreatedAt  time.Time  `json:"created_at"`
+	CreatedBy  string     `json:"created_by"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+	ExpiresAt  *time.Time `json:"expires_at"`
+	RevokedAt  *time.Time `json:"revoked_at"`
+	RevokedBy  string     `json:"revoked_by,omitempty"`
+}
+
+// RevokeTokenResponse is the answer to POST /api/v1/tokens/{name}/revoke:
+// how many live tokens of that name were revoked (more than one only where
+// a name was given twice before names were unique).
+type RevokeTokenResponse struct {
+	Name    string `json:"name"`
+	Revoked int    `json:"revoked"`
 }
 
 // Upload is the answer to POST /api/v1/uploads: the bundle as the server

@@ -43,6 +43,8 @@ func (s *Server) Handler() http.Handler {
 
 	v1 := protocol.APIVersion
 	mux.Handle("POST "+v1+"/tokens", s.auth(s.createToken, protocol.RoleAdmin))
+	mux.Handle("GET "+v1+"/tokens", s.auth(s.listTokens, protocol.RoleAdmin))
+	mux.Handle("POST "+v1+"/tokens/{name}/revoke", s.auth(s.revokeToken, protocol.RoleAdmin))
 	mux.Handle("GET "+v1+"/audit", s.auth(s.auditLog, protocol.RoleAdmin))
 
 	mux.Handle("POST "+v1+"/uploads", s.auth(s.upload, protocol.RoleRelease))
@@ -54,6 +56,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET "+v1+"/repo/targets", s.auth(s.repoTargets, protocol.RoleRelease))
 
 	mux.Handle("POST "+v1+"/enroll-tokens", s.auth(s.createEnrollToken, protocol.RoleSupport))
+	mux.Handle("GET "+v1+"/enroll-tokens", s.auth(s.listEnrollTokens, protocol.RoleSupport))
+	mux.Handle("POST "+v1+"/enroll-tokens/{id}/revoke", s.auth(s.revokeEnrollToken, protocol.RoleSupport))
 	mux.Handle("GET "+v1+"/sites", s.auth(s.listSites, protocol.RoleViewer))
 	mux.Handle("GET "+v1+"/sites/{site}", s.auth(s.getSite, protocol.RoleViewer))
 	mux.Handle("GET "+v1+"/sites/{site}/history", s.auth(s.history, protocol.RoleViewer))

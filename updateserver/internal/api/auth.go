@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/store"
@@ -40,20 +41,36 @@ func (s *Server) auth(h http.HandlerFunc, need string) http.Handler {
 			writeError(w, http.StatusUnauthorized, protocol.CodeUnauthorized, "missing bearer token: pass --token or set UPDATESERVER_TOKEN")
 			return
 		}
-		tok, err := s.Store.TokenBySecret(r.Context(), secret)
-		if errors.Is(err, store.ErrNotFound) {
+		now := s.now()
+		tok, err := s.Store.Authenticate(r.Context(), secret, now)
+		switch {
+		case errors.Is(err, store.ErrTokenExpired):
+			w.Header().Set("WWW-Authenticate", `Bearer realm="updateserver", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, protocol.CodeUnauthorized,
+				fmt.Sprintf("the token %q expired at %s: ask an admin for a new one (updateserver token create)", tok.Name, tok.ExpiresAt.UTC().Format(time.RFC3339)))
+			return
+		case errors.Is(err, store.ErrTokenRevoked):
+			w.Header().Set("WWW-Authenticate", `Bearer realm="updateserver", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, protocol.CodeUnauthorized,
+				fmt.Sprintf("the token %q was revoked: ask an admin for a new one (updateserver token create)", tok.Name))
+			return
+		case errors.Is(err, store.ErrNotFound):
 			w.Header().Set("WWW-Authenticate", `Bearer realm="updateserver", error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, protocol.CodeUnauthorized, "the token is not valid: check --token or UPDATESERVER_TOKEN")
 			return
-		}
-		if err != nil {
+		case err != nil:
 			s.fail(w, r, err)
 			return
 		}
 		if !allowed(tok.Role, need) {
 			writeError(w, http.StatusForbidden, protocol.CodeForbidden,
-				fmt.Sprintf("a %s token may not do this: it needs the %s role (or admin)", tok.Role, need))
+				fmt.Sprintf("a %s token may not do this: it needs the %s role", tok.Role, need))
 			return
+		}
+		// At most one write a minute per token; a failure to record the
+		// use does not refuse the request.
+		if err := s.Store.TokenUsed(r.Context(), tok.ID, now); err != nil && !errors.Is(err, context.Canceled) {
+			s.Log.Warn("cannot record the token's last use", "token", tok.ID, "err", err)
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), tokenKey, tok)))
 	})
@@ -66,6 +83,13 @@ func bearer(r *http.Request) (string, bool) {
 		return "", false
 	}
 	return strings.TrimSpace(secret), true
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 // caller returns the token the request was authenticated with.

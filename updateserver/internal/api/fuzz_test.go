@@ -36,6 +36,7 @@ func FuzzRequestBodies(f *testing.F) {
 		`{"installed_version":"1.0.0","state":"idle","job":{"job_id":"j","result":"succeeded"},"drift":["a"]}`,
 		`{"events":[{"job_id":"j","seq":1,"state":"committed","at":"2026-01-01T00:00:00Z"}]}`,
 		"\x1f\x8b\x08\x00", `null`, `[]`, `{"events":null}`, `{"uses":-1}`, `{"expires_in":"-5h"}`, `{"to":"\u0000"}`,
+		`{"role":"admin","name":"y","expires_in":"1h"}`, `{"client":"acme","site":"s","replace":true}`, `{"client":"acme","replace":true}`,
 	}
 	for i, s := range seeds {
 		f.Add(uint8(i), []byte(s))

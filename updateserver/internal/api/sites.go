@@ -8,21 +8,6 @@ import (
 	"github.com/dropless/dropless/updateserver/internal/store"
 )
 
-func (s *Server) createEnrollToken(w http.ResponseWriter, r *http.Request) {
-	deadline(w, time.Minute)
-	var req protocol.CreateEnrollTokenRequest
-	if err := decode(w, r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	resp, err := s.Fleet.CreateEnrollToken(r.Context(), req, caller(r).Actor())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, resp)
-}
-
 func (s *Server) listSites(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	sites, err := s.Store.ListSites(r.Context(), store.SiteFilter{Client: q.Get("client"), Product: q.Get("product")})

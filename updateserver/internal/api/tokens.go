@@ -1,9 +1,11 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/fault"
@@ -25,16 +27,58 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Name = strings.TrimSpace(req.Name)
-	if req.Name == "" || len(req.Name) > 128 {
-		s.fail(w, r, fault.New(fault.Invalid, "give the token a name of 1 to 128 characters (who or what will use it)"))
+	if req.Name == "" || len(req.Name) > 128 || strings.ContainsFunc(req.Name, unicode.IsControl) {
+		s.fail(w, r, fault.New(fault.Invalid, "give the token a name of 1 to 128 printable characters (who or what will use it)"))
 		return
 	}
+	now := s.now()
+	var exp *time.Time
+	if req.ExpiresIn != "" {
+		d, err := time.ParseDuration(req.ExpiresIn)
+		if err != nil || d <= 0 {
+			s.fail(w, r, fault.New(fault.Invalid, "expires %q is not a positive duration (write it like 720h or 30m)", req.ExpiresIn))
+			return
+		}
+		e := now.Add(d).UTC()
+		exp = &e
+	}
 	secret := store.NewSecret(TokenPrefix)
-	if _, err := s.Store.CreateToken(r.Context(), time.Now(), req.Name, req.Role, secret, caller(r).Actor()); err != nil {
+	_, err := s.Store.AddToken(r.Context(), now, store.NewToken{Name: req.Name, Role: req.Role, Secret: secret, ExpiresAt: exp, By: caller(r).Actor()})
+	if errors.Is(err, store.ErrTokenNameTaken) {
+		s.fail(w, r, fault.New(fault.Conflict, "a live token is already named %q: choose another name, or revoke that one first (updateserver token revoke %s)", req.Name, req.Name))
+		return
+	}
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, protocol.CreateTokenResponse{Token: secret, Role: req.Role, Name: req.Name})
+	writeJSON(w, http.StatusCreated, protocol.CreateTokenResponse{Token: secret, Role: req.Role, Name: req.Name, ExpiresAt: exp})
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
+	tokens, err := s.Store.ListTokens(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, tokens)
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	n, err := s.Store.RevokeToken(r.Context(), s.now(), name, caller(r).Actor())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		err = fault.New(fault.NotFound, "no live token is named %q: see updateserver token list", name)
+	case errors.Is(err, store.ErrLastAdmin):
+		err = fault.New(fault.Conflict, "%q is the last live admin token: create another admin token first (updateserver token create --role admin)", name)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.Log.Info("token revoked", "name", name, "count", n, "by", caller(r).Actor())
+	writeJSON(w, http.StatusOK, protocol.RevokeTokenResponse{Name: name, Revoked: n})
 }
 
 func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -30,6 +31,8 @@ type server struct {
 	Data  string
 	Admin string
 	d     *daemon.Daemon
+
+	tokens int // how many newToken made
 }
 
 type serverOpt func(*daemon.Config)
@@ -115,9 +118,11 @@ func (s *server) mustCLI(token string, args ...string) string {
 	return r.stdout
 }
 
+// newToken creates a token of role under a name no live token has.
 func (s *server) newToken(role string) string {
 	s.t.Helper()
-	return strings.TrimSpace(s.mustCLI(s.Admin, "token", "create", "--role", role, "--name", role+"-test"))
+	s.tokens++
+	return strings.TrimSpace(s.mustCLI(s.Admin, "token", "create", "--role", role, "--name", fmt.Sprintf("%s-test-%d", role, s.tokens)))
 }
 
 func (s *server) releases(token string) []protocol.Release {

@@ -11,40 +11,6 @@ import (
 	"github.com/dropless/dropless/pkg/protocol"
 )
 
-func newEnrollTokenCmd(stdio IO) *cobra.Command {
-	var clientName string
-	var expires time.Duration
-	var uses int
-	create := &cobra.Command{
-		Use:   "create --client CLIENT [--expires DURATION] [--uses N]",
-		Short: "Create a token with which a client's agents enroll (support or admin)",
-		Args:  noArgs,
-	}
-	api := withAPI(create, stdio)
-	create.Flags().StringVar(&clientName, "client", "", "the client whose sites enroll with it")
-	create.Flags().DurationVar(&expires, "expires", 24*time.Hour, "how long the token stays valid")
-	create.Flags().IntVar(&uses, "uses", 1, "how many agents may enroll with it")
-	create.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := required(cmd, "client"); err != nil {
-			return err
-		}
-		if expires <= 0 || uses < 1 {
-			return usagef("--expires must be positive and --uses at least 1")
-		}
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
-		t, err := c.CreateEnrollToken(cmd.Context(), protocol.CreateEnrollTokenRequest{Client: clientName, ExpiresIn: expires.String(), Uses: uses})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdio.Stdout, t.Token)
-		return nil
-	}
-	return group("enroll-token", "Tokens with which agents enroll", create)
-}
-
 func newSitesCmd(stdio IO) *cobra.Command {
 	var clientName, product string
 	var asJSON bool

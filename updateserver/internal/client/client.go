@@ -132,9 +132,23 @@ func decodeError(resp *http.Response) error {
 }
 
 // CreateToken creates an operator token.
-func (c *Client) CreateToken(ctx context.Context, role, name string) (protocol.CreateTokenResponse, error) {
+func (c *Client) CreateToken(ctx context.Context, req protocol.CreateTokenRequest) (protocol.CreateTokenResponse, error) {
 	var out protocol.CreateTokenResponse
-	err := c.Do(ctx, http.MethodPost, protocol.APIVersion+"/tokens", protocol.CreateTokenRequest{Role: role, Name: name}, &out)
+	err := c.Do(ctx, http.MethodPost, protocol.APIVersion+"/tokens", req, &out)
+	return out, err
+}
+
+// Tokens lists operator tokens (never their secrets).
+func (c *Client) Tokens(ctx context.Context) ([]protocol.TokenInfo, error) {
+	var out []protocol.TokenInfo
+	err := c.Do(ctx, http.MethodGet, protocol.APIVersion+"/tokens", nil, &out)
+	return out, err
+}
+
+// RevokeToken revokes the live token named name.
+func (c *Client) RevokeToken(ctx context.Context, name string) (protocol.RevokeTokenResponse, error) {
+	var out protocol.RevokeTokenResponse
+	err := c.Do(ctx, http.MethodPost, protocol.APIVersion+"/tokens/"+url.PathEscape(name)+"/revoke", nil, &out)
 	return out, err
 }
 
@@ -209,6 +223,18 @@ func (c *Client) CreateEnrollToken(ctx context.Context, req protocol.CreateEnrol
 	var out protocol.CreateEnrollTokenResponse
 	err := c.Do(ctx, http.MethodPost, protocol.APIVersion+"/enroll-tokens", req, &out)
 	return out, err
+}
+
+// EnrollTokens lists enroll tokens (never their secrets).
+func (c *Client) EnrollTokens(ctx context.Context) ([]protocol.EnrollTokenInfo, error) {
+	var out []protocol.EnrollTokenInfo
+	err := c.Do(ctx, http.MethodGet, protocol.APIVersion+"/enroll-tokens", nil, &out)
+	return out, err
+}
+
+// RevokeEnrollToken revokes enroll token id.
+func (c *Client) RevokeEnrollToken(ctx context.Context, id int64) error {
+	return c.Do(ctx, http.MethodPost, fmt.Sprintf("%s/enroll-tokens/%d/revoke", protocol.APIVersion, id), nil, nil)
 }
 
 // Sites lists sites.

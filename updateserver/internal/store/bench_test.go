@@ -19,11 +19,11 @@ func BenchmarkCreateJobs1000(b *testing.B) {
 	defer s.Close()
 	ctx := context.Background()
 	now := time.Now()
-	if err := s.CreateEnrollToken(ctx, now, "tok", "c", now.Add(time.Hour), 1000, "b"); err != nil {
+	if _, err := s.CreateEnrollToken(ctx, now, NewEnrollToken{Secret: "tok", Client: "c", ExpiresAt: now.Add(time.Hour), Uses: 1000, By: "b"}); err != nil {
 		b.Fatal(err)
 	}
 	for i := range 1000 {
-		if err := s.Enroll(ctx, now, "tok", protocol.EnrollRequest{Site: fmt.Sprintf("s%04d", i), Client: "c", Product: "p"}, fmt.Sprintf("cred%d", i)); err != nil {
+		if _, err := s.Enroll(ctx, now, "tok", protocol.EnrollRequest{Site: fmt.Sprintf("s%04d", i), Client: "c", Product: "p"}, fmt.Sprintf("cred%d", i)); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -47,6 +47,9 @@ type Store struct {
 	closed    chan struct{} // closed when the writer has stopped
 	closeOnce sync.Once
 	closeErr  error
+
+	usedMu sync.Mutex
+	usedAt map[int64]time.Time // when TokenUsed last wrote each token's use
 }
 
 type writeReq struct {
@@ -237,6 +240,18 @@ ALTER TABLE sites ADD COLUMN drift TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN accept_drift INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN allow_downgrade INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN allow_irreversible INTEGER NOT NULL DEFAULT 0;
+`,
+	// 4: token expiry, last use and revocation; enroll tokens bound to a
+	// site, allowed to replace it, revocable.
+	`
+ALTER TABLE tokens ADD COLUMN expires_at TEXT;
+ALTER TABLE tokens ADD COLUMN last_used_at TEXT;
+ALTER TABLE tokens ADD COLUMN revoked_by TEXT NOT NULL DEFAULT '';
+CREATE INDEX tokens_by_name ON tokens (name);
+ALTER TABLE enroll_tokens ADD COLUMN site TEXT NOT NULL DEFAULT '';
+ALTER TABLE enroll_tokens ADD COLUMN replace_site INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE enroll_tokens ADD COLUMN revoked_at TEXT;
+ALTER TABLE enroll_tokens ADD COLUMN revoked_by TEXT NOT NULL DEFAULT '';
 `,
 }
 
