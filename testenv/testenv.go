@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -82,16 +83,35 @@ type Env struct {
 	URL   string
 	Admin string
 	Root  string // root_sha256
+	// CAFile, when the server serves HTTPS, is the CA the CLI
+	// (UPDATESERVER_CA_FILE) and new sites (ca_file) trust.
+	CAFile string
 
 	listen string
 	server *Proc
 }
 
-// Option adjusts the server's command line.
-type Option func(*[]string)
+// setup is what Options adjust.
+type setup struct {
+	args   []string // of `updateserver serve`
+	https  bool
+	caFile string
+}
+
+// Option adjusts how the server is started.
+type Option func(*setup)
 
 // ServerArgs adds flags to `updateserver serve`.
-func ServerArgs(args ...string) Option { return func(a *[]string) { *a = append(*a, args...) } }
+func ServerArgs(args ...string) Option { return func(s *setup) { s.args = append(s.args, args...) } }
+
+// TLS serves HTTPS with the certificate and key files and makes the CLI
+// and the sites' agents trust caFile.
+func TLS(certFile, keyFile, caFile string) Option {
+	return func(s *setup) {
+		s.args = append(s.args, "--tls-cert", certFile, "--tls-key", keyFile)
+		s.https, s.caFile = true, caFile
+	}
+}
 
 // New starts a real update server on a free loopback port.
 func New(t testing.TB, opts ...Option) *Env {
@@ -99,12 +119,16 @@ func New(t testing.TB, opts ...Option) *Env {
 	e := &Env{Bin: Build(t), Dir: t.TempDir()}
 	e.Data = filepath.Join(e.Dir, "server")
 	e.listen = freeAddr(t)
-	e.URL = "http://" + e.listen
-	args := []string{"serve", "--data", e.Data, "--listen", e.listen, "--poll-interval", "2s"}
+	st := setup{args: []string{"serve", "--data", e.Data, "--listen", e.listen, "--poll-interval", "2s"}}
 	for _, o := range opts {
-		o(&args)
+		o(&st)
 	}
-	e.server = Start(t, "updateserver", filepath.Join(e.Dir, "server.log"), nil, e.Bin.Server, args...)
+	e.URL = "http://" + e.listen
+	if st.https {
+		e.URL = "https://" + e.listen
+	}
+	e.CAFile = st.caFile
+	e.server = Start(t, "updateserver", filepath.Join(e.Dir, "server.log"), nil, e.Bin.Server, st.args...)
 	e.awaitServer(t)
 	tok, err := os.ReadFile(filepath.Join(e.Data, "admin.token"))
 	if err != nil {
@@ -117,8 +141,12 @@ func New(t testing.TB, opts ...Option) *Env {
 
 func (e *Env) awaitServer(t testing.TB) {
 	t.Helper()
+	// This only waits for the server to be up: which certificates are
+	// trusted is what the tests check, through the CLI and the agents.
+	probe := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	defer probe.CloseIdleConnections()
 	Await(t, "server healthy", func() bool {
-		resp, err := http.Get(e.URL + "/healthz")
+		resp, err := probe.Get(e.URL + "/healthz")
 		if err != nil {
 			return false
 		}
@@ -140,7 +168,7 @@ func (e *Env) StartServer(t testing.TB) {
 // CLI runs the updateserver CLI against the server as admin.
 func (e *Env) CLI(args ...string) (stdout, stderr string, code int) {
 	cmd := exec.Command(e.Bin.Server, args...)
-	cmd.Env = append(os.Environ(), "UPDATESERVER_URL="+e.URL, "UPDATESERVER_TOKEN="+e.Admin)
+	cmd.Env = append(os.Environ(), "UPDATESERVER_URL="+e.URL, "UPDATESERVER_TOKEN="+e.Admin, "UPDATESERVER_CA_FILE="+e.CAFile)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -275,6 +303,9 @@ func (e *Env) PrepareSite(t testing.TB, name, client string, extraConfig ...stri
 	}
 	token := strings.TrimSpace(e.MustCLI(t, "enroll-token", "create", "--client", client))
 	pid := filepath.Join(s.Dir, "app.pid")
+	if e.CAFile != "" {
+		extraConfig = append([]string{fmt.Sprintf("ca_file = %q", e.CAFile)}, extraConfig...)
+	}
 	cfg := fmt.Sprintf(`server = %q
 site = %q
 client = %q

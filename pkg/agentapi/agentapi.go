@@ -6,6 +6,7 @@ package agentapi
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/pkg/tlstrust"
 )
 
 // Client calls one update server as one agent.
@@ -26,17 +28,32 @@ type Client struct {
 	HTTP       *http.Client
 }
 
-// New returns a client with a transport suited to long-polls.
-func New(baseURL string) *Client {
+// Option adjusts a Client made by New.
+type Option func(*http.Transport)
+
+// WithTLS makes the client verify an https server with cfg (e.g. the
+// system's roots plus the agent's ca_file, from tlstrust.ClientConfig).
+func WithTLS(cfg *tls.Config) Option {
+	return func(t *http.Transport) { t.TLSClientConfig = cfg }
+}
+
+// New returns a client with a transport suited to long-polls. A server
+// certificate that fails verification is an error that names the problem
+// and says to set ca_file (see tlstrust.Explain).
+func New(baseURL string, opts ...Option) *Client {
+	tr := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 10 * time.Second,
+		MaxIdleConnsPerHost: 2,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	for _, o := range opts {
+		o(tr)
+	}
 	return &Client{
 		BaseURL: strings.TrimRight(baseURL, "/"),
-		HTTP: &http.Client{Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout: 10 * time.Second,
-			MaxIdleConnsPerHost: 2,
-			IdleConnTimeout:     90 * time.Second,
-		}},
+		HTTP:    &http.Client{Transport: tlstrust.Transport(tr, "the server", "set ca_file to the CA that signed it")},
 	}
 }
 

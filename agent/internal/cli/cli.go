@@ -11,8 +11,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/kardianos/service"
@@ -160,6 +163,18 @@ func (p *program) Start(service.Service) error {
 		}
 	}()
 	return nil
+}
+
+// wait returns on SIGINT or SIGTERM, or once the agent has stopped by
+// itself (Start must have run).
+func (p *program) wait() {
+	sig := make(chan os.Signal, 3)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sig)
+	select {
+	case <-sig:
+	case <-p.done:
+	}
 }
 
 func (p *program) Stop(service.Service) error {

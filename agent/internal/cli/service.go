@@ -33,18 +33,24 @@ func newService(name, cfgPath string, prg service.Interface) (service.Service, e
 	if prg == nil {
 		prg = &program{}
 	}
+	opts := service.KeyValue{
+		"Restart":          "always", // systemd: come back after a crash
+		"OnFailure":        "restart",
+		"LogOutput":        true,
+		"DelayedAutoStart": true,
+	}
+	if p, ok := prg.(*program); ok {
+		// Run in the foreground ends on a signal, or when the agent
+		// stops by itself (a ca_file that does not load, ...).
+		opts["RunWait"] = p.wait
+	}
 	return service.New(prg, &service.Config{
 		Name:        name,
 		DisplayName: "Update agent (" + name + ")",
 		Description: "Reports the installed version and applies signed upgrades.",
 		Executable:  exe,
 		Arguments:   args,
-		Option: service.KeyValue{
-			"Restart":          "always", // systemd: come back after a crash
-			"OnFailure":        "restart",
-			"LogOutput":        true,
-			"DelayedAutoStart": true,
-		},
+		Option:      opts,
 	})
 }
 

@@ -15,6 +15,7 @@ package fetch
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -52,6 +53,11 @@ type Config struct {
 	// timeouts for dialing, TLS and response headers (http.DefaultClient is
 	// never used nor changed).
 	HTTPClient *http.Client
+	// TLS verifies an https repository when HTTPClient is nil (e.g. the
+	// system's roots plus the agent's ca_file); nil means Go's defaults.
+	// With it set, a certificate that fails verification is an error
+	// that names the problem and says to set ca_file.
+	TLS *tls.Config
 	// RefTime is the reference time for metadata expiry; nil means
 	// time.Now. The tuf-client command sets it from FAKETIME.
 	RefTime func() time.Time
@@ -131,7 +137,7 @@ func New(cfg Config) (*Client, error) {
 		maxRootLength: rootMaxLength,
 	}
 	if c.http == nil {
-		c.http = defaultHTTPClient()
+		c.http = defaultHTTPClient(cfg.TLS)
 	}
 	if c.now == nil {
 		c.now = time.Now

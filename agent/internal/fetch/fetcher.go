@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/fetcher"
+
+	"github.com/dropless/dropless/pkg/tlstrust"
 )
 
 // errStalled is the cause of a request canceled because no data arrived
@@ -28,23 +31,27 @@ var errShortBody = errors.New("response ended early")
 
 // defaultHTTPClient has timeouts for each phase of a request but no overall
 // one: a bundle of several GB may take hours. Downloads watch for stalls
-// themselves.
-func defaultHTTPClient() *http.Client {
-	return &http.Client{
-		Transport: &http.Transport{
-			Proxy: http.ProxyFromEnvironment,
-			DialContext: (&net.Dialer{
-				Timeout:   30 * time.Second,
-				KeepAlive: 30 * time.Second,
-			}).DialContext,
-			ForceAttemptHTTP2:     true,
-			MaxIdleConns:          10,
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: 30 * time.Second,
-			ExpectContinueTimeout: time.Second,
-		},
+// themselves. With tlsConfig (the agent's), certificate failures are
+// explained (tlstrust.Explain).
+func defaultHTTPClient(tlsConfig *tls.Config) *http.Client {
+	tr := &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   30 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          10,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		TLSClientConfig:       tlsConfig,
 	}
+	if tlsConfig == nil {
+		return &http.Client{Transport: tr}
+	}
+	return &http.Client{Transport: tlstrust.Transport(tr, "the repository's server", "set ca_file to the CA that signed it")}
 }
 
 // fetchRecord is the last metadata file the fetcher was asked for: the

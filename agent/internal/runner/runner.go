@@ -27,6 +27,7 @@ import (
 	"github.com/dropless/dropless/pkg/buildinfo"
 	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/pkg/tlstrust"
 )
 
 // Files in data_dir.
@@ -55,9 +56,18 @@ func New(cfg *config.Config, log *slog.Logger) *Runner {
 }
 
 // Run runs until ctx ends. It returns an error only when the agent cannot
-// work at all (a config or local problem); a server that is away is waited
-// for.
+// work at all (a config or local problem, such as a ca_file that does not
+// load); a server that is away is waited for.
 func (r *Runner) Run(ctx context.Context) error {
+	tlsCfg, err := tlstrust.ClientConfig(r.cfg.CAFile)
+	if err != nil {
+		return fmt.Errorf("ca_file: %w: give the PEM file of the CA that signed the server's certificate", err)
+	}
+	r.api = agentapi.New(r.cfg.Server, agentapi.WithTLS(tlsCfg))
+	if r.cfg.InsecureHTTP() {
+		r.log.Warn("allow_insecure_http = true: talking plain http:// to a server that is not on loopback; the agent's credential and reports travel in clear (TUF still checks what is installed): use https://",
+			"server", r.cfg.Server)
+	}
 	for _, d := range []string{r.cfg.DataDir, r.cfg.InstallDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
@@ -71,6 +81,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		TargetsURL:  r.cfg.TargetsURL,
 		MetadataDir: filepath.Join(r.cfg.DataDir, TUFDir),
 		RootSHA256:  r.cfg.RootSHA256,
+		TLS:         tlsCfg,
 		Log:         r.log,
 	})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/dropless/dropless/pkg/tlstrust"
 	"github.com/dropless/dropless/updateserver/internal/client"
 )
 
@@ -81,7 +82,8 @@ func newRoot(stdio IO) *cobra.Command {
 		Short: "Update server: publish signed installers and upgrade on-premise sites",
 		Long: `updateserver runs the update server (serve) and drives it (every other
 command is an HTTP client of a running server, configured with --server and
---token or UPDATESERVER_URL and UPDATESERVER_TOKEN).`,
+--token or UPDATESERVER_URL and UPDATESERVER_TOKEN; for an https server whose
+certificate your own CA signed, also --ca-file or UPDATESERVER_CA_FILE).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Args:          noArgs,
@@ -175,7 +177,7 @@ func required(cmd *cobra.Command, names ...string) error {
 
 // apiFlags are the flags of every operator command.
 type apiFlags struct {
-	server, token string
+	server, token, caFile string
 }
 
 func (f *apiFlags) register(fs *pflag.FlagSet, stdio IO) {
@@ -185,13 +187,18 @@ func (f *apiFlags) register(fs *pflag.FlagSet, stdio IO) {
 	}
 	fs.StringVar(&f.server, "server", def, "update server URL (env UPDATESERVER_URL)")
 	fs.StringVar(&f.token, "token", stdio.Getenv("UPDATESERVER_TOKEN"), "operator token (env UPDATESERVER_TOKEN)")
+	fs.StringVar(&f.caFile, "ca-file", stdio.Getenv("UPDATESERVER_CA_FILE"), "PEM file of the CA that signed an https server's certificate, trusted besides the system's (env UPDATESERVER_CA_FILE)")
 }
 
 func (f *apiFlags) client() (*client.Client, error) {
 	if f.token == "" {
 		return nil, usagef("no token: pass --token or set UPDATESERVER_TOKEN (the first admin token is in the server's data dir, admin.token)")
 	}
-	c, err := client.New(f.server, f.token)
+	tlsCfg, err := tlstrust.ClientConfig(f.caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file: %w: give the PEM file of the CA that signed the server's certificate", err)
+	}
+	c, err := client.New(f.server, f.token, tlsCfg)
 	if err != nil {
 		return nil, usageError{err}
 	}

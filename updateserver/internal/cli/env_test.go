@@ -79,7 +79,11 @@ func startServer(t *testing.T, opts ...serverOpt) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &server{t: t, URL: "http://" + d.Addr(), Data: data, Admin: strings.TrimSpace(string(tok)), d: d}
+	scheme := "http://"
+	if cfg.TLSCert != "" {
+		scheme = "https://"
+	}
+	return &server{t: t, URL: scheme + d.Addr(), Data: data, Admin: strings.TrimSpace(string(tok)), d: d}
 }
 
 // tWriter sends logs through t.Log.
@@ -99,8 +103,13 @@ type result struct {
 // cli runs the updateserver command line in-process against s with token.
 func (s *server) cli(token string, args ...string) result {
 	s.t.Helper()
+	return s.cliEnv(map[string]string{"UPDATESERVER_URL": s.URL, "UPDATESERVER_TOKEN": token}, args...)
+}
+
+// cliEnv runs the updateserver command line in-process with env.
+func (s *server) cliEnv(env map[string]string, args ...string) result {
+	s.t.Helper()
 	var out, errb bytes.Buffer
-	env := map[string]string{"UPDATESERVER_URL": s.URL, "UPDATESERVER_TOKEN": token}
 	code := cli.Run(context.Background(), args, cli.IO{
 		Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb,
 		Getenv: func(k string) string { return env[k] },

@@ -19,6 +19,7 @@ const defaultDataDir = "./updateserver-data"
 
 type serverFlags struct {
 	data, listen, maxBundle, logFormat string
+	tlsCert, tlsKey                    string
 	expiry                             tufrepo.Expiry
 	refresh, poll, jobTimeout          time.Duration
 }
@@ -33,6 +34,8 @@ func (f *serverFlags) register(cmd *cobra.Command, listen bool) {
 		fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 		fs.DurationVar(&f.poll, "poll-interval", daemon.DefaultPollInterval, "how often idle agents check in (they also long-poll)")
 		fs.DurationVar(&f.jobTimeout, "job-timeout", daemon.DefaultJobTimeout, "fail a job without progress for this long")
+		fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS only with; read again when it changes (with --tls-key)")
+		fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	}
 	def := tufrepo.DefaultExpiry()
 	fs.DurationVar(&f.expiry.Timestamp, "timestamp-expiry", def.Timestamp, "lifetime of timestamp metadata (re-signed before it runs out)")
@@ -44,6 +47,7 @@ func (f *serverFlags) register(cmd *cobra.Command, listen bool) {
 func (f *serverFlags) config(stdio IO) (daemon.Config, error) {
 	cfg := daemon.Config{DataDir: f.data, Listen: f.listen, Expiry: f.expiry, RefreshInterval: f.refresh, MaxBundleSize: daemon.DefaultMaxBundleSize}
 	cfg.PollInterval, cfg.JobTimeout = f.poll, f.jobTimeout
+	cfg.TLSCert, cfg.TLSKey = f.tlsCert, f.tlsKey
 	if cfg.RefreshInterval == 0 {
 		cfg.RefreshInterval = time.Minute
 	}
@@ -83,7 +87,15 @@ func newServeCmd(stdio IO) *cobra.Command {
 		Short: "Run the update server until SIGINT or SIGTERM",
 		Long: `Run the update server. On first start in an empty data directory it
 initialises everything: the SQLite store, a TUF repository with fresh keys,
-DIR/root.json (what agents pin) and an admin token in DIR/admin.token.`,
+DIR/root.json (what agents pin) and an admin token in DIR/admin.token.
+
+With --tls-cert and --tls-key it serves HTTPS only (TLS 1.2 or later). The
+files are read again when they change (checked every few seconds), so a
+renewed certificate needs no restart; a new pair that does not load is
+logged and the previous certificate kept.
+
+One process uses a data directory: a second serve (or init) on it is
+refused while the first runs.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config(stdio)

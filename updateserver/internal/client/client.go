@@ -6,6 +6,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/pkg/tlstrust"
 )
 
 // Client calls one update server.
@@ -27,8 +29,9 @@ type Client struct {
 	HTTP    *http.Client
 }
 
-// New returns a client for the server at base.
-func New(base, token string) (*Client, error) {
+// New returns a client for the server at base. tlsConfig verifies an
+// https server (nil: the system's roots).
+func New(base, token string, tlsConfig *tls.Config) (*Client, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("server URL %q is not valid: use http://host:port or https://host", base)
@@ -43,6 +46,7 @@ func New(base, token string) (*Client, error) {
 			DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ResponseHeaderTimeout: 10 * time.Minute,
+			TLSClientConfig:       tlsConfig,
 		}},
 	}, nil
 }
@@ -119,14 +123,24 @@ func (c *Client) transportError(err error) error {
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("cannot reach the update server at %s: is it running? (set --server or UPDATESERVER_URL)", c.BaseURL)
 	}
+	if e, ok := errors.AsType[*tlstrust.Error](tlstrust.Explain(err, "the update server", caFileFix)); ok {
+		return e
+	}
 	return fmt.Errorf("talking to the update server at %s: %w", c.BaseURL, err)
 }
+
+// caFileFix is what to do about a certificate signed by a CA the CLI does
+// not trust.
+const caFileFix = "pass --ca-file with the CA that signed it (or set UPDATESERVER_CA_FILE)"
 
 func decodeError(resp *http.Response) error {
 	var er protocol.ErrorResponse
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if json.Unmarshal(b, &er) == nil && er.Error.Message != "" {
 		return &APIError{Status: resp.StatusCode, Code: er.Error.Code, Message: er.Error.Message}
+	}
+	if resp.StatusCode == http.StatusBadRequest && bytes.HasPrefix(b, []byte("Client sent an HTTP request to an HTTPS server")) {
+		return &APIError{Status: resp.StatusCode, Message: "the update server speaks HTTPS: use https:// in --server (or UPDATESERVER_URL)"}
 	}
 	return &APIError{Status: resp.StatusCode, Message: fmt.Sprintf("the server answered %s", resp.Status)}
 }

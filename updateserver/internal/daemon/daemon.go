@@ -1,13 +1,15 @@
 // Package daemon assembles the update server from its parts: the data
-// directory (store, keys, TUF targets, staged uploads), first-start
-// initialisation, the HTTP server and the background re-signer, and runs
-// them until its context ends.
+// directory (store, keys, TUF targets, staged uploads) and its lock,
+// first-start initialisation, the HTTP(S) server with its reloading
+// certificate and the background re-signer, and runs them until its
+// context ends.
 package daemon
 
 import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dropless/dropless/pkg/atomicfile"
@@ -53,7 +56,10 @@ type Config struct {
 	// ReadHeaderTimeout bounds how long a client may take to send its
 	// request headers (slowloris); 0 means 10s.
 	ReadHeaderTimeout time.Duration
-	Log               *slog.Logger
+	// TLSCert and TLSKey are PEM files: with both the server serves HTTPS
+	// only, and reads the files again when they change.
+	TLSCert, TLSKey string
+	Log             *slog.Logger
 }
 
 // Defaults.
@@ -80,6 +86,9 @@ func (c Config) Validate() error {
 	if c.RefreshInterval <= 0 {
 		return errors.New("--refresh-interval must be positive")
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together: give both for HTTPS, or neither")
+	}
 	return c.Expiry.Validate()
 }
 
@@ -91,13 +100,21 @@ type Daemon struct {
 	Fleet     *fleet.Fleet
 	log       *slog.Logger
 	ln        net.Listener
+	lock      *dirLock
+	certs     *certReloader // nil: plain HTTP
 }
 
 // Open opens the data directory, initialising it on first use: keys, the
 // TUF repository's first metadata, DIR/root.json and an admin token in
 // DIR/admin.token. Initialisation is idempotent: a start interrupted
 // half-way completes on the next.
-func Open(ctx context.Context, cfg Config) (*Daemon, error) {
+//
+// Before it creates anything it loads the TLS certificate (if configured)
+// and binds cfg.Listen (if not ""), so that a bad certificate or an
+// address in use leaves no half-made data dir behind. It then locks the
+// data dir for the life of the Daemon (another process holding it is an
+// error naming its pid) and removes what killed uploads left in staging.
+func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -105,8 +122,30 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	for _, d := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, TargetsDir), filepath.Join(cfg.DataDir, UploadsDir)} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+	d := &Daemon{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			d.release()
+		}
+	}()
+	if cfg.TLSCert != "" {
+		if d.certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey, log); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Listen != "" {
+		if err := d.Listen(); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	if d.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	for _, dir := range []string{filepath.Join(cfg.DataDir, TargetsDir), filepath.Join(cfg.DataDir, UploadsDir)} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create data dir: %w", err)
 		}
 	}
@@ -114,7 +153,7 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, Store: st, log: log}
+	d.Store = st
 	d.Publisher = &publish.Publisher{
 		Store:      st,
 		Repo:       tufrepo.Repo{Keys: tufrepo.KeyStore{Dir: filepath.Join(cfg.DataDir, KeysDir)}, Expiry: cfg.Expiry},
@@ -126,10 +165,30 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	d.Fleet = &fleet.Fleet{Store: st, Log: log, PollInterval: cfg.PollInterval, JobTimeout: cfg.JobTimeout}
 	if err := d.init(ctx); err != nil {
-		st.Close()
 		return nil, err
 	}
+	n, err := d.Publisher.CleanStaging(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		log.Info("removed what interrupted uploads left in staging", "files", n)
+	}
 	return d, nil
+}
+
+// release closes what Open acquired, in reverse order.
+func (d *Daemon) release() error {
+	var err error
+	if d.Store != nil {
+		err = d.Store.Close()
+		d.Store = nil
+	}
+	d.lock.release()
+	if d.ln != nil {
+		d.ln.Close()
+	}
+	return err
 }
 
 func (d *Daemon) init(ctx context.Context) error {
@@ -173,9 +232,16 @@ func (d *Daemon) init(ctx context.Context) error {
 	return nil
 }
 
-// Listen binds the configured address.
+// Listen binds the configured address; Open already did unless
+// Config.Listen was "".
 func (d *Daemon) Listen() error {
+	if d.ln != nil {
+		return nil
+	}
 	ln, err := net.Listen("tcp", d.cfg.Listen)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("listen on %s: the address is in use (another updateserver?): stop what uses it, or choose another --listen", d.cfg.Listen)
+	}
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", d.cfg.Listen, err)
 	}
@@ -224,8 +290,15 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	}
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(d.ln) }()
-	d.log.Info("update server listening", "addr", "http://"+d.Addr(), "data", d.cfg.DataDir)
+	scheme := "http://"
+	if d.certs != nil {
+		scheme = "https://"
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: d.certs.GetCertificate}
+		go func() { errc <- srv.ServeTLS(d.ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(d.ln) }()
+	}
+	d.log.Info("update server listening", "addr", scheme+d.Addr(), "data", d.cfg.DataDir)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
@@ -257,8 +330,8 @@ func (d *Daemon) cleanUploads(ctx context.Context) {
 	}
 }
 
-// Close releases the store.
-func (d *Daemon) Close() error { return d.Store.Close() }
+// Close releases the store, the data dir's lock and the listener.
+func (d *Daemon) Close() error { return d.release() }
 
 // RootSHA256 returns the hex sha256 of DIR/root.json, what agents pin.
 func RootSHA256(dataDir string) (string, error) {

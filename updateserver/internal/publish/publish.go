@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path"
@@ -493,6 +494,45 @@ func (p *Publisher) RunRefresher(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// CleanStaging removes what no upload can still be using: the partial
+// files of uploads that were cut off (a killed server, a dropped
+// connection), and complete files that no upload row records (a crash
+// between staging and recording). Staged uploads that are complete and
+// recorded stay, to be published. Call it at start, before the server
+// takes uploads, with the data dir locked; it returns how many files it
+// removed.
+func (p *Publisher) CleanStaging(ctx context.Context) (int, error) {
+	entries, err := os.ReadDir(p.UploadsDir)
+	if err != nil {
+		return 0, fmt.Errorf("clean staged uploads: %w", err)
+	}
+	removed := 0
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() {
+			continue
+		}
+		switch {
+		case strings.HasSuffix(name, ".part"):
+		case strings.HasSuffix(name, ".tar.gz") && uploadIDRe.MatchString(strings.TrimSuffix(name, ".tar.gz")):
+			_, err := p.Store.GetUpload(ctx, strings.TrimSuffix(name, ".tar.gz"))
+			if err == nil {
+				continue // complete and recorded
+			}
+			if !errors.Is(err, store.ErrNotFound) {
+				return removed, fmt.Errorf("clean staged uploads: %w", err)
+			}
+		default:
+			continue
+		}
+		if err := os.Remove(filepath.Join(p.UploadsDir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, fmt.Errorf("clean staged uploads: %w", err)
+		}
+		removed++
+	}
+	return removed, nil
 }
 
 // CleanUploads removes staged uploads older than age.
