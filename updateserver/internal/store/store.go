@@ -238,6 +238,13 @@ ALTER TABLE jobs ADD COLUMN accept_drift INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN allow_downgrade INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN allow_irreversible INTEGER NOT NULL DEFAULT 0;
 `,
+	// serverrob: when an agent was handed a job (it is then never
+	// superseded), and the events a job's cap dropped (through which seq).
+	`
+ALTER TABLE jobs ADD COLUMN handed_out_at TEXT;
+ALTER TABLE jobs ADD COLUMN events_dropped INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN events_dropped_through INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // SchemaVersion is the schema version this code writes.
