@@ -65,6 +65,10 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 const maxWait = 5 * time.Minute
 
 func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
+	if ok, retry := s.limits.checkins.allow(agentSite(r)); !ok {
+		tooMany(w, retry, "too many check-ins from site "+agentSite(r)+" (an agent checks in about once per poll interval)")
+		return
+	}
 	deadline(w, time.Minute)
 	var req protocol.CheckinRequest
 	if err := decode(w, r, &req); err != nil {
@@ -91,6 +95,10 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) agentEvents(w http.ResponseWriter, r *http.Request) {
+	if ok, retry := s.limits.events.allow(agentSite(r)); !ok {
+		tooMany(w, retry, "too many event batches from site "+agentSite(r)+" (send up to 500 events per batch)")
+		return
+	}
 	deadline(w, time.Minute)
 	var req protocol.EventsRequest
 	if err := decode(w, r, &req); err != nil {

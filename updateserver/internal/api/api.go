@@ -29,6 +29,10 @@ type Server struct {
 	Fleet     *fleet.Fleet
 	Log       *slog.Logger
 	Now       func() time.Time
+	// Limits are the rate limits (DefaultLimits when zero).
+	Limits Limits
+
+	limits *limiters
 }
 
 // maxJSONBody bounds JSON request bodies. Publishing carries signed targets
@@ -37,6 +41,10 @@ const maxJSONBody = 6 << 20
 
 // Handler returns the server's routes.
 func (s *Server) Handler() http.Handler {
+	if s.Limits == (Limits{}) {
+		s.Limits = DefaultLimits
+	}
+	s.limits = newLimiters(s.Limits, s.Log, s.Now)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	s.tufRoutes(mux)
@@ -66,7 +74,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc(v1+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, protocol.CodeNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return s.limits.limitAuthFailures(mux)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
