@@ -133,11 +133,16 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 // decode reads a JSON body of at most maxJSONBody bytes into v. Unknown
 // fields are ignored, as the protocol promises.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, maxJSONBody)
+	return decodeMax(w, r, v, maxJSONBody)
+}
+
+// decodeMax is decode with a body of at most limit bytes.
+func decodeMax(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	body := http.MaxBytesReader(w, r.Body, limit)
 	if err := json.NewDecoder(body).Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return fault.New(fault.TooLarge, "the request body is larger than %d bytes", maxJSONBody)
+			return fault.New(fault.TooLarge, "the request body is larger than %d bytes", limit)
 		}
 		if errors.Is(err, io.EOF) {
 			return fault.New(fault.Invalid, "the request body is empty: send a JSON object")

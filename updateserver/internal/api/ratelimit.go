@@ -152,9 +152,35 @@ func (l *keyLimiter) size() int {
 	return len(l.entries)
 }
 
+// inFlight admits one request at a time per key.
+type inFlight struct {
+	mu   sync.Mutex
+	busy map[string]bool
+}
+
+func (f *inFlight) enter(key string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.busy[key] {
+		return false
+	}
+	if f.busy == nil {
+		f.busy = map[string]bool{}
+	}
+	f.busy[key] = true
+	return true
+}
+
+func (f *inFlight) leave(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.busy, key)
+}
+
 // limiters are a server's rate limiters.
 type limiters struct {
 	auth, checkins, events *keyLimiter
+	eventsInFlight         inFlight // per agent credential
 	log                    *slog.Logger
 	// logLines bounds the refused-authentication log across all sources;
 	// lines it holds back are counted into the next one.

@@ -254,3 +254,51 @@ func TestAgentInputIsValidated(t *testing.T) {
 		t.Errorf("drift kept as %q", st.Drift[:3])
 	}
 }
+
+// TestOneEventBatchAtATime: while one batch of a site's events is being
+// received, another batch of the same site is answered 429 (an agent
+// sends one at a time; parallel batches would all sit in memory), and
+// other sites are not affected.
+func TestOneEventBatchAtATime(t *testing.T) {
+	s := startHTTP(t)
+	// A batch whose body arrives slowly: the server holds it in flight.
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", s.URL+"/api/v1/agent/events", pr)
+	req.Header.Set("Authorization", "Bearer "+s.A.Credential)
+	slow := make(chan int, 1)
+	go func() {
+		resp, err := s.client.Do(req)
+		if err != nil {
+			slow <- 0
+			return
+		}
+		resp.Body.Close()
+		slow <- resp.StatusCode
+	}()
+	pw.Write([]byte(`{"events":[`))
+	var code int
+	var body []byte
+	var h http.Header
+	for range 200 {
+		code, body, h = s.call(t, "POST", "/api/v1/agent/events", s.A.Credential, `{"events":[]}`)
+		if code == http.StatusTooManyRequests {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // until the slow batch is in the handler
+	}
+	wantTooMany(t, "a second batch in parallel", code, body, h)
+	if !strings.Contains(string(body), "already sending a batch of events") {
+		t.Errorf("refused for another reason: %s", body)
+	}
+	if code, body, _ := s.call(t, "POST", "/api/v1/agent/events", s.B.Credential, `{"events":[]}`); code != 200 {
+		t.Errorf("another site's batch: %d %s", code, body)
+	}
+	pw.Write([]byte(`]}`))
+	pw.Close()
+	if c := <-slow; c != 200 {
+		t.Errorf("the slow batch: %d", c)
+	}
+	if code, body, _ := s.call(t, "POST", "/api/v1/agent/events", s.A.Credential, `{"events":[]}`); code != 200 {
+		t.Errorf("the next batch after it: %d %s", code, body)
+	}
+}

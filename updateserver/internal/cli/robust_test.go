@@ -200,41 +200,46 @@ func TestEventFloodIsBounded(t *testing.T) {
 	}
 	id := resp.Assignment.JobID
 	msg := strings.Repeat("x", 12<<10)
-	batch := func(from int) []protocol.Event {
-		evs := make([]protocol.Event, 500)
+	batch := func(from, n int) []protocol.Event {
+		evs := make([]protocol.Event, n)
 		for i := range evs {
 			evs[i] = protocol.Event{JobID: id, Seq: int64(from + i), State: "downloading", Message: msg, At: time.Now()}
 		}
 		return evs
 	}
+	// 500 such events are 6 MB: more than a request may carry.
+	if _, err := a.SendEvents(ctx, batch(1, 500)); err == nil || !strings.Contains(err.Error(), "413") {
+		t.Fatalf("a 6 MB batch: %v, want 413", err)
+	}
 	dbBefore := dbSize(t, s)
-	for b := range 12 {
-		if r, err := a.SendEvents(ctx, batch(1+500*b)); err != nil || r.Accepted != 500 {
+	const per = 160 // 2 MB
+	for b := range 25 {
+		if r, err := a.SendEvents(ctx, batch(1+per*b, per)); err != nil || r.Accepted != per {
 			t.Fatalf("batch %d: %+v %v", b, r, err)
 		}
 	}
 	// A batch delivered again after its events were dropped stays dropped.
-	if r, err := a.SendEvents(ctx, batch(1)); err != nil || r.Accepted != 0 {
+	if r, err := a.SendEvents(ctx, batch(1, per)); err != nil || r.Accepted != 0 {
 		t.Fatalf("old batch again: %+v %v", r, err)
 	}
 	j := s.history(t, support, "acme-prod")[0]
-	if len(j.Events) != 500 || j.EventsDropped != 5500 {
-		t.Fatalf("job keeps %d events, %d dropped; want 500 and 5500", len(j.Events), j.EventsDropped)
+	if len(j.Events) != 500 || j.EventsDropped != 3500 {
+		t.Fatalf("job keeps %d events, %d dropped; want 500 and 3500", len(j.Events), j.EventsDropped)
 	}
-	if j.Events[0].Seq != 1 || j.Events[1].Seq != 5502 || j.Events[499].Seq != 6000 {
+	if j.Events[0].Seq != 1 || j.Events[1].Seq != 3502 || j.Events[499].Seq != 4000 {
 		t.Errorf("kept seqs %d, %d ... %d; want the first and the newest", j.Events[0].Seq, j.Events[1].Seq, j.Events[499].Seq)
 	}
 	m := j.Events[499].Message
 	if len(m) > protocol.KeepMessage || !strings.HasSuffix(m, "… (truncated, 12288 bytes)") {
 		t.Errorf("message of %d bytes ends %q", len(m), m[max(0, len(m)-40):])
 	}
-	// 6000 events of 12 KB are 72 MB. Kept: 500 of 2 KiB, with the
+	// 4000 events of 12 KB are 48 MB. Kept: 500 of 2 KiB, with the
 	// write-ahead log (a few MB until a checkpoint) and free pages.
 	if grew := dbSize(t, s) - dbBefore; grew > 16<<20 {
 		t.Errorf("the database grew by %d KB", grew>>10)
 	}
 	out := s.mustCLI(support, "history", "--site", "acme-prod")
-	if !strings.Contains(out, "5500 events dropped") {
+	if !strings.Contains(out, "3500 events dropped") {
 		t.Errorf("history does not say events were dropped:\n%.600s", out)
 	}
 }
