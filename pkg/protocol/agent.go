@@ -227,5 +227,10 @@ type Job struct {
 	CreatedBy string     `json:"created_by"`
 	StartedAt *time.Time `json:"started_at,omitempty"`
 	EndedAt   *time.Time `json:"ended_at,omitempty"`
-	Events    []Event    `json:"events"`
+	// Events are the job's steps, in order: its first event and its
+	// newest ones. The server keeps a bounded number per job;
+	// EventsDropped counts those it dropped between the first and the
+	// rest.
+	Events        []Event `json:"events"`
+	EventsDropped int     `json:"events_dropped,omitempty"`
 }

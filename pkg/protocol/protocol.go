@@ -26,8 +26,10 @@ const (
 	CodeNotFound     = "not_found"
 	CodeConflict     = "conflict"
 	CodeTooLarge     = "too_large"
-	CodeInternal     = "internal"
-	CodeUnavailable  = "unavailable"
+	// CodeTooManyRequests comes with a Retry-After header (seconds).
+	CodeTooManyRequests = "too_many_requests"
+	CodeInternal        = "internal"
+	CodeUnavailable     = "unavailable"
 )
 
 // ErrorResponse is the body of every non-2xx API answer:

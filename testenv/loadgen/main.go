@@ -1,20 +1,39 @@
 // Command loadgen simulates many agents against a running update server,
-// speaking the real agent protocol (pkg/agentapi) over loopback, and
-// measures how long an upgrade support triggers takes to reach them:
-// trigger -> assignment received (the job starts) for every agent.
+// speaking the real agent protocol (pkg/agentapi) over loopback. It runs
+// one scenario:
+//
+//   - upgrade (default): how long an upgrade support triggers takes to
+//     reach every agent: trigger -> assignment received (the job starts).
+//     It enrolls the agents (one enroll token), publishes tiny releases of
+//     a product of its own, lets every agent long-poll, then per round
+//     triggers one client-wide upgrade and records, per agent, when the
+//     assignment arrived; agents then report the job done as a real agent
+//     would. It prints p50/p90/p99/max per round and overall.
+//   - event-flood: one agent credential posts --flood-requests batches of
+//     --flood-events events with --flood-message bytes each for its job,
+//     then asks for the site's history, while --agents normal agents check
+//     in once a second each.
+//   - checkin-flood: one agent credential checks in as fast as
+//     --flood-workers connections allow, for --duration, while the normal
+//     agents check in once a second each.
+//   - auth-flood: check-ins with made-up agent credentials as fast as
+//     --flood-workers connections allow, for --duration, beside the normal
+//     agents.
+//
+// The flood scenarios print, benchmark-style, the server's peak resident
+// memory during the flood (with --pid, read from /proc), the growth of its
+// database (with --db), how the flood was answered, and p50/p99/max of the
+// normal agents' check-ins during it.
 //
 //	loadgen --server http://127.0.0.1:8080 --token "$(cat DATA/admin.token)" --agents 1000 --rounds 3
+//	loadgen --token "$(cat DATA/admin.token)" --scenario event-flood --pid "$SERVER_PID" --db DATA/updateserver.db
 //
-// It enrolls the agents (one enroll token), publishes two tiny releases of
-// a product of its own, lets every agent long-poll, then per round triggers
-// one client-wide upgrade and records, per agent, when the assignment
-// arrived; agents then report the job done as a real agent would. It
-// prints p50/p90/p99/max per round and overall. Bounded: it stops after
-// --rounds or --timeout.
+// Bounded: it stops after --rounds (or --duration) or --timeout.
 package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,10 +56,19 @@ import (
 func main() {
 	server := flag.String("server", "http://127.0.0.1:8080", "update server URL (loopback only)")
 	token := flag.String("token", os.Getenv("UPDATESERVER_TOKEN"), "admin token")
-	agents := flag.Int("agents", 1000, "simulated agents")
-	rounds := flag.Int("rounds", 3, "upgrades to trigger")
+	scenario := flag.String("scenario", "upgrade", "upgrade, event-flood, checkin-flood or auth-flood")
+	agents := flag.Int("agents", 0, "simulated agents (default 1000 for upgrade, 50 normal agents beside a flood)")
+	rounds := flag.Int("rounds", 3, "upgrades to trigger (upgrade)")
 	timeout := flag.Duration("timeout", 5*time.Minute, "give up after this long")
 	client := flag.String("client", fmt.Sprintf("loadgen-%d", time.Now().Unix()), "client name for the simulated sites")
+	var fl flood
+	flag.IntVar(&fl.pid, "pid", 0, "the server's process ID, to sample its resident memory (Linux /proc)")
+	flag.StringVar(&fl.db, "db", "", "the server's database file, to measure its growth")
+	flag.DurationVar(&fl.duration, "duration", 10*time.Second, "how long a check-in or auth flood lasts")
+	flag.IntVar(&fl.workers, "flood-workers", 32, "concurrent connections of the flood")
+	flag.IntVar(&fl.requests, "flood-requests", 20, "event batches the event flood posts")
+	flag.IntVar(&fl.events, "flood-events", 500, "events per batch (event-flood)")
+	flag.IntVar(&fl.message, "flood-message", 12<<10, "bytes per event message (event-flood)")
 	flag.Parse()
 	if *token == "" {
 		fmt.Fprintln(os.Stderr, "loadgen: --token (admin) is required")
@@ -48,7 +76,18 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	if err := run(ctx, *server, *token, *client, *agents, *rounds); err != nil {
+	var err error
+	switch *scenario {
+	case "upgrade":
+		err = run(ctx, *server, *token, *client, cmp.Or(*agents, 1000), *rounds)
+	case "event-flood", "checkin-flood", "auth-flood":
+		fl.scenario, fl.normal = *scenario, cmp.Or(*agents, 50)
+		err = fl.run(ctx, *server, *token, *client)
+	default:
+		fmt.Fprintf(os.Stderr, "loadgen: --scenario %q: use upgrade, event-flood, checkin-flood or auth-flood\n", *scenario)
+		os.Exit(2)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}

@@ -61,13 +61,22 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, resp)
 }
 
+// maxAgentBody bounds an agent's check-in or batch of events: a real
+// agent's batch of 200 events with hook output in their messages is well
+// below it.
+const maxAgentBody = 2 << 20
+
 // maxWait caps a long-poll.
 const maxWait = 5 * time.Minute
 
 func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
+	if ok, retry := s.limits.checkins.allow(agentSite(r)); !ok {
+		tooMany(w, retry, "too many check-ins from site "+agentSite(r)+" (an agent checks in about once per poll interval)")
+		return
+	}
 	deadline(w, time.Minute)
 	var req protocol.CheckinRequest
-	if err := decode(w, r, &req); err != nil {
+	if err := decodeMax(w, r, &req, maxAgentBody); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -91,9 +100,20 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) agentEvents(w http.ResponseWriter, r *http.Request) {
+	if ok, retry := s.limits.events.allow(agentSite(r)); !ok {
+		tooMany(w, retry, "too many event batches from site "+agentSite(r)+" (send up to 500 events per batch)")
+		return
+	}
+	// One batch at a time per site, as an agent sends them: a flood of
+	// parallel batches would hold their bodies in memory all at once.
+	if !s.limits.eventsInFlight.enter(agentSite(r)) {
+		tooMany(w, time.Second, "site "+agentSite(r)+" is already sending a batch of events: send one at a time")
+		return
+	}
+	defer s.limits.eventsInFlight.leave(agentSite(r))
 	deadline(w, time.Minute)
 	var req protocol.EventsRequest
-	if err := decode(w, r, &req); err != nil {
+	if err := decodeMax(w, r, &req, maxAgentBody); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -29,6 +29,10 @@ type Server struct {
 	Fleet     *fleet.Fleet
 	Log       *slog.Logger
 	Now       func() time.Time
+	// Limits are the rate limits (DefaultLimits when zero).
+	Limits Limits
+
+	limits *limiters
 }
 
 // maxJSONBody bounds JSON request bodies. Publishing carries signed targets
@@ -37,6 +41,10 @@ const maxJSONBody = 6 << 20
 
 // Handler returns the server's routes.
 func (s *Server) Handler() http.Handler {
+	if s.Limits == (Limits{}) {
+		s.Limits = DefaultLimits
+	}
+	s.limits = newLimiters(s.Limits, s.Log, s.Now)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	s.tufRoutes(mux)
@@ -70,7 +78,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc(v1+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, protocol.CodeNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return s.limits.limitAuthFailures(mux)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
@@ -129,11 +137,16 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 // decode reads a JSON body of at most maxJSONBody bytes into v. Unknown
 // fields are ignored, as the protocol promises.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, maxJSONBody)
+	return decodeMax(w, r, v, maxJSONBody)
+}
+
+// decodeMax is decode with a body of at most limit bytes.
+func decodeMax(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	body := http.MaxBytesReader(w, r.Body, limit)
 	if err := json.NewDecoder(body).Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return fault.New(fault.TooLarge, "the request body is larger than %d bytes", maxJSONBody)
+			return fault.New(fault.TooLarge, "the request body is larger than %d bytes", limit)
 		}
 		if errors.Is(err, io.EOF) {
 			return fault.New(fault.Invalid, "the request body is empty: send a JSON object")

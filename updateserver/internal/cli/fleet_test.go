@@ -193,7 +193,7 @@ func TestUpgradeFlow(t *testing.T) {
 	}
 	bjob := s.history(t, viewer, "acme-test")[0]
 	b.SendEvents(ctx, []protocol.Event{{JobID: bjob.ID, Seq: 1, State: "downloading", At: time.Now()}})
-	if r := s.cli(support, "upgrade", "--site", "acme-test", "--to", "1.1.0"); r.code != 1 || !strings.Contains(r.stderr, "upgrading now") {
+	if r := s.cli(support, "upgrade", "--site", "acme-test", "--to", "1.1.0"); r.code != 1 || !strings.Contains(r.stderr, "is running job "+bjob.ID+" (1.0.0 -> 1.1.0): wait for it to end\n") {
 		t.Errorf("upgrade during a running job: exit %d %q", r.code, r.stderr)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/fleet"
 )
 
 func newSitesCmd(stdio IO) *cobra.Command {
@@ -107,7 +108,10 @@ func printJob(w io.Writer, j protocol.Job) {
 		fmt.Fprintf(w, ": %s", j.Reason)
 	}
 	fmt.Fprintf(w, "\n  created %s by %s\n", j.CreatedAt.Local().Format(time.RFC3339), j.CreatedBy)
-	for _, e := range j.Events {
+	for i, e := range j.Events {
+		if i == 1 && j.EventsDropped > 0 {
+			fmt.Fprintf(w, "         … %d events dropped (the server keeps a job's first and newest events) …\n", j.EventsDropped)
+		}
 		msg := ""
 		if e.Message != "" {
 			msg = "  " + e.Message
@@ -178,25 +182,34 @@ the site's maintenance window; --now overrides it for emergencies
 }
 
 func newHistoryCmd(stdio IO) *cobra.Command {
-	var site string
+	var site, before string
+	var limit int
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "history --site S [--json]",
+		Use:   "history --site S [--limit N] [--before JOB_ID] [--json]",
 		Short: "A site's jobs, newest first, with their events",
-		Args:  noArgs,
+		Long: `A site's jobs, newest first, with their events: the newest --limit jobs,
+or with --before JOB_ID the ones older than that job (the text output
+ends with the command that shows the next page).`,
+		Args: noArgs,
 	}
 	api := withAPI(cmd, stdio)
 	cmd.Flags().StringVar(&site, "site", "", "the site")
+	cmd.Flags().IntVar(&limit, "limit", fleet.DefaultHistoryLimit, fmt.Sprintf("how many jobs to show (at most %d)", fleet.MaxHistoryLimit))
+	cmd.Flags().StringVar(&before, "before", "", "show the jobs older than this job")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "site"); err != nil {
 			return err
 		}
+		if limit < 1 || limit > fleet.MaxHistoryLimit {
+			return usagef("--limit %d: give a number from 1 to %d", limit, fleet.MaxHistoryLimit)
+		}
 		c, err := api.client()
 		if err != nil {
 			return err
 		}
-		jobs, err := c.History(cmd.Context(), site)
+		jobs, next, err := c.History(cmd.Context(), site, before, limit)
 		if err != nil {
 			return err
 		}
@@ -204,13 +217,20 @@ func newHistoryCmd(stdio IO) *cobra.Command {
 			return printJSON(stdio.Stdout, jobs)
 		}
 		if len(jobs) == 0 {
-			fmt.Fprintf(stdio.Stdout, "%s has no jobs yet\n", site)
+			if before != "" {
+				fmt.Fprintf(stdio.Stdout, "%s has no jobs older than %s\n", site, before)
+			} else {
+				fmt.Fprintf(stdio.Stdout, "%s has no jobs yet\n", site)
+			}
 		}
 		for i, j := range jobs {
 			if i > 0 {
 				fmt.Fprintln(stdio.Stdout)
 			}
 			printJob(stdio.Stdout, j)
+		}
+		if next != "" {
+			fmt.Fprintf(stdio.Stdout, "\nolder jobs: updateserver history --site %s --before %s\n", site, next)
 		}
 		return nil
 	}

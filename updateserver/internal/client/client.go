@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -63,6 +64,12 @@ func (e *APIError) Error() string { return e.Message }
 // Do sends a request with body (an io.Reader is streamed, anything else
 // JSON-encoded, nil is no body) and decodes a JSON answer into out.
 func (c *Client) Do(ctx context.Context, method, path string, body any, out any) error {
+	_, err := c.do(ctx, method, path, body, out)
+	return err
+}
+
+// do is Do that also returns the answer's headers.
+func (c *Client) do(ctx context.Context, method, path string, body any, out any) (http.Header, error) {
 	var rd io.Reader
 	ctype := ""
 	switch b := body.(type) {
@@ -72,13 +79,13 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, out any)
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd, ctype = bytes.NewReader(j), "application/json"
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
@@ -88,19 +95,19 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, out any)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return c.transportError(err)
+		return nil, c.transportError(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		return decodeError(resp)
+		return resp.Header, decodeError(resp)
 	}
 	if out == nil {
-		return nil
+		return resp.Header, nil
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
-		return fmt.Errorf("the server's answer is not valid JSON: %w", err)
+		return resp.Header, fmt.Errorf("the server's answer is not valid JSON: %w", err)
 	}
-	return nil
+	return resp.Header, nil
 }
 
 // Get fetches a raw path (such as a TUF file) and returns its body.
@@ -272,11 +279,39 @@ func (c *Client) Site(ctx context.Context, site string) (protocol.Site, error) {
 	return out, err
 }
 
-// History lists a site's jobs, newest first.
-func (c *Client) History(ctx context.Context, site string) ([]protocol.Job, error) {
-	var out []protocol.Job
-	err := c.Do(ctx, http.MethodGet, protocol.APIVersion+"/sites/"+url.PathEscape(site)+"/history", nil, &out)
-	return out, err
+// History lists one page of a site's jobs, newest first: at most limit
+// (0: the server's default) older than job before ("" for the newest).
+// next is the cursor of the page after it, "" on the last page.
+func (c *Client) History(ctx context.Context, site, before string, limit int) (jobs []protocol.Job, next string, err error) {
+	q := url.Values{}
+	if before != "" {
+		q.Set("before", before)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	h, err := c.do(ctx, http.MethodGet, protocol.APIVersion+"/sites/"+url.PathEscape(site)+"/history?"+q.Encode(), nil, &jobs)
+	if err != nil {
+		return nil, "", err
+	}
+	return jobs, nextCursor(h), nil
+}
+
+// nextCursor reads the before= of a Link header's rel="next" URL.
+func nextCursor(h http.Header) string {
+	for _, link := range h.Values("Link") {
+		for part := range strings.SplitSeq(link, ",") {
+			target, params, ok := strings.Cut(strings.TrimSpace(part), ";")
+			if !ok || !strings.Contains(params, `rel="next"`) {
+				continue
+			}
+			u, err := url.Parse(strings.Trim(strings.TrimSpace(target), "<>"))
+			if err == nil {
+				return u.Query().Get("before")
+			}
+		}
+	}
+	return ""
 }
 
 // Upgrade assigns a version to a site or a client.

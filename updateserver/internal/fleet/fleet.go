@@ -251,37 +251,55 @@ func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor 
 // Checkin records an agent's report and answers with its assignment. With
 // wait > 0 it holds the call until the site has an assignment the agent
 // does not know yet, or wait runs out.
+//
+// A job's result is what the agent reports about that job, by its ID:
+// nothing is inferred from the installed version. A job handed out in
+// the answer is recorded as picked up before the answer leaves, so that
+// an upgrade made meanwhile cannot supersede it.
 func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRequest, wait time.Duration) (protocol.CheckinResponse, error) {
+	if err := validateCheckin(&req); err != nil {
+		return protocol.CheckinResponse{}, err
+	}
 	now := f.now()
 	if err := f.Store.Checkin(ctx, now, site, req); err != nil {
 		return protocol.CheckinResponse{}, err
 	}
-	if j := req.Job; j != nil && j.Result != "" && j.Result != protocol.ResultPending && j.Result != protocol.ResultRunning {
-		if err := f.Store.CompleteJob(ctx, now, site, j.ID, j.Result, ""); err != nil {
-			return protocol.CheckinResponse{}, err
-		}
-	}
-	// A site that runs its job's target version has done the job.
-	if open, _, err := f.Store.OpenJob(ctx, site); err == nil && req.InstalledVersion != "" && versions.Equal(open.To, req.InstalledVersion) {
-		if err := f.Store.CompleteJob(ctx, now, site, open.ID, protocol.ResultSucceeded, ""); err != nil {
-			return protocol.CheckinResponse{}, err
-		}
-	}
 	known := ""
-	if req.Job != nil {
-		known = req.Job.ID
+	if j := req.Job; j != nil {
+		known = j.ID
+		switch j.Result {
+		case protocol.ResultSucceeded, protocol.ResultRolledBack, protocol.ResultFailed:
+			if err := f.Store.CompleteJob(ctx, now, site, j.ID, j.Result, ""); err != nil {
+				return protocol.CheckinResponse{}, err
+			}
+		default:
+			// The agent works on this job: it has picked it up.
+			if open, err := f.Store.OpenJob(ctx, site); err == nil && open.Job.ID == j.ID && !open.HandedOut {
+				if _, err := f.Store.HandOut(ctx, now, site, j.ID); err != nil {
+					return protocol.CheckinResponse{}, err
+				}
+			}
+		}
 	}
 	deadline := time.Now().Add(wait)
 	for {
 		// Subscribe before reading, so a job created in between wakes us.
 		ch := f.hub.subscribe(site)
-		resp, err := f.assignment(ctx, site)
+		resp, handedOut, err := f.assignment(ctx, site)
 		if err != nil {
 			f.hub.unsubscribe(site, ch)
 			return resp, err
 		}
+		if resp.Assignment != nil && resp.Assignment.JobID != known {
+			f.hub.unsubscribe(site, ch)
+			ok, err := f.handOut(ctx, site, resp.Assignment.JobID, handedOut)
+			if err != nil || ok {
+				return resp, err
+			}
+			continue // superseded meanwhile: read the new one
+		}
 		remaining := time.Until(deadline)
-		if (resp.Assignment != nil && resp.Assignment.JobID != known) || remaining <= 0 {
+		if remaining <= 0 {
 			f.hub.unsubscribe(site, ch)
 			return resp, nil
 		}
@@ -300,37 +318,70 @@ func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRe
 		if woke != nil && woke.JobID != known {
 			// The new job, straight from the transaction that created it:
 			// a thousand woken agents cost no reads.
-			resp.Assignment = woke
-			return resp, nil
+			ok, err := f.handOut(ctx, site, woke.JobID, false)
+			if err != nil {
+				return resp, err
+			}
+			if ok {
+				resp.Assignment = woke
+				return resp, nil
+			}
 		}
 	}
 }
 
-func (f *Fleet) assignment(ctx context.Context, site string) (protocol.CheckinResponse, error) {
+// handOut records that the site's agent gets job id in this answer,
+// unless it was already; false means the job was superseded or ended
+// meanwhile and must not be handed out.
+func (f *Fleet) handOut(ctx context.Context, site, id string, already bool) (bool, error) {
+	if already {
+		return true, nil
+	}
+	return f.Store.HandOut(ctx, f.now(), site, id)
+}
+
+func (f *Fleet) assignment(ctx context.Context, site string) (protocol.CheckinResponse, bool, error) {
 	resp := protocol.CheckinResponse{PollSeconds: int(f.PollInterval / time.Second), Window: protocol.WindowStatus{Open: true}}
-	_, a, err := f.Store.OpenJob(ctx, site)
+	open, err := f.Store.OpenJob(ctx, site)
 	if errors.Is(err, store.ErrNotFound) {
-		return resp, nil
+		return resp, false, nil
 	}
 	if err != nil {
-		return resp, err
+		return resp, false, err
 	}
-	resp.Assignment = &a
-	return resp, nil
+	resp.Assignment = &open.Assignment
+	return resp, open.HandedOut, nil
 }
 
-// Events stores a batch of a site's job events.
-func (f *Fleet) Events(ctx context.Context, site string, events []protocol.Event) (protocol.EventsResponse, error) {
-	if len(events) > maxEventBatch {
-		return protocol.EventsResponse{}, fault.New(fault.Invalid, "%d events in one batch; send at most %d", len(events), maxEventBatch)
+// validateCheckin refuses a check-in that breaks the protocol, naming the
+// field, and cleans the free text it keeps.
+func validateCheckin(req *protocol.CheckinRequest) error {
+	if err := req.Validate(); err != nil {
+		return fault.New(fault.Invalid, "check-in %v", err)
 	}
-	for _, e := range events {
-		if e.JobID == "" || e.Seq < 1 || e.State == "" {
-			return protocol.EventsResponse{}, fault.New(fault.Invalid, "every event needs job_id, seq (from 1) and state")
+	if v := req.InstalledVersion; v != "" {
+		if _, err := versions.Parse(v); err != nil {
+			return fault.New(fault.Invalid, "check-in installed_version: %q is not a version", v)
 		}
-		if len(e.Message) > 16<<10 {
-			return protocol.EventsResponse{}, fault.New(fault.Invalid, "event message over 16 KiB")
+	}
+	if req.State == "" {
+		req.State = protocol.StateIdle
+	}
+	req.Drift = protocol.CleanDrift(req.Drift)
+	return nil
+}
+
+// Events stores a batch of a site's job events. Messages are kept up to
+// protocol.KeepMessage bytes, with control characters escaped.
+func (f *Fleet) Events(ctx context.Context, site string, events []protocol.Event) (protocol.EventsResponse, error) {
+	if len(events) > MaxEventBatch {
+		return protocol.EventsResponse{}, fault.New(fault.Invalid, "%d events in one batch; send at most %d", len(events), MaxEventBatch)
+	}
+	for i := range events {
+		if err := events[i].Validate(i); err != nil {
+			return protocol.EventsResponse{}, fault.New(fault.Invalid, "%v", err)
 		}
+		events[i].Message = protocol.CleanText(events[i].Message, protocol.KeepMessage, true)
 	}
 	n, err := f.Store.AddEvents(ctx, f.now(), site, events)
 	if errors.Is(err, store.ErrNotFound) {
@@ -342,7 +393,8 @@ func (f *Fleet) Events(ctx context.Context, site string, events []protocol.Event
 	return protocol.EventsResponse{Accepted: n, Duplicate: len(events) - n}, nil
 }
 
-const maxEventBatch = 500
+// MaxEventBatch bounds the events of one request.
+const MaxEventBatch = 500
 
 // SweepStaleJobs fails jobs without progress for JobTimeout.
 func (f *Fleet) SweepStaleJobs(ctx context.Context) error {
@@ -379,7 +431,7 @@ func (f *Fleet) Site(ctx context.Context, name string) (protocol.Site, error) {
 	if err != nil {
 		return st, err
 	}
-	jobs, err := f.Store.SiteJobs(ctx, name, 10)
+	jobs, err := f.Store.SiteJobs(ctx, name, "", 10)
 	if err != nil {
 		return st, err
 	}
@@ -393,15 +445,60 @@ func (f *Fleet) Site(ctx context.Context, name string) (protocol.Site, error) {
 			st.LastJob = &j
 		}
 	}
+	for _, j := range []*protocol.Job{st.CurrentJob, st.LastJob} {
+		if j == nil {
+			continue
+		}
+		if j.Events, err = f.Store.JobEvents(ctx, j.ID); err != nil {
+			return st, err
+		}
+	}
 	return st, nil
 }
 
-// History returns a site's jobs, newest first.
-func (f *Fleet) History(ctx context.Context, site string) ([]protocol.Job, error) {
-	if _, err := f.Store.GetSite(ctx, site); errors.Is(err, store.ErrNotFound) {
-		return nil, fault.New(fault.NotFound, "site %s is not enrolled: see sites list", site)
+// History paging: how many jobs a page holds by default and at most.
+const (
+	DefaultHistoryLimit = 20
+	MaxHistoryLimit     = 50
+)
+
+// HistoryPage is one page of a site's jobs, newest first, without their
+// events (JobEvents reads them one job at a time, so a page never holds
+// more than one job's events in memory). Next is the cursor of the page
+// after it ("" on the last page).
+type HistoryPage struct {
+	Jobs []protocol.Job
+	Next string
+}
+
+// History returns up to limit of a site's jobs older than job before
+// ("" for the newest), newest first.
+func (f *Fleet) History(ctx context.Context, site, before string, limit int) (HistoryPage, error) {
+	if limit < 1 || limit > MaxHistoryLimit {
+		return HistoryPage{}, fault.New(fault.Invalid, "limit %d: give a number from 1 to %d", limit, MaxHistoryLimit)
 	}
-	return f.Store.SiteJobs(ctx, site, 1000)
+	if _, err := f.Store.GetSite(ctx, site); errors.Is(err, store.ErrNotFound) {
+		return HistoryPage{}, fault.New(fault.NotFound, "site %s is not enrolled: see sites list", site)
+	} else if err != nil {
+		return HistoryPage{}, err
+	}
+	jobs, err := f.Store.SiteJobs(ctx, site, before, limit+1)
+	if errors.Is(err, store.ErrBadCursor) {
+		return HistoryPage{}, fault.New(fault.Invalid, "before %s is not a job of site %s: give a job ID from its history", before, site)
+	}
+	if err != nil {
+		return HistoryPage{}, err
+	}
+	p := HistoryPage{Jobs: jobs}
+	if len(jobs) > limit {
+		p.Jobs, p.Next = jobs[:limit], jobs[limit-1].ID
+	}
+	return p, nil
+}
+
+// JobEvents returns a job's events (at most store.MaxJobEvents).
+func (f *Fleet) JobEvents(ctx context.Context, id string) ([]protocol.Event, error) {
+	return f.Store.JobEvents(ctx, id)
 }
 
 // hub wakes long-polling check-ins when their site gets a job, handing

@@ -253,6 +253,13 @@ ALTER TABLE enroll_tokens ADD COLUMN replace_site INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE enroll_tokens ADD COLUMN revoked_at TEXT;
 ALTER TABLE enroll_tokens ADD COLUMN revoked_by TEXT NOT NULL DEFAULT '';
 `,
+	// 5: when an agent was handed a job (it is then never
+	// superseded), and the events a job's cap dropped (through which seq).
+	`
+ALTER TABLE jobs ADD COLUMN handed_out_at TEXT;
+ALTER TABLE jobs ADD COLUMN events_dropped INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN events_dropped_through INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // SchemaVersion is the schema version this code writes.
