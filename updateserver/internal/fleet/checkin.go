@@ -1,0 +1,160 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/pkg/versions"
+	"github.com/dropless/dropless/updateserver/internal/fault"
+	"github.com/dropless/dropless/updateserver/internal/store"
+)
+
+// Checkin records an agent's report and answers with its assignment. With
+// wait > 0 it holds the call until the site has an assignment the agent
+// does not know yet, or wait runs out.
+//
+// A job's result is what the agent reports about that job, by its ID:
+// nothing is inferred from the installed version. A job handed out in
+// the answer is recorded as picked up before the answer leaves, so that
+// an upgrade made meanwhile cannot supersede it.
+func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRequest, wait time.Duration) (protocol.CheckinResponse, error) {
+	if err := validateCheckin(&req); err != nil {
+		return protocol.CheckinResponse{}, err
+	}
+	now := f.now()
+	if err := f.Store.Checkin(ctx, now, site, req); err != nil {
+		return protocol.CheckinResponse{}, err
+	}
+	known := ""
+	if j := req.Job; j != nil {
+		known = j.ID
+		switch j.Result {
+		case protocol.ResultSucceeded, protocol.ResultRolledBack, protocol.ResultFailed:
+			if err := f.Store.CompleteJob(ctx, now, site, j.ID, j.Result, ""); err != nil {
+				return protocol.CheckinResponse{}, err
+			}
+		default:
+			// The agent works on this job: it has picked it up.
+			if open, err := f.Store.OpenJob(ctx, site); err == nil && open.Job.ID == j.ID && !open.HandedOut {
+				if _, err := f.Store.HandOut(ctx, now, site, j.ID); err != nil {
+					return protocol.CheckinResponse{}, err
+				}
+			}
+		}
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		// Subscribe before reading, so a job created in between wakes us.
+		ch := f.hub.subscribe(site)
+		resp, handedOut, err := f.assignment(ctx, site)
+		if err != nil {
+			f.hub.unsubscribe(site, ch)
+			return resp, err
+		}
+		if resp.Assignment != nil && resp.Assignment.JobID != known {
+			f.hub.unsubscribe(site, ch)
+			ok, err := f.handOut(ctx, site, resp.Assignment.JobID, handedOut)
+			if err != nil || ok {
+				return resp, err
+			}
+			continue // superseded meanwhile: read the new one
+		}
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			f.hub.unsubscribe(site, ch)
+			return resp, nil
+		}
+		t := time.NewTimer(remaining)
+		var woke *protocol.Assignment
+		select {
+		case woke = <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		f.hub.unsubscribe(site, ch)
+		if ctx.Err() != nil {
+			return resp, nil
+		}
+		if woke != nil && woke.JobID != known {
+			// The new job, straight from the transaction that created it:
+			// a thousand woken agents cost no reads.
+			ok, err := f.handOut(ctx, site, woke.JobID, false)
+			if err != nil {
+				return resp, err
+			}
+			if ok {
+				resp.Assignment = woke
+				return resp, nil
+			}
+		}
+	}
+}
+
+// handOut records that the site's agent gets job id in this answer,
+// unless it was already; false means the job was superseded or ended
+// meanwhile and must not be handed out.
+func (f *Fleet) handOut(ctx context.Context, site, id string, already bool) (bool, error) {
+	if already {
+		return true, nil
+	}
+	return f.Store.HandOut(ctx, f.now(), site, id)
+}
+
+func (f *Fleet) assignment(ctx context.Context, site string) (protocol.CheckinResponse, bool, error) {
+	resp := protocol.CheckinResponse{PollSeconds: int(f.PollInterval / time.Second), Window: protocol.WindowStatus{Open: true}}
+	open, err := f.Store.OpenJob(ctx, site)
+	if errors.Is(err, store.ErrNotFound) {
+		return resp, false, nil
+	}
+	if err != nil {
+		return resp, false, err
+	}
+	resp.Assignment = &open.Assignment
+	return resp, open.HandedOut, nil
+}
+
+// validateCheckin refuses a check-in that breaks the protocol, naming the
+// field, and cleans the free text it keeps.
+func validateCheckin(req *protocol.CheckinRequest) error {
+	if err := req.Validate(); err != nil {
+		return fault.New(fault.Invalid, "check-in %v", err)
+	}
+	if v := req.InstalledVersion; v != "" {
+		if _, err := versions.Parse(v); err != nil {
+			return fault.New(fault.Invalid, "check-in installed_version: %q is not a version", v)
+		}
+	}
+	if req.State == "" {
+		req.State = protocol.StateIdle
+	}
+	req.Drift = protocol.CleanDrift(req.Drift)
+	return nil
+}
+
+// Events stores a batch of a site's job events. Messages are kept up to
+// protocol.KeepMessage bytes, with control characters escaped.
+func (f *Fleet) Events(ctx context.Context, site string, events []protocol.Event) (protocol.EventsResponse, error) {
+	if len(events) > MaxEventBatch {
+		return protocol.EventsResponse{}, fault.New(fault.Invalid, "%d events in one batch; send at most %d", len(events), MaxEventBatch)
+	}
+	for i := range events {
+		if err := events[i].Validate(i); err != nil {
+			return protocol.EventsResponse{}, fault.New(fault.Invalid, "%v", err)
+		}
+		events[i].Message = protocol.CleanText(events[i].Message, protocol.KeepMessage, true)
+	}
+	n, err := f.Store.AddEvents(ctx, f.now(), site, events)
+	if errors.Is(err, store.ErrNotFound) {
+		return protocol.EventsResponse{}, &fault.Error{Kind: fault.Forbidden, Msg: err.Error(), Err: err}
+	}
+	if err != nil {
+		return protocol.EventsResponse{}, err
+	}
+	return protocol.EventsResponse{Accepted: n, Duplicate: len(events) - n}, nil
+}
+
+// MaxEventBatch bounds the events of one request.
+const MaxEventBatch = 500
