@@ -200,8 +200,11 @@ type Site struct {
 
 // UpgradeRequest is the body of POST /api/v1/upgrades.
 type UpgradeRequest struct {
-	Site              string `json:"site,omitempty"`
-	Client            string `json:"client,omitempty"`
+	Site   string `json:"site,omitempty"`
+	Client string `json:"client,omitempty"`
+	// Product is the sites' own product ("" for it) or updateagent, the
+	// agent itself.
+	Product           string `json:"product,omitempty"`
 	To                string `json:"to"`
 	Now               bool   `json:"now,omitempty"`
 	AcceptDrift       bool   `json:"accept_drift,omitempty"`
@@ -212,6 +215,11 @@ type UpgradeRequest struct {
 // UpgradeResponse lists the jobs created.
 type UpgradeResponse struct {
 	Jobs []Job `json:"jobs"`
+	// Done lists the sites already on the version: nothing to do there.
+	Done []string `json:"done,omitempty"`
+	// Offline lists the sites that got jobs but have not checked in for
+	// three poll intervals (or never): their jobs wait until they do.
+	Offline []string `json:"offline,omitempty"`
 }
 
 // Job is one site's attempt to move from one version to another.

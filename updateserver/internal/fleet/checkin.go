@@ -32,13 +32,13 @@ func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRe
 		known = j.ID
 		switch j.Result {
 		case protocol.ResultSucceeded, protocol.ResultRolledBack, protocol.ResultFailed:
-			if err := f.Store.CompleteJob(ctx, now, site, j.ID, j.Result, ""); err != nil {
+			if err := f.reportEnd(ctx, now, site, j.ID, j.Result); err != nil {
 				return protocol.CheckinResponse{}, err
 			}
 		default:
 			// The agent works on this job: it has picked it up.
 			if open, err := f.Store.OpenJob(ctx, site); err == nil && open.Job.ID == j.ID && !open.HandedOut {
-				if _, err := f.Store.HandOut(ctx, now, site, j.ID); err != nil {
+				if _, err := f.pickUp(ctx, site, j.ID); err != nil {
 					return protocol.CheckinResponse{}, err
 				}
 			}
@@ -100,7 +100,7 @@ func (f *Fleet) handOut(ctx context.Context, site, id string, already bool) (boo
 	if already {
 		return true, nil
 	}
-	return f.Store.HandOut(ctx, f.now(), site, id)
+	return f.pickUp(ctx, site, id)
 }
 
 func (f *Fleet) assignment(ctx context.Context, site string) (protocol.CheckinResponse, bool, error) {
@@ -146,10 +146,7 @@ func (f *Fleet) Events(ctx context.Context, site string, events []protocol.Event
 		}
 		events[i].Message = protocol.CleanText(events[i].Message, protocol.KeepMessage, true)
 	}
-	n, err := f.Store.AddEvents(ctx, f.now(), site, events)
-	if errors.Is(err, store.ErrNotFound) {
-		return protocol.EventsResponse{}, &fault.Error{Kind: fault.Forbidden, Msg: err.Error(), Err: err}
-	}
+	n, err := f.recordEvents(ctx, f.now(), site, events)
 	if err != nil {
 		return protocol.EventsResponse{}, err
 	}

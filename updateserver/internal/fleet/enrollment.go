@@ -11,7 +11,8 @@ import (
 	"github.com/dropless/dropless/updateserver/internal/store"
 )
 
-// Enroll-token and credential prefixes.
+// EnrollTokenPrefix starts every enroll token (an agent's own credential
+// starts with protocol.AgentCredentialPrefix).
 const EnrollTokenPrefix = "dle_"
 
 // CreateEnrollToken makes a token with which agents of client enroll. With

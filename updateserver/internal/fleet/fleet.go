@@ -1,7 +1,25 @@
-// Package fleet is support's side of the server and the agents' partner:
-// enrollment, check-ins (long-polled, so an upgrade reaches a connected
-// agent at once), job events, assignments of versions to sites, and the
-// sweeper that ends jobs without progress.
+// Package fleet is support's side of the server and the agents' partner,
+// and the owner of the rules of jobs. By file:
+//
+//   - enrollment.go: enroll tokens, and agents exchanging them for their
+//     site's credential.
+//   - upgrade.go: planning (Planner.PlanSite: which jobs, one per hop,
+//     take a site's product or its agent to a version; path.go finds the
+//     hops) and Upgrade, support's upgrade of a site or a client.
+//   - jobs.go: what happens to a job, from CreateJobs to its end:
+//     supersede, hand-out, start, hop chains, timeouts, the reason. Start
+//     here to learn what happens when a job ends.
+//   - events.go: the signals (JobCreated, JobStarted, JobEnded) other
+//     parts subscribe to, and the log line of each.
+//   - checkin.go: agents' check-ins (long-polled, so that an upgrade
+//     reaches a connected agent at once) and their batches of events.
+//   - hub.go: wakes long-polling check-ins when their site gets a job.
+//   - sweeper.go: runs the timeout rule periodically.
+//   - sites.go: what support reads: a site, its history.
+//
+// The store (package store) keeps the rows and transactions; every
+// decision about a job is made here, in Go, inside one store
+// transaction.
 package fleet
 
 import (
@@ -23,7 +41,8 @@ type Fleet struct {
 	// JobTimeout fails a job without progress for this long.
 	JobTimeout time.Duration
 
-	hub hub
+	hub     hub
+	signals signals
 }
 
 func (f *Fleet) now() time.Time {

@@ -7,12 +7,7 @@ import (
 
 // SweepStaleJobs fails jobs without progress for JobTimeout.
 func (f *Fleet) SweepStaleJobs(ctx context.Context) error {
-	now := f.now()
-	ids, err := f.Store.FailStaleJobs(ctx, now, now.Add(-f.JobTimeout))
-	for _, id := range ids {
-		f.Log.Warn("job timed out", "job", id, "after", f.JobTimeout)
-	}
-	return err
+	return f.sweep(ctx, f.now(), f.JobTimeout)
 }
 
 // RunSweeper sweeps every interval until ctx ends.

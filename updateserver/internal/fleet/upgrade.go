@@ -19,8 +19,15 @@ func newJobID() string {
 	return "job-" + hex.EncodeToString(b)
 }
 
+// AgentProduct is the agent itself, a product every site runs beside its
+// own: its installed version is the agent_version of the check-ins.
+const AgentProduct = "updateagent"
+
 // Upgrade assigns version to a site or to every site of a client: one job
-// each. Sites already on that version are skipped.
+// per hop and site, of the sites' own product or, with product
+// AgentProduct, of their agents. Sites already on that version are
+// skipped (listed in Done); sites with jobs that are offline are listed
+// in Offline: their jobs wait until they check in.
 func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor string) (protocol.UpgradeResponse, error) {
 	var sites []protocol.Site
 	switch {
@@ -48,76 +55,131 @@ func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor 
 	if _, err := versions.Parse(req.To); err != nil {
 		return protocol.UpgradeResponse{}, fault.Wrap(fault.Invalid, err)
 	}
+	resp := protocol.UpgradeResponse{Jobs: []protocol.Job{}}
 	var jobs []store.NewJob
-	var out []protocol.Job
-	now := f.now()
-	type catalogue struct {
-		target protocol.Release
-		all    []protocol.Release
-	}
-	products := map[string]*catalogue{}
+	plan := f.NewPlanner()
+	opts := PlanOptions{Now: req.Now, AcceptDrift: req.AcceptDrift, AllowDowngrade: req.AllowDowngrade, AllowIrreversible: req.AllowIrreversible, CreatedBy: actor}
+	offline := map[string]bool{}
 	for _, st := range sites {
-		cat, ok := products[st.Product]
-		if !ok {
-			all, err := f.Store.ListReleases(ctx, store.ReleaseFilter{Product: st.Product})
-			if err != nil {
-				return protocol.UpgradeResponse{}, err
-			}
-			cat = &catalogue{all: all}
-			for _, r := range all {
-				if versions.Equal(r.Version, req.To) {
-					cat.target = r
-				}
-			}
-			if cat.target.Version == "" {
-				return protocol.UpgradeResponse{}, fault.New(fault.NotFound, "%s %s is not published: see release list --product %s", st.Product, req.To, st.Product)
-			}
-			products[st.Product] = cat
+		product := req.Product
+		if product == "" {
+			product = st.Product
 		}
-		if len(st.Drift) > 0 && !req.AcceptDrift {
-			return protocol.UpgradeResponse{}, fault.New(fault.Conflict, "site %s has drifted (%d changes by hand, e.g. %s): look at sites show %s, then upgrade with --accept-drift to overwrite them",
-				st.Site, len(st.Drift), st.Drift[0], st.Site)
+		if product != st.Product && product != AgentProduct {
+			return protocol.UpgradeResponse{}, fault.New(fault.Invalid, "site %s runs %s, not %s: upgrade it with product %s, or %s for its agent",
+				st.Site, st.Product, product, st.Product, AgentProduct)
 		}
-		path, err := PlanPath(cat.all, st.InstalledVersion, cat.target, req.AllowDowngrade)
+		hops, err := plan.PlanSite(ctx, st, product, req.To, opts)
 		if err != nil {
 			if fe, ok := fault.As(err); ok && len(sites) > 1 {
 				fe.Msg = "site " + st.Site + ": " + fe.Msg
 			}
 			return protocol.UpgradeResponse{}, err
 		}
-		from := st.InstalledVersion
-		for _, hop := range path {
-			j := store.NewJob{ID: newJobID(), Site: st.Site, Product: st.Product, From: from, To: hop.Version, Target: hop.Target,
-				Now: req.Now, AcceptDrift: req.AcceptDrift, AllowDowngrade: req.AllowDowngrade, AllowIrreversible: req.AllowIrreversible, CreatedBy: actor}
-			jobs = append(jobs, j)
-			out = append(out, protocol.Job{ID: j.ID, Site: j.Site, Product: j.Product, From: j.From, To: j.To, Result: protocol.ResultPending, CreatedAt: now, CreatedBy: actor, Events: []protocol.Event{}})
-			from = hop.Version
+		if len(hops) == 0 {
+			resp.Done = append(resp.Done, st.Site)
+			continue
 		}
+		if !f.Online(st) && !offline[st.Site] {
+			offline[st.Site] = true
+			resp.Offline = append(resp.Offline, st.Site)
+		}
+		jobs = append(jobs, hops...)
 	}
 	if len(jobs) == 0 {
-		return protocol.UpgradeResponse{Jobs: []protocol.Job{}}, nil
+		return resp, nil
 	}
 	target := "site " + req.Site
 	if req.Client != "" {
 		target = "client " + req.Client
 	}
-	err := f.Store.CreateJobs(ctx, now, jobs, store.Audit{Actor: actor, Action: "upgrade", Object: target,
-		Detail: fmt.Sprintf("to=%s now=%t accept_drift=%t allow_downgrade=%t allow_irreversible=%t jobs=%d", req.To, req.Now, req.AcceptDrift, req.AllowDowngrade, req.AllowIrreversible, len(jobs))})
-	if errors.Is(err, store.ErrConflict) {
-		return protocol.UpgradeResponse{}, fault.Wrap(fault.Conflict, err)
+	detail := fmt.Sprintf("to=%s now=%t accept_drift=%t allow_downgrade=%t allow_irreversible=%t jobs=%d", req.To, req.Now, req.AcceptDrift, req.AllowDowngrade, req.AllowIrreversible, len(jobs))
+	if req.Product != "" {
+		detail = "product=" + req.Product + " " + detail
 	}
+	created, err := f.CreateJobs(ctx, jobs, store.Audit{Actor: actor, Action: "upgrade", Object: target, Detail: detail})
 	if err != nil {
 		return protocol.UpgradeResponse{}, err
 	}
-	// Wake each site's long-poll with its first hop.
-	woken := map[string]bool{}
-	for _, j := range jobs {
-		if woken[j.Site] {
-			continue
+	resp.Jobs = created
+	return resp, nil
+}
+
+// Online reports whether the site checked in within three poll
+// intervals.
+func (f *Fleet) Online(st protocol.Site) bool {
+	return st.LastSeen != nil && f.now().Sub(*st.LastSeen) <= 3*f.PollInterval
+}
+
+// PlanOptions is what support confirmed for an upgrade; each planned job
+// carries it.
+type PlanOptions struct {
+	Now, AcceptDrift, AllowDowngrade, AllowIrreversible bool
+	// CreatedBy is who asked: a token's actor, or later a rollout.
+	CreatedBy string
+}
+
+// Planner plans the upgrades of sites against one read of each product's
+// releases: an upgrade of a client, a rollout's wave or a channel's
+// followers plan many sites at once. A Planner is used by one goroutine
+// for one decision, then dropped (it does not see releases published
+// after its first read of a product).
+type Planner struct {
+	store    *store.Store
+	releases map[string][]protocol.Release
+}
+
+// NewPlanner returns a planner reading this fleet's releases.
+func (f *Fleet) NewPlanner() *Planner {
+	return &Planner{store: f.Store, releases: map[string][]protocol.Release{}}
+}
+
+// PlanSite returns the jobs that take a site's product (product is
+// st.Product) or its agent (product is AgentProduct) to version to: one
+// job per hop, in order, to be created together with CreateJobs; none
+// when the site runs that version already. It refuses, with a fault
+// error that says what to do: a version not published, a site whose
+// files were changed by hand (unless opts.AcceptDrift), a downgrade
+// (unless opts.AllowDowngrade), no upgrade path.
+func (p *Planner) PlanSite(ctx context.Context, st protocol.Site, product, to string, opts PlanOptions) ([]store.NewJob, error) {
+	all, ok := p.releases[product]
+	if !ok {
+		var err error
+		if all, err = p.store.ListReleases(ctx, store.ReleaseFilter{Product: product}); err != nil {
+			return nil, err
 		}
-		woken[j.Site] = true
-		f.hub.notify(j.Site, &protocol.Assignment{JobID: j.ID, Product: j.Product, Version: j.To, Target: j.Target, From: j.From,
-			AcceptDrift: j.AcceptDrift, AllowDowngrade: j.AllowDowngrade, AllowIrreversible: j.AllowIrreversible})
+		p.releases[product] = all
 	}
-	return protocol.UpgradeResponse{Jobs: out}, nil
+	var target protocol.Release
+	for _, r := range all {
+		if versions.Equal(r.Version, to) {
+			target = r
+		}
+	}
+	if target.Version == "" {
+		return nil, fault.New(fault.NotFound, "%s %s is not published: see release list --product %s", product, to, product)
+	}
+	installed := st.InstalledVersion
+	if product == AgentProduct {
+		installed = st.AgentVersion
+		if _, err := versions.Parse(installed); installed != "" && err != nil {
+			return nil, fault.New(fault.Conflict, "site %s reports agent version %q, which is not a release of %s: install a released agent on it by hand first",
+				st.Site, installed, AgentProduct)
+		}
+	} else if len(st.Drift) > 0 && !opts.AcceptDrift {
+		return nil, fault.New(fault.Conflict, "site %s has drifted (%d changes by hand, e.g. %s): look at sites show %s, then upgrade with --accept-drift to overwrite them",
+			st.Site, len(st.Drift), st.Drift[0], st.Site)
+	}
+	path, err := PlanPath(all, installed, target, opts.AllowDowngrade)
+	if err != nil {
+		return nil, err
+	}
+	var jobs []store.NewJob
+	from := installed
+	for _, hop := range path {
+		jobs = append(jobs, store.NewJob{ID: newJobID(), Site: st.Site, Product: product, From: from, To: hop.Version, Target: hop.Target,
+			Now: opts.Now, AcceptDrift: opts.AcceptDrift, AllowDowngrade: opts.AllowDowngrade, AllowIrreversible: opts.AllowIrreversible, CreatedBy: opts.CreatedBy})
+		from = hop.Version
+	}
+	return jobs, nil
 }

@@ -1,0 +1,426 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/fault"
+	"github.com/dropless/dropless/updateserver/internal/store"
+)
+
+// The rules of a job's life, all in this file:
+//
+//   - A job is created pending (CreateJobs). Creating jobs for a site's
+//     product supersedes that product's pending jobs no agent has picked
+//     up; a job the agent has picked up is never superseded: the new
+//     upgrade is refused (a Conflict) until it ends.
+//   - The agent is handed one job at a time: its site's oldest open job
+//     (pickUp). Handing it out, or the agent reporting it works on it,
+//     picks it up.
+//   - The agent's first event of a pending job makes it running
+//     (JobStarted); every new event restarts its clock (recordEvents).
+//   - A job ends (finish, and every end goes through end, which emits
+//     JobEnded) when its agent reports the end (an event in state
+//     committed, rolled_back or failed, or a result in a check-in), when
+//     it has no progress for the job timeout (sweep: "timed out"), when a
+//     newer upgrade supersedes it, or when the hop before it does not
+//     succeed. An ended job stays as it ended, except that its agent's
+//     own report replaces a "timed out" the server concluded without it.
+//   - The hops of a multi-step upgrade are one pending job each, in
+//     order: when a hop succeeds the next one's clock starts; when it does
+//     not, the later hops are cancelled.
+//
+// The store only keeps the rows: every rule runs in Go inside one store
+// transaction (store.JobTx), and the signals of its changes are emitted
+// after it committed.
+
+// reasonTimedOut is the reason of a job the sweeper ended.
+const reasonTimedOut = "timed out"
+
+// jobRun is one transaction of job rules: the store transaction, its
+// time, and the signals its changes emit once it committed.
+type jobRun struct {
+	tx  *store.JobTx
+	now time.Time
+	out []JobEvent
+}
+
+// jobs runs fn in one store transaction at now and emits the signals of
+// its changes once the transaction committed (none when it failed).
+func (f *Fleet) jobs(ctx context.Context, now time.Time, fn func(*jobRun) error) error {
+	var r *jobRun
+	err := f.Store.WithJobs(ctx, func(tx *store.JobTx) error {
+		r = &jobRun{tx: tx, now: now}
+		return fn(r)
+	})
+	if err == nil && r != nil {
+		f.emit(r.out)
+	}
+	return err
+}
+
+func (r *jobRun) signal(t JobEventType, j store.JobRow, amends bool) {
+	r.out = append(r.out, JobEvent{Type: t, At: r.now, JobID: j.ID, Site: j.Site, Client: j.Client, Product: j.Product,
+		From: j.From, To: j.To, Result: j.Result, Reason: j.Reason, CreatedBy: j.CreatedBy, Amends: amends})
+}
+
+// end is the one place a job ends: it records result and reason
+// (none for a success) and emits JobEnded. The callers decide whether
+// the job may end; end only records it.
+func (r *jobRun) end(j store.JobRow, result, reason string, amends bool) error {
+	if result == protocol.ResultSucceeded {
+		reason = ""
+	}
+	if err := r.tx.EndJob(j.ID, result, reason, r.now); err != nil {
+		return err
+	}
+	j.Result, j.Reason = result, reason
+	r.signal(JobEnded, j, amends)
+	return nil
+}
+
+// finish ends job j with result, as its agent reported it (byAgent) or as
+// the server concluded, and applies what follows from the end: the
+// site's later hops of the same product are cancelled when j did not
+// succeed, and the site's jobs waiting behind j start their clock.
+//
+// An ended job stays as it ended, except that its agent's report
+// replaces a "timed out": that end amends the first, and what followed
+// the first (the later hops cancelled) stands.
+func (r *jobRun) finish(j store.JobRow, result, reason string, byAgent bool) error {
+	amends := byAgent && j.Result == protocol.ResultFailed && j.Reason == reasonTimedOut
+	if !j.Open() && !amends {
+		return nil
+	}
+	var open []store.JobRow
+	if !amends {
+		var err error
+		if open, err = r.tx.OpenJobs(j.Site); err != nil {
+			return err
+		}
+	}
+	if err := r.end(j, result, reason, amends); err != nil {
+		return err
+	}
+	after := false
+	for _, o := range open {
+		if o.ID == j.ID {
+			after = true
+			continue
+		}
+		if !after || o.Result != protocol.ResultPending {
+			continue
+		}
+		if o.Product == j.Product && result != protocol.ResultSucceeded {
+			if err := r.end(o, protocol.ResultFailed, fmt.Sprintf("cancelled: the step before it (%s) ended %s", j.ID, result), false); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := r.tx.Progress(o.ID, r.now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// supersede makes way for a new upgrade (its first job by) of a site's
+// product: the product's pending jobs no agent has picked up end,
+// superseded; a job the agent has picked up refuses the upgrade. It
+// returns how many jobs of the site's other products stay open.
+func (r *jobRun) supersede(site, product, by string) (others int, err error) {
+	open, err := r.tx.OpenJobs(site)
+	if err != nil {
+		return 0, err
+	}
+	var gone []store.JobRow
+	for _, o := range open {
+		if o.Product != product {
+			others++
+			continue
+		}
+		if o.Result == protocol.ResultRunning || o.PickedUp {
+			from := o.From
+			if from == "" {
+				from = "(nothing)"
+			}
+			return 0, fault.New(fault.Conflict, "site %s is running job %s (%s -> %s): wait for it to end", site, o.ID, from, o.To)
+		}
+		gone = append(gone, o)
+	}
+	for _, o := range gone {
+		if err := r.end(o, protocol.ResultFailed, "cancelled: superseded by job "+by, false); err != nil {
+			return 0, err
+		}
+	}
+	return others, nil
+}
+
+// CreateJobs creates jobs in one transaction, in order: the jobs of one
+// site and product are the hops of one upgrade, run one after the other.
+// Before a site's product gets its new jobs, its pending jobs no agent
+// has picked up are superseded; a job an agent has picked up refuses the
+// whole set (fault.Conflict), nothing is created. The site's target
+// version becomes its last job's (jobs of the site's own product only).
+//
+// The audit entry a is written in the same transaction. It returns the
+// jobs as created. Once committed,
+// each job emits JobCreated (superseded ones JobEnded), and a site whose
+// new job is its next assignment has its long-poll woken with it.
+func (f *Fleet) CreateJobs(ctx context.Context, jobs []store.NewJob, a store.Audit) ([]protocol.Job, error) {
+	type wakeUp struct {
+		site string
+		a    *protocol.Assignment
+	}
+	var wake []wakeUp
+	now := f.now()
+	err := f.jobs(ctx, now, func(r *jobRun) error {
+		wake = nil
+		type siteProduct struct{ site, product string }
+		cleared := map[siteProduct]bool{}
+		sites := map[string]protocol.Site{}
+		for _, j := range jobs {
+			st, ok := sites[j.Site]
+			if !ok {
+				var err error
+				if st, err = r.tx.Site(j.Site); errors.Is(err, store.ErrNotFound) {
+					return fault.New(fault.NotFound, "site %s is not enrolled: see sites list", j.Site)
+				} else if err != nil {
+					return err
+				}
+				sites[j.Site] = st
+			}
+			if sp := (siteProduct{j.Site, j.Product}); !cleared[sp] {
+				cleared[sp] = true
+				others, err := r.supersede(j.Site, j.Product, j.ID)
+				if err != nil {
+					return err
+				}
+				// The new job is the site's next assignment when no
+				// other job of the site is open.
+				if others == 0 {
+					wake = append(wake, wakeUp{j.Site, &protocol.Assignment{JobID: j.ID, Product: j.Product, Version: j.To, Target: j.Target, From: j.From,
+						AcceptDrift: j.AcceptDrift, AllowDowngrade: j.AllowDowngrade, AllowIrreversible: j.AllowIrreversible}})
+				}
+			}
+			if err := r.tx.InsertJob(j, r.now); err != nil {
+				return err
+			}
+			if j.Product == st.Product {
+				if err := r.tx.SetTargetVersion(j.Site, j.To); err != nil {
+					return err
+				}
+			}
+			r.signal(JobCreated, store.JobRow{ID: j.ID, Site: j.Site, Client: st.Client, Product: j.Product, From: j.From, To: j.To,
+				Result: protocol.ResultPending, CreatedBy: j.CreatedBy}, false)
+		}
+		return r.tx.Audit(r.now, a)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range wake {
+		f.hub.notify(w.site, w.a)
+	}
+	out := make([]protocol.Job, len(jobs))
+	for i, j := range jobs {
+		out[i] = protocol.Job{ID: j.ID, Site: j.Site, Product: j.Product, From: j.From, To: j.To, Result: protocol.ResultPending,
+			CreatedAt: now, CreatedBy: j.CreatedBy, Events: []protocol.Event{}}
+	}
+	return out, nil
+}
+
+// pickUp records that the site's agent has job id: handed out in a
+// check-in answer, or reported working on it. Only the site's oldest open
+// job is handed out; false means id is not that job (superseded, ended or
+// behind another one meanwhile) and must not be handed out.
+func (f *Fleet) pickUp(ctx context.Context, site, id string) (bool, error) {
+	ok := false
+	err := f.jobs(ctx, f.now(), func(r *jobRun) error {
+		ok = false
+		open, err := r.tx.OpenJobs(site)
+		if err != nil || len(open) == 0 || open[0].ID != id {
+			return err
+		}
+		ok = true
+		if open[0].PickedUp {
+			return nil
+		}
+		return r.tx.PickUp(id, r.now)
+	})
+	return ok, err
+}
+
+// reportEnd ends a site's job with result, as its agent reported it in a
+// check-in. A job of another site is ignored.
+func (f *Fleet) reportEnd(ctx context.Context, now time.Time, site, id, result string) error {
+	return f.jobs(ctx, now, func(r *jobRun) error {
+		j, err := r.tx.Job(id)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && j.Site != site) {
+			return nil // not this site's job: ignore
+		}
+		if err != nil {
+			return err
+		}
+		return r.finish(j, result, "", true)
+	})
+}
+
+// recordEvents stores a site's job events, each (job, seq) once, and moves
+// each job along: running on its first event, its clock restarted by every
+// new one, ended on a terminal one (the agent's own report of the job it
+// ran wins over what the server guessed: a job that timed out and then
+// reports its end ends so). An event of a job of another site refuses the
+// batch. It returns how many events were new.
+func (f *Fleet) recordEvents(ctx context.Context, now time.Time, site string, events []protocol.Event) (int, error) {
+	added := 0
+	err := f.jobs(ctx, now, func(r *jobRun) error {
+		added = 0
+		type seenJob struct {
+			row   store.JobRow
+			moved bool // its progress was recorded in this batch
+		}
+		seen := map[string]*seenJob{}
+		var order []string
+		for _, e := range events {
+			sj, ok := seen[e.JobID]
+			if !ok {
+				j, err := r.tx.Job(e.JobID)
+				if errors.Is(err, store.ErrNotFound) || (err == nil && j.Site != site) {
+					return fault.New(fault.Forbidden, "job %s is not a job of site %s", e.JobID, site)
+				}
+				if err != nil {
+					return err
+				}
+				sj = &seenJob{row: j}
+				seen[e.JobID] = sj
+				order = append(order, e.JobID)
+			}
+			if e.Seq <= sj.row.EventsDroppedThrough {
+				continue // delivered before, and dropped by the cap since
+			}
+			added1, err := r.tx.AddEvent(e, r.now)
+			if err != nil {
+				return err
+			}
+			if !added1 {
+				continue // delivered before
+			}
+			added++
+			if !sj.moved {
+				sj.moved = true
+				if err := r.progress(&sj.row, e.At); err != nil {
+					return err
+				}
+			}
+			if result := finalResult(e.State); result != "" {
+				if err := r.agentEnded(e, result); err != nil {
+					return err
+				}
+			}
+		}
+		for _, id := range order {
+			if seen[id].moved {
+				if err := r.tx.TrimEvents(id); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return added, err
+}
+
+// progress records that the agent reported on open job j: a pending job
+// starts running (JobStarted) at startedAt, the agent's time of its first
+// event; the job's clock restarts.
+func (r *jobRun) progress(j *store.JobRow, startedAt time.Time) error {
+	if !j.Open() {
+		return nil
+	}
+	if j.Result == protocol.ResultPending {
+		if err := r.tx.StartJob(j.ID, startedAt); err != nil {
+			return err
+		}
+		j.Result = protocol.ResultRunning
+		r.signal(JobStarted, *j, false)
+	}
+	return r.tx.Progress(j.ID, r.now)
+}
+
+// agentEnded ends the job of terminal event e with result. The reason is
+// the event's message; a rollback's also says why it rolled back (the
+// message of the job's last rolling_back event).
+func (r *jobRun) agentEnded(e protocol.Event, result string) error {
+	reason := e.Message
+	if result == protocol.ResultRolledBack {
+		why, err := r.tx.LastEventMessage(e.JobID, protocol.StateRollingBack)
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			reason = why + " (" + e.Message + ")"
+		}
+	}
+	j, err := r.tx.Job(e.JobID)
+	if err != nil {
+		return err
+	}
+	if err := r.finish(j, result, reason, true); err != nil {
+		return err
+	}
+	// The agent's check-in may have ended the job before its events
+	// arrived: the reason comes with them.
+	if result == protocol.ResultSucceeded || j.Result != result || j.Reason != "" {
+		return nil
+	}
+	return r.tx.SetReason(j.ID, reason)
+}
+
+// finalResult maps a job's terminal agent state to its result.
+func finalResult(state string) string {
+	switch state {
+	case protocol.StateCommitted:
+		return protocol.ResultSucceeded
+	case protocol.StateRolledBack:
+		return protocol.ResultRolledBack
+	case protocol.StateFailed:
+		return protocol.ResultFailed
+	}
+	return ""
+}
+
+// sweep fails every job without progress for timeout, with reason "timed
+// out". Only a site's oldest open job can be stale: a job waiting behind
+// another of its site (a later hop, or another product's job) starts its
+// clock when that one ends.
+func (f *Fleet) sweep(ctx context.Context, now time.Time, timeout time.Duration) error {
+	return f.jobs(ctx, now, func(r *jobRun) error {
+		idle, err := r.tx.OpenJobsIdleSince(now.Add(-timeout))
+		if err != nil {
+			return err
+		}
+		head := map[string]string{} // site -> its oldest open job, before this sweep
+		for _, j := range idle {
+			h, ok := head[j.Site]
+			if !ok {
+				open, err := r.tx.OpenJobs(j.Site)
+				if err != nil {
+					return err
+				}
+				h = open[0].ID
+				head[j.Site] = h
+			}
+			if h != j.ID {
+				continue
+			}
+			if err := r.finish(j, protocol.ResultFailed, reasonTimedOut, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,262 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/dropless/dropless/pkg/protocol"
+)
+
+// JobTx is one write transaction over jobs and their events: small reads
+// and writes of rows, with no rules of their own. What happens to a job
+// (supersede, hops, timeouts, the moves between pending, running and
+// ended, the reason) is decided by package fleet, in Go, inside the
+// transaction; the store keeps the rows and makes them durable together.
+//
+// A JobTx is valid only inside the function given to WithJobs.
+type JobTx struct {
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+// WithJobs runs fn in one write transaction through the store's writer
+// (a savepoint of its group commit): every write fn made is durable when
+// WithJobs returns nil, and none is when fn or the commit fails. fn runs
+// once, on the writer's goroutine: it must not block on anything but the
+// JobTx, and must not call the store's other write methods.
+func (s *Store) WithJobs(ctx context.Context, fn func(*JobTx) error) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		t := &JobTx{tx: tx}
+		defer t.close()
+		return fn(t)
+	})
+}
+
+// stmt prepares q once per transaction: an upgrade of a client with a
+// thousand sites runs the same few statements a thousand times.
+func (t *JobTx) stmt(q string) (*sql.Stmt, error) {
+	if st, ok := t.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := t.tx.Prepare(q)
+	if err != nil {
+		return nil, err
+	}
+	if t.stmts == nil {
+		t.stmts = map[string]*sql.Stmt{}
+	}
+	t.stmts[q] = st
+	return st, nil
+}
+
+func (t *JobTx) exec(q string, args ...any) error {
+	st, err := t.stmt(q)
+	if err != nil {
+		return err
+	}
+	_, err = st.Exec(args...)
+	return err
+}
+
+func (t *JobTx) close() {
+	for _, st := range t.stmts {
+		st.Close()
+	}
+}
+
+// JobRow is a job as the rules see it.
+type JobRow struct {
+	ID, Site, Product string
+	// Client is the site's client (not a column of the job).
+	Client         string
+	From, To       string
+	Target         string
+	Result, Reason string
+	CreatedBy      string
+	CreatedAt      time.Time
+	StartedAt      *time.Time
+	EndedAt        *time.Time
+	LastProgressAt time.Time
+	// PickedUp: the site's agent was handed the job in a check-in answer,
+	// or reported working on it.
+	PickedUp bool
+	// What support confirmed for the job.
+	Now, AcceptDrift, AllowDowngrade, AllowIrreversible bool
+	// EventsDroppedThrough: the job's events up to this seq were dropped
+	// by the cap (MaxJobEvents).
+	EventsDroppedThrough int64
+}
+
+// Open reports whether the job has not ended.
+func (j JobRow) Open() bool {
+	return j.Result == protocol.ResultPending || j.Result == protocol.ResultRunning
+}
+
+const jobRowColumns = `jobs.id, jobs.site, jobs.product, sites.client, jobs.from_version, jobs.to_version, jobs.target, jobs.result, jobs.reason,
+	jobs.created_by, jobs.created_at, jobs.started_at, jobs.ended_at, jobs.last_progress_at, jobs.handed_out_at IS NOT NULL,
+	jobs.now, jobs.accept_drift, jobs.allow_downgrade, jobs.allow_irreversible, jobs.events_dropped_through
+	FROM jobs JOIN sites ON sites.site = jobs.site`
+
+func scanJobRow(r scanner) (JobRow, error) {
+	var j JobRow
+	var created, progress string
+	var started, ended sql.NullString
+	err := r.Scan(&j.ID, &j.Site, &j.Product, &j.Client, &j.From, &j.To, &j.Target, &j.Result, &j.Reason,
+		&j.CreatedBy, &created, &started, &ended, &progress, &j.PickedUp,
+		&j.Now, &j.AcceptDrift, &j.AllowDowngrade, &j.AllowIrreversible, &j.EventsDroppedThrough)
+	j.CreatedAt, j.LastProgressAt = parseTime(created), parseTime(progress)
+	j.StartedAt, j.EndedAt = nullTime(started), nullTime(ended)
+	return j, err
+}
+
+func (t *JobTx) jobRows(where string, args ...any) ([]JobRow, error) {
+	st, err := t.stmt(`SELECT ` + jobRowColumns + ` WHERE ` + where + ` ORDER BY jobs.rowid`)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.Query(args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []JobRow
+	for rows.Next() {
+		j, err := scanJobRow(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}
+
+// Job returns one job; ErrNotFound when there is none with that ID.
+func (t *JobTx) Job(id string) (JobRow, error) {
+	st, err := t.stmt(`SELECT ` + jobRowColumns + ` WHERE jobs.id = ?`)
+	if err != nil {
+		return JobRow{}, err
+	}
+	j, err := scanJobRow(st.QueryRow(id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return j, ErrNotFound
+	}
+	return j, err
+}
+
+// OpenJobs returns the site's pending and running jobs of every product,
+// oldest first (in the order they were created).
+func (t *JobTx) OpenJobs(site string) ([]JobRow, error) {
+	return t.jobRows(`jobs.site = ? AND jobs.result IN ('pending','running')`, site)
+}
+
+// OpenJobsIdleSince returns the pending and running jobs of every site
+// whose last progress is older than before, oldest first.
+func (t *JobTx) OpenJobsIdleSince(before time.Time) ([]JobRow, error) {
+	return t.jobRows(`jobs.result IN ('pending','running') AND jobs.last_progress_at < ?`, formatTime(before))
+}
+
+// Site returns one site as the transaction sees it.
+func (t *JobTx) Site(site string) (protocol.Site, error) {
+	st, err := t.stmt(`SELECT ` + siteColumns + ` FROM sites WHERE site = ?`)
+	if err != nil {
+		return protocol.Site{}, err
+	}
+	s, err := scanSite(st.QueryRow(site))
+	if errors.Is(err, sql.ErrNoRows) {
+		return s, ErrNotFound
+	}
+	return s, err
+}
+
+// NewJob is a job to create: pending, its clock (last progress) started.
+type NewJob struct {
+	ID, Site, Product, From, To, Target string
+	Now, AcceptDrift, AllowDowngrade    bool
+	AllowIrreversible                   bool
+	CreatedBy                           string
+}
+
+// InsertJob creates a pending job at now.
+func (t *JobTx) InsertJob(j NewJob, now time.Time) error {
+	at := formatTime(now)
+	return t.exec(`INSERT INTO jobs (id, site, product, from_version, to_version, target, result, now, accept_drift, allow_downgrade, allow_irreversible, created_at, created_by, last_progress_at)
+		VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)`,
+		j.ID, j.Site, j.Product, j.From, j.To, j.Target, j.Now, j.AcceptDrift, j.AllowDowngrade, j.AllowIrreversible, at, j.CreatedBy, at)
+}
+
+// SetTargetVersion records the version support assigned to the site's
+// product.
+func (t *JobTx) SetTargetVersion(site, version string) error {
+	return t.exec(`UPDATE sites SET target_version = ? WHERE site = ?`, version, site)
+}
+
+// EndJob records a job's end: its result, reason and end time (and a
+// start time, the end's, if it never started).
+func (t *JobTx) EndJob(id, result, reason string, now time.Time) error {
+	at := formatTime(now)
+	return t.exec(`UPDATE jobs SET result = ?, reason = ?, ended_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?`,
+		result, reason, at, at, id)
+}
+
+// StartJob marks a job running, started at startedAt unless it had a
+// start already.
+func (t *JobTx) StartJob(id string, startedAt time.Time) error {
+	return t.exec(`UPDATE jobs SET result = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?`, formatTime(startedAt), id)
+}
+
+// PickUp records that the site's agent has the job (handed out, or
+// reported on), at now unless recorded before.
+func (t *JobTx) PickUp(id string, now time.Time) error {
+	return t.exec(`UPDATE jobs SET handed_out_at = COALESCE(handed_out_at, ?) WHERE id = ?`, formatTime(now), id)
+}
+
+// Progress restarts a job's clock: its last progress is now.
+func (t *JobTx) Progress(id string, now time.Time) error {
+	return t.exec(`UPDATE jobs SET last_progress_at = ? WHERE id = ?`, formatTime(now), id)
+}
+
+// SetReason replaces a job's reason.
+func (t *JobTx) SetReason(id, reason string) error {
+	return t.exec(`UPDATE jobs SET reason = ? WHERE id = ?`, reason, id)
+}
+
+// AddEvent stores one event of a job, received at now; it reports false
+// when (job, seq) was stored before.
+func (t *JobTx) AddEvent(e protocol.Event, now time.Time) (bool, error) {
+	st, err := t.stmt(`INSERT OR IGNORE INTO job_events (job_id, seq, state, message, at, received_at) VALUES (?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return false, err
+	}
+	res, err := st.Exec(e.JobID, e.Seq, e.State, e.Message, formatTime(e.At), formatTime(now))
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// LastEventMessage returns the message of the job's newest event in
+// state ("" when there is none).
+func (t *JobTx) LastEventMessage(id, state string) (string, error) {
+	st, err := t.stmt(`SELECT message FROM job_events WHERE job_id = ? AND state = ? ORDER BY seq DESC LIMIT 1`)
+	if err != nil {
+		return "", err
+	}
+	var msg string
+	err = st.QueryRow(id, state).Scan(&msg)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return msg, err
+}
+
+// TrimEvents applies the cap: it keeps a job's first event and its
+// newest, MaxJobEvents in all, and counts the ones it drops.
+func (t *JobTx) TrimEvents(id string) error { return trimEvents(t.tx, id) }
+
+// Audit records a change in the audit log, in this transaction.
+func (t *JobTx) Audit(now time.Time, a Audit) error {
+	return insertAudit(context.Background(), t.tx, now, a)
+}
