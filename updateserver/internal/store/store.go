@@ -1,6 +1,12 @@
 // Package store persists the update server's state in SQLite
-// (modernc.org/sqlite, no cgo): tokens, releases and their channels, the
-// signed TUF metadata, staged uploads and the audit log.
+// (modernc.org/sqlite, no cgo): operator tokens, releases and their
+// channels, the signed TUF metadata, staged uploads, enroll tokens, sites
+// (what each agent last reported), jobs and their events, and the audit
+// log. One file per resource (store_<resource>.go).
+//
+// The store keeps rows and transactions, and no rules about them beyond
+// the schema's: what happens to a job is decided by package fleet, inside
+// a transaction the store gives it (WithJobs, store_jobtx.go).
 //
 // The database runs in WAL mode with a busy timeout, foreign keys on, and
 // full fsync on commit; write transactions take the write lock up front
@@ -259,6 +265,20 @@ ALTER TABLE enroll_tokens ADD COLUMN revoked_by TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN handed_out_at TEXT;
 ALTER TABLE jobs ADD COLUMN events_dropped INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN events_dropped_through INTEGER NOT NULL DEFAULT 0;
+`,
+	// 6: jobs per (site, product): a site runs its product and the agent
+	// (product updateagent), and of each at most one job is in its
+	// agent's hands (picked up and not ended). The hops of an upgrade are
+	// several open jobs of one product, so the index bounds the picked-up
+	// ones. Servers before handed out only a site's oldest open job, so
+	// their rows satisfy it; should two be open anyway, the older ends.
+	`
+UPDATE jobs SET result = 'failed', reason = 'ended by the schema upgrade: a newer job of this site and product was picked up',
+	ended_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), started_at = COALESCE(started_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+	WHERE result IN ('pending','running') AND handed_out_at IS NOT NULL
+	AND EXISTS (SELECT 1 FROM jobs AS n WHERE n.site = jobs.site AND n.product = jobs.product AND n.rowid > jobs.rowid
+		AND n.result IN ('pending','running') AND n.handed_out_at IS NOT NULL);
+CREATE UNIQUE INDEX jobs_picked_up ON jobs (site, product) WHERE handed_out_at IS NOT NULL AND result IN ('pending','running');
 `,
 }
 
