@@ -50,7 +50,10 @@ func newTestFleetOn(t *testing.T, path string) *testFleet {
 
 type tWriter struct{ t *testing.T }
 
-func (w tWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 func (tf *testFleet) advance(d time.Duration) {
 	tf.mu.Lock()
