@@ -186,9 +186,9 @@ func TestUpgradeFlow(t *testing.T) {
 	if r := s.cli(support, "upgrade", "--site", "acme-test", "--to", "3.0.0"); r.code != 1 || !strings.Contains(r.stderr, "no upgrade path from 1.0.0") || !strings.Contains(r.stderr, ">= 2.5") {
 		t.Errorf("no path: exit %d %q", r.code, r.stderr)
 	}
-	// A client-wide upgrade skips sites already there.
+	// A client-wide upgrade skips sites already there, and says so.
 	out = s.mustCLI(support, "upgrade", "--client", "acme", "--to", "1.1.0")
-	if strings.Contains(out, "acme-prod") || !strings.Contains(out, "acme-test") {
+	if strings.Contains(out, "acme-prod: job-") || !strings.Contains(out, "acme-prod: already on 1.1.0") || !strings.Contains(out, "acme-test: job-") {
 		t.Errorf("client upgrade said %q", out)
 	}
 	bjob := s.history(t, viewer, "acme-test")[0]

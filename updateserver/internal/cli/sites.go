@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -129,23 +130,25 @@ func since(t time.Time) string {
 }
 
 func newUpgradeCmd(stdio IO) *cobra.Command {
-	var site, clientName, to string
+	var site, clientName, to, product string
 	var now, acceptDrift, allowDowngrade, allowIrreversible bool
 	cmd := &cobra.Command{
-		Use:   "upgrade (--site S | --client C) --to VERSION [--now]",
+		Use:   "upgrade (--site S | --client C) --to VERSION [--now] [--product updateagent]",
 		Short: "Assign a version to a site or to every site of a client",
 		Long: `Assign VERSION to a site, or to every site of a client: one job per site.
 Where VERSION's upgrade_from does not admit the installed version, the
 upgrade goes through the intermediate releases it needs (never a yanked
 one): one job per hop, each in history. Without --now the job waits for
 the site's maintenance window; --now overrides it for emergencies
-(audited).`,
+(audited). With --product updateagent it assigns a version of the agent
+itself, planned from the agent version the site reports.`,
 		Args: noArgs,
 	}
 	api := withAPI(cmd, stdio)
 	cmd.Flags().StringVar(&site, "site", "", "the site to upgrade")
 	cmd.Flags().StringVar(&clientName, "client", "", "upgrade every site of this client")
 	cmd.Flags().StringVar(&to, "to", "", "the version to install")
+	cmd.Flags().StringVar(&product, "product", "", "updateagent to upgrade the sites' agent (default: the sites' own product)")
 	cmd.Flags().BoolVar(&now, "now", false, "do not wait for the maintenance window")
 	cmd.Flags().BoolVar(&acceptDrift, "accept-drift", false, "upgrade a site whose files or migrations were changed by hand, overwriting them (audited)")
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "go back to an older version, running down migrations (audited)")
@@ -161,24 +164,39 @@ the site's maintenance window; --now overrides it for emergencies
 		if err != nil {
 			return err
 		}
-		resp, err := c.Upgrade(cmd.Context(), protocol.UpgradeRequest{Site: site, Client: clientName, To: to, Now: now, AcceptDrift: acceptDrift, AllowDowngrade: allowDowngrade, AllowIrreversible: allowIrreversible})
+		resp, err := c.Upgrade(cmd.Context(), protocol.UpgradeRequest{Site: site, Client: clientName, Product: product, To: to, Now: now,
+			AcceptDrift: acceptDrift, AllowDowngrade: allowDowngrade, AllowIrreversible: allowIrreversible})
 		if err != nil {
 			return err
 		}
-		if len(resp.Jobs) == 0 {
-			fmt.Fprintf(stdio.Stdout, "nothing to do: already on %s\n", to)
-			return nil
-		}
-		for _, j := range resp.Jobs {
-			from := j.From
-			if from == "" {
-				from = "(nothing)"
-			}
-			fmt.Fprintf(stdio.Stdout, "%s: %s %s -> %s (%s)\n", j.Site, j.ID, from, j.To, j.Result)
-		}
+		printUpgrade(stdio.Stdout, resp, to)
 		return nil
 	}
 	return cmd
+}
+
+// printUpgrade says what an upgrade did to each site: its jobs, queued
+// until an offline site checks in, or nothing for a site already on the
+// version.
+func printUpgrade(w io.Writer, resp protocol.UpgradeResponse, to string) {
+	if len(resp.Jobs) == 0 && len(resp.Done) <= 1 {
+		fmt.Fprintf(w, "nothing to do: already on %s\n", to)
+		return
+	}
+	for _, j := range resp.Jobs {
+		from := j.From
+		if from == "" {
+			from = "(nothing)"
+		}
+		state := j.Result
+		if slices.Contains(resp.Offline, j.Site) {
+			state += ": the site is offline; the job waits until it checks in"
+		}
+		fmt.Fprintf(w, "%s: %s %s -> %s (%s)\n", j.Site, j.ID, from, j.To, state)
+	}
+	for _, s := range resp.Done {
+		fmt.Fprintf(w, "%s: already on %s, nothing to do\n", s, to)
+	}
 }
 
 func newHistoryCmd(stdio IO) *cobra.Command {

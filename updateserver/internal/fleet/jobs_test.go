@@ -1,7 +1,10 @@
 package fleet
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -272,5 +275,30 @@ func TestSignals(t *testing.T) {
 	}
 	if want := []JobEventType{JobCreated, JobStarted, JobEnded}; fmt.Sprintf("%v", types) != fmt.Sprintf("%v", want) {
 		t.Fatalf("signals of one job: %v, want %v", types, want)
+	}
+}
+
+// TestJobLogLines: an operator tailing the server's log sees one line
+// when a job is created, starts and ends (a rollback as such), with its
+// site, job, product, versions, result and reason.
+func TestJobLogLines(t *testing.T) {
+	tf := newTestFleet(t)
+	var buf bytes.Buffer
+	tf.Log = slog.New(slog.NewTextHandler(&buf, nil))
+	tf.publish("acme-erp", "1.0.0", "")
+	tf.publish("acme-erp", "1.1.0", "")
+	tf.enroll("s1", "acme", "1.0.0", "0.9.0")
+	id := tf.upgrade(protocol.UpgradeRequest{Site: "s1", To: "1.1.0"})[0].ID
+	tf.checkin("s1", protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle})
+	tf.events("s1", id, 1, "downloading", "rolling_back: health check: 503", "rolled_back: 1.0.0 runs again")
+	job := "site=s1 job=" + id + " product=acme-erp from=1.0.0 to=1.1.0"
+	for _, want := range []string{
+		`level=INFO msg="job created" ` + job + ` result=pending by=support`,
+		`level=INFO msg="job started" ` + job + ` result=running`,
+		`level=WARN msg="job rolled back" ` + job + ` result=rolled_back reason="health check: 503 (1.0.0 runs again)"`,
+	} {
+		if n := strings.Count(buf.String(), want); n != 1 {
+			t.Errorf("%d lines with %s in the log:\n%s", n, want, buf.String())
+		}
 	}
 }
