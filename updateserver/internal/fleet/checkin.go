@@ -15,6 +15,9 @@ import (
 // wait > 0 it holds the call until the site has an assignment the agent
 // does not know yet, or wait runs out.
 //
+// The assignment is the site's oldest open job, of its product or of the
+// agent itself: an agent is handed one job at a time (jobs.go).
+//
 // A job's result is what the agent reports about that job, by its ID:
 // nothing is inferred from the installed version. A job handed out in
 // the answer is recorded as picked up before the answer leaves, so that

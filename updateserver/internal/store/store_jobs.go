@@ -23,7 +23,8 @@ func scanJob(r scanner) (protocol.Job, error) {
 	return j, err
 }
 
-// OpenJob is a site's first pending or running job: its assignment.
+// OpenJob is a site's oldest pending or running job, of any product: the
+// one its agent is handed.
 type OpenJob struct {
 	Job        protocol.Job
 	Assignment protocol.Assignment
@@ -31,8 +32,8 @@ type OpenJob struct {
 	HandedOut bool
 }
 
-// OpenJob returns the site's first pending or running job as the agent's
-// assignment.
+// OpenJob returns the site's oldest pending or running job (of any
+// product) as the agent's assignment.
 func (s *Store) OpenJob(ctx context.Context, site string) (OpenJob, error) {
 	var o OpenJob
 	a := &o.Assignment
