@@ -395,6 +395,21 @@ func (s *Store) commitGroup(group []*writeReq) {
 	}
 }
 
+// collect scans every row of rows with scan, and closes rows. None is an
+// empty slice, not nil (JSON []).
+func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 const timeFormat = time.RFC3339Nano
 
 func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }

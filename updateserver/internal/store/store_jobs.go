@@ -80,16 +80,7 @@ func (s *Store) SiteJobs(ctx context.Context, site, before string, limit int) ([
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	jobs := []protocol.Job{}
-	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
-			return nil, err
-		}
-		jobs = append(jobs, j)
-	}
-	return jobs, rows.Err()
+	return collect(rows, scanJob)
 }
 
 // JobEvents returns a job's events in order: at most MaxJobEvents.

@@ -120,16 +120,7 @@ func (t *JobTx) jobRows(where string, args ...any) ([]JobRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []JobRow
-	for rows.Next() {
-		j, err := scanJobRow(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, j)
-	}
-	return out, rows.Err()
+	return collect(rows, scanJobRow)
 }
 
 // Job returns one job; ErrNotFound when there is none with that ID.

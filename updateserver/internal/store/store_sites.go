@@ -64,16 +64,7 @@ func (s *Store) ListSites(ctx context.Context, f SiteFilter) ([]protocol.Site, e
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := []protocol.Site{}
-	for rows.Next() {
-		st, err := scanSite(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, st)
-	}
-	return out, rows.Err()
+	return collect(rows, scanSite)
 }
 
 // GetSite returns one site.

@@ -34,16 +34,7 @@ func (s *Store) RootVersions(ctx context.Context) ([]Metadata, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []Metadata
-	for rows.Next() {
-		m, err := scanMetadata(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return collect(rows, scanMetadata)
 }
 
 func (s *Store) metadata(ctx context.Context, q string, args ...any) (Metadata, error) {
