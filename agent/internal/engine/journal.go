@@ -103,7 +103,7 @@ var (
 	// journal shows it, and Recover takes it up once the journal can be
 	// written again, as it would after a restart.
 	ErrJournal = errors.New("the journal could not be written")
-	errNoJob      = errors.New("no such job")
+	errNoJob   = errors.New("no such job")
 )
 
 func openJournal(ctx context.Context, path string, now func() time.Time, fault func(string) error) (*journal, error) {
