@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
@@ -28,6 +29,18 @@ type journal struct {
 	now func() time.Time
 	// fault, when set, is asked before each write (see Config.JournalFault).
 	fault func(what string) error
+	// readV1 is set on a read-only journal of schema 1 (another process,
+	// e.g. `status` after an upgrade before the service restarted): it
+	// has no assignment column yet.
+	readV1 bool
+}
+
+// selectJob is the SELECT of a job row, for this journal's schema.
+func (j *journal) selectJob() string {
+	if j.readV1 {
+		return "SELECT " + strings.Replace(jobColumns, "assignment", "'' AS assignment", 1)
+	}
+	return "SELECT " + jobColumns
 }
 
 // check asks the fault hook, if any, whether the write what may go ahead.
@@ -140,6 +153,7 @@ func openJournalReadOnly(ctx context.Context, path string) (*journal, error) {
 	if err == nil && v > len(schema) {
 		err = fmt.Errorf("journal schema version %d is newer than this agent knows (%d): use the agent that wrote it", v, len(schema))
 	}
+	j.readV1 = v < 2
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open journal %s: %w", path, err)
@@ -250,12 +264,12 @@ func scanJob(row scanner) (*jobRecord, error) {
 func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
 
 func (j *journal) job(ctx context.Context, id string) (*jobRecord, error) {
-	return scanJob(j.db.QueryRowContext(ctx, "SELECT "+jobColumns+" FROM jobs WHERE id = ?", id))
+	return scanJob(j.db.QueryRowContext(ctx, j.selectJob()+" FROM jobs WHERE id = ?", id))
 }
 
 // unfinished returns the unfinished job, or nil.
 func (j *journal) unfinished(ctx context.Context) (*jobRecord, error) {
-	r, err := scanJob(j.db.QueryRowContext(ctx, "SELECT "+jobColumns+" FROM jobs WHERE result = '' ORDER BY created_at LIMIT 1"))
+	r, err := scanJob(j.db.QueryRowContext(ctx, j.selectJob()+" FROM jobs WHERE result = '' ORDER BY created_at LIMIT 1"))
 	if errors.Is(err, errNoJob) {
 		return nil, nil
 	}
@@ -264,7 +278,7 @@ func (j *journal) unfinished(ctx context.Context) (*jobRecord, error) {
 
 // lastEnded returns the job that ended last, or nil.
 func (j *journal) lastEnded(ctx context.Context) (*jobRecord, error) {
-	r, err := scanJob(j.db.QueryRowContext(ctx, "SELECT "+jobColumns+" FROM jobs WHERE result <> '' ORDER BY ended_at DESC, rowid DESC LIMIT 1"))
+	r, err := scanJob(j.db.QueryRowContext(ctx, j.selectJob()+" FROM jobs WHERE result <> '' ORDER BY ended_at DESC, rowid DESC LIMIT 1"))
 	if errors.Is(err, errNoJob) {
 		return nil, nil
 	}

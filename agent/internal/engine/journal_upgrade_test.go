@@ -100,3 +100,37 @@ func TestJournalUpgradeFromSchema1(t *testing.T) {
 	}
 	s.checkConsistent(t, e, "1.1.0")
 }
+
+// TestReadStatusOfSchema1: `status` of a new agent reads a journal the
+// old agent still runs on (the binary was upgraded, the service not yet
+// restarted): it shows the interrupted job, and does not change the file.
+func TestReadStatusOfSchema1(t *testing.T) {
+	s := newSite(t)
+	if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	frozen, err := os.ReadFile(filepath.Join("testdata", "journal-1.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(s.DataDir, JournalName)
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(string(frozen) + "PRAGMA user_version = 1;"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadStatus(s.DataDir)
+	if err != nil {
+		t.Fatalf("ReadStatus of a schema 1 journal: %v", err)
+	}
+	if st.InstalledVersion != "1.0.0" || st.CurrentJob == nil || st.CurrentJob.ID != "job-1.1.0" || st.State != protocol.StateDownloading || st.LastJob == nil || st.LastJob.ID != "job-1.0.0" {
+		t.Errorf("ReadStatus = %+v", st)
+	}
+	var v int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != 1 {
+		t.Errorf("user_version %d after ReadStatus, %v", v, err)
+	}
+}

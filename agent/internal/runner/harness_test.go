@@ -50,6 +50,8 @@ type agentServer struct {
 	// hangAfter, when > 0, holds every check-in after the first
 	// hangAfter until the client gives up.
 	hangAfter int
+	// root, when set, is served as the TUF repository's 1.root.json.
+	root []byte
 }
 
 func newAgentServer(t *testing.T, tokens ...string) *agentServer {
@@ -61,6 +63,16 @@ func newAgentServer(t *testing.T, tokens ...string) *agentServer {
 	mux.HandleFunc("POST /api/v1/agent/enroll", s.enroll)
 	mux.HandleFunc("POST /api/v1/agent/checkin", s.checkin)
 	mux.HandleFunc("POST /api/v1/agent/events", s.eventsHandler)
+	mux.HandleFunc("GET /tuf/metadata/1.root.json", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		root := s.root
+		s.mu.Unlock()
+		if root == nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(root)
+	})
 	s.srv = httptest.NewServer(mux)
 	t.Cleanup(s.srv.Close)
 	return s

@@ -3,7 +3,10 @@
 package runner
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -197,5 +200,25 @@ func TestStatusSaysEnrollTokenRefused(t *testing.T) {
 	await(t, "status says the enroll token is refused", func() bool {
 		_, c := site.status(t)
 		return c.Problem == ProblemEnrollTokenRefused && strings.Contains(c.Hint, "new enroll token") && strings.Contains(c.LastError, "used up") && !c.LastErrorAt.IsZero()
+	})
+}
+
+// TestRootMismatchAtStart: a root_sha256 that does not pin the server's
+// root is found when the agent starts, not at the first job: status and
+// the log say both hashes and what to do, and check-ins go on.
+func TestRootMismatchAtStart(t *testing.T) {
+	srv := newAgentServer(t, "tok-1")
+	srv.root = []byte(`{"signed":{"_type":"root"},"signatures":[]}`)
+	sum := sha256.Sum256(srv.root)
+	site := newAgentSite(t, srv, "tok-1")
+	site.start(t)
+	want := fmt.Sprintf("the server's root.json has sha256 %s, the config pins %s: fix root_sha256 in the config (the server prints it: updateserver root sha256)", hex.EncodeToString(sum[:]), site.cfg.RootSHA256)
+	await(t, "status says root_sha256 is wrong", func() bool {
+		_, c := site.status(t)
+		return c.RootError == want
+	})
+	await(t, "the agent checks in", func() bool {
+		_, c := site.status(t)
+		return c.Reachable
 	})
 }
