@@ -333,7 +333,7 @@ func (s *agentSite) status(t *testing.T) (engine.Status, Contact) {
 	return st, c
 }
 
-// lastJob returns the site's last ended job, if it is id.
+// ended returns the site's last ended job if it is id and no job is unfinished.
 func (s *agentSite) ended(t *testing.T, id string) *protocol.JobStatus {
 	st, _ := s.status(t)
 	if st.LastJob != nil && st.LastJob.ID == id && st.CurrentJob == nil {
@@ -359,8 +359,8 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 type testWriter struct {
-	t    *testing.T
-	mu   sync.Mutex
+	t  *testing.T
+	mu sync.Mutex
 }
 
 func (w *testWriter) Write(p []byte) (int, error) {
