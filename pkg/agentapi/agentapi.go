@@ -91,7 +91,14 @@ type Option func(*http.Transport)
 // WithTLS makes the client verify an https server with cfg (e.g. the
 // system's roots plus the agent's ca_file, from tlstrust.ClientConfig).
 func WithTLS(cfg *tls.Config) Option {
-	return func(t *http.Transport) { t.TLSClientConfig = cfg }
+	// A copy that offers HTTP/1.1 only: an HTTP/2 transport sharing cfg
+	// (the TUF fetcher's) adds "h2" to its NextProtos, and this HTTP/1.1
+	// transport would then offer h2 to the server and fail to speak it.
+	return func(t *http.Transport) {
+		c := cfg.Clone()
+		c.NextProtos = []string{"http/1.1"}
+		t.TLSClientConfig = c
+	}
 }
 
 // New returns a client with a transport suited to long-polls. A server

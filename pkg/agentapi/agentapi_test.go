@@ -2,6 +2,7 @@ package agentapi
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/pkg/tlstrust"
+	"github.com/dropless/dropless/pkg/tlstrust/tlstest"
 )
 
 // TestDeadlines: a server (or a proxy) that holds a request and never
@@ -90,4 +93,42 @@ func TestCredentialConcurrent(t *testing.T) {
 		}
 	}()
 	wg.Wait()
+}
+
+// TestTLSConfigSharedWithHTTP2: the agent builds one TLS config and gives
+// it to the agent API client and to the TUF fetcher, whose HTTP/2
+// transport adds "h2" to its NextProtos. The agent API client must still
+// talk to an HTTPS server that offers HTTP/2 (it once offered h2, then
+// spoke HTTP/1.1 into it, and every enroll ended in EOF).
+func TestTLSConfigSharedWithHTTP2(t *testing.T) {
+	ca := tlstest.NewCA(t, "test CA")
+	pair := ca.Issue()
+	cert, err := tls.X509KeyPair(pair.CertPEM, pair.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"site":"s","credential":"dla_x"}`))
+	}))
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	cfg, err := tlstrust.ClientConfig(ca.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What an HTTP/2 transport does to the config it is given.
+	h2 := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}
+	if resp, err := (&http.Client{Transport: h2}).Get(srv.URL); err == nil {
+		resp.Body.Close()
+	}
+	cfg.NextProtos = append(cfg.NextProtos, "h2") // whether or not the request above did it
+
+	c := New(srv.URL, WithTLS(cfg))
+	if _, err := c.Enroll(context.Background(), protocol.EnrollRequest{Token: "dle_x", Site: "s", Client: "c", Product: "p"}); err != nil {
+		t.Fatalf("enroll over TLS with a config an HTTP/2 transport shares: %v", err)
+	}
 }
