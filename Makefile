@@ -7,7 +7,7 @@ LISTEN    ?= 127.0.0.1:8080
 CROSS     := linux/amd64 linux/arm64 windows/amd64 darwin/arm64
 FUZZTIME  ?= 60s
 
-.PHONY: help build run test test-postgres e2e race lint check cross fuzz bench bench-publish clean
+.PHONY: help build run test test-race test-postgres e2e race lint check cross fuzz bench bench-publish clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ run: build ## run the server on the embedded store (DATA=./updateserver-data LIS
 
 test: ## run every test that needs nothing outside the repo (fuzz seed corpora included)
 	$(GO) test -count=1 ./...
+
+test-race: ## the agent's tests (and its API client's) under the race detector, as CI runs them
+	$(GO) test -race -count=1 ./agent/... ./pkg/agentapi/...
 
 test-postgres: ## the migration and engine tests against a real PostgreSQL (needs TEST_POSTGRES_DSN)
 	@test -n "$$TEST_POSTGRES_DSN" || { echo "set TEST_POSTGRES_DSN=postgres://user:pass@127.0.0.1:5432/db?sslmode=disable"; exit 2; }

@@ -15,18 +15,75 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/pkg/tlstrust"
 )
 
-// Client calls one update server as one agent.
+// Default deadlines of one request, from the moment it is sent to the end
+// of its answer. A server or proxy that holds a request open longer is cut
+// off, so one hung response never stops the agent.
+const (
+	// DefaultTimeout bounds enroll and events.
+	DefaultTimeout = 60 * time.Second
+	// DefaultCheckinGrace is added to a check-in's long-poll wait: the
+	// server answers after wait at the latest.
+	DefaultCheckinGrace = 30 * time.Second
+)
+
+// Client calls one update server as one agent. Its methods are safe for
+// concurrent use: the agent checks in from one goroutine and sends events
+// from another.
 type Client struct {
-	BaseURL    string // e.g. http://127.0.0.1:8080
-	Credential string // the agent's own credential, after Enroll
+	BaseURL string // e.g. http://127.0.0.1:8080
+	// Credential is the agent's own credential. Set it before the client
+	// is shared between goroutines; afterwards use SetCredential and
+	// CurrentCredential (Enroll sets it through mu).
+	Credential string
 	HTTP       *http.Client
+	// Timeout bounds enroll and events requests; 0 means DefaultTimeout.
+	Timeout time.Duration
+	// CheckinGrace is how long past its long-poll wait a check-in may
+	// take; 0 means DefaultCheckinGrace.
+	CheckinGrace time.Duration
+
+	mu sync.Mutex // guards Credential once the client is shared
 }
+
+// SetCredential replaces the credential the client sends ("" for none).
+func (c *Client) SetCredential(cred string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Credential = cred
+}
+
+// CurrentCredential returns the credential the client sends.
+func (c *Client) CurrentCredential() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Credential
+}
+
+func (c *Client) timeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return DefaultTimeout
+}
+
+func (c *Client) checkinGrace() time.Duration {
+	if c.CheckinGrace > 0 {
+		return c.CheckinGrace
+	}
+	return DefaultCheckinGrace
+}
+
+// ErrTimeout is matched (errors.Is) by a request the server did not
+// answer within its deadline.
+var ErrTimeout = errors.New("the server did not answer in time")
+
 
 // Option adjusts a Client made by New.
 type Option func(*http.Transport)
@@ -34,7 +91,14 @@ type Option func(*http.Transport)
 // WithTLS makes the client verify an https server with cfg (e.g. the
 // system's roots plus the agent's ca_file, from tlstrust.ClientConfig).
 func WithTLS(cfg *tls.Config) Option {
-	return func(t *http.Transport) { t.TLSClientConfig = cfg }
+	// A copy that offers HTTP/1.1 only: an HTTP/2 transport sharing cfg
+	// (the TUF fetcher's) adds "h2" to its NextProtos, and this HTTP/1.1
+	// transport would then offer h2 to the server and fail to speak it.
+	return func(t *http.Transport) {
+		c := cfg.Clone()
+		c.NextProtos = []string{"http/1.1"}
+		t.TLSClientConfig = c
+	}
 }
 
 // New returns a client with a transport suited to long-polls. A server
@@ -75,11 +139,23 @@ func IsUnauthorized(err error) bool {
 	return errors.As(err, &e) && e.Status == http.StatusUnauthorized
 }
 
-func (c *Client) post(ctx context.Context, path string, in, out any, bearer string) error {
+// post sends one request, answered within timeout or cut off. The
+// deadline covers the whole exchange, the body of the answer included.
+func (c *Client) post(ctx context.Context, path string, in, out any, bearer string, timeout time.Duration) error {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
+	reqCtx, cancel := context.WithTimeoutCause(ctx, timeout, ErrTimeout)
+	defer cancel()
+	err = c.do(reqCtx, path, body, out, bearer)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(reqCtx), ErrTimeout) {
+		return fmt.Errorf("%w: no complete answer within %s (a proxy or the network holds the request)", ErrTimeout, timeout)
+	}
+	return err
+}
+
+func (c *Client) do(ctx context.Context, path string, body []byte, out any, bearer string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+path, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -110,23 +186,24 @@ func (c *Client) post(ctx context.Context, path string, in, out any, bearer stri
 // Enroll exchanges an enroll token for the agent's credential and keeps it.
 func (c *Client) Enroll(ctx context.Context, req protocol.EnrollRequest) (protocol.EnrollResponse, error) {
 	var out protocol.EnrollResponse
-	if err := c.post(ctx, protocol.APIVersion+"/agent/enroll", req, &out, ""); err != nil {
+	if err := c.post(ctx, protocol.APIVersion+"/agent/enroll", req, &out, "", c.timeout()); err != nil {
 		return out, fmt.Errorf("enroll: %w", err)
 	}
-	c.Credential = out.Credential
+	c.SetCredential(out.Credential)
 	return out, nil
 }
 
 // Checkin reports the agent's state and returns its assignment. With wait
 // > 0 the server holds the call until there is a new assignment or wait
-// passes.
+// passes. The call is cut off when no answer came within wait plus
+// CheckinGrace.
 func (c *Client) Checkin(ctx context.Context, req protocol.CheckinRequest, wait time.Duration) (protocol.CheckinResponse, error) {
 	var out protocol.CheckinResponse
 	path := protocol.APIVersion + "/agent/checkin"
 	if wait > 0 {
 		path += "?wait=" + strconv.Itoa(int(wait/time.Second))
 	}
-	if err := c.post(ctx, path, req, &out, c.Credential); err != nil {
+	if err := c.post(ctx, path, req, &out, c.CurrentCredential(), wait+c.checkinGrace()); err != nil {
 		return out, fmt.Errorf("check in: %w", err)
 	}
 	return out, nil
@@ -135,7 +212,7 @@ func (c *Client) Checkin(ctx context.Context, req protocol.CheckinRequest, wait 
 // SendEvents delivers job events; the server stores each (job, seq) once.
 func (c *Client) SendEvents(ctx context.Context, events []protocol.Event) (protocol.EventsResponse, error) {
 	var out protocol.EventsResponse
-	if err := c.post(ctx, protocol.APIVersion+"/agent/events", protocol.EventsRequest{Events: events}, &out, c.Credential); err != nil {
+	if err := c.post(ctx, protocol.APIVersion+"/agent/events", protocol.EventsRequest{Events: events}, &out, c.CurrentCredential(), c.timeout()); err != nil {
 		return out, fmt.Errorf("send events: %w", err)
 	}
 	return out, nil

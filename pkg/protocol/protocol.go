@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -162,14 +164,43 @@ type RepoTargets struct {
 	Targets json.RawMessage `json:"targets"`
 }
 
-// AuditEntry is one line of the audit log.
+// AuditEntry is one line of the audit log, as GET /api/v1/audit lists it.
 type AuditEntry struct {
-	ID     int64     `json:"id"`
-	At     time.Time `json:"at"`
-	Actor  string    `json:"actor"`
-	Action string    `json:"action"`
-	Object string    `json:"object"`
-	Detail string    `json:"detail,omitempty"`
+	ID    int64     `json:"id"`
+	At    time.Time `json:"at"`
+	Actor string    `json:"actor"` // e.g. "alice (token 3, support)", "updateserver", "enroll token 7"
+	// ActorName is what the actor filter matches: an operator token's
+	// name, or the whole actor of anything else.
+	ActorName string `json:"actor_name"`
+	TokenID   int64  `json:"token_id,omitempty"` // the operator token it came from; 0: none
+	Action    string `json:"action"`
+	Object    string `json:"object"`
+	Detail    string `json:"detail"`
+}
+
+// Audit log paging: GET /api/v1/audit answers at most AuditLimitDefault
+// entries unless its limit asks for more, up to AuditLimitMax.
+const (
+	AuditLimitDefault = 100
+	AuditLimitMax     = 1000
+)
+
+// ParseSince reads the since of an audit query: a duration back from now
+// ("24h", "90m", or whole days such as "7d") or an RFC 3339 time.
+func ParseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(s)
+	if days, ok := strings.CutSuffix(s, "d"); ok && err != nil {
+		if n, aerr := strconv.Atoi(days); aerr == nil && n > 0 && n <= 100*366 {
+			d, err = time.Duration(n)*24*time.Hour, nil
+		}
+	}
+	if err != nil || d <= 0 {
+		return time.Time{}, fmt.Errorf("%q is neither a positive duration (24h, 90m, 7d) nor an RFC 3339 time (2025-06-01T00:00:00Z)", s)
+	}
+	return now.Add(-d), nil
 }
 
 // TargetCustom is the custom metadata of a bundle's TUF target. It is signed

@@ -132,8 +132,8 @@ func (fl *flood) run(ctx context.Context, server, token, client string) error {
 		}, &answers)
 	case "auth-flood":
 		fl.loop(ctx, func() error {
-			c := *flooder
-			c.Credential = protocol.AgentCredentialPrefix + randHex(32)
+			c := &agentapi.Client{BaseURL: flooder.BaseURL, HTTP: flooder.HTTP}
+			c.SetCredential(protocol.AgentCredentialPrefix + randHex(32))
 			_, err := c.Checkin(ctx, checkinReport(floodSite, nil), 0)
 			return err
 		}, &answers)

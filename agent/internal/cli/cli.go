@@ -25,7 +25,6 @@ import (
 	"github.com/dropless/dropless/agent/internal/engine"
 	"github.com/dropless/dropless/agent/internal/runner"
 	"github.com/dropless/dropless/pkg/buildinfo"
-	"github.com/dropless/dropless/pkg/protocol"
 )
 
 // IO is where a command reads and writes.
@@ -204,14 +203,7 @@ func newStatusCmd(stdio IO) *cobra.Command {
 				return fmt.Errorf("read the agent's journal in %s: %w (has the agent run yet?)", cfg.DataDir, err)
 			}
 			contact, _ := runner.ReadContact(cfg.DataDir)
-			out := statusJSON{
-				Site: cfg.Site, Client: cfg.Client, Product: cfg.Product, Server: cfg.Server,
-				InstalledVersion: st.InstalledVersion, State: st.State, CurrentJob: st.CurrentJob, LastJob: st.LastJob,
-				LastError: st.LastError, Drift: st.Drift, ServerReachable: contact.Reachable, LastContact: contact.LastOK, ServerError: contact.LastError,
-			}
-			if out.State == "" {
-				out.State = protocol.StateIdle
-			}
+			out := newStatus(cfg, st, contact)
 			if asJSON {
 				return printJSON(stdio.Stdout, out)
 			}

@@ -6,6 +6,9 @@ import (
 	"io"
 	"time"
 
+	"github.com/dropless/dropless/agent/internal/config"
+	"github.com/dropless/dropless/agent/internal/engine"
+	"github.com/dropless/dropless/agent/internal/runner"
 	"github.com/dropless/dropless/pkg/protocol"
 )
 
@@ -18,11 +21,36 @@ type statusJSON struct {
 	State            string              `json:"state"`
 	CurrentJob       *protocol.JobStatus `json:"current_job,omitempty"`
 	LastJob          *protocol.JobStatus `json:"last_job,omitempty"`
-	LastError        string              `json:"last_error,omitempty"`
+	LastError        string              `json:"last_error,omitempty"` // why the last job failed or rolled back
 	Drift            []string            `json:"drift,omitempty"`
 	ServerReachable  bool                `json:"server_reachable"`
-	LastContact      time.Time           `json:"last_contact,omitempty"`
-	ServerError      string              `json:"server_error,omitempty"`
+	LastContact      time.Time           `json:"last_contact,omitzero"`
+	// While the server is not reachable: the last error, when it
+	// happened, what it means (runner.Problem*) and what to do.
+	ServerError   string    `json:"server_error,omitempty"`
+	ServerErrorAt time.Time `json:"server_error_at,omitzero"`
+	ServerProblem string    `json:"server_problem,omitempty"`
+	Hint          string    `json:"hint,omitempty"`
+	// RootError: root_sha256 does not pin the server's root, and what to do.
+	RootError string `json:"root_error,omitempty"`
+}
+
+// newStatus puts together what status shows: the journal's status and
+// what the running agent last recorded about the server.
+func newStatus(cfg *config.Config, st engine.Status, c runner.Contact) statusJSON {
+	out := statusJSON{
+		Site: cfg.Site, Client: cfg.Client, Product: cfg.Product, Server: cfg.Server,
+		InstalledVersion: st.InstalledVersion, State: st.State, CurrentJob: st.CurrentJob, LastJob: st.LastJob,
+		LastError: st.LastError, Drift: st.Drift,
+		ServerReachable: c.Reachable, LastContact: c.LastOK, RootError: c.RootError,
+	}
+	if out.State == "" {
+		out.State = protocol.StateIdle
+	}
+	if !c.Reachable && c.LastError != "" {
+		out.ServerError, out.ServerErrorAt, out.ServerProblem, out.Hint = c.LastError, c.LastErrorAt, c.Problem, c.Hint
+	}
+	return out
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -56,10 +84,37 @@ func printStatus(w io.Writer, s statusJSON) {
 	case s.ServerReachable:
 		fmt.Fprintf(w, "server:     %s reachable (last contact %s)\n", s.Server, s.LastContact.Local().Format(time.RFC3339))
 	case s.ServerError != "":
-		fmt.Fprintf(w, "server:     %s NOT reachable: %s\n", s.Server, s.ServerError)
+		fmt.Fprintf(w, "server:     %s NOT reachable (%s, since %s): %s\n", s.Server, problemText(s.ServerProblem), s.ServerErrorAt.Local().Format(time.RFC3339), s.ServerError)
+		if s.Hint != "" {
+			fmt.Fprintf(w, "what to do: %s\n", s.Hint)
+		}
 	default:
-		fmt.Fprintf(w, "server:     %s not contacted yet\n", s.Server)
+		fmt.Fprintf(w, "server:     %s not contacted yet (is the agent running? updateagent start)\n", s.Server)
 	}
+	if s.RootError != "" {
+		fmt.Fprintf(w, "root:       %s\n", s.RootError)
+	}
+}
+
+// problemText says a runner.Problem* in words.
+func problemText(p string) string {
+	switch p {
+	case runner.ProblemEnrollTokenRefused:
+		return "enroll token refused"
+	case runner.ProblemSiteEnrolled:
+		return "site already enrolled"
+	case runner.ProblemNoEnrollToken:
+		return "no enroll token"
+	case runner.ProblemCredentialRefused:
+		return "credential refused"
+	case runner.ProblemTLSUntrusted:
+		return "TLS certificate not trusted"
+	case runner.ProblemTimeout:
+		return "no answer in time"
+	case runner.ProblemServerError:
+		return "server error"
+	}
+	return "unreachable"
 }
 
 func orNothing(v string) string {

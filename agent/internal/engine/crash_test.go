@@ -26,13 +26,16 @@ func TestCrashMatrix(t *testing.T) {
 		failpoint  string
 		fresh      bool // nothing installed before the job
 		bad        bool // the new release fails its health check
+		retried    bool // Recover runs the job again from its download
 		wantResult string
 		wantOn     string // the version running afterwards ("" = none)
 	}{
-		// Before the app is touched: the job fails, the old release runs on.
-		{failpoint: "downloading", wantResult: protocol.ResultFailed, wantOn: "1.0.0"},
-		{failpoint: "verified", wantResult: protocol.ResultFailed, wantOn: "1.0.0"},
-		{failpoint: "preflight", wantResult: protocol.ResultFailed, wantOn: "1.0.0"},
+		// Before the app is touched: the job runs again, downloading
+		// and verifying everything again, and succeeds.
+		{failpoint: "downloading", retried: true, wantResult: protocol.ResultSucceeded, wantOn: "1.1.0"},
+		{failpoint: "verified", retried: true, wantResult: protocol.ResultSucceeded, wantOn: "1.1.0"},
+		{failpoint: "preflight", retried: true, wantResult: protocol.ResultSucceeded, wantOn: "1.1.0"},
+		{failpoint: "downloading", fresh: true, retried: true, wantResult: protocol.ResultSucceeded, wantOn: "1.1.0"},
 		// From stopping to health_check: rolled back to the old release.
 		{failpoint: "stopping", wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
 		{failpoint: "staging", wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
@@ -112,8 +115,15 @@ func TestCrashMatrix(t *testing.T) {
 			if last != wantLast {
 				t.Errorf("last event %s, want %s (events %v)", last, wantLast, states)
 			}
+			// A retried job downloaded and verified again after the crash.
+			if tt.retried {
+				n := strings.Count(strings.Join(states, " "), protocol.StateVerified)
+				if !strings.Contains(evs[slices.Index(states, tt.failpoint)+1].Message, "trying again (retry 1 of 3)") || n != 1+btoi(tt.failpoint != "downloading") {
+					t.Errorf("the job was not retried from its download: %+v", evs)
+				}
+			}
 			// The recovery says why in its event.
-			if tt.wantResult != protocol.ResultSucceeded {
+			if tt.wantResult != protocol.ResultSucceeded || tt.retried {
 				found := false
 				for _, ev := range evs {
 					found = found || strings.Contains(ev.Message, "interrupted")
@@ -123,6 +133,50 @@ func TestCrashMatrix(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestRecoverRetryGivesUp: a job whose download is interrupted every time
+// (the agent dies in downloading, then in every retry) is retried
+// MaxRecoveries times, then ends failed with a reason that says so; the
+// old release runs on, untouched.
+func TestRecoverRetryGivesUp(t *testing.T) {
+	s := newSite(t)
+	e := s.open(t)
+	s.install(t, e, s.release(t, "1.0.0"))
+	e.Close()
+	a := s.release(t, "1.1.0")
+	if code := runHelper(t, helperSpec{Site: s, Mode: "run", Assignment: a, Failpoint: "downloading"}); code != FailpointExitCode {
+		t.Fatalf("agent exited %d", code)
+	}
+	for i := range MaxRecoveries {
+		if code := runHelper(t, helperSpec{Site: s, Mode: "recover", Failpoint: "downloading"}); code != FailpointExitCode {
+			t.Fatalf("retry %d exited %d", i+1, code)
+		}
+	}
+	e = s.open(t)
+	if err := e.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := e.Status()
+	if st.LastJob == nil || st.LastJob.Result != protocol.ResultFailed || !strings.Contains(st.LastError, "gave up after 3 attempts") {
+		t.Fatalf("Status = %+v", st)
+	}
+	// Nothing was touched: the site is not failed, the old release runs.
+	if st.State != protocol.StateIdle {
+		t.Errorf("State = %q, want idle", st.State)
+	}
+	s.checkConsistent(t, e, "1.0.0")
+	states, _ := checkEvents(t, e, a.JobID)
+	if n := strings.Count(strings.Join(states, " "), "downloading"); n != 1+MaxRecoveries {
+		t.Errorf("%d downloading events, want %d: %v", n, 1+MaxRecoveries, states)
 	}
 }
 
@@ -184,8 +238,9 @@ func TestCrashMatrixDatabase(t *testing.T) {
 		wantResult string
 		wantOn     string
 	}{
-		{failpoint: "downloading", wantResult: protocol.ResultFailed, wantOn: "1.0.0"},
-		{failpoint: "preflight", wantResult: protocol.ResultFailed, wantOn: "1.0.0"},
+		// Before the app is touched: retried, and migrated once.
+		{failpoint: "downloading", wantResult: protocol.ResultSucceeded, wantOn: "1.1.0"},
+		{failpoint: "preflight", wantResult: protocol.ResultSucceeded, wantOn: "1.1.0"},
 		{failpoint: "stopping", wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
 		{failpoint: "staging", wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},
 		{failpoint: "backing_up", postgres: true, wantResult: protocol.ResultRolledBack, wantOn: "1.0.0"},

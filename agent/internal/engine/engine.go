@@ -82,6 +82,11 @@ type Config struct {
 	Failpoint string
 	// Now returns the time for the journal; nil means time.Now.
 	Now func() time.Time
+	// JournalFault, when set, is called before each write to the journal
+	// with what is about to be written (e.g. "job J to staging"); an
+	// error fails that write as a full disk would. Tests use it to check
+	// that the agent gets over a journal it could not write for a while.
+	JournalFault func(what string) error
 }
 
 func (c *Config) validate() error {
@@ -170,7 +175,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open engine: %w", err)
 	}
-	j, err := openJournal(ctx, filepath.Join(cfg.DataDir, JournalName), cfg.Now)
+	j, err := openJournal(ctx, filepath.Join(cfg.DataDir, JournalName), cfg.Now, cfg.JournalFault)
 	if err != nil {
 		lock.Close()
 		return nil, err
@@ -253,7 +258,8 @@ func (e *Engine) enter(ctx context.Context, jb *job, c change) error {
 	// WithoutCancel: a transition already decided is written even if the
 	// agent is shutting down.
 	if err := e.j.transition(context.WithoutCancel(ctx), jb.rec, c); err != nil {
-		return err
+		jb.log.Error("the journal could not be written: the job stops here until it can be (Recover takes it up)", "state", jb.rec.State.String(), "next", c.state.String(), "err", err)
+		return fmt.Errorf("%w: %w", ErrJournal, err)
 	}
 	jb.log.Info("job "+c.state.String(), "seq", jb.rec.Seq, "message", c.message)
 	if err := e.refresh(ctx); err != nil {

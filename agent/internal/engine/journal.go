@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
@@ -26,6 +27,28 @@ const JournalName = "journal.db"
 type journal struct {
 	db  *sql.DB
 	now func() time.Time
+	// fault, when set, is asked before each write (see Config.JournalFault).
+	fault func(what string) error
+	// readV1 is set on a read-only journal of schema 1 (another process,
+	// e.g. `status` after an upgrade before the service restarted): it
+	// has no assignment column yet.
+	readV1 bool
+}
+
+// selectJob is the SELECT of a job row, for this journal's schema.
+func (j *journal) selectJob() string {
+	if j.readV1 {
+		return "SELECT " + strings.Replace(jobColumns, "assignment", "'' AS assignment", 1)
+	}
+	return "SELECT " + jobColumns
+}
+
+// check asks the fault hook, if any, whether the write what may go ahead.
+func (j *journal) check(what string) error {
+	if j.fault == nil {
+		return nil
+	}
+	return j.fault(what)
 }
 
 // schema holds the journal's schema steps: schema[i] takes user_version i
@@ -69,6 +92,12 @@ CREATE TABLE site (
 	value TEXT NOT NULL
 );
 `,
+	// 2: the assignment as the server made it (JSON of protocol.Assignment),
+	// so that Recover can run an interrupted job again with the same
+	// flags (accept_drift, allow_downgrade, allow_irreversible).
+	`
+ALTER TABLE jobs ADD COLUMN assignment TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // Keys of the site table.
@@ -82,10 +111,15 @@ var (
 	// ErrUnfinished is returned by Run while another job is unfinished
 	// (call Recover first, on start).
 	ErrUnfinished = errors.New("another job is unfinished")
-	errNoJob      = errors.New("no such job")
+	// ErrJournal is matched (errors.Is) by a failed write of a job's
+	// transition (a full disk, an I/O error): the job stopped where the
+	// journal shows it, and Recover takes it up once the journal can be
+	// written again, as it would after a restart.
+	ErrJournal = errors.New("the journal could not be written")
+	errNoJob   = errors.New("no such job")
 )
 
-func openJournal(ctx context.Context, path string, now func() time.Time) (*journal, error) {
+func openJournal(ctx context.Context, path string, now func() time.Time, fault func(string) error) (*journal, error) {
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
@@ -96,7 +130,7 @@ func openJournal(ctx context.Context, path string, now func() time.Time) (*journ
 	if err != nil {
 		return nil, fmt.Errorf("open journal %s: %w", path, err)
 	}
-	j := &journal{db: db, now: now}
+	j := &journal{db: db, now: now, fault: fault}
 	if err := j.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open journal %s: %w", path, err)
@@ -119,6 +153,7 @@ func openJournalReadOnly(ctx context.Context, path string) (*journal, error) {
 	if err == nil && v > len(schema) {
 		err = fmt.Errorf("journal schema version %d is newer than this agent knows (%d): use the agent that wrote it", v, len(schema))
 	}
+	j.readV1 = v < 2
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open journal %s: %w", path, err)
@@ -174,6 +209,20 @@ type jobRecord struct {
 	ReleaseCreated                bool
 	Seq                           int64
 	CreatedAt, UpdatedAt, EndedAt time.Time
+	// Assign is the assignment the job was created for ("" fields in a
+	// journal written before schema 2: see assignment).
+	Assign protocol.Assignment
+}
+
+// assignment is what the job was asked to do: the stored assignment, its
+// identifying fields always those of the record.
+func (r *jobRecord) assignment() protocol.Assignment {
+	a := r.Assign
+	a.JobID, a.Product, a.Version, a.Target = r.ID, r.Product, r.To, r.Target
+	if a.From == "" {
+		a.From = r.From
+	}
+	return a
 }
 
 func (r *jobRecord) ended() bool { return r.Result != "" }
@@ -184,15 +233,16 @@ func (r *jobRecord) status() protocol.JobStatus {
 }
 
 const jobColumns = `id, product, from_version, to_version, target, state, result, reason, attempts,
-	sha256, length, prev_link, release_created, seq, created_at, updated_at, ended_at`
+	sha256, length, prev_link, release_created, seq, created_at, updated_at, ended_at, assignment`
 
 type scanner interface{ Scan(...any) error }
 
 func scanJob(row scanner) (*jobRecord, error) {
 	var r jobRecord
 	var created, updated, ended int64
+	var assign string
 	err := row.Scan(&r.ID, &r.Product, &r.From, &r.To, &r.Target, &r.State, &r.Result, &r.Reason, &r.Attempts,
-		&r.SHA256, &r.Length, &r.PrevLink, &r.ReleaseCreated, &r.Seq, &created, &updated, &ended)
+		&r.SHA256, &r.Length, &r.PrevLink, &r.ReleaseCreated, &r.Seq, &created, &updated, &ended, &assign)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNoJob
 	}
@@ -200,6 +250,11 @@ func scanJob(row scanner) (*jobRecord, error) {
 		return nil, err
 	}
 	r.CreatedAt, r.UpdatedAt = fromNanos(created), fromNanos(updated)
+	if assign != "" {
+		// Written by us; a row that does not parse keeps the record's
+		// own fields (see assignment) and no flags.
+		_ = json.Unmarshal([]byte(assign), &r.Assign)
+	}
 	if ended != 0 {
 		r.EndedAt = fromNanos(ended)
 	}
@@ -209,12 +264,12 @@ func scanJob(row scanner) (*jobRecord, error) {
 func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
 
 func (j *journal) job(ctx context.Context, id string) (*jobRecord, error) {
-	return scanJob(j.db.QueryRowContext(ctx, "SELECT "+jobColumns+" FROM jobs WHERE id = ?", id))
+	return scanJob(j.db.QueryRowContext(ctx, j.selectJob()+" FROM jobs WHERE id = ?", id))
 }
 
 // unfinished returns the unfinished job, or nil.
 func (j *journal) unfinished(ctx context.Context) (*jobRecord, error) {
-	r, err := scanJob(j.db.QueryRowContext(ctx, "SELECT "+jobColumns+" FROM jobs WHERE result = '' ORDER BY created_at LIMIT 1"))
+	r, err := scanJob(j.db.QueryRowContext(ctx, j.selectJob()+" FROM jobs WHERE result = '' ORDER BY created_at LIMIT 1"))
 	if errors.Is(err, errNoJob) {
 		return nil, nil
 	}
@@ -223,7 +278,7 @@ func (j *journal) unfinished(ctx context.Context) (*jobRecord, error) {
 
 // lastEnded returns the job that ended last, or nil.
 func (j *journal) lastEnded(ctx context.Context) (*jobRecord, error) {
-	r, err := scanJob(j.db.QueryRowContext(ctx, "SELECT "+jobColumns+" FROM jobs WHERE result <> '' ORDER BY ended_at DESC, rowid DESC LIMIT 1"))
+	r, err := scanJob(j.db.QueryRowContext(ctx, j.selectJob()+" FROM jobs WHERE result <> '' ORDER BY ended_at DESC, rowid DESC LIMIT 1"))
 	if errors.Is(err, errNoJob) {
 		return nil, nil
 	}
@@ -242,6 +297,13 @@ func (j *journal) siteValue(ctx context.Context, key string) (string, error) {
 // createJob inserts rec with its first event, in one transaction that
 // also checks no other job is unfinished. COMMIT syncs (see journal).
 func (j *journal) createJob(ctx context.Context, rec *jobRecord, message string) error {
+	if err := j.check("record job " + rec.ID); err != nil {
+		return fmt.Errorf("journal: record job %s: %w", rec.ID, err)
+	}
+	assign, err := json.Marshal(rec.Assign)
+	if err != nil {
+		return fmt.Errorf("journal: record job %s: %w", rec.ID, err)
+	}
 	tx, err := j.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
@@ -262,9 +324,9 @@ func (j *journal) createJob(ctx context.Context, rec *jobRecord, message string)
 	if r.Result != "" {
 		r.EndedAt = now
 	}
-	_, err = tx.ExecContext(ctx, "INSERT INTO jobs ("+jobColumns+") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	_, err = tx.ExecContext(ctx, "INSERT INTO jobs ("+jobColumns+") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 		r.ID, r.Product, r.From, r.To, r.Target, r.State, r.Result, r.Reason, r.Attempts,
-		r.SHA256, r.Length, r.PrevLink, r.ReleaseCreated, r.Seq, now.UnixNano(), now.UnixNano(), nanos(r.EndedAt))
+		r.SHA256, r.Length, r.PrevLink, r.ReleaseCreated, r.Seq, now.UnixNano(), now.UnixNano(), nanos(r.EndedAt), string(assign))
 	if err != nil {
 		return fmt.Errorf("journal: record job %s: %w", r.ID, err)
 	}
@@ -312,6 +374,9 @@ type change struct {
 // facts, in one transaction. When transition returns nil the change is on
 // disk (synced) and rec reflects it.
 func (j *journal) transition(ctx context.Context, rec *jobRecord, c change) error {
+	if err := j.check(fmt.Sprintf("job %s to %s", rec.ID, c.state)); err != nil {
+		return fmt.Errorf("journal: job %s to %s: %w", rec.ID, c.state, err)
+	}
 	tx, err := j.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
@@ -389,6 +454,9 @@ func decodeDrift(s string) ([]string, error) {
 
 // setDrift records the running release's drift.
 func (j *journal) setDrift(ctx context.Context, d []string) error {
+	if err := j.check("drift"); err != nil {
+		return fmt.Errorf("journal: %s: %w", keyDrift, err)
+	}
 	tx, err := j.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
@@ -403,6 +471,9 @@ func (j *journal) setDrift(ctx context.Context, d []string) error {
 // finish ends a committed job as succeeded, without an event: the
 // committed event already said so. COMMIT syncs.
 func (j *journal) finish(ctx context.Context, rec *jobRecord) error {
+	if err := j.check("finish job " + rec.ID); err != nil {
+		return fmt.Errorf("journal: finish job %s: %w", rec.ID, err)
+	}
 	now := j.now().UTC()
 	_, err := j.db.ExecContext(ctx, "UPDATE jobs SET result = ?, updated_at = ?, ended_at = ? WHERE id = ? AND result = ''",
 		protocol.ResultSucceeded, now.UnixNano(), now.UnixNano(), rec.ID)
@@ -416,6 +487,9 @@ func (j *journal) finish(ctx context.Context, rec *jobRecord) error {
 // bumpAttempts counts one more recovery of the job and returns the count.
 // COMMIT syncs, so a crash during the recovery still counts.
 func (j *journal) bumpAttempts(ctx context.Context, rec *jobRecord) error {
+	if err := j.check(fmt.Sprintf("job %s attempts", rec.ID)); err != nil {
+		return fmt.Errorf("journal: job %s: %w", rec.ID, err)
+	}
 	var n int
 	err := j.db.QueryRowContext(ctx, "UPDATE jobs SET attempts = attempts + 1 WHERE id = ? RETURNING attempts", rec.ID).Scan(&n)
 	if err != nil {
@@ -459,6 +533,9 @@ func (j *journal) queryEvents(ctx context.Context, query string, args ...any) ([
 }
 
 func (j *journal) markDelivered(ctx context.Context, evs []protocol.Event) error {
+	if err := j.check("mark events delivered"); err != nil {
+		return fmt.Errorf("journal: mark events delivered: %w", err)
+	}
 	tx, err := j.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)

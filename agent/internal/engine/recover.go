@@ -8,8 +8,10 @@ import (
 )
 
 // MaxRecoveries is how many times Recover takes up the same interrupted
-// job. Past it the job ends failed without another try, so an agent that
-// crashes while recovering (a crash loop) stops somewhere.
+// job (counted in the journal: jobs.attempts). Past it the job ends failed
+// without another try, so an agent that crashes while recovering (a crash
+// loop), or a job whose download is cut by a power loss each time, stops
+// somewhere.
 const MaxRecoveries = 3
 
 // resume is what Recover does with an interrupted job.
@@ -17,6 +19,7 @@ type resume int
 
 const (
 	resumeFail     resume = iota // end it failed; the app was not touched
+	resumeRetry                  // run it again from the download; the app was not touched
 	resumeRollback               // roll back to what ran before
 	resumeCommit                 // finish the commit bookkeeping
 	resumeEnd                    // it had ended; write its result
@@ -29,10 +32,12 @@ const (
 func recoveryAction(s state, to string) (resume, string) {
 	switch s {
 	case stDownloading, stVerified, stPreflight:
-		// Failed, not retried: the server sees the job end and may assign
-		// a new one; a retry would download again anyway, as nothing
-		// staged by the dead process is trusted.
-		return resumeFail, fmt.Sprintf("interrupted before the app was touched (the agent stopped during %s)", s)
+		// The app was not touched: run the job again, as a power cut
+		// during a download should not need support to click again.
+		// Nothing the dead process downloaded, verified or staged is
+		// trusted: the retry downloads (resuming or restarting) and
+		// verifies everything again.
+		return resumeRetry, fmt.Sprintf("interrupted before the app was touched (the agent stopped during %s)", s)
 	case stStopping, stStaging, stBackingUp, stMigrating, stSwitching, stStarting, stHealthCheck:
 		// The app may be stopped, half-switched or running unchecked,
 		// the database half-migrated: put back what ran before, the
@@ -56,7 +61,11 @@ func recoveryAction(s state, to string) (resume, string) {
 
 // Recover finishes or rolls back the job a previous run of the agent left
 // unfinished (a crash, a power loss, a shutdown during a job); call it on
-// start, before Run. It does nothing when every job ended. See
+// start, before Run, and again whenever Run returned an error that left a
+// job unfinished (ErrJournal, ErrUnfinished): a journal that could not be
+// written stops a job where it is, and Recover, once the journal can be
+// written again, does what a restart would. It returns an error, and
+// Recover may be called again, while the journal still cannot be written. It does nothing when every job ended. See
 // recoveryAction for what each state leads to; each recovery counts, and
 // past MaxRecoveries the job ends failed.
 func (e *Engine) Recover(ctx context.Context) error {
@@ -81,7 +90,7 @@ func (e *Engine) Recover(ctx context.Context) error {
 	jb.log.Warn("recovering an interrupted job", "state", rec.State.String(), "attempt", rec.Attempts, "reason", reason)
 
 	if rec.Attempts > MaxRecoveries {
-		msg := fmt.Sprintf("gave up after %d attempts to recover the job (interrupted during %s each time)", MaxRecoveries, rec.State)
+		msg := fmt.Sprintf("gave up after %d attempts to recover the job (interrupted again, the last time during %s)", MaxRecoveries, rec.State)
 		c := change{state: stFailed, message: msg, result: protocol.ResultFailed, reason: msg}
 		if rec.State.touchesApp() && rec.State != stCommitted {
 			// The app may be down or half-switched, the database
@@ -93,7 +102,12 @@ func (e *Engine) Recover(ctx context.Context) error {
 		return e.enter(ctx, jb, c)
 	}
 
+	if action == resumeRetry && e.cfg.Fetcher == nil {
+		action = resumeFail // nothing to download with
+	}
 	switch action {
+	case resumeRetry:
+		_, err = e.retry(ctx, jb, reason)
 	case resumeFail:
 		_, err = e.failUntouched(ctx, jb, fmt.Errorf("%s", reason))
 	case resumeRollback:
@@ -111,4 +125,21 @@ func (e *Engine) Recover(ctx context.Context) error {
 		err = ctx.Err()
 	}
 	return err
+}
+
+// retry runs again a job that was interrupted before the app was touched:
+// from downloading, with the assignment the journal kept, through every
+// check and verification. It journals the retry first, so a crash during
+// it counts as another attempt (see MaxRecoveries).
+func (e *Engine) retry(ctx context.Context, jb *job, reason string) (protocol.JobStatus, error) {
+	jb.assign = jb.rec.assignment()
+	msg := fmt.Sprintf("%s: trying again (retry %d of %d), downloading %s", reason, jb.rec.Attempts, MaxRecoveries, jb.rec.Target)
+	err := e.enter(ctx, jb, change{state: stDownloading, message: msg, edit: func(r *jobRecord) {
+		// Vouched for again by the download.
+		r.SHA256, r.Length = "", 0
+	}})
+	if err != nil {
+		return jb.rec.status(), err
+	}
+	return e.drive(ctx, jb)
 }

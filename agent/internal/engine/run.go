@@ -61,7 +61,7 @@ func (e *Engine) Run(ctx context.Context, a protocol.Assignment) (protocol.JobSt
 	}
 	// The record's product is the configured one: the assignment's is a
 	// request, checked in download (trust.go).
-	rec := &jobRecord{ID: a.JobID, Product: e.cfg.Product, From: installed, To: a.Version, Target: a.Target, State: stDownloading}
+	rec := &jobRecord{ID: a.JobID, Product: e.cfg.Product, From: installed, To: a.Version, Target: a.Target, State: stDownloading, Assign: a}
 	msg := fmt.Sprintf("downloading %s", a.Target)
 	if installed != "" && versions.Equal(installed, a.Version) && a.Product == e.cfg.Product {
 		// Nothing to do; the job still gets a history.
@@ -260,7 +260,12 @@ func (e *Engine) verify(jb *job) error {
 	return nil
 }
 
-// failUntouched ends a job that failed before the app was stopped.
+// failUntouched ends a job that failed before the app was stopped. When
+// the failure cannot be journaled either (a full disk fails the download
+// and then the journal), the job stays unfinished in the state the journal
+// shows, with nothing of it left on disk, and the error (ErrJournal) tells
+// the caller to Recover it once the journal can be written: Recover then
+// runs it again or ends it failed.
 func (e *Engine) failUntouched(ctx context.Context, jb *job, cause error) (protocol.JobStatus, error) {
 	if ctx.Err() != nil {
 		return e.abandon(ctx, jb)
@@ -269,7 +274,10 @@ func (e *Engine) failUntouched(ctx context.Context, jb *job, cause error) (proto
 	jb.log.Warn("job failed before the app was touched", "reason", reason)
 	e.cleanup(ctx, jb)
 	err := e.enter(ctx, jb, change{state: stFailed, message: reason + " (the app was not touched)", result: protocol.ResultFailed, reason: reason})
-	return jb.rec.status(), err
+	if err != nil {
+		return jb.rec.status(), fmt.Errorf("job %s failed (%s) and %w", jb.rec.ID, reason, err)
+	}
+	return jb.rec.status(), nil
 }
 
 // abandon leaves an interrupted job to Recover.
@@ -278,7 +286,7 @@ func (e *Engine) abandon(ctx context.Context, jb *job) (protocol.JobStatus, erro
 		jb.db.Close()
 		jb.db = nil
 	}
-	jb.log.Warn("job interrupted; it is recovered on the next start", "state", jb.rec.State.String())
+	jb.log.Warn("job interrupted; it is recovered when the agent starts again", "state", jb.rec.State.String())
 	return jb.rec.status(), ctx.Err()
 }
 

@@ -46,7 +46,11 @@ func defaultHTTPClient(tlsConfig *tls.Config) *http.Client {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		TLSClientConfig:       tlsConfig,
+	}
+	if tlsConfig != nil {
+		// A copy: HTTP/2 adds "h2" to the NextProtos of the config it
+		// is given, which must not leak into the agent API's transport.
+		tr.TLSClientConfig = tlsConfig.Clone()
 	}
 	if tlsConfig == nil {
 		return &http.Client{Transport: tr}

@@ -21,15 +21,19 @@ import (
 // resolved (the metadata the engine checked), instead of refreshing the
 // repository a second time a moment later.
 type tufFetcher struct {
-	c   *fetch.Client
-	log *slog.Logger
+	c      *fetch.Client
+	log    *slog.Logger
+	bootMu *sync.Mutex // held around Bootstrap (see Runner.checkRoot)
 
 	mu       sync.Mutex
 	resolved *fetch.Target // from the last Target call, taken by Download
 }
 
 func (f *tufFetcher) resolve(ctx context.Context, path string) (*fetch.Target, error) {
-	if err := f.c.Bootstrap(ctx); err != nil {
+	f.bootMu.Lock()
+	err := f.c.Bootstrap(ctx)
+	f.bootMu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	if err := f.c.Refresh(ctx); err != nil {

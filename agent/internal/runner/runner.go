@@ -2,15 +2,25 @@
 // OS service run: enroll once, recover an interrupted job, then check in
 // (long-polling, so an upgrade support triggers starts at once), run each
 // assignment through the engine, and deliver the journal's events, with
-// backoff while the server is away.
+// backoff while the server is away. A job the engine could not journal to
+// its end is recovered by the running agent, as a restart would. What the
+// agent last learnt about the server (reachable or why not, with what to
+// do) is kept in ContactFile for `updateagent status`.
 package runner
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -32,9 +42,10 @@ import (
 
 // Files in data_dir.
 const (
-	CredentialFile = "credential"   // the agent's own credential, 0600
-	ContactFile    = "contact.json" // when the server was last reached, for status
-	TUFDir         = "tuf"          // trusted TUF metadata
+	CredentialFile  = "credential"          // the agent's own credential, 0600
+	EnrollTokenFile = "enroll_token.sha256" // sha256 (hex) of the enroll token the credential came from
+	ContactFile     = "contact.json"        // when the server was last reached, or why not, for status
+	TUFDir          = "tuf"                 // trusted TUF metadata
 )
 
 // Runner runs one agent.
@@ -47,7 +58,19 @@ type Runner struct {
 
 	wake chan struct{} // new events to send
 
-	lastDrift time.Time // when checkDrift last ran; loop's goroutine only
+	// The loop's goroutine only:
+	lastDrift      time.Time // when checkDrift last ran
+	recoverPending bool      // a job may be unfinished: Recover before running another
+	refusedLogged  time.Time // when a refused credential was last logged
+
+	bootMu sync.Mutex // serializes Bootstrap between checkRoot and jobs
+
+	contactMu sync.Mutex // guards contact and ContactFile
+	contact   Contact
+
+	// engineConfig, when set (by tests), edits the engine's config
+	// before it is opened.
+	engineConfig func(*engine.Config)
 }
 
 // New prepares a runner; Run does the work.
@@ -92,7 +115,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	eng, err := engine.Open(ctx, engine.Config{
+	ecfg := engine.Config{
 		Product:        r.cfg.Product,
 		AllowDowngrade: r.cfg.AllowDowngrade,
 		InstallDir:     r.cfg.InstallDir,
@@ -102,60 +125,90 @@ func (r *Runner) Run(ctx context.Context) error {
 		HealthOverride: r.healthOverride,
 		Database:       r.cfg.Database,
 		DriftIgnore:    r.cfg.DriftIgnore,
-		Fetcher:        &tufFetcher{c: fc, log: r.log},
+		Fetcher:        &tufFetcher{c: fc, log: r.log, bootMu: &r.bootMu},
 		Log:            r.log,
 		Failpoint:      os.Getenv(engine.FailpointEnv),
-	})
+	}
+	if r.engineConfig != nil {
+		r.engineConfig(&ecfg)
+	}
+	eng, err := engine.Open(ctx, ecfg)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
 	r.engine = eng
-	if err := eng.Recover(ctx); err != nil {
-		return fmt.Errorf("recover the interrupted job: %w", err)
+	r.contact, _ = ReadContact(r.cfg.DataDir)
+	if err := r.loadCredential(); err != nil {
+		return err
 	}
 	r.log.Info("agent started", "version", buildinfo.String(), "server", r.cfg.Server, "installed", eng.Status().InstalledVersion)
 
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		r.deliverEvents(ctx)
 	}()
+	go func() {
+		defer wg.Done()
+		r.checkRoot(ctx)
+	}()
+	// An interrupted job first: the loop runs nothing else until Recover
+	// succeeded, and retries it while the journal cannot be written.
+	r.recoverPending = true
 	r.loop(ctx)
 	wg.Wait()
 	return nil
 }
 
+// recoverBackoff paces Recover while the journal cannot be written.
+var recoverBackoff = backoff{min: time.Second, max: time.Minute}
+
 // loop checks in and runs assignments until ctx ends.
 func (r *Runner) loop(ctx context.Context) {
 	bo := backoff{min: time.Second, max: r.cfg.PollInterval.Duration}
-	var lastLogged time.Time
+	rbo := recoverBackoff
+	var lastLogged, lastRecoverLogged time.Time
 	for ctx.Err() == nil {
+		start := time.Now()
+		wait := jitter(r.cfg.PollInterval.Duration)
+		if r.recoverPending {
+			if err := r.recover(ctx); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				// Check in meanwhile (the server sees where the job
+				// stands), then try again after the backoff.
+				r.logThrottled(&lastRecoverLogged, "cannot recover the unfinished job yet; trying again", err)
+				wait = rbo.next()
+			} else {
+				rbo.reset()
+			}
+		}
 		if err := r.ensureCredential(ctx); err != nil {
+			r.recordContact(err, true)
 			r.logThrottled(&lastLogged, "cannot enroll", err)
-			sleep(ctx, bo.next())
+			sleep(ctx, min(bo.next(), max(wait, time.Second)))
 			continue
 		}
 		// On start (lastDrift is zero) and every DriftInterval, before
 		// the check-in that reports it.
-		if time.Since(r.lastDrift) >= engine.DriftInterval {
+		if !r.recoverPending && time.Since(r.lastDrift) >= engine.DriftInterval {
 			r.checkDrift(ctx)
 		}
 		st := r.engine.Status()
-		wait := jitter(r.cfg.PollInterval.Duration)
 		resp, err := r.api.Checkin(ctx, r.checkinRequest(st), wait)
-		r.recordContact(err)
+		r.recordContact(err, false)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			if agentapi.IsUnauthorized(err) {
-				r.log.Warn("the server refused the agent's credential; enrolling again", "err", err)
-				os.Remove(filepath.Join(r.cfg.DataDir, CredentialFile))
-				r.api.Credential = ""
+				r.credentialRefused(ctx, err)
+			} else {
+				r.logThrottled(&lastLogged, "server unreachable", err)
 			}
-			r.logThrottled(&lastLogged, "server unreachable", err)
 			sleep(ctx, bo.next())
 			continue
 		}
@@ -163,6 +216,12 @@ func (r *Runner) loop(ctx context.Context) {
 			r.log.Info("server reachable again", "after_failures", bo.failures)
 		}
 		bo.reset()
+		if r.recoverPending {
+			// No new job before the unfinished one is recovered; do
+			// not spin when the server answered before wait.
+			sleep(ctx, wait-time.Since(start))
+			continue
+		}
 		a := resp.Assignment
 		if a == nil || (st.LastJob != nil && st.LastJob.ID == a.JobID) {
 			// Nothing new. The long-poll already waited; if the server
@@ -196,11 +255,49 @@ func (r *Runner) runJob(ctx context.Context, a protocol.Assignment) {
 	close(done)
 	r.notifyEvents()
 	if err != nil {
-		log.Error("job could not run", "err", err)
+		if ctx.Err() == nil {
+			// A journal write failed (the job stopped where the
+			// journal shows it), or another job was unfinished:
+			// recover it as a restart would, before anything else.
+			log.Error("job stopped before its end; the agent recovers it", "err", err)
+			r.recoverPending = true
+		}
 		return
 	}
 	log.Info("job ended", "result", js.Result, "state", js.State)
 	r.checkDrift(ctx) // another release may run now
+}
+
+// recover asks the engine to finish or roll back an unfinished job (it
+// does nothing when there is none), and clears recoverPending once that
+// worked.
+func (r *Runner) recover(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { // a retried job has events to deliver as it runs
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				r.notifyEvents()
+			}
+		}
+	}()
+	unfinished := r.engine.Status().CurrentJob
+	err := r.engine.Recover(ctx)
+	close(done)
+	r.notifyEvents()
+	if err != nil {
+		return err
+	}
+	if st := r.engine.Status(); unfinished != nil && st.CurrentJob == nil && st.LastJob != nil {
+		r.log.Info("the unfinished job is recovered", "job", st.LastJob.ID, "result", st.LastJob.Result)
+	}
+	r.recoverPending = false
+	r.checkDrift(ctx)
+	return nil
 }
 
 // checkDrift asks the engine for the site's drift (cheap: files are hashed
@@ -254,30 +351,94 @@ func (r *Runner) checkinRequest(st engine.Status) protocol.CheckinRequest {
 	return req
 }
 
-// ensureCredential loads the agent's credential, enrolling first if it has
-// none.
-func (r *Runner) ensureCredential(ctx context.Context) error {
-	if r.api.Credential != "" {
+// loadCredential reads the agent's credential, if it has one. A
+// credential from before the agent remembered which enroll token it came
+// from is taken to come from the enroll_token in the config now.
+func (r *Runner) loadCredential() error {
+	b, err := os.ReadFile(filepath.Join(r.cfg.DataDir, CredentialFile))
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	path := filepath.Join(r.cfg.DataDir, CredentialFile)
-	if b, err := os.ReadFile(path); err == nil {
-		r.api.Credential = strings.TrimSpace(string(b))
+	if err != nil {
+		return fmt.Errorf("read the agent's credential: %w", err)
+	}
+	r.api.SetCredential(strings.TrimSpace(string(b)))
+	if _, err := os.Stat(filepath.Join(r.cfg.DataDir, EnrollTokenFile)); errors.Is(err, fs.ErrNotExist) && r.cfg.EnrollToken != "" {
+		if err := r.rememberEnrollToken(); err != nil {
+			r.log.Warn("cannot record which enroll token was used", "err", err)
+		}
+	}
+	return nil
+}
+
+// ensureCredential enrolls when the agent has no credential yet.
+func (r *Runner) ensureCredential(ctx context.Context) error {
+	if r.api.CurrentCredential() != "" {
 		return nil
 	}
 	if r.cfg.EnrollToken == "" {
-		return errors.New("the agent has no credential and the config has no enroll_token: create one with updateserver enroll-token create")
+		return errNoEnrollToken
 	}
+	return r.enroll(ctx)
+}
+
+var errNoEnrollToken = errors.New("the agent has no credential and the config has no enroll_token: ask support for an enroll token (updateserver enroll-token create) and put it in enroll_token")
+
+// enroll exchanges the config's enroll token for a credential, keeps the
+// credential and remembers which token it used.
+func (r *Runner) enroll(ctx context.Context) error {
 	host, _ := os.Hostname()
-	resp, err := r.api.Enroll(ctx, protocol.EnrollRequest{Token: r.cfg.EnrollToken, Site: r.cfg.Site, Client: r.cfg.Client, Product: r.cfg.Product, Hostname: host})
+	// Same server and transport; r.api gets the credential once it is saved.
+	api := &agentapi.Client{BaseURL: r.api.BaseURL, HTTP: r.api.HTTP, Timeout: r.api.Timeout}
+	resp, err := api.Enroll(ctx, protocol.EnrollRequest{Token: r.cfg.EnrollToken, Site: r.cfg.Site, Client: r.cfg.Client, Product: r.cfg.Product, Hostname: host})
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.WriteFile(path, []byte(resp.Credential+"\n"), 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(r.cfg.DataDir, CredentialFile), []byte(resp.Credential+"\n"), 0o600); err != nil {
 		return fmt.Errorf("save credential: %w", err)
 	}
-	r.log.Info("enrolled", "site", resp.Site)
+	r.api.SetCredential(resp.Credential)
+	if err := r.rememberEnrollToken(); err != nil {
+		r.log.Warn("cannot record which enroll token was used", "err", err)
+	}
+	r.log.Info("enrolled; enroll_token is no longer needed in the config and can be removed", "site", resp.Site)
 	return nil
+}
+
+// tokenHash is how the data dir remembers an enroll token: its sha256.
+func tokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+func (r *Runner) rememberEnrollToken() error {
+	return atomicfile.WriteFile(filepath.Join(r.cfg.DataDir, EnrollTokenFile), []byte(tokenHash(r.cfg.EnrollToken)+"\n"), 0o600)
+}
+
+// newEnrollToken reports whether the config holds an enroll token other
+// than the one the credential came from.
+func (r *Runner) newEnrollToken() bool {
+	if r.cfg.EnrollToken == "" {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join(r.cfg.DataDir, EnrollTokenFile))
+	return err != nil || strings.TrimSpace(string(b)) != tokenHash(r.cfg.EnrollToken)
+}
+
+// credentialRefused handles a check-in the server answered 401. The
+// credential is kept: a proxy or a server having a bad moment must not
+// orphan the site. With a new enroll token in the config the agent
+// enrolls again; without one it keeps trying the credential it has.
+func (r *Runner) credentialRefused(ctx context.Context, err error) {
+	if !r.newEnrollToken() {
+		r.logThrottled(&r.refusedLogged, "credential refused: the server refused the agent's credential; keeping it and trying again (to enroll again, put a new enroll token in enroll_token)", err)
+		return
+	}
+	r.log.Warn("credential refused: enrolling again with the new enroll_token in the config", "err", err)
+	if eerr := r.enroll(ctx); eerr != nil {
+		r.recordContact(eerr, true)
+		r.log.Warn("cannot enroll again with the new enroll_token; keeping the old credential", "err", eerr)
+	}
 }
 
 func (r *Runner) notifyEvents() {
@@ -303,7 +464,7 @@ func (r *Runner) deliverEvents(ctx context.Context) {
 		case <-t.C:
 		}
 		for ctx.Err() == nil {
-			if r.api.Credential == "" {
+			if r.api.CurrentCredential() == "" {
 				break
 			}
 			evs, err := r.engine.PendingEvents(ctx, 200)
@@ -330,26 +491,152 @@ func (r *Runner) logThrottled(last *time.Time, msg string, err error) {
 		return
 	}
 	*last = time.Now()
+	if err == nil {
+		r.log.Warn(msg)
+		return
+	}
 	r.log.Warn(msg, "err", err)
 }
 
-// Contact is what status shows about the server.
+// Contact is what status shows about the server: whether the agent
+// reaches it, and if not, why and what to do.
 type Contact struct {
 	Reachable bool      `json:"reachable"`
-	LastOK    time.Time `json:"last_ok,omitempty"`
-	LastError string    `json:"last_error,omitempty"`
+	LastOK    time.Time `json:"last_ok,omitzero"`
+	// LastError is the last failure to reach the server (enroll or check
+	// in), LastErrorAt when it happened; kept after the server is
+	// reachable again.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Problem classifies LastError while the server is not reachable
+	// (Problem*), Hint says what to do about it.
+	Problem string `json:"problem,omitempty"`
+	Hint    string `json:"hint,omitempty"`
+	// RootError says that the root_sha256 in the config does not pin the
+	// server's root, and what to do ("" when it does, or is not checked
+	// yet).
+	RootError string    `json:"root_error,omitempty"`
 	At        time.Time `json:"at"`
 }
 
-func (r *Runner) recordContact(err error) {
-	c, _ := ReadContact(r.cfg.DataDir)
-	c.At = time.Now().UTC()
-	if err == nil {
-		c.Reachable, c.LastOK, c.LastError = true, c.At, ""
-	} else if !errors.Is(err, context.Canceled) {
-		c.Reachable, c.LastError = false, err.Error()
+// Problems, as Contact.Problem names them.
+const (
+	ProblemEnrollTokenRefused = "enroll_token_refused"
+	ProblemSiteEnrolled       = "site_already_enrolled"
+	ProblemNoEnrollToken      = "no_enroll_token"
+	ProblemCredentialRefused  = "credential_refused"
+	ProblemTLSUntrusted       = "tls_certificate_untrusted"
+	ProblemTimeout            = "server_timeout"
+	ProblemUnreachable        = "server_unreachable"
+	ProblemServerError        = "server_error"
+)
+
+// classify says what err means for the person reading status, and what to
+// do about it. enrolling: err came from enrolling.
+func classify(err error, enrolling bool) (problem, hint string) {
+	var apiErr *agentapi.Error
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var certErr *tls.CertificateVerificationError
+	switch {
+	case errors.Is(err, errNoEnrollToken):
+		return ProblemNoEnrollToken, "ask support for an enroll token (updateserver enroll-token create) and put it in enroll_token in the config"
+	case enrolling && agentapi.IsUnauthorized(err):
+		return ProblemEnrollTokenRefused, "the enroll token was refused (expired, used up or revoked): ask support for a new enroll token and put it in enroll_token in the config"
+	case enrolling && errors.As(err, &apiErr) && apiErr.Status == http.StatusConflict:
+		return ProblemSiteEnrolled, "the site is already enrolled: ask support for an enroll token made for it (updateserver enroll-token create --site SITE --replace) and put it in enroll_token in the config"
+	case agentapi.IsUnauthorized(err):
+		return ProblemCredentialRefused, "the server refused the agent's credential (revoked, or the site was enrolled again from another machine); the agent keeps trying it: to enroll again, ask support for an enroll token made with --site SITE --replace and put it in enroll_token in the config"
+	case errors.As(err, &unknownCA), errors.As(err, &certErr):
+		return ProblemTLSUntrusted, "the server's TLS certificate is not trusted: set ca_file in the config to the CA certificate that signed it"
+	case errors.As(err, &hostErr):
+		return ProblemTLSUntrusted, "the server's TLS certificate is not valid for the name in server: use the name the certificate was made for"
+	case errors.Is(err, agentapi.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return ProblemTimeout, "the server did not answer in time: check the network and any proxy between this machine and the server"
+	case errors.As(err, &apiErr):
+		return ProblemServerError, "the server answered with an error: if it lasts, ask support to look at the server's log"
 	}
-	writeJSON(filepath.Join(r.cfg.DataDir, ContactFile), c)
+	return ProblemUnreachable, "check server in the config, that the server runs, and that this machine can reach it (firewall, proxy, DNS)"
+}
+
+// recordContact records the outcome of a call to the server for status.
+func (r *Runner) recordContact(err error, enrolling bool) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	r.editContact(func(c *Contact) {
+		if err == nil {
+			c.Reachable, c.LastOK, c.Problem, c.Hint = true, c.At, "", ""
+			return
+		}
+		c.Reachable = false
+		c.LastError, c.LastErrorAt = err.Error(), c.At
+		c.Problem, c.Hint = classify(err, enrolling)
+	})
+}
+
+// editContact changes the contact and writes it to ContactFile.
+func (r *Runner) editContact(edit func(*Contact)) {
+	r.contactMu.Lock()
+	defer r.contactMu.Unlock()
+	r.contact.At = time.Now().UTC()
+	edit(&r.contact)
+	if err := writeJSON(filepath.Join(r.cfg.DataDir, ContactFile), r.contact); err != nil {
+		r.log.Debug("cannot record the server's status for status", "err", err)
+	}
+}
+
+// checkRoot checks, once at start and without holding up check-ins, that
+// root_sha256 pins the server's root: with no trusted root yet it
+// bootstraps it (fetching 1.root.json and comparing its sha256). A
+// mismatch is logged and shown in status with what to do; while the
+// server cannot be reached it tries again with backoff.
+func (r *Runner) checkRoot(ctx context.Context) {
+	bo := backoff{min: time.Second, max: 5 * time.Minute}
+	var lastLogged time.Time
+	for ctx.Err() == nil {
+		r.bootMu.Lock()
+		err := r.fetch.Bootstrap(ctx)
+		r.bootMu.Unlock()
+		switch {
+		case err == nil:
+			r.editContact(func(c *Contact) { c.RootError = "" })
+			return
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, fetch.ErrRootPin):
+			msg := r.rootMismatch(ctx, err)
+			r.logThrottled(&lastLogged, msg, nil)
+			r.editContact(func(c *Contact) { c.RootError = msg })
+			// The server's root may be put right: look again, slowly.
+			sleep(ctx, 5*time.Minute)
+			continue
+		default:
+			r.logThrottled(&lastLogged, "cannot check root_sha256 against the server's root yet; trying again", err)
+		}
+		sleep(ctx, bo.next())
+	}
+}
+
+// rootMismatch says that root_sha256 does not pin the server's root.
+func (r *Runner) rootMismatch(ctx context.Context, pinErr error) string {
+	fix := "fix root_sha256 in the config (the server prints it: updateserver root sha256)"
+	u := strings.TrimRight(r.cfg.MetadataURL, "/") + "/1.root.json"
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err == nil {
+		var resp *http.Response
+		if resp, err = r.api.HTTP.Do(req); err == nil {
+			h := sha256.New()
+			_, err = io.Copy(h, io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			if err == nil && resp.StatusCode == http.StatusOK {
+				return fmt.Sprintf("the server's root.json has sha256 %s, the config pins %s: %s", hex.EncodeToString(h.Sum(nil)), r.cfg.RootSHA256, fix)
+			}
+		}
+	}
+	return fmt.Sprintf("the server's root.json does not match the config's root_sha256 %s (%v): %s", r.cfg.RootSHA256, pinErr, fix)
 }
 
 // backoff is exponential with jitter, between min and max.

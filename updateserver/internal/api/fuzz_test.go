@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,47 @@ func FuzzRequestBodies(f *testing.F) {
 		h.ServeHTTP(rec, req)
 		if rec.Code >= 500 {
 			t.Fatalf("POST %s with %q: %d %s", path, body, rec.Code, rec.Body)
+		}
+	})
+}
+
+// FuzzAuditQuery sends arbitrary query strings to GET /api/v1/audit as an
+// admin: none may make the server answer 5xx, and an answer holds no more
+// entries than its limit, newest first.
+func FuzzAuditQuery(f *testing.F) {
+	for _, q := range []string{
+		"", "limit=1", "limit=1000", "limit=1001", "limit=0", "limit=-1", "limit=x", "before=1", "before=0", "before=9223372036854775807",
+		"since=24h", "since=7d", "since=2025-06-01T00:00:00Z", "since=0001-01-01T00:00:00Z", "since=9999-12-31T23:59:59Z", "since=-1h",
+		"since=2562047h", "actor=admin", "actor=updateserver+init", "actor=%00", "actor=%ff", "limit=2&before=3&since=1h&actor=admin",
+	} {
+		f.Add(q)
+	}
+	h, admin, _ := fuzzServer(f)
+	f.Fuzz(func(t *testing.T, query string) {
+		req := httptest.NewRequest("GET", "/api/v1/audit", nil)
+		req.URL.RawQuery = query
+		req.Header.Set("Authorization", "Bearer "+admin)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("GET /api/v1/audit?%s: %d %s", query, rec.Code, rec.Body)
+		}
+		if rec.Code != http.StatusOK {
+			return
+		}
+		var es []protocol.AuditEntry
+		jsonUnmarshal(t, rec.Body.Bytes(), &es)
+		limit := protocol.AuditLimitDefault
+		if l, err := strconv.Atoi(req.URL.Query().Get("limit")); err == nil {
+			limit = l
+		}
+		if len(es) > limit {
+			t.Fatalf("GET /api/v1/audit?%s: %d entries, limit %d", query, len(es), limit)
+		}
+		for i := 1; i < len(es); i++ {
+			if es[i].ID >= es[i-1].ID {
+				t.Fatalf("GET /api/v1/audit?%s: not newest first: %+v", query, es)
+			}
 		}
 	})
 }

@@ -3,9 +3,12 @@ package api
 import (
 	"errors"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/fault"
@@ -81,11 +84,57 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, protocol.RevokeTokenResponse{Name: name, Revoked: n})
 }
 
+// auditLog answers GET /api/v1/audit: entries newest first, at most limit
+// of them (default 100, at most 1000), filtered by since (a duration back
+// from now or an RFC 3339 time), actor (an operator token's name, or the
+// whole actor of anything else) and before (an entry ID: only older
+// entries). A client pages by passing the ID of the last entry it got as
+// before, until a page holds fewer than limit.
 func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
-	entries, err := s.Store.AuditLog(r.Context(), 1000)
+	q, err := s.auditQuery(r.URL.Query())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	entries, err := s.Store.AuditLog(r.Context(), q)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, entries)
+}
+
+// maxActorFilter bounds the actor parameter: longer than any actor.
+const maxActorFilter = 512
+
+func (s *Server) auditQuery(v url.Values) (store.AuditQuery, error) {
+	q := store.AuditQuery{Limit: protocol.AuditLimitDefault}
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > protocol.AuditLimitMax {
+			return q, fault.New(fault.Invalid, "limit %q is not valid: give a whole number from 1 to %d", l, protocol.AuditLimitMax)
+		}
+		q.Limit = n
+	}
+	if b := v.Get("before"); b != "" {
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n < 1 {
+			return q, fault.New(fault.Invalid, "before %q is not valid: give the ID of an audit entry (a positive whole number)", b)
+		}
+		q.Before = n
+	}
+	if since := v.Get("since"); since != "" {
+		t, err := protocol.ParseSince(since, s.now())
+		if err != nil {
+			return q, fault.New(fault.Invalid, "since %v", err)
+		}
+		q.Since = t
+	}
+	if a := v.Get("actor"); a != "" {
+		if len(a) > maxActorFilter || !utf8.ValidString(a) || strings.ContainsFunc(a, unicode.IsControl) {
+			return q, fault.New(fault.Invalid, "actor is not valid: give a token's name (1 to 128 printable characters, see updateserver token list)")
+		}
+		q.Actor = a
+	}
+	return q, nil
 }

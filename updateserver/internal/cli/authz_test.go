@@ -72,6 +72,7 @@ func TestAuthorization(t *testing.T) {
 		{"GET", "/api/v1/tokens", ``, operatorRoles(protocol.RoleAdmin)},
 		{"POST", "/api/v1/tokens/authz-victim/revoke", ``, operatorRoles(protocol.RoleAdmin)},
 		{"GET", "/api/v1/audit", ``, operatorRoles(protocol.RoleAdmin)},
+		{"GET", "/api/v1/audit?actor=admin&since=24h&limit=5&before=1000", ``, operatorRoles(protocol.RoleAdmin)},
 		{"POST", "/api/v1/uploads", `not a bundle`, operatorRoles(protocol.RoleRelease)},
 		{"POST", "/api/v1/releases", `{"upload_id":"x"}`, operatorRoles(protocol.RoleRelease)},
 		{"POST", "/api/v1/releases/acme-erp/1.0.0/promote", `{"channel":"beta"}`, operatorRoles(protocol.RoleRelease)},

@@ -103,6 +103,7 @@ certificate your own CA signed, also --ca-file or UPDATESERVER_CA_FILE).`,
 		newSitesCmd(stdio),
 		newUpgradeCmd(stdio),
 		newHistoryCmd(stdio),
+		newAuditCmd(stdio),
 		newVersionCmd(stdio),
 	)
 	return root

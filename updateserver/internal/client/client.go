@@ -320,3 +320,33 @@ func (c *Client) Upgrade(ctx context.Context, req protocol.UpgradeRequest) (prot
 	err := c.Do(ctx, http.MethodPost, protocol.APIVersion+"/upgrades", req, &out)
 	return out, err
 }
+
+// AuditQuery selects audit log entries; zero fields select everything.
+type AuditQuery struct {
+	Since  string // a duration back from now (24h, 7d) or an RFC 3339 time
+	Actor  string // an operator token's name, or the whole actor of anything else
+	Before int64  // only entries older than the entry with this ID
+	Limit  int    // at most this many per page: 0 is the server's default, at most protocol.AuditLimitMax
+}
+
+// AuditLog returns one page of the audit log, newest first. The next page
+// is the same query with Before set to the last entry's ID; a page shorter
+// than the limit is the last.
+func (c *Client) AuditLog(ctx context.Context, q AuditQuery) ([]protocol.AuditEntry, error) {
+	v := url.Values{}
+	if q.Since != "" {
+		v.Set("since", q.Since)
+	}
+	if q.Actor != "" {
+		v.Set("actor", q.Actor)
+	}
+	if q.Before > 0 {
+		v.Set("before", strconv.FormatInt(q.Before, 10))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var out []protocol.AuditEntry
+	err := c.Do(ctx, http.MethodGet, protocol.APIVersion+"/audit?"+v.Encode(), nil, &out)
+	return out, err
+}

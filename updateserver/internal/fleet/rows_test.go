@@ -112,7 +112,7 @@ func TestFrozenRowsSurvive(t *testing.T) {
 	if jobs := tf.upgrade(protocol.UpgradeRequest{Site: "globex-prod", To: "1.2.0", AcceptDrift: true}); len(jobs) != 2 || jobs[0].To != "1.1.0" {
 		t.Fatalf("upgrade of globex-prod after its job ended: %s", ids(jobs))
 	}
-	audit, err := tf.Store.AuditLog(ctx, 100)
+	audit, err := tf.Store.AuditLog(ctx, store.AuditQuery{Limit: 100})
 	// The five frozen entries, then the enrollment and the upgrade.
 	if err != nil || len(audit) != 7 || audit[6].Action != "token.create" || audit[2].Object != "site acme-test" || audit[0].Action != "upgrade" {
 		t.Errorf("audit log: %+v %v", audit, err)

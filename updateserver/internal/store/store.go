@@ -266,7 +266,25 @@ ALTER TABLE jobs ADD COLUMN handed_out_at TEXT;
 ALTER TABLE jobs ADD COLUMN events_dropped INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN events_dropped_through INTEGER NOT NULL DEFAULT 0;
 `,
-	// 6: jobs per (site, product): a site runs its product and the agent
+	// 6: the audit log filtered in SQL: by the actor's name (an operator
+	// token's name; the whole actor for anything else), and by time as
+	// Unix nanoseconds (RFC 3339 text with trimmed fractions does not
+	// sort). Old rows: the name and token from the tokens table, the time
+	// from the text (to the millisecond).
+	`
+ALTER TABLE audit_log ADD COLUMN actor_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit_log ADD COLUMN token_id INTEGER;
+ALTER TABLE audit_log ADD COLUMN at_ns INTEGER NOT NULL DEFAULT 0;
+UPDATE audit_log SET actor_name = actor,
+	at_ns = COALESCE(CAST(round((julianday(at) - 2440587.5) * 86400000.0) AS INTEGER) * 1000000, 0);
+CREATE INDEX audit_log_actor_backfill ON audit_log (actor);
+UPDATE audit_log SET actor_name = t.name, token_id = t.id FROM tokens t
+	WHERE audit_log.actor = t.name || ' (token ' || t.id || ', ' || t.role || ')';
+DROP INDEX audit_log_actor_backfill;
+CREATE INDEX audit_log_by_actor ON audit_log (actor_name);
+CREATE INDEX audit_log_by_time ON audit_log (at_ns);
+`,
+	// 7: jobs per (site, product): a site runs its product and the agent
 	// (product updateagent), and of each at most one job is in its
 	// agent's hands (picked up and not ended). The hops of an upgrade are
 	// several open jobs of one product, so the index bounds the picked-up

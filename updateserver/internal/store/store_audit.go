@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"database/sql"
+	"math"
+	"strings"
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
@@ -13,17 +15,52 @@ type Audit struct {
 	Actor, Action, Object, Detail string
 }
 
+// insertAudit records a. An actor made by Token.Actor is stored with its
+// token's name and ID besides, so the log is filtered by name in SQL.
 func insertAudit(ctx context.Context, tx *sql.Tx, at time.Time, a Audit) error {
+	name, tokenID := a.Actor, sql.NullInt64{}
+	if n, id, ok := ParseActor(a.Actor); ok {
+		name, tokenID = n, sql.NullInt64{Int64: id, Valid: true}
+	}
 	_, err := tx.Exec(
-		`INSERT INTO audit_log (at, actor, action, object, detail) VALUES (?, ?, ?, ?, ?)`,
-		formatTime(at), a.Actor, a.Action, a.Object, a.Detail)
+		`INSERT INTO audit_log (at, at_ns, actor, actor_name, token_id, action, object, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		formatTime(at), unixNano(at), a.Actor, name, tokenID, a.Action, a.Object, a.Detail)
 	return err
 }
 
-// AuditLog returns the newest limit audit entries, newest first.
-func (s *Store) AuditLog(ctx context.Context, limit int) ([]protocol.AuditEntry, error) {
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT id, at, actor, action, object, detail FROM audit_log ORDER BY id DESC LIMIT ?`, limit)
+// AuditQuery selects audit entries. The zero value of each field selects
+// everything; Limit must be positive.
+type AuditQuery struct {
+	Since  time.Time // entries at or after this time
+	Actor  string    // entries of this actor: an operator token's name (every token of that name), or the whole actor of another (e.g. "updateserver")
+	Before int64     // entries older than the entry with this ID: the cursor of the next page
+	Limit  int       // at most this many
+}
+
+// AuditLog returns the audit entries q selects, newest first. The filters
+// run in SQL on indexed columns: the log is never read whole.
+func (s *Store) AuditLog(ctx context.Context, q AuditQuery) ([]protocol.AuditEntry, error) {
+	var where []string
+	var args []any
+	if !q.Since.IsZero() {
+		where = append(where, "at_ns >= ?")
+		args = append(args, unixNano(q.Since))
+	}
+	if q.Actor != "" {
+		where = append(where, "actor_name = ?")
+		args = append(args, q.Actor)
+	}
+	if q.Before > 0 {
+		where = append(where, "id < ?")
+		args = append(args, q.Before)
+	}
+	query := `SELECT id, at, actor, actor_name, token_id, action, object, detail FROM audit_log`
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY id DESC LIMIT ?"
+	args = append(args, q.Limit)
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -32,11 +69,26 @@ func (s *Store) AuditLog(ctx context.Context, limit int) ([]protocol.AuditEntry,
 	for rows.Next() {
 		var e protocol.AuditEntry
 		var at string
-		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Action, &e.Object, &e.Detail); err != nil {
+		var tokenID sql.NullInt64
+		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.ActorName, &tokenID, &e.Action, &e.Object, &e.Detail); err != nil {
 			return nil, err
 		}
 		e.At = parseTime(at)
+		e.TokenID = tokenID.Int64
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// unixNano is t in Unix nanoseconds, clamped to what an int64 holds (years
+// 1678 to 2262), so a far-off time still compares as before or after
+// every entry.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(time.Unix(0, math.MinInt64)):
+		return math.MinInt64
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
 }

@@ -7,11 +7,11 @@ import (
 	"github.com/dropless/dropless/pkg/protocol"
 )
 
-// TestPickedUpJobsMigrateToSchema6: schema 6 allows one picked-up open
+// TestPickedUpJobsMigrateToSchema7: schema 7 allows one picked-up open
 // job per site and product. A version-5 database holding two (no server
 // made them, but the rows could say so) keeps the newer one open and ends
 // the older one failed, saying why; jobs of other sites stay as they were.
-func TestPickedUpJobsMigrateToSchema6(t *testing.T) {
+func TestPickedUpJobsMigrateToSchema7(t *testing.T) {
 	s := openFrozen(t, "5", `
 INSERT INTO sites (site, client, product, credential_hash, enrolled_at) VALUES
 	('a', 'acme', 'erp', 'h1', '2025-01-01T00:00:00Z'),

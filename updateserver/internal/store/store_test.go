@@ -168,7 +168,7 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 		t.Fatalf("%d writers failed, want %d", failed, n/10-1)
 	}
 	tokens, _ := s.CountTokens(ctx)
-	audits, _ := s.AuditLog(ctx, 1000)
+	audits, _ := s.AuditLog(ctx, AuditQuery{Limit: 1000})
 	if tokens != n-failed || len(audits) != tokens {
 		t.Fatalf("%d tokens and %d audit entries after %d successful writers: a failed writer's changes leaked or a good one's were lost", tokens, len(audits), n-failed)
 	}

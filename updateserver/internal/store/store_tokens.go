@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
@@ -24,6 +26,25 @@ type Token struct {
 
 // Actor is how the audit log names the token's holder.
 func (t Token) Actor() string { return fmt.Sprintf("%s (token %d, %s)", t.Name, t.ID, t.Role) }
+
+// actorSuffix is what Token.Actor appends to the token's name.
+var actorSuffix = regexp.MustCompile(` \(token ([0-9]+), ([a-z]+)\)$`)
+
+// ParseActor splits an actor that Token.Actor made into the token's name
+// and ID; ok is false for any other actor (the server itself, an enroll
+// token). It reads the suffix from the end, so a name that itself looks
+// like an actor is still split where Token.Actor joined it.
+func ParseActor(actor string) (name string, id int64, ok bool) {
+	m := actorSuffix.FindStringSubmatchIndex(actor)
+	if m == nil || m[0] == 0 || !protocol.ValidRole(actor[m[4]:m[5]]) {
+		return "", 0, false
+	}
+	id, err := strconv.ParseInt(actor[m[2]:m[3]], 10, 64)
+	if err != nil || id <= 0 {
+		return "", 0, false
+	}
+	return actor[:m[0]], id, true
+}
 
 // Token errors. Both wrap ErrNotFound, so a caller that only asks "is
 // there a usable token?" treats them as no token at all.

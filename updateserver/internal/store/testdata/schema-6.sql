@@ -5,7 +5,9 @@ CREATE TABLE audit_log (
 	action TEXT NOT NULL,
 	object TEXT NOT NULL,
 	detail TEXT NOT NULL DEFAULT ''
-);
+, actor_name TEXT NOT NULL DEFAULT '', token_id INTEGER, at_ns INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX audit_log_by_actor ON audit_log (actor_name);
+CREATE INDEX audit_log_by_time ON audit_log (at_ns);
 CREATE TABLE enroll_tokens (
 	id         INTEGER PRIMARY KEY,
 	hash       TEXT NOT NULL UNIQUE,
@@ -42,7 +44,6 @@ CREATE TABLE jobs (
 , accept_drift INTEGER NOT NULL DEFAULT 0, allow_downgrade INTEGER NOT NULL DEFAULT 0, allow_irreversible INTEGER NOT NULL DEFAULT 0, handed_out_at TEXT, events_dropped INTEGER NOT NULL DEFAULT 0, events_dropped_through INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX jobs_by_site ON jobs (site, created_at);
 CREATE INDEX jobs_open ON jobs (result) WHERE result IN ('pending','running');
-CREATE UNIQUE INDEX jobs_picked_up ON jobs (site, product) WHERE handed_out_at IS NOT NULL AND result IN ('pending','running');
 CREATE TABLE release_channels (
 	product  TEXT NOT NULL,
 	version  TEXT NOT NULL,

@@ -1,0 +1,134 @@
+package agentapi
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/pkg/tlstrust"
+	"github.com/dropless/dropless/pkg/tlstrust/tlstest"
+)
+
+// TestDeadlines: a server (or a proxy) that holds a request and never
+// answers does not hold the client: each call ends with ErrTimeout once
+// its deadline passed (a check-in's long-poll wait plus the grace).
+func TestDeadlines(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // then the server notices the client leave
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	c := New(srv.URL)
+	c.Timeout, c.CheckinGrace = 200*time.Millisecond, 200*time.Millisecond
+	c.SetCredential("dla_x")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"checkin", func() error {
+			_, err := c.Checkin(ctx, protocol.CheckinRequest{State: "idle"}, time.Second)
+			return err
+		}},
+		{"events", func() error {
+			_, err := c.SendEvents(ctx, []protocol.Event{{JobID: "j", Seq: 1, State: "downloading"}})
+			return err
+		}},
+		{"enroll", func() error {
+			_, err := c.Enroll(ctx, protocol.EnrollRequest{Token: "t"})
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "no complete answer within") {
+				t.Fatalf("err = %v, want ErrTimeout", err)
+			}
+		})
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the calls were cut by the test's context, not by their deadlines")
+	}
+}
+
+// TestCredentialConcurrent: one goroutine checks in against a server that
+// answers 401 and replaces the credential, another sends events with it
+// (as the agent's loop and its events sender do). Run with -race.
+func TestCredentialConcurrent(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+		w.Write([]byte(`{"error":{"code":"unauthorized","message":"the agent credential is not valid"}}`))
+	}))
+	defer srv.Close()
+	c := New(srv.URL)
+	c.SetCredential("dla_1")
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for range 20 {
+			if _, err := c.Checkin(ctx, protocol.CheckinRequest{State: "idle"}, 0); !IsUnauthorized(err) {
+				t.Errorf("check-in: %v", err)
+			}
+			c.SetCredential("dla_2")
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for range 20 {
+			if _, err := c.SendEvents(ctx, nil); !IsUnauthorized(err) {
+				t.Errorf("events: %v", err)
+			}
+		}
+	}()
+	wg.Wait()
+}
+
+// TestTLSConfigSharedWithHTTP2: the agent builds one TLS config and gives
+// it to the agent API client and to the TUF fetcher, whose HTTP/2
+// transport adds "h2" to its NextProtos. The agent API client must still
+// talk to an HTTPS server that offers HTTP/2 (it once offered h2, then
+// spoke HTTP/1.1 into it, and every enroll ended in EOF).
+func TestTLSConfigSharedWithHTTP2(t *testing.T) {
+	ca := tlstest.NewCA(t, "test CA")
+	pair := ca.Issue()
+	cert, err := tls.X509KeyPair(pair.CertPEM, pair.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"site":"s","credential":"dla_x"}`))
+	}))
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	cfg, err := tlstrust.ClientConfig(ca.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What an HTTP/2 transport does to the config it is given.
+	h2 := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}
+	if resp, err := (&http.Client{Transport: h2}).Get(srv.URL); err == nil {
+		resp.Body.Close()
+	}
+	cfg.NextProtos = append(cfg.NextProtos, "h2") // whether or not the request above did it
+
+	c := New(srv.URL, WithTLS(cfg))
+	if _, err := c.Enroll(context.Background(), protocol.EnrollRequest{Token: "dle_x", Site: "s", Client: "c", Product: "p"}); err != nil {
+		t.Fatalf("enroll over TLS with a config an HTTP/2 transport shares: %v", err)
+	}
+}
