@@ -36,7 +36,8 @@ e2e: ## end-to-end tests: a real server, real agents and sample apps (as root al
 race: ## run the tests with the race detector
 	$(GO) test -race -count=1 ./...
 
-lint: ## go vet, staticcheck and the import-boundary check
+lint: ## gofmt, go vet, staticcheck and the import-boundary check
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -w these files:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	$(GO) test -count=1 -run 'TestImportBoundaries|TestPackageDocs' .
