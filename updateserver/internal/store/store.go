@@ -1,6 +1,7 @@
 // Package store persists the update server's state in SQLite
 // (modernc.org/sqlite, no cgo): tokens, releases and their channels, the
-// signed TUF metadata, staged uploads and the audit log.
+// signed TUF metadata, staged uploads, sites and their jobs, maintenance
+// windows and freezes, and the audit log.
 //
 // The database runs in WAL mode with a busy timeout, foreign keys on, and
 // full fsync on commit; write transactions take the write lock up front
@@ -277,6 +278,30 @@ UPDATE audit_log SET actor_name = t.name, token_id = t.id FROM tokens t
 DROP INDEX audit_log_actor_backfill;
 CREATE INDEX audit_log_by_actor ON audit_log (actor_name);
 CREATE INDEX audit_log_by_time ON audit_log (at_ns);
+`,
+	// 7: maintenance windows (a site's, or its client's) and freezes
+	// (server-wide, or one client's), times as Unix nanoseconds to compare
+	// in SQL.
+	`
+CREATE TABLE windows (
+	scope      TEXT NOT NULL CHECK (scope IN ('site','client')),
+	name       TEXT NOT NULL,
+	weekly     TEXT NOT NULL,
+	zone       TEXT NOT NULL,
+	updated_at TEXT NOT NULL,
+	updated_by TEXT NOT NULL,
+	PRIMARY KEY (scope, name)
+);
+CREATE TABLE freezes (
+	id         INTEGER PRIMARY KEY,
+	client     TEXT NOT NULL DEFAULT '',
+	from_ns    INTEGER NOT NULL,
+	to_ns      INTEGER NOT NULL,
+	reason     TEXT NOT NULL,
+	created_at TEXT NOT NULL,
+	created_by TEXT NOT NULL
+);
+CREATE INDEX freezes_by_end ON freezes (to_ns);
 `,
 }
 
