@@ -12,12 +12,14 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/pkg/versions"
 	"github.com/dropless/dropless/updateserver/internal/fault"
+	"github.com/dropless/dropless/updateserver/internal/maint"
 	"github.com/dropless/dropless/updateserver/internal/store"
 )
 
@@ -171,6 +173,9 @@ func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor 
 		}
 		sites = all
 	}
+	if req.Reason != "" && !req.Now { // Windows
+		return protocol.UpgradeResponse{}, fault.New(fault.Invalid, "a reason explains --now (overriding the window and freezes): give --now too, or leave the reason out")
+	}
 	if _, err := versions.Parse(req.To); err != nil {
 		return protocol.UpgradeResponse{}, fault.Wrap(fault.Invalid, err)
 	}
@@ -228,7 +233,7 @@ func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor 
 		target = "client " + req.Client
 	}
 	err := f.Store.CreateJobs(ctx, now, jobs, store.Audit{Actor: actor, Action: "upgrade", Object: target,
-		Detail: fmt.Sprintf("to=%s now=%t accept_drift=%t allow_downgrade=%t allow_irreversible=%t jobs=%d", req.To, req.Now, req.AcceptDrift, req.AllowDowngrade, req.AllowIrreversible, len(jobs))})
+		Detail: fmt.Sprintf("to=%s now=%t accept_drift=%t allow_downgrade=%t allow_irreversible=%t jobs=%d", req.To, req.Now, req.AcceptDrift, req.AllowDowngrade, req.AllowIrreversible, len(jobs)) + nowReason(req)})
 	if errors.Is(err, store.ErrConflict) {
 		return protocol.UpgradeResponse{}, fault.Wrap(fault.Conflict, err)
 	}
@@ -290,7 +295,8 @@ func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRe
 			f.hub.unsubscribe(site, ch)
 			return resp, err
 		}
-		if resp.Assignment != nil && resp.Assignment.JobID != known {
+		// Windows: a job is handed out only while it may start.
+		if resp.Assignment != nil && resp.Assignment.JobID != known && resp.Window.Open {
 			f.hub.unsubscribe(site, ch)
 			ok, err := f.handOut(ctx, site, resp.Assignment.JobID, handedOut)
 			if err != nil || ok {
@@ -302,6 +308,9 @@ func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRe
 		if remaining <= 0 {
 			f.hub.unsubscribe(site, ch)
 			return resp, nil
+		}
+		if n := resp.Window.NextOpen; !resp.Window.Open && n != nil { // Windows: wake at the opening
+			remaining = min(remaining, max(n.Sub(f.now()), 10*time.Millisecond))
 		}
 		t := time.NewTimer(remaining)
 		var woke *protocol.Assignment
@@ -315,7 +324,7 @@ func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRe
 		if ctx.Err() != nil {
 			return resp, nil
 		}
-		if woke != nil && woke.JobID != known {
+		if woke != nil && woke.JobID != known && resp.Window.Open { // Windows: else read it again
 			// The new job, straight from the transaction that created it:
 			// a thousand woken agents cost no reads.
 			ok, err := f.handOut(ctx, site, woke.JobID, false)
@@ -344,12 +353,18 @@ func (f *Fleet) assignment(ctx context.Context, site string) (protocol.CheckinRe
 	resp := protocol.CheckinResponse{PollSeconds: int(f.PollInterval / time.Second), Window: protocol.WindowStatus{Open: true}}
 	open, err := f.Store.OpenJob(ctx, site)
 	if errors.Is(err, store.ErrNotFound) {
-		return resp, false, nil
+		resp.Window, err = maint.Checkin(ctx, f.Store, f.now(), site, "") // Windows
+		return resp, false, err
 	}
 	if err != nil {
 		return resp, false, err
 	}
 	resp.Assignment = &open.Assignment
+	if !open.HandedOut { // Windows: a job picked up runs to its end
+		if resp.Window, err = maint.Checkin(ctx, f.Store, f.now(), site, open.Job.ID); err != nil {
+			return resp, false, err
+		}
+	}
 	return resp, open.HandedOut, nil
 }
 
@@ -540,4 +555,12 @@ func (h *hub) notify(site string, a *protocol.Assignment) {
 		default:
 		}
 	}
+}
+
+// nowReason is the audit detail of --now's reason (Windows).
+func nowReason(req protocol.UpgradeRequest) string {
+	if !req.Now {
+		return ""
+	}
+	return " reason=" + strconv.Quote(protocol.CleanText(req.Reason, 500, false))
 }

@@ -90,4 +90,3 @@ func TestFreezesPersist(t *testing.T) {
 		t.Fatalf("after delete: %+v", got)
 	}
 }
-
