@@ -147,13 +147,21 @@ func TestWindowLongPollWakesAtOpening(t *testing.T) {
 	if time.Until(opens) < 5*time.Second {
 		opens = opens.Add(time.Minute)
 	}
+	// The agent long-polls from before the window is set: the job that
+	// wakes it must still wait for the opening.
+	got := make(chan protocol.CheckinResponse, 1)
+	go func() {
+		resp, err := a.Checkin(context.Background(), report, 5*time.Minute)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- resp
+	}()
+	waitFor(t, func() bool { return s.site(t, support, "acme-prod").LastSeen != nil })
 	ny, _ := time.LoadLocation("America/New_York")
 	s.mustCLI(support, "window", "set", "--site", "acme-prod", "--weekly", weeklyRange(opens, time.Hour, ny), "--tz", "America/New_York")
 	s.mustCLI(support, "upgrade", "--site", "acme-prod", "--to", "1.1.0")
-	resp, err := a.Checkin(context.Background(), report, 5*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := <-got
 	if got := time.Now(); got.Before(opens) || !resp.Window.Open || resp.Assignment == nil {
 		t.Fatalf("long poll answered at %s with %+v, want the job once the window opens at %s", got, resp, opens)
 	}

@@ -324,16 +324,22 @@ func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRe
 		if ctx.Err() != nil {
 			return resp, nil
 		}
-		if woke != nil && woke.JobID != known && resp.Window.Open { // Windows: else read it again
+		if woke != nil && woke.JobID != known {
 			// The new job, straight from the transaction that created it:
-			// a thousand woken agents cost no reads.
-			ok, err := f.handOut(ctx, site, woke.JobID, false)
+			// a thousand woken agents cost no job reads.
+			ws, err := maint.Checkin(ctx, f.Store, f.now(), site, woke.JobID) // Windows: may it start now?
 			if err != nil {
 				return resp, err
 			}
-			if ok {
-				resp.Assignment = woke
-				return resp, nil
+			if ws.Open {
+				ok, err := f.handOut(ctx, site, woke.JobID, false)
+				if err != nil {
+					return resp, err
+				}
+				if ok {
+					resp.Assignment, resp.Window = woke, ws
+					return resp, nil
+				}
 			}
 		}
 	}
