@@ -21,6 +21,7 @@ func TestWindowOpensUpgrade(t *testing.T) {
 	env := New(t)
 	env.Publish(t, "1.0.0", Healthy)
 	env.Publish(t, "1.1.0", Healthy)
+	env.Publish(t, "1.2.0", Healthy)
 	prod := env.NewSite(t, "acme-prod", "acme")
 	prod.Upgrade(t, "1.0.0")
 	prod.AwaitHealthy(t, "1.0.0")
@@ -55,11 +56,11 @@ func TestWindowOpensUpgrade(t *testing.T) {
 	// A freeze holds a job inside an open window; --now overrides it.
 	env.MustCLI(t, "freeze", "create", "--client", "acme", "--from", time.Now().Add(-time.Minute).Format(time.RFC3339),
 		"--to", time.Now().Add(time.Hour).Format(time.RFC3339), "--reason", "year-end closing")
-	env.MustCLI(t, "upgrade", "--site", "acme-prod", "--to", "1.0.0", "--allow-downgrade")
+	env.MustCLI(t, "upgrade", "--site", "acme-prod", "--to", "1.2.0")
 	Await(t, "the held job's reason shown", func() bool { return strings.Contains(prod.Info(t).WaitReason, "year-end closing") })
 	if j := prod.History(t)[0]; j.Result != protocol.ResultPending || len(j.Events) > 0 {
 		t.Fatalf("frozen: job %s with events %v, want pending, untouched", j.Result, j.Events)
 	}
-	env.MustCLI(t, "upgrade", "--site", "acme-prod", "--to", "1.0.0", "--allow-downgrade", "--now", "--reason", "rollback requested")
-	prod.AwaitHealthy(t, "1.0.0")
+	env.MustCLI(t, "upgrade", "--site", "acme-prod", "--to", "1.2.0", "--now", "--reason", "hotfix for ticket 42")
+	prod.AwaitHealthy(t, "1.2.0")
 }
