@@ -196,6 +196,13 @@ type Site struct {
 	Drift      []string `json:"drift,omitempty"`
 	CurrentJob *Job     `json:"current_job,omitempty"`
 	LastJob    *Job     `json:"last_job,omitempty"`
+	// WindowOpen: the site's maintenance window is open now (true when
+	// it has none); NextWindow its next opening (RFC 3339, "" when open
+	// now or always open). WaitReason says why a pending job waits (the
+	// window, or a freeze and its reason).
+	WindowOpen bool   `json:"window_open"`
+	NextWindow string `json:"next_window"`
+	WaitReason string `json:"wait_reason,omitempty"`
 }
 
 // UpgradeRequest is the body of POST /api/v1/upgrades.
@@ -204,9 +211,11 @@ type UpgradeRequest struct {
 	Client string `json:"client,omitempty"`
 	// Product is the sites' own product ("" for it) or updateagent, the
 	// agent itself.
-	Product           string `json:"product,omitempty"`
-	To                string `json:"to"`
-	Now               bool   `json:"now,omitempty"`
+	Product string `json:"product,omitempty"`
+	To      string `json:"to"`
+	Now     bool   `json:"now,omitempty"`
+	// Reason says why Now overrides the window and freezes (audited).
+	Reason            string `json:"reason,omitempty"`
 	AcceptDrift       bool   `json:"accept_drift,omitempty"`
 	AllowDowngrade    bool   `json:"allow_downgrade,omitempty"`
 	AllowIrreversible bool   `json:"allow_irreversible,omitempty"`

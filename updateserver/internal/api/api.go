@@ -70,6 +70,12 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET "+v1+"/sites/{site}", s.auth(s.getSite, protocol.RoleViewer))
 	mux.Handle("GET "+v1+"/sites/{site}/history", s.auth(s.history, protocol.RoleViewer))
 	mux.Handle("POST "+v1+"/upgrades", s.auth(s.upgrade, protocol.RoleSupport))
+	mux.Handle("GET "+v1+"/sites/{site}/window", s.auth(s.siteWindow, protocol.RoleViewer))
+	mux.Handle("PUT "+v1+"/windows", s.auth(s.setWindow, protocol.RoleSupport))
+	mux.Handle("DELETE "+v1+"/windows", s.auth(s.clearWindow, protocol.RoleSupport))
+	mux.Handle("POST "+v1+"/freezes", s.auth(s.createFreeze, protocol.RoleSupport))
+	mux.Handle("GET "+v1+"/freezes", s.auth(s.listFreezes, protocol.RoleViewer))
+	mux.Handle("DELETE "+v1+"/freezes/{id}", s.auth(s.deleteFreeze, protocol.RoleSupport))
 
 	mux.HandleFunc("POST "+v1+"/agent/enroll", s.enroll)
 	mux.Handle("POST "+v1+"/agent/checkin", s.agentAuth(s.checkin))

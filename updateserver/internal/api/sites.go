@@ -18,6 +18,9 @@ import (
 func (s *Server) listSites(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	sites, err := s.Store.ListSites(r.Context(), store.SiteFilter{Client: q.Get("client"), Product: q.Get("product")})
+	if err == nil {
+		err = s.maint().Annotate(r.Context(), sites)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -27,6 +30,11 @@ func (s *Server) listSites(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getSite(w http.ResponseWriter, r *http.Request) {
 	st, err := s.Fleet.Site(r.Context(), r.PathValue("site"))
+	if err == nil {
+		one := []protocol.Site{st}
+		err = s.maint().Annotate(r.Context(), one)
+		st = one[0]
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

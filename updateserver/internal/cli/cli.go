@@ -103,6 +103,8 @@ certificate your own CA signed, also --ca-file or UPDATESERVER_CA_FILE).`,
 		newSitesCmd(stdio),
 		newUpgradeCmd(stdio),
 		newHistoryCmd(stdio),
+		newWindowCmd(stdio),
+		newFreezeCmd(stdio),
 		newAuditCmd(stdio),
 		newVersionCmd(stdio),
 	)

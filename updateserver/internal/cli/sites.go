@@ -47,9 +47,9 @@ func newSitesCmd(stdio IO) *cobra.Command {
 			if len(s.Drift) > 0 {
 				state += " (drift)"
 			}
-			rows = append(rows, []string{s.Site, s.Client, s.Product, orDash(s.InstalledVersion), orDash(s.TargetVersion), state, seen})
+			rows = append(rows, []string{s.Site, s.Client, s.Product, orDash(s.InstalledVersion), orDash(s.TargetVersion), state, seen, windowColumn(s)})
 		}
-		return table(stdio.Stdout, []string{"SITE", "CLIENT", "PRODUCT", "INSTALLED", "TARGET", "STATE", "LAST SEEN"}, rows)
+		return table(stdio.Stdout, []string{"SITE", "CLIENT", "PRODUCT", "INSTALLED", "TARGET", "STATE", "LAST SEEN", "WINDOW"}, rows)
 	}
 
 	var showJSON bool
@@ -80,6 +80,7 @@ func newSitesCmd(stdio IO) *cobra.Command {
 		fmt.Fprintf(w, "site:       %s\nclient:     %s\nproduct:    %s\ninstalled:  %s\ntarget:     %s\nstate:      %s\nlast seen:  %s\nagent:      %s on %s/%s, host %s\nenrolled:   %s\n",
 			s.Site, s.Client, s.Product, orDash(s.InstalledVersion), orDash(s.TargetVersion), s.State, seen,
 			orDash(s.AgentVersion), orDash(s.OS), orDash(s.Arch), orDash(s.Hostname), s.EnrolledAt.Local().Format(time.RFC3339))
+		fmt.Fprintf(w, "window:     %s\n", windowColumn(s))
 		if len(s.Drift) > 0 {
 			fmt.Fprintf(w, "\nDRIFT (changed by hand; upgrades need --accept-drift):\n")
 			for _, d := range s.Drift {
@@ -97,6 +98,24 @@ func newSitesCmd(stdio IO) *cobra.Command {
 		return nil
 	}
 	return group("sites", "Sites and the versions they run", list, show)
+}
+
+// windowColumn says whether a site's jobs may start: "open", or when
+// they may and why not (a freeze's reason).
+func windowColumn(s protocol.Site) string {
+	if s.WindowOpen {
+		return "open"
+	}
+	out := "closed"
+	if s.NextWindow != "" {
+		if t, err := time.Parse(time.RFC3339, s.NextWindow); err == nil {
+			out = "opens " + t.Local().Format("2006-01-02 15:04 MST")
+		}
+	}
+	if strings.HasPrefix(s.WaitReason, "frozen") {
+		out += " (" + s.WaitReason + ")"
+	}
+	return out
 }
 
 func printJob(w io.Writer, j protocol.Job) {
@@ -130,18 +149,19 @@ func since(t time.Time) string {
 }
 
 func newUpgradeCmd(stdio IO) *cobra.Command {
-	var site, clientName, to, product string
+	var site, clientName, to, product, reason string
 	var now, acceptDrift, allowDowngrade, allowIrreversible bool
 	cmd := &cobra.Command{
-		Use:   "upgrade (--site S | --client C) --to VERSION [--now] [--product updateagent]",
+		Use:   "upgrade (--site S | --client C) --to VERSION [--now [--reason TEXT]] [--product updateagent]",
 		Short: "Assign a version to a site or to every site of a client",
 		Long: `Assign VERSION to a site, or to every site of a client: one job per site.
 Where VERSION's upgrade_from does not admit the installed version, the
 upgrade goes through the intermediate releases it needs (never a yanked
 one): one job per hop, each in history. Without --now the job waits for
-the site's maintenance window; --now overrides it for emergencies
-(audited). With --product updateagent it assigns a version of the agent
-itself, planned from the agent version the site reports.`,
+the site's maintenance window and the end of any freeze; --now overrides
+both for emergencies (audited with --reason). With --product updateagent it
+assigns a version of the agent itself, planned from the agent version the
+site reports.`,
 		Args: noArgs,
 	}
 	api := withAPI(cmd, stdio)
@@ -149,7 +169,8 @@ itself, planned from the agent version the site reports.`,
 	cmd.Flags().StringVar(&clientName, "client", "", "upgrade every site of this client")
 	cmd.Flags().StringVar(&to, "to", "", "the version to install")
 	cmd.Flags().StringVar(&product, "product", "", "updateagent to upgrade the sites' agent (default: the sites' own product)")
-	cmd.Flags().BoolVar(&now, "now", false, "do not wait for the maintenance window")
+	cmd.Flags().BoolVar(&now, "now", false, "do not wait for the maintenance window or a freeze (audited)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why --now overrides the window and freezes (audited)")
 	cmd.Flags().BoolVar(&acceptDrift, "accept-drift", false, "upgrade a site whose files or migrations were changed by hand, overwriting them (audited)")
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "go back to an older version, running down migrations (audited)")
 	cmd.Flags().BoolVar(&allowIrreversible, "allow-irreversible", false, "install a release whose migrations cannot be rolled back (audited)")
@@ -160,11 +181,14 @@ itself, planned from the agent version the site reports.`,
 		if (site == "") == (clientName == "") {
 			return usagef("give exactly one of --site or --client")
 		}
+		if reason != "" && !now {
+			return usagef("--reason explains --now: give --now too, or leave --reason out")
+		}
 		c, err := api.client()
 		if err != nil {
 			return err
 		}
-		resp, err := c.Upgrade(cmd.Context(), protocol.UpgradeRequest{Site: site, Client: clientName, Product: product, To: to, Now: now,
+		resp, err := c.Upgrade(cmd.Context(), protocol.UpgradeRequest{Site: site, Client: clientName, Product: product, To: to, Now: now, Reason: reason,
 			AcceptDrift: acceptDrift, AllowDowngrade: allowDowngrade, AllowIrreversible: allowIrreversible})
 		if err != nil {
 			return err

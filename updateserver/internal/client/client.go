@@ -350,3 +350,48 @@ func (c *Client) AuditLog(ctx context.Context, q AuditQuery) ([]protocol.AuditEn
 	err := c.Do(ctx, http.MethodGet, protocol.APIVersion+"/audit?"+v.Encode(), nil, &out)
 	return out, err
 }
+
+// SetWindow stores a site's or a client's maintenance window.
+func (c *Client) SetWindow(ctx context.Context, req protocol.WindowRequest) (protocol.Window, error) {
+	var out protocol.Window
+	err := c.Do(ctx, http.MethodPut, protocol.APIVersion+"/windows", req, &out)
+	return out, err
+}
+
+// ClearWindow removes a site's or a client's window (give one of them).
+func (c *Client) ClearWindow(ctx context.Context, site, client string) error {
+	q := url.Values{}
+	if site != "" {
+		q.Set("site", site)
+	}
+	if client != "" {
+		q.Set("client", client)
+	}
+	return c.Do(ctx, http.MethodDelete, protocol.APIVersion+"/windows?"+q.Encode(), nil, nil)
+}
+
+// SiteWindow shows a site's window as of now.
+func (c *Client) SiteWindow(ctx context.Context, site string) (protocol.SiteWindow, error) {
+	var out protocol.SiteWindow
+	err := c.Do(ctx, http.MethodGet, protocol.APIVersion+"/sites/"+url.PathEscape(site)+"/window", nil, &out)
+	return out, err
+}
+
+// CreateFreeze creates a freeze.
+func (c *Client) CreateFreeze(ctx context.Context, req protocol.FreezeRequest) (protocol.Freeze, error) {
+	var out protocol.Freeze
+	err := c.Do(ctx, http.MethodPost, protocol.APIVersion+"/freezes", req, &out)
+	return out, err
+}
+
+// Freezes lists the freezes not yet ended.
+func (c *Client) Freezes(ctx context.Context) ([]protocol.Freeze, error) {
+	var out []protocol.Freeze
+	err := c.Do(ctx, http.MethodGet, protocol.APIVersion+"/freezes", nil, &out)
+	return out, err
+}
+
+// DeleteFreeze deletes freeze id.
+func (c *Client) DeleteFreeze(ctx context.Context, id int64) error {
+	return c.Do(ctx, http.MethodDelete, fmt.Sprintf("%s/freezes/%d", protocol.APIVersion, id), nil, nil)
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/pkg/versions"
 	"github.com/dropless/dropless/updateserver/internal/fault"
+	"github.com/dropless/dropless/updateserver/internal/maint"
 	"github.com/dropless/dropless/updateserver/internal/store"
 )
 
@@ -56,7 +57,9 @@ func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRe
 			f.hub.unsubscribe(site, ch)
 			return resp, err
 		}
-		if resp.Assignment != nil && resp.Assignment.JobID != known {
+		// A job is handed out only while it may start (its window is
+		// open and no freeze applies, or it was made with --now).
+		if resp.Assignment != nil && resp.Assignment.JobID != known && resp.Window.Open {
 			f.hub.unsubscribe(site, ch)
 			ok, err := f.handOut(ctx, site, resp.Assignment.JobID, handedOut)
 			if err != nil || ok {
@@ -68,6 +71,9 @@ func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRe
 		if remaining <= 0 {
 			f.hub.unsubscribe(site, ch)
 			return resp, nil
+		}
+		if n := resp.Window.NextOpen; !resp.Window.Open && n != nil { // wake at the opening
+			remaining = min(remaining, max(n.Sub(f.now()), 10*time.Millisecond))
 		}
 		t := time.NewTimer(remaining)
 		var woke *protocol.Assignment
@@ -83,14 +89,20 @@ func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRe
 		}
 		if woke != nil && woke.JobID != known {
 			// The new job, straight from the transaction that created it:
-			// a thousand woken agents cost no reads.
-			ok, err := f.handOut(ctx, site, woke.JobID, false)
+			// a thousand woken agents cost no job reads. May it start now?
+			ws, err := maint.Checkin(ctx, f.Store, f.now(), site, woke.JobID)
 			if err != nil {
 				return resp, err
 			}
-			if ok {
-				resp.Assignment = woke
-				return resp, nil
+			if ws.Open {
+				ok, err := f.handOut(ctx, site, woke.JobID, false)
+				if err != nil {
+					return resp, err
+				}
+				if ok {
+					resp.Assignment, resp.Window = woke, ws
+					return resp, nil
+				}
 			}
 		}
 	}
@@ -110,12 +122,18 @@ func (f *Fleet) assignment(ctx context.Context, site string) (protocol.CheckinRe
 	resp := protocol.CheckinResponse{PollSeconds: int(f.PollInterval / time.Second), Window: protocol.WindowStatus{Open: true}}
 	open, err := f.Store.OpenJob(ctx, site)
 	if errors.Is(err, store.ErrNotFound) {
-		return resp, false, nil
+		resp.Window, err = maint.Checkin(ctx, f.Store, f.now(), site, "")
+		return resp, false, err
 	}
 	if err != nil {
 		return resp, false, err
 	}
 	resp.Assignment = &open.Assignment
+	if !open.HandedOut { // a job picked up runs to its end, window or not
+		if resp.Window, err = maint.Checkin(ctx, f.Store, f.now(), site, open.Job.ID); err != nil {
+			return resp, false, err
+		}
+	}
 	return resp, open.HandedOut, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/pkg/versions"
@@ -52,6 +53,9 @@ func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor 
 		}
 		sites = all
 	}
+	if req.Reason != "" && !req.Now {
+		return protocol.UpgradeResponse{}, fault.New(fault.Invalid, "a reason explains --now (overriding the window and freezes): give --now too, or leave the reason out")
+	}
 	if _, err := versions.Parse(req.To); err != nil {
 		return protocol.UpgradeResponse{}, fault.Wrap(fault.Invalid, err)
 	}
@@ -97,6 +101,7 @@ func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor 
 	if req.Product != "" {
 		detail = "product=" + req.Product + " " + detail
 	}
+	detail += nowReason(req)
 	created, err := f.CreateJobs(ctx, jobs, store.Audit{Actor: actor, Action: "upgrade", Object: target, Detail: detail})
 	if err != nil {
 		return protocol.UpgradeResponse{}, err
@@ -182,4 +187,12 @@ func (p *Planner) PlanSite(ctx context.Context, st protocol.Site, product, to st
 		from = hop.Version
 	}
 	return jobs, nil
+}
+
+// nowReason is the audit detail of --now's reason.
+func nowReason(req protocol.UpgradeRequest) string {
+	if !req.Now {
+		return ""
+	}
+	return " reason=" + strconv.Quote(protocol.CleanText(req.Reason, 500, false))
 }

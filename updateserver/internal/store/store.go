@@ -1,8 +1,8 @@
 // Package store persists the update server's state in SQLite
 // (modernc.org/sqlite, no cgo): operator tokens, releases and their
 // channels, the signed TUF metadata, staged uploads, enroll tokens, sites
-// (what each agent last reported), jobs and their events, and the audit
-// log. One file per resource (store_<resource>.go).
+// (what each agent last reported), jobs and their events, maintenance
+// windows and freezes, and the audit log. One file per resource (store_<resource>.go).
 //
 // The store keeps rows and transactions, and no rules about them beyond
 // the schema's: what happens to a job is decided by package fleet, inside
@@ -297,6 +297,30 @@ UPDATE jobs SET result = 'failed', reason = 'ended by the schema upgrade: a newe
 	AND EXISTS (SELECT 1 FROM jobs AS n WHERE n.site = jobs.site AND n.product = jobs.product AND n.rowid > jobs.rowid
 		AND n.result IN ('pending','running') AND n.handed_out_at IS NOT NULL);
 CREATE UNIQUE INDEX jobs_picked_up ON jobs (site, product) WHERE handed_out_at IS NOT NULL AND result IN ('pending','running');
+`,
+	// 8: maintenance windows (a site's, or its client's) and freezes
+	// (server-wide, or one client's), times as Unix nanoseconds to compare
+	// in SQL.
+	`
+CREATE TABLE windows (
+	scope      TEXT NOT NULL CHECK (scope IN ('site','client')),
+	name       TEXT NOT NULL,
+	weekly     TEXT NOT NULL,
+	zone       TEXT NOT NULL,
+	updated_at TEXT NOT NULL,
+	updated_by TEXT NOT NULL,
+	PRIMARY KEY (scope, name)
+);
+CREATE TABLE freezes (
+	id         INTEGER PRIMARY KEY,
+	client     TEXT NOT NULL DEFAULT '',
+	from_ns    INTEGER NOT NULL,
+	to_ns      INTEGER NOT NULL,
+	reason     TEXT NOT NULL,
+	created_at TEXT NOT NULL,
+	created_by TEXT NOT NULL
+);
+CREATE INDEX freezes_by_end ON freezes (to_ns);
 `,
 }
 
