@@ -84,7 +84,6 @@ func (c *Client) checkinGrace() time.Duration {
 // answer within its deadline.
 var ErrTimeout = errors.New("the server did not answer in time")
 
-
 // Option adjusts a Client made by New.
 type Option func(*http.Transport)
 

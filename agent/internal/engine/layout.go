@@ -134,7 +134,7 @@ func syncTree(root string) error {
 		case d.IsDir():
 			dirs = append(dirs, p)
 		case d.Type().IsRegular():
-			if err := syncFile(p); err != nil {
+			if err := atomicfile.SyncFile(p); err != nil {
 				return fmt.Errorf("sync %s: %w", p, err)
 			}
 		}
