@@ -253,7 +253,7 @@ func migrationDrift(ctx context.Context, dbCfg *config.Database, dataDir, v stri
 	if err != nil {
 		return nil, err
 	}
-	recs, err := readMigrationRecords(ctx, dbCfg)
+	recs, err := migrate.ReadRecords(ctx, dbCfg.Driver, dbCfg.DSN)
 	if err != nil {
 		return nil, err
 	}
@@ -264,15 +264,15 @@ func migrationDrift(ctx context.Context, dbCfg *config.Database, dataDir, v stri
 	var out []string
 	seen := map[int]bool{}
 	for _, r := range recs {
-		seen[r.id] = true
-		m, ok := byID[r.id]
+		seen[r.ID] = true
+		m, ok := byID[r.ID]
 		switch {
 		case !ok:
-			out = append(out, fmt.Sprintf("migration %s: applied, but release %s does not have it", r.name, v))
-		case m.Name != r.name:
-			out = append(out, fmt.Sprintf("migration %s: recorded as applied, but release %s's migration %d is %s", r.name, v, r.id, m.Name))
-		case m.Checksum != r.checksum:
-			out = append(out, fmt.Sprintf("migration %s: checksum differs from release %s", r.name, v))
+			out = append(out, fmt.Sprintf("migration %s: applied, but release %s does not have it", r.Name, v))
+		case m.Name != r.Name:
+			out = append(out, fmt.Sprintf("migration %s: recorded as applied, but release %s's migration %d is %s", r.Name, v, r.ID, m.Name))
+		case m.Checksum != r.Checksum:
+			out = append(out, fmt.Sprintf("migration %s: checksum differs from release %s", r.Name, v))
 		}
 	}
 	for _, m := range ms {
