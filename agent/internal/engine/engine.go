@@ -165,9 +165,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("open engine: %w", err)
 	}
-	// One engine per data dir: a second agent process (apply-offline
-	// while the service runs) must not recover or roll back a job the
-	// first one is running.
+	// One engine per data dir: a second agent process on it (a second
+	// `updateagent run --config` while the service runs) must not recover
+	// or roll back a job the first one is running.
 	lockPath := filepath.Join(cfg.DataDir, lockName)
 	lock, err := lockDataDir(lockPath)
 	if errors.Is(err, errLocked) {
