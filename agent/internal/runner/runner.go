@@ -399,7 +399,7 @@ func (r *Runner) enroll(ctx context.Context) error {
 	if err := r.rememberEnrollToken(); err != nil {
 		r.log.Warn("cannot record which enroll token was used", "err", err)
 	}
-	r.log.Info("enrolled; enroll_token is no longer needed in the config and can be removed", "site", resp.Site)
+	r.log.Info("enrolled; enroll_token is no longer needed in the config and can be removed")
 	return nil
 }
 
