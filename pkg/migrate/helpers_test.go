@@ -2,16 +2,14 @@ package migrate
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"io"
 	"maps"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/dropless/dropless/pkg/dbtest"
 )
 
 // The migration history used by the tests: SQL that SQLite and PostgreSQL
@@ -113,48 +111,11 @@ func newSQLiteTarget(t *testing.T, wal bool) *target {
 	return &target{driver: "sqlite", dsn: p, sqlitePath: p, wal: wal}
 }
 
-// postgresDSN returns TEST_POSTGRES_DSN, or skips the test.
-func postgresDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("TEST_POSTGRES_DSN is not set: skipping the PostgreSQL tests " +
-			"(set it to e.g. postgres://user:pass@127.0.0.1:5432/db?sslmode=disable to run them)")
-	}
-	return dsn
-}
-
 // newPostgresTarget makes a schema of its own in the test database and
 // points search_path at it. PostgreSQL tests run one at a time: a
 // fingerprint covers every user schema.
 func newPostgresTarget(t *testing.T) *target {
-	base := postgresDSN(t)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "migtest_" + hex.EncodeToString(b[:])
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("pgx", base)
-		if err == nil {
-			_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
-			db.Close()
-		}
-	})
-	dsn := base + " search_path=" + schema
-	if u, err := url.Parse(base); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		dsn = u.String()
-	}
-	return &target{driver: "postgres", dsn: dsn}
+	return &target{driver: "postgres", dsn: dbtest.PostgresSchema(t, "migtest")}
 }
 
 func (tg *target) open(t *testing.T) *DB {
@@ -203,36 +164,7 @@ func (tg *target) appQuery(t *testing.T, query string) []string {
 	t.Helper()
 	db := tg.app(t)
 	defer db.Close()
-	rows, err := db.Query(query)
-	if err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out []string
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		var parts []string
-		for _, v := range vals {
-			if v.Valid {
-				parts = append(parts, v.String)
-			} else {
-				parts = append(parts, "NULL")
-			}
-		}
-		out = append(out, strings.Join(parts, "|"))
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return dbtest.Rows(t, db, query)
 }
 
 // fingerprint opens the database afresh and fingerprints it.

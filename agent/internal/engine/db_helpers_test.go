@@ -4,20 +4,18 @@ package engine
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"maps"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/dropless/dropless/agent/internal/config"
+	"github.com/dropless/dropless/pkg/dbtest"
 	"github.com/dropless/dropless/pkg/migrate"
 )
 
@@ -81,17 +79,6 @@ func withSQLite(t *testing.T, s *testSite) {
 	s.Database = &config.Database{Driver: "sqlite", DSN: filepath.Join(dir, "app.db")}
 }
 
-// postgresDSN returns TEST_POSTGRES_DSN, or skips the test.
-func postgresDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("TEST_POSTGRES_DSN is not set: skipping the PostgreSQL variant " +
-			"(set it to e.g. postgres://user:pass@127.0.0.1:5432/db?sslmode=disable to run it)")
-	}
-	return dsn
-}
-
 // pgMu runs the PostgreSQL tests of this package one at a time:
 // pkg/migrate describes (Backup) and checks (Rollback) the schema of every
 // schema in the database, so a test creating or changing its own schema
@@ -104,35 +91,10 @@ var pgMu sync.Mutex
 // which search_path points at, dropped at the test's end.
 func withPostgres(t *testing.T, s *testSite) {
 	t.Helper()
-	base := postgresDSN(t)
+	dbtest.PostgresDSN(t) // skips before taking pgMu
 	pgMu.Lock()
 	t.Cleanup(pgMu.Unlock) // after the schema is dropped
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "enginetest_" + hex.EncodeToString(b[:])
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("pgx", base)
-		if err == nil {
-			_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
-			db.Close()
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		t.Fatalf("TEST_POSTGRES_DSN: use a postgres:// URL")
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	s.Database = &config.Database{Driver: "postgres", DSN: u.String()}
+	s.Database = &config.Database{Driver: "postgres", DSN: dbtest.PostgresSchema(t, "enginetest")}
 }
 
 // eachDB runs fn on a new site with each kind of database.
@@ -183,35 +145,7 @@ func (s *testSite) dbQuery(t *testing.T, query string) []string {
 	t.Helper()
 	db := s.sqlDB(t)
 	defer db.Close()
-	rows, err := db.Query(query)
-	if err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out []string
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		parts := make([]string, len(vals))
-		for i, v := range vals {
-			parts[i] = "NULL"
-			if v.Valid {
-				parts[i] = v.String
-			}
-		}
-		out = append(out, strings.Join(parts, "|"))
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return dbtest.Rows(t, db, query)
 }
 
 // dbTables lists the user tables.
