@@ -39,7 +39,7 @@ race: ## run the tests with the race detector
 lint: ## go vet, staticcheck and the import-boundary check
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
-	$(GO) test -count=1 -run 'TestImportBoundaries|TestPackageDocs' .
+	$(GO) test -count=1 -run 'TestImportBoundaries|TestPackageDocs|TestTestHelpersOnlyInTests' .
 
 check: lint test ## everything CI checks
 
