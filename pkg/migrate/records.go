@@ -16,11 +16,7 @@ import (
 // and nothing is created; a SQLite file that does not exist, or a
 // database without the record table, has no records.
 func ReadRecords(ctx context.Context, driver, dsn string) ([]Applied, error) {
-	newDialect, ok := dialects[driver]
-	if !ok {
-		return nil, errorf(ErrUnsupported, "database driver %q is not supported; use sqlite or postgres", driver)
-	}
-	d, err := newDialect(dsn)
+	d, err := newDialect(driver, dsn)
 	if err != nil {
 		return nil, err
 	}
