@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,44 +11,14 @@ import (
 	"github.com/dropless/dropless/pkg/dbtest"
 )
 
-// The migration history used by the tests: SQL that SQLite and PostgreSQL
-// both accept.
+// The migration history used by the tests: dbtest's.
 var (
-	release1 = map[string]string{
-		"0001_create_customers.up.sql":   "CREATE TABLE customers (\n  id INTEGER PRIMARY KEY,\n  name TEXT NOT NULL\n);\n",
-		"0001_create_customers.down.sql": "DROP TABLE customers;\n",
-		"0002_add_email.up.sql":          "ALTER TABLE customers ADD COLUMN email TEXT;\n",
-		"0002_add_email.down.sql":        "ALTER TABLE customers DROP COLUMN email;\n",
-	}
-	release2 = merge(release1, map[string]string{
-		"0003_orders.up.sql": "CREATE TABLE orders (\n  id INTEGER PRIMARY KEY,\n  customer_id INTEGER NOT NULL REFERENCES customers (id),\n  total NUMERIC NOT NULL\n);\n" +
-			"CREATE INDEX orders_customer ON orders (customer_id);\n",
-		"0003_orders.down.sql":      "DROP TABLE orders;\n",
-		"0004_seed_vendor.up.sql":   "INSERT INTO customers (id, name) VALUES (1000, 'vendor');\n",
-		"0004_seed_vendor.down.sql": "DELETE FROM customers WHERE id = 1000;\n",
-	})
-	// badMigration fails at its second statement (line 2).
-	badMigration = map[string]string{
-		"0005_bad.up.sql":   "CREATE TABLE audit (id INTEGER PRIMARY KEY);\nINSERT INTO no_such_table VALUES (1);\n",
-		"0005_bad.down.sql": "DROP TABLE audit;\n",
-	}
+	release1     = dbtest.Release1
+	release2     = dbtest.Release2
+	badMigration = dbtest.BadMigration
+	merge        = dbtest.Merge
+	without      = dbtest.Without
 )
-
-func merge(ms ...map[string]string) map[string]string {
-	out := map[string]string{}
-	for _, m := range ms {
-		maps.Copy(out, m)
-	}
-	return out
-}
-
-func without(m map[string]string, names ...string) map[string]string {
-	out := maps.Clone(m)
-	for _, n := range names {
-		delete(out, n)
-	}
-	return out
-}
 
 // writeMigrations writes files into a new migrations directory.
 func writeMigrations(t *testing.T, files map[string]string) string {

@@ -8,7 +8,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -22,44 +21,14 @@ import (
 // The client database of the tests: a real SQLite file (modernc), or a
 // schema of its own in the PostgreSQL database TEST_POSTGRES_DSN names.
 
-// The product's migration history, in SQL both engines accept.
+// The product's migration history: dbtest's.
 var (
-	migrations100 = map[string]string{
-		"0001_create_customers.up.sql":   "CREATE TABLE customers (\n  id INTEGER PRIMARY KEY,\n  name TEXT NOT NULL\n);\n",
-		"0001_create_customers.down.sql": "DROP TABLE customers;\n",
-		"0002_add_email.up.sql":          "ALTER TABLE customers ADD COLUMN email TEXT;\n",
-		"0002_add_email.down.sql":        "ALTER TABLE customers DROP COLUMN email;\n",
-	}
-	migrations110 = withMigrations(migrations100, map[string]string{
-		"0003_orders.up.sql": "CREATE TABLE orders (\n  id INTEGER PRIMARY KEY,\n  customer_id INTEGER NOT NULL REFERENCES customers (id),\n  total NUMERIC NOT NULL\n);\n" +
-			"CREATE INDEX orders_customer ON orders (customer_id);\n",
-		"0003_orders.down.sql":      "DROP TABLE orders;\n",
-		"0004_seed_vendor.up.sql":   "INSERT INTO customers (id, name) VALUES (1000, 'vendor');\n",
-		"0004_seed_vendor.down.sql": "DELETE FROM customers WHERE id = 1000;\n",
-	})
-	// badMigration fails at its second statement, after its first
-	// created a table.
-	badMigration = map[string]string{
-		"0005_bad.up.sql":   "CREATE TABLE audit (id INTEGER PRIMARY KEY);\nINSERT INTO no_such_table VALUES (1);\n",
-		"0005_bad.down.sql": "DROP TABLE audit;\n",
-	}
+	migrations100     = dbtest.Release1
+	migrations110     = dbtest.Release2
+	badMigration      = dbtest.BadMigration
+	withMigrations    = dbtest.Merge
+	withoutMigrations = dbtest.Without
 )
-
-func withMigrations(ms ...map[string]string) map[string]string {
-	out := map[string]string{}
-	for _, m := range ms {
-		maps.Copy(out, m)
-	}
-	return out
-}
-
-func withoutMigrations(m map[string]string, names ...string) map[string]string {
-	out := maps.Clone(m)
-	for _, n := range names {
-		delete(out, n)
-	}
-	return out
-}
 
 // clientRows are the client's data, written by "the app" before an
 // upgrade.
