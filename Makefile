@@ -40,7 +40,7 @@ lint: ## gofmt, go vet, staticcheck and the import-boundary check
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -w these files:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
-	$(GO) test -count=1 -run 'TestImportBoundaries|TestPackageDocs' .
+	$(GO) test -count=1 -run 'TestImportBoundaries|TestPackageDocs|TestTestHelpersOnlyInTests' .
 
 check: lint test ## everything CI checks
 

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -83,6 +84,44 @@ func TestImportBoundaries(t *testing.T) {
 				t.Errorf("%s imports %s (%s): %s", dir, ip, strings.Join(files, ", "), bad)
 			}
 		}
+	}
+}
+
+// testHelper reports whether the package in dir is a test helper, which
+// only tests may import: its name ends in "test" (tlstest, tuftest,
+// dbtest) or it is testutil.
+func testHelper(dir string) bool {
+	base := path.Base(dir)
+	return strings.HasSuffix(base, "test") || base == "testutil"
+}
+
+// TestTestHelpersOnlyInTests: a test helper package is imported by
+// _test.go files, the e2e harness (testenv) and other test helpers only,
+// never by code that ships in a binary.
+func TestTestHelpersOnlyInTests(t *testing.T) {
+	helpers := 0
+	for dir, p := range packages(t) {
+		if testHelper(dir) {
+			helpers++
+			continue
+		}
+		if dir == "testenv" || strings.HasPrefix(dir, "testenv/") {
+			continue
+		}
+		for ip, files := range p.imports {
+			target := strings.TrimPrefix(ip, module)
+			if target == ip || !testHelper(target) {
+				continue
+			}
+			for _, f := range files {
+				if !strings.HasSuffix(f, "_test.go") {
+					t.Errorf("%s imports the test helper %s: only tests may", f, ip)
+				}
+			}
+		}
+	}
+	if helpers < 4 {
+		t.Errorf("found %d test helper packages, want at least 4 (tlstest, tuftest, dbtest, testutil): is testHelper still right?", helpers)
 	}
 }
 

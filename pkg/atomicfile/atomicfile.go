@@ -68,6 +68,26 @@ func Rename(oldpath, newpath string) error {
 	return SyncDir(filepath.Dir(newpath))
 }
 
+// SyncFile fsyncs a file's content, for a file written by something that
+// does not sync (an unpacked bundle, a cache written by another library).
+// On Windows the file is opened for writing: FlushFileBuffers needs
+// write access.
+func SyncFile(name string) error {
+	flag := os.O_RDONLY
+	if runtime.GOOS == "windows" {
+		flag = os.O_RDWR
+	}
+	f, err := os.OpenFile(name, flag, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // SyncDir fsyncs a directory, making renames and creations in it durable.
 // It is a no-op on Windows, where directories cannot be opened for sync and
 // NTFS journals metadata itself.

@@ -60,3 +60,19 @@ func assertNoTemp(t *testing.T, dir string) {
 		t.Fatalf("dir holds %v, want only the target", names)
 	}
 }
+
+// SyncFile syncs a file that exists, even one the process may only read
+// (a release's files are often read-only), and says when it is missing.
+func TestSyncFile(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "f")
+	if err := os.WriteFile(name, []byte("data"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := SyncFile(name); err != nil {
+		t.Errorf("SyncFile of a read-only file: %v", err)
+	}
+	if err := SyncFile(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("SyncFile of a missing file = %v, want ErrNotExist", err)
+	}
+}

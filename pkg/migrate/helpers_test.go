@@ -2,56 +2,23 @@ package migrate
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"io"
-	"maps"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/dropless/dropless/pkg/dbtest"
 )
 
-// The migration history used by the tests: SQL that SQLite and PostgreSQL
-// both accept.
+// The migration history used by the tests: dbtest's.
 var (
-	release1 = map[string]string{
-		"0001_create_customers.up.sql":   "CREATE TABLE customers (\n  id INTEGER PRIMARY KEY,\n  name TEXT NOT NULL\n);\n",
-		"0001_create_customers.down.sql": "DROP TABLE customers;\n",
-		"0002_add_email.up.sql":          "ALTER TABLE customers ADD COLUMN email TEXT;\n",
-		"0002_add_email.down.sql":        "ALTER TABLE customers DROP COLUMN email;\n",
-	}
-	release2 = merge(release1, map[string]string{
-		"0003_orders.up.sql": "CREATE TABLE orders (\n  id INTEGER PRIMARY KEY,\n  customer_id INTEGER NOT NULL REFERENCES customers (id),\n  total NUMERIC NOT NULL\n);\n" +
-			"CREATE INDEX orders_customer ON orders (customer_id);\n",
-		"0003_orders.down.sql":      "DROP TABLE orders;\n",
-		"0004_seed_vendor.up.sql":   "INSERT INTO customers (id, name) VALUES (1000, 'vendor');\n",
-		"0004_seed_vendor.down.sql": "DELETE FROM customers WHERE id = 1000;\n",
-	})
-	// badMigration fails at its second statement (line 2).
-	badMigration = map[string]string{
-		"0005_bad.up.sql":   "CREATE TABLE audit (id INTEGER PRIMARY KEY);\nINSERT INTO no_such_table VALUES (1);\n",
-		"0005_bad.down.sql": "DROP TABLE audit;\n",
-	}
+	release1     = dbtest.Release1
+	release2     = dbtest.Release2
+	badMigration = dbtest.BadMigration
+	merge        = dbtest.Merge
+	without      = dbtest.Without
 )
-
-func merge(ms ...map[string]string) map[string]string {
-	out := map[string]string{}
-	for _, m := range ms {
-		maps.Copy(out, m)
-	}
-	return out
-}
-
-func without(m map[string]string, names ...string) map[string]string {
-	out := maps.Clone(m)
-	for _, n := range names {
-		delete(out, n)
-	}
-	return out
-}
 
 // writeMigrations writes files into a new migrations directory.
 func writeMigrations(t *testing.T, files map[string]string) string {
@@ -113,48 +80,11 @@ func newSQLiteTarget(t *testing.T, wal bool) *target {
 	return &target{driver: "sqlite", dsn: p, sqlitePath: p, wal: wal}
 }
 
-// postgresDSN returns TEST_POSTGRES_DSN, or skips the test.
-func postgresDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("TEST_POSTGRES_DSN is not set: skipping the PostgreSQL tests " +
-			"(set it to e.g. postgres://user:pass@127.0.0.1:5432/db?sslmode=disable to run them)")
-	}
-	return dsn
-}
-
 // newPostgresTarget makes a schema of its own in the test database and
 // points search_path at it. PostgreSQL tests run one at a time: a
 // fingerprint covers every user schema.
 func newPostgresTarget(t *testing.T) *target {
-	base := postgresDSN(t)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "migtest_" + hex.EncodeToString(b[:])
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("pgx", base)
-		if err == nil {
-			_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
-			db.Close()
-		}
-	})
-	dsn := base + " search_path=" + schema
-	if u, err := url.Parse(base); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		dsn = u.String()
-	}
-	return &target{driver: "postgres", dsn: dsn}
+	return &target{driver: "postgres", dsn: dbtest.PostgresSchema(t, "migtest")}
 }
 
 func (tg *target) open(t *testing.T) *DB {
@@ -203,36 +133,7 @@ func (tg *target) appQuery(t *testing.T, query string) []string {
 	t.Helper()
 	db := tg.app(t)
 	defer db.Close()
-	rows, err := db.Query(query)
-	if err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out []string
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		var parts []string
-		for _, v := range vals {
-			if v.Valid {
-				parts = append(parts, v.String)
-			} else {
-				parts = append(parts, "NULL")
-			}
-		}
-		out = append(out, strings.Join(parts, "|"))
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return dbtest.Rows(t, db, query)
 }
 
 // fingerprint opens the database afresh and fingerprints it.

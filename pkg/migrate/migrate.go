@@ -30,11 +30,7 @@ type DB struct {
 // does not exist yet is not created (Plan then sees an empty database, and
 // Up creates it); its directory must exist.
 func Open(ctx context.Context, driver, dsn string) (*DB, error) {
-	newDialect, ok := dialects[driver]
-	if !ok {
-		return nil, errorf(ErrUnsupported, "database driver %q is not supported; use sqlite or postgres", driver)
-	}
-	d, err := newDialect(dsn)
+	d, err := newDialect(driver, dsn)
 	if err != nil {
 		return nil, err
 	}
@@ -43,6 +39,15 @@ func Open(ctx context.Context, driver, dsn string) (*DB, error) {
 		return nil, err
 	}
 	return &DB{d: d, pool: pool}, nil
+}
+
+// newDialect returns the dialect of driver for dsn.
+func newDialect(driver, dsn string) (dialect, error) {
+	mk, ok := dialects[driver]
+	if !ok {
+		return nil, errorf(ErrUnsupported, "database driver %q is not supported; use sqlite or postgres", driver)
+	}
+	return mk(dsn)
 }
 
 // Close closes the database.

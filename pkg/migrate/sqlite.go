@@ -384,7 +384,7 @@ func (d *sqliteDialect) snapshot(ctx context.Context, db *DB, dir string, m *bac
 	if _, err := db.pool.ExecContext(ctx, "VACUUM main INTO ?", tmp); err != nil {
 		return fmt.Errorf("backup: VACUUM INTO %s: %w", tmp, err)
 	}
-	if err := syncFile(tmp); err != nil {
+	if err := atomicfile.SyncFile(tmp); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	recs, err := d.checkCopy(ctx, tmp, m.Fingerprint)
@@ -399,18 +399,6 @@ func (d *sqliteDialect) snapshot(ctx context.Context, db *DB, dir string, m *bac
 	}
 	m.File = sqliteCopy
 	return nil
-}
-
-func syncFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // restore puts the backup back and verifies the database.

@@ -16,18 +16,8 @@ import (
 	"time"
 
 	"github.com/dropless/dropless/agent/internal/config"
+	"github.com/dropless/dropless/pkg/testutil"
 )
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // site is an install dir with a release "current" holding VERSION and, for
 // a bad release, the file "unhealthy".
@@ -39,7 +29,7 @@ type site struct {
 func newSite(t *testing.T, version string, unhealthy bool) *site {
 	t.Helper()
 	dir := t.TempDir()
-	s := &site{installDir: filepath.Join(dir, "install"), pidfile: filepath.Join(dir, "app.pid"), port: freePort(t)}
+	s := &site{installDir: filepath.Join(dir, "install"), pidfile: filepath.Join(dir, "app.pid"), port: testutil.FreePort(t)}
 	rel := filepath.Join(s.installDir, "releases", version)
 	if err := os.MkdirAll(rel, 0o755); err != nil {
 		t.Fatal(err)

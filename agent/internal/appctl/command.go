@@ -1,19 +1,17 @@
 package appctl
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"time"
+
+	"github.com/dropless/dropless/agent/internal/proc"
 )
 
 // runner runs the configured commands: argv without a shell, in workDir,
@@ -58,45 +56,20 @@ func (r *runner) run(ctx context.Context, what string, argv []string, parentOK b
 	defer cancel()
 	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
 	cmd.Dir = dir
-	setProcessGroup(cmd)
-	cmd.Cancel = func() error { return killProcessGroup(cmd.Process) }
 	// After the kill, do not wait for ever on a process that escaped the
 	// group.
 	cmd.WaitDelay = 5 * time.Second
-
-	// The command writes into a pipe we own, not one exec.Cmd owns: Wait
-	// then returns when the command exits, even if a process it launched
-	// in the background still holds the pipe, and that process does not
-	// get SIGPIPE because we keep reading.
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
-	}
-	cmd.Stdout, cmd.Stderr = pw, pw
 	log := r.log.With("cmd", what)
 	log.Log(ctx, r.level, "running command", "argv", argv, "dir", dir, "timeout", r.timeout)
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		pw.Close()
-		pr.Close()
-		return "", fmt.Errorf("%s: cannot run %q: %w", what, argv[0], err)
+	out := &proc.Lines{Log: log, Level: r.level, Msg: "output", Max: maxLine}
+	werr := proc.Run(cmd, out, drainGrace, "the command left a process behind that still holds its output; "+
+		"redirect the application's output (e.g. >app.log 2>&1) so it does not depend on the agent")
+	last := out.LastLine()
+	var se *proc.StartError
+	if errors.As(werr, &se) {
+		return "", fmt.Errorf("%s: cannot run %q: %w", what, argv[0], se.Err)
 	}
-	pw.Close() // the child holds its own copy
-	out := &lineLog{log: log, level: r.level}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer pr.Close()
-		out.copy(pr)
-	}()
-	werr := cmd.Wait()
-	select {
-	case <-done:
-	case <-time.After(drainGrace):
-		log.Warn("the command left a process behind that still holds its output; " +
-			"redirect the application's output (e.g. >app.log 2>&1) so it does not depend on the agent")
-	}
-	last := out.lastLine()
 
 	switch {
 	case ctx.Err() != nil:
@@ -122,42 +95,4 @@ func (r *runner) run(ctx context.Context, what string, argv []string, parentOK b
 	}
 	log.Log(ctx, r.level, "command finished", "took", time.Since(start).Round(time.Millisecond))
 	return last, nil
-}
-
-// lineLog logs what a command writes, one record per line, and remembers
-// the last non-empty line for error messages.
-type lineLog struct {
-	log   *slog.Logger
-	level slog.Level
-	mu    sync.Mutex
-	last  string
-}
-
-func (l *lineLog) copy(r io.Reader) {
-	br := bufio.NewReaderSize(r, maxLine)
-	for {
-		line, isPrefix, err := br.ReadLine()
-		if len(line) > 0 || (err == nil && !isPrefix) {
-			s := strings.TrimRight(string(line), "\r")
-			l.log.Log(context.Background(), l.level, "output", "line", s)
-			if strings.TrimSpace(s) != "" {
-				l.mu.Lock()
-				l.last = strings.TrimSpace(s)
-				l.mu.Unlock()
-			}
-		}
-		// Skip the rest of an overlong line.
-		for isPrefix && err == nil {
-			_, isPrefix, err = br.ReadLine()
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (l *lineLog) lastLine() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.last
 }

@@ -7,9 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
-	"sync"
 	"testing"
+
+	"github.com/dropless/dropless/pkg/testutil"
 )
 
 // testApp is the testdata/testapp binary, built once by TestMain.
@@ -36,27 +36,6 @@ func TestMain(m *testing.M) {
 	}())
 }
 
-// testLogger logs through t.Log, and drops records written after the test
-// ended (a background reader may still hold a command's output).
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct {
-	t    *testing.T
-	mu   sync.Mutex
-	done bool
-	all  strings.Builder
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	w.all.Write(p)
-	return len(p), nil
-}
+// testLogger logs through t.Log; records written after the test ended
+// (a background reader may still hold a command's output) are dropped.
+func testLogger(t *testing.T) *slog.Logger { return testutil.Logger(t) }

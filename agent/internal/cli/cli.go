@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -97,6 +98,10 @@ func newVersionCmd(stdio IO) *cobra.Command {
 		},
 	}
 }
+
+// defaultConfigPath is status's --config when none is given: the
+// packaged path (config.DefaultPath). Tests point it elsewhere.
+var defaultConfigPath = config.DefaultPath
 
 // loadConfig reads --config, which every command but version needs.
 func loadConfig(path string) (*config.Config, error) {
@@ -190,11 +195,14 @@ func newStatusCmd(stdio IO) *cobra.Command {
 	var cfgPath string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "status --config FILE [--json]",
+		Use:   "status [--config FILE] [--json]",
 		Short: "Show the installed version, the current job and step, the last result and whether the server is reachable",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cfgPath)
+			if errors.Is(err, fs.ErrNotExist) && !cmd.Flags().Changed("config") {
+				return fmt.Errorf("no agent config at %s, where the agent's package puts it: give the config with --config FILE", cfgPath)
+			}
 			if err != nil {
 				return err
 			}
@@ -211,7 +219,7 @@ func newStatusCmd(stdio IO) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&cfgPath, "config", "", "agent config file (TOML)")
+	cmd.Flags().StringVar(&cfgPath, "config", defaultConfigPath(), "agent config file (TOML)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -98,4 +99,32 @@ health_cmd = ["true"]
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// TestStatusDefaultConfig: status without --config reads the packaged
+// config (CONTRACT.md: --config is optional), and when there is none it
+// names the path it looked at and says to give --config.
+func TestStatusDefaultConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeStatusConfig(t, dir)
+	old := defaultConfigPath
+	t.Cleanup(func() { defaultConfigPath = old })
+
+	defaultConfigPath = func() string { return cfg }
+	var stdout, stderr strings.Builder
+	if code := Run(context.Background(), []string{"status"}, IO{Stdout: &stdout, Stderr: &stderr}); code != 0 {
+		t.Fatalf("status without --config: exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "site:       acme-prod (client acme, product acme-erp)") {
+		t.Errorf("status without --config did not read %s:\n%s", cfg, stdout.String())
+	}
+
+	missing := filepath.Join(dir, "etc", "agent.toml")
+	defaultConfigPath = func() string { return missing }
+	stdout.Reset()
+	stderr.Reset()
+	code := Run(context.Background(), []string{"status"}, IO{Stdout: &stdout, Stderr: &stderr})
+	if code != 1 || !strings.Contains(stderr.String(), "no agent config at "+missing) || !strings.Contains(stderr.String(), "--config FILE") {
+		t.Errorf("status with no packaged config: exit %d, %q; want 1 and a message naming %s and --config", code, stderr.String(), missing)
+	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/dropless/dropless/agent/internal/fetch"
+	"github.com/dropless/dropless/agent/internal/tuftest"
 )
 
 // updateagentBin is the binary TestMain built.
@@ -106,7 +107,7 @@ func newTUFClient(t *testing.T, repo *testRepo) *tufClient {
 	t.Helper()
 	c := &tufClient{t: t, repo: repo, dir: filepath.Join(t.TempDir(), "metadata"), tdir: t.TempDir()}
 	rootFile := filepath.Join(t.TempDir(), "initial_root.json")
-	if err := os.WriteFile(rootFile, repo.rootV1(), 0o644); err != nil {
+	if err := os.WriteFile(rootFile, repo.RootV1(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if r := runAgent(t, nil, "tuf-client", "--metadata-dir", c.dir, "init", rootFile); r.code != 0 {
@@ -118,7 +119,7 @@ func newTUFClient(t *testing.T, repo *testRepo) *tufClient {
 // refresh runs refresh with the flags in the conformance suite's order.
 func (c *tufClient) refresh() result {
 	c.t.Helper()
-	return runAgent(c.t, c.env, "tuf-client", "--metadata-url", c.repo.metadataURL(), "--metadata-dir", c.dir, "refresh")
+	return runAgent(c.t, c.env, "tuf-client", "--metadata-url", c.repo.MetadataURL(), "--metadata-dir", c.dir, "refresh")
 }
 
 func (c *tufClient) mustRefresh() {
@@ -131,11 +132,11 @@ func (c *tufClient) mustRefresh() {
 // download runs download with the flags in the conformance suite's order.
 func (c *tufClient) download(names ...string) result {
 	c.t.Helper()
-	args := []string{"tuf-client", "--metadata-url", c.repo.metadataURL(), "--metadata-dir", c.dir}
+	args := []string{"tuf-client", "--metadata-url", c.repo.MetadataURL(), "--metadata-dir", c.dir}
 	for _, n := range names {
 		args = append(args, "--target-name", n)
 	}
-	args = append(args, "--target-dir", c.tdir, "--target-base-url", c.repo.targetsURL(), "download")
+	args = append(args, "--target-dir", c.tdir, "--target-base-url", c.repo.TargetsURL(), "download")
 	return runAgent(c.t, c.env, args...)
 }
 
@@ -146,24 +147,6 @@ func (c *tufClient) stored(path string) []byte {
 		return nil
 	}
 	return b
-}
-
-// dirState reads every file in dir, to compare before and after.
-func dirState(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[e.Name()] = string(b)
-	}
-	return out
 }
 
 // assertOneLine checks that stderr is one line, "updateagent: ...",
@@ -207,9 +190,9 @@ func TestTUFClientAttacks(t *testing.T) {
 		{
 			name: "target listed by targets metadata not signed by the targets key",
 			attack: func(t *testing.T, repo *testRepo, c *tufClient) {
-				repo.keys[metadata.TARGETS] = []*testKey{newTestKey(t)}
-				repo.addTarget(metadata.TARGETS, "acme/evil.tar.gz", []byte("evil"))
-				repo.publish() // snapshot and timestamp properly signed
+				repo.Keys[metadata.TARGETS] = []*tuftest.Key{tuftest.NewKey(t)}
+				repo.AddTarget(metadata.TARGETS, "acme/evil.tar.gz", []byte("evil"), nil)
+				repo.Publish() // snapshot and timestamp properly signed
 			},
 			target:     "acme/evil.tar.gz",
 			wantMsg:    "updateagent: download acme/evil.tar.gz: targets metadata: bad signature (0 valid of the 1 required)",
@@ -219,7 +202,7 @@ func TestTUFClientAttacks(t *testing.T) {
 		{
 			name: "target served but listed by no signed metadata",
 			attack: func(t *testing.T, repo *testRepo, c *tufClient) {
-				repo.setBlob("acme/evil.tar.gz", []byte("evil"), []byte("evil"))
+				repo.SetBlob("acme/evil.tar.gz", []byte("evil"), []byte("evil"))
 			},
 			target:     "acme/evil.tar.gz",
 			wantMsg:    "updateagent: download acme/evil.tar.gz: no trusted targets metadata lists it",
@@ -230,7 +213,7 @@ func TestTUFClientAttacks(t *testing.T) {
 			attack: func(t *testing.T, repo *testRepo, c *tufClient) {
 				evil := bytes.Clone(appData)
 				evil[len(evil)/2] ^= 0xff
-				repo.setBlob(appPath, appData, evil)
+				repo.SetBlob(appPath, appData, evil)
 			},
 			wantMsg:    "updateagent: download acme/app-1.0.tar.gz: sha256 mismatch (got ",
 			wantReason: fetch.ErrHashMismatch,
@@ -238,7 +221,7 @@ func TestTUFClientAttacks(t *testing.T) {
 		{
 			name: "target longer than its metadata says, served endlessly",
 			attack: func(t *testing.T, repo *testRepo, c *tufClient) {
-				repo.setHook(func(w http.ResponseWriter, r *http.Request, data []byte) bool {
+				repo.SetHook(func(w http.ResponseWriter, r *http.Request, data []byte) bool {
 					chunk := bytes.Repeat([]byte("A"), 32<<10)
 					for { // no Content-Length: chunked, for ever
 						n, err := w.Write(chunk)
@@ -262,8 +245,8 @@ func TestTUFClientAttacks(t *testing.T) {
 		{
 			name: "timestamp signed by a key the root does not trust",
 			attack: func(t *testing.T, repo *testRepo, c *tufClient) {
-				repo.keys[metadata.TIMESTAMP] = []*testKey{newTestKey(t)}
-				repo.publish()
+				repo.Keys[metadata.TIMESTAMP] = []*tuftest.Key{tuftest.NewKey(t)}
+				repo.Publish()
 			},
 			wantMsg:    "updateagent: download acme/app-1.0.tar.gz: timestamp: bad signature (0 valid of the 1 required)",
 			wantReason: fetch.ErrBadSignature,
@@ -271,10 +254,10 @@ func TestTUFClientAttacks(t *testing.T) {
 		{
 			name: "timestamp rolled back",
 			attack: func(t *testing.T, repo *testRepo, c *tufClient) {
-				old := repo.getMeta("timestamp.json") // version 2
-				repo.publish()
+				old := repo.Meta("timestamp.json") // version 2
+				repo.Publish()
 				c.mustRefresh() // trusts timestamp 3
-				repo.setMeta("timestamp.json", old)
+				repo.SetMeta("timestamp.json", old)
 			},
 			wantMsg:    "timestamp: version 2 is lower than the trusted 3 (rollback attack?)",
 			wantReason: fetch.ErrRollback,
@@ -282,7 +265,7 @@ func TestTUFClientAttacks(t *testing.T) {
 		{
 			name: "snapshot rolled back",
 			attack: func(t *testing.T, repo *testRepo, c *tufClient) {
-				repo.publishTimestamp(1) // a new timestamp over snapshot 1
+				repo.PublishTimestamp(1) // a new timestamp over snapshot 1
 			},
 			wantMsg:    "snapshot: version 1 (listed by the new timestamp) is lower than the trusted 2 (rollback attack?)",
 			wantReason: fetch.ErrRollback,
@@ -291,8 +274,8 @@ func TestTUFClientAttacks(t *testing.T) {
 			name: "targets rolled back",
 			attack: func(t *testing.T, repo *testRepo, c *tufClient) {
 				// A new snapshot over targets version 1.
-				repo.snapshot.Signed.Meta["targets.json"] = metadata.MetaFile(1)
-				repo.publishSnapshot()
+				repo.Snapshot.Signed.Meta["targets.json"] = metadata.MetaFile(1)
+				repo.PublishSnapshot()
 			},
 			wantMsg:    "targets metadata: version 1 (listed by the new snapshot) is lower than the trusted 2 (rollback attack?)",
 			wantReason: fetch.ErrRollback,
@@ -309,8 +292,8 @@ func TestTUFClientAttacks(t *testing.T) {
 		{
 			name: "mix and match: the targets version served is not the one the snapshot lists",
 			attack: func(t *testing.T, repo *testRepo, c *tufClient) {
-				repo.publish() // targets, snapshot and timestamp 3
-				repo.setMeta("3.targets.json", repo.getMeta("2.targets.json"))
+				repo.Publish() // targets, snapshot and timestamp 3
+				repo.SetMeta("3.targets.json", repo.Meta("2.targets.json"))
 			},
 			wantMsg:    "targets metadata: version 2 is not the version 3 the snapshot lists",
 			wantReason: fetch.ErrBadVersion,
@@ -319,10 +302,10 @@ func TestTUFClientAttacks(t *testing.T) {
 		{
 			name: "mix and match: the snapshot served is not the one the timestamp lists",
 			attack: func(t *testing.T, repo *testRepo, c *tufClient) {
-				repo.publish() // snapshot 3
+				repo.Publish() // snapshot 3
 				// Another snapshot 3: same version and length, other bytes.
-				repo.snapshot.Signed.Expires = repo.snapshot.Signed.Expires.Add(time.Second)
-				repo.setMeta("3.snapshot.json", sign(t, repo.snapshot, repo.keys[metadata.SNAPSHOT]...))
+				repo.Snapshot.Signed.Expires = repo.Snapshot.Signed.Expires.Add(time.Second)
+				repo.SetMeta("3.snapshot.json", tuftest.Sign(t, repo.Snapshot, repo.Keys[metadata.SNAPSHOT]...))
 			},
 			wantMsg:    "snapshot: does not match the length and hashes the timestamp lists",
 			wantReason: fetch.ErrHashMismatch,
@@ -331,7 +314,7 @@ func TestTUFClientAttacks(t *testing.T) {
 		{
 			name: "root rotation signed by the new root key only",
 			attack: func(t *testing.T, repo *testRepo, c *tufClient) {
-				repo.replaceRootKey(metadata.ROOT, false, true)
+				repo.ReplaceRootKey(metadata.ROOT, false, true)
 			},
 			wantMsg:    "root: bad signature (0 valid of the 1 required)",
 			wantReason: fetch.ErrBadSignature,
@@ -339,7 +322,7 @@ func TestTUFClientAttacks(t *testing.T) {
 		{
 			name: "root rotation signed by the old root key only",
 			attack: func(t *testing.T, repo *testRepo, c *tufClient) {
-				repo.replaceRootKey(metadata.ROOT, true, false)
+				repo.ReplaceRootKey(metadata.ROOT, true, false)
 			},
 			wantMsg:    "root: bad signature (0 valid of the 1 required)",
 			wantReason: fetch.ErrBadSignature,
@@ -351,7 +334,7 @@ func TestTUFClientAttacks(t *testing.T) {
 			c := newTUFClient(t, repo)
 			c.mustRefresh()
 			tt.attack(t, repo, c)
-			before := dirState(t, c.dir)
+			before := tuftest.DirFiles(t, c.dir)
 			target := tt.target
 			if target == "" {
 				target = appPath
@@ -365,7 +348,7 @@ func TestTUFClientAttacks(t *testing.T) {
 			if entries, _ := os.ReadDir(c.tdir); len(entries) != 0 {
 				t.Errorf("target dir holds %v after a refusal, want nothing", entries)
 			}
-			after := dirState(t, c.dir)
+			after := tuftest.DirFiles(t, c.dir)
 			for name, b := range before {
 				if after[name] == b {
 					continue
@@ -394,13 +377,13 @@ func TestTUFClientAttacks(t *testing.T) {
 func servedMeta(repo *testRepo, name string) []byte {
 	switch name {
 	case "timestamp.json":
-		return repo.getMeta(name)
+		return repo.Meta(name)
 	case "snapshot.json":
-		return repo.getMeta(fmt.Sprintf("%d.snapshot.json", repo.snapshot.Signed.Version))
+		return repo.Meta(fmt.Sprintf("%d.snapshot.json", repo.Snapshot.Signed.Version))
 	case "targets.json":
-		return repo.getMeta(fmt.Sprintf("%d.targets.json", repo.targets.Signed.Version))
+		return repo.Meta(fmt.Sprintf("%d.targets.json", repo.Targets.Signed.Version))
 	case "root.json":
-		return repo.getMeta(fmt.Sprintf("%d.root.json", repo.root.Signed.Version))
+		return repo.Meta(fmt.Sprintf("%d.root.json", repo.Root.Signed.Version))
 	}
 	return nil
 }
@@ -412,9 +395,9 @@ func TestTUFClientRootRotation(t *testing.T) {
 	repo := newTestRepo(t, map[string][]byte{appPath: appData})
 	c := newTUFClient(t, repo)
 	c.mustRefresh()
-	repo.replaceRootKey(metadata.ROOT, true, true)
-	root3 := repo.replaceRootKey(metadata.TIMESTAMP, false, false)
-	repo.publish()
+	repo.ReplaceRootKey(metadata.ROOT, true, true)
+	_, root3 := repo.ReplaceRootKey(metadata.TIMESTAMP, false, false)
+	repo.Publish()
 
 	r := c.download(appPath)
 	if r.code != 0 {
@@ -423,7 +406,7 @@ func TestTUFClientRootRotation(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(c.dir, "root.json")); !bytes.Equal(got, root3) {
 		t.Errorf("trusted root.json is not 3.root.json")
 	}
-	if got, _ := os.ReadFile(filepath.Join(c.dir, "timestamp.json")); !bytes.Equal(got, repo.getMeta("timestamp.json")) {
+	if got, _ := os.ReadFile(filepath.Join(c.dir, "timestamp.json")); !bytes.Equal(got, repo.Meta("timestamp.json")) {
 		t.Errorf("trusted timestamp.json is not the one signed by the new key")
 	}
 	if !bytes.Equal(c.stored(appPath), appData) {
@@ -436,11 +419,11 @@ func TestTUFClientRootRotation(t *testing.T) {
 // <role>.json; one the role lists outside its pattern is not trusted.
 func TestTUFClientDelegation(t *testing.T) {
 	repo := newTestRepo(t, nil)
-	repo.delegate("acme", "acme/*")
+	repo.Delegate("acme", "acme/*")
 	data := []byte("delegated bundle 2.0")
-	repo.addTarget("acme", "acme/app-2.0.tar.gz", data)
-	repo.addTarget("acme", "other/app.tar.gz", []byte("outside the pattern"))
-	repo.publish()
+	repo.AddTarget("acme", "acme/app-2.0.tar.gz", data, nil)
+	repo.AddTarget("acme", "other/app.tar.gz", []byte("outside the pattern"), nil)
+	repo.Publish()
 	c := newTUFClient(t, repo)
 
 	r := c.download("acme/app-2.0.tar.gz")
@@ -451,7 +434,7 @@ func TestTUFClientDelegation(t *testing.T) {
 		t.Errorf("target not stored")
 	}
 	got, err := os.ReadFile(filepath.Join(c.dir, "acme.json"))
-	if err != nil || !bytes.Equal(got, repo.getMeta(fmt.Sprintf("%d.acme.json", repo.delegated["acme"].Signed.Version))) {
+	if err != nil || !bytes.Equal(got, repo.Meta(fmt.Sprintf("%d.acme.json", repo.Delegated["acme"].Signed.Version))) {
 		t.Errorf("delegated role metadata not stored as acme.json: %v", err)
 	}
 
@@ -479,7 +462,7 @@ func TestTUFClientQuotedTargetName(t *testing.T) {
 	if !bytes.Equal(c.stored(name), data) {
 		t.Fatalf("target not stored as %s", fetch.LocalName(name))
 	}
-	reqs := repo.requests("/targets/")
+	reqs := repo.Paths("/targets/")
 	if len(reqs) != 1 || !strings.HasSuffix(reqs[0], ".a b+c%.tar.gz") || !strings.HasPrefix(reqs[0], "/targets/dir/") {
 		t.Errorf("target requests %q", reqs)
 	}
@@ -494,14 +477,14 @@ func TestTUFClientNoSecondDownload(t *testing.T) {
 	if r := c.download(appPath); r.code != 0 {
 		t.Fatalf("first download: exit %d: %s", r.code, r.stderr)
 	}
-	if n := len(repo.requests("/targets/")); n != 1 {
+	if n := len(repo.Paths("/targets/")); n != 1 {
 		t.Fatalf("first download made %d target requests, want 1", n)
 	}
 	r := c.download(appPath)
 	if r.code != 0 {
 		t.Fatalf("second download: exit %d: %s", r.code, r.stderr)
 	}
-	if n := len(repo.requests("/targets/")); n != 1 {
+	if n := len(repo.Paths("/targets/")); n != 1 {
 		t.Errorf("second download made %d target requests, want none", n-1)
 	}
 	if !strings.Contains(r.stdout, "not downloaded again") {
@@ -529,7 +512,7 @@ func TestTUFClientNoSecondDownload(t *testing.T) {
 // it not even requested.
 func TestTUFClientSeveralTargets(t *testing.T) {
 	repo := newTestRepo(t, map[string][]byte{"a.tar.gz": []byte("a"), "b.tar.gz": []byte("b"), "c.tar.gz": []byte("c")})
-	repo.setBlob("b.tar.gz", []byte("b"), []byte("B")) // altered
+	repo.SetBlob("b.tar.gz", []byte("b"), []byte("B")) // altered
 	c := newTUFClient(t, repo)
 	r := c.download("a.tar.gz", "b.tar.gz", "c.tar.gz")
 	if r.code != 1 {
@@ -537,9 +520,9 @@ func TestTUFClientSeveralTargets(t *testing.T) {
 	}
 	assertOneLine(t, r.stderr, "download b.tar.gz: sha256 mismatch", "[hash_mismatch]")
 	if string(c.stored("a.tar.gz")) != "a" || c.stored("b.tar.gz") != nil || c.stored("c.tar.gz") != nil {
-		t.Errorf("target dir holds %v, want a.tar.gz only", dirState(t, c.tdir))
+		t.Errorf("target dir holds %v, want a.tar.gz only", tuftest.DirFiles(t, c.tdir))
 	}
-	for _, p := range repo.requests("/targets/") {
+	for _, p := range repo.Paths("/targets/") {
 		if strings.HasSuffix(p, "c.tar.gz") {
 			t.Errorf("c.tar.gz requested after b.tar.gz failed")
 		}
@@ -555,7 +538,7 @@ func TestTUFClientInterrupted(t *testing.T) {
 	repo := newTestRepo(t, map[string][]byte{appPath: appData})
 	c := newTUFClient(t, repo)
 	started := make(chan struct{}, 1)
-	repo.setHook(func(w http.ResponseWriter, r *http.Request, data []byte) bool {
+	repo.SetHook(func(w http.ResponseWriter, r *http.Request, data []byte) bool {
 		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
 		w.Write(data[:len(data)/2])
 		w.(http.Flusher).Flush()
@@ -563,8 +546,8 @@ func TestTUFClientInterrupted(t *testing.T) {
 		<-r.Context().Done() // the rest never comes
 		return true
 	})
-	cmd := exec.Command(updateagentBin, "tuf-client", "--metadata-dir", c.dir, "--metadata-url", repo.metadataURL(),
-		"--target-name", appPath, "--target-base-url", repo.targetsURL(), "--target-dir", c.tdir, "download")
+	cmd := exec.Command(updateagentBin, "tuf-client", "--metadata-dir", c.dir, "--metadata-url", repo.MetadataURL(),
+		"--target-name", appPath, "--target-base-url", repo.TargetsURL(), "--target-dir", c.tdir, "download")
 	cmd.Env = cleanEnv()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -597,17 +580,17 @@ func TestTUFClientInterrupted(t *testing.T) {
 func TestTUFClientInit(t *testing.T) {
 	repo := newTestRepo(t, nil)
 	c := newTUFClient(t, repo)
-	if got, _ := os.ReadFile(filepath.Join(c.dir, "root.json")); !bytes.Equal(got, repo.rootV1()) {
+	if got, _ := os.ReadFile(filepath.Join(c.dir, "root.json")); !bytes.Equal(got, repo.RootV1()) {
 		t.Errorf("root.json is not the root given")
 	}
-	if n := len(repo.requests("/")); n != 0 {
+	if n := len(repo.Paths("/")); n != 0 {
 		t.Errorf("init made %d requests", n)
 	}
 
 	tmp := t.TempDir()
 	notRoot := filepath.Join(tmp, "timestamp.json")
 	garbage := filepath.Join(tmp, "garbage.json")
-	os.WriteFile(notRoot, repo.getMeta("timestamp.json"), 0o644)
+	os.WriteFile(notRoot, repo.Meta("timestamp.json"), 0o644)
 	os.WriteFile(garbage, []byte("not json"), 0o644)
 	tests := []struct {
 		name, file, want string
@@ -739,7 +722,7 @@ func TestSharedDownloader(t *testing.T) {
 	repo := newTestRepo(t, map[string][]byte{appPath: appData})
 	evil := bytes.Clone(appData)
 	evil[7] ^= 0xff
-	repo.setBlob(appPath, appData, evil)
+	repo.SetBlob(appPath, appData, evil)
 
 	c := newTUFClient(t, repo)
 	r := c.download(appPath)
@@ -749,10 +732,10 @@ func TestSharedDownloader(t *testing.T) {
 
 	ctx := context.Background()
 	fc, err := fetch.New(fetch.Config{
-		MetadataURL: repo.metadataURL(),
-		TargetsURL:  repo.targetsURL(),
+		MetadataURL: repo.MetadataURL(),
+		TargetsURL:  repo.TargetsURL(),
 		MetadataDir: t.TempDir(),
-		RootSHA256:  fmt.Sprintf("%x", sha256.Sum256(repo.rootV1())),
+		RootSHA256:  fmt.Sprintf("%x", sha256.Sum256(repo.RootV1())),
 	})
 	if err != nil {
 		t.Fatal(err)

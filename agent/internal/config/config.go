@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"time"
 
@@ -101,6 +102,22 @@ const (
 	DefaultCommandTimeout = 2 * time.Minute
 	DefaultKeepReleases   = 3
 )
+
+// DefaultPath is where the agent's packages install its config, and what
+// `updateagent status` reads without --config:
+// /etc/updateagent/agent.toml; on Windows
+// %ProgramData%\updateagent\agent.toml.
+func DefaultPath() string { return defaultPath(runtime.GOOS, os.Getenv("ProgramData")) }
+
+func defaultPath(goos, programData string) string {
+	if goos != "windows" {
+		return "/etc/updateagent/agent.toml"
+	}
+	if programData == "" {
+		programData = `C:\ProgramData`
+	}
+	return strings.TrimRight(programData, `\`) + `\updateagent\agent.toml`
+}
 
 // Load reads, defaults and validates the config file at path.
 func Load(path string) (*Config, error) {

@@ -103,3 +103,22 @@ func TestInsecureHTTP(t *testing.T) {
 		}
 	}
 }
+
+// DefaultPath is the packaged config's path, where status looks without
+// --config.
+func TestDefaultPath(t *testing.T) {
+	tests := []struct {
+		goos, programData, want string
+	}{
+		{"linux", "", "/etc/updateagent/agent.toml"},
+		{"darwin", "", "/etc/updateagent/agent.toml"},
+		{"windows", `D:\ProgramData`, `D:\ProgramData\updateagent\agent.toml`},
+		{"windows", `D:\ProgramData\`, `D:\ProgramData\updateagent\agent.toml`},
+		{"windows", "", `C:\ProgramData\updateagent\agent.toml`},
+	}
+	for _, tt := range tests {
+		if got := defaultPath(tt.goos, tt.programData); got != tt.want {
+			t.Errorf("defaultPath(%s, %q) = %q, want %q", tt.goos, tt.programData, got, tt.want)
+		}
+	}
+}

@@ -4,64 +4,31 @@ package engine
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"fmt"
-	"maps"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/dropless/dropless/agent/internal/config"
+	"github.com/dropless/dropless/pkg/dbtest"
 	"github.com/dropless/dropless/pkg/migrate"
 )
 
 // The client database of the tests: a real SQLite file (modernc), or a
 // schema of its own in the PostgreSQL database TEST_POSTGRES_DSN names.
 
-// The product's migration history, in SQL both engines accept.
+// The product's migration history: dbtest's.
 var (
-	migrations100 = map[string]string{
-		"0001_create_customers.up.sql":   "CREATE TABLE customers (\n  id INTEGER PRIMARY KEY,\n  name TEXT NOT NULL\n);\n",
-		"0001_create_customers.down.sql": "DROP TABLE customers;\n",
-		"0002_add_email.up.sql":          "ALTER TABLE customers ADD COLUMN email TEXT;\n",
-		"0002_add_email.down.sql":        "ALTER TABLE customers DROP COLUMN email;\n",
-	}
-	migrations110 = withMigrations(migrations100, map[string]string{
-		"0003_orders.up.sql": "CREATE TABLE orders (\n  id INTEGER PRIMARY KEY,\n  customer_id INTEGER NOT NULL REFERENCES customers (id),\n  total NUMERIC NOT NULL\n);\n" +
-			"CREATE INDEX orders_customer ON orders (customer_id);\n",
-		"0003_orders.down.sql":      "DROP TABLE orders;\n",
-		"0004_seed_vendor.up.sql":   "INSERT INTO customers (id, name) VALUES (1000, 'vendor');\n",
-		"0004_seed_vendor.down.sql": "DELETE FROM customers WHERE id = 1000;\n",
-	})
-	// badMigration fails at its second statement, after its first
-	// created a table.
-	badMigration = map[string]string{
-		"0005_bad.up.sql":   "CREATE TABLE audit (id INTEGER PRIMARY KEY);\nINSERT INTO no_such_table VALUES (1);\n",
-		"0005_bad.down.sql": "DROP TABLE audit;\n",
-	}
+	migrations100     = dbtest.Release1
+	migrations110     = dbtest.Release2
+	badMigration      = dbtest.BadMigration
+	withMigrations    = dbtest.Merge
+	withoutMigrations = dbtest.Without
 )
-
-func withMigrations(ms ...map[string]string) map[string]string {
-	out := map[string]string{}
-	for _, m := range ms {
-		maps.Copy(out, m)
-	}
-	return out
-}
-
-func withoutMigrations(m map[string]string, names ...string) map[string]string {
-	out := maps.Clone(m)
-	for _, n := range names {
-		delete(out, n)
-	}
-	return out
-}
 
 // clientRows are the client's data, written by "the app" before an
 // upgrade.
@@ -81,17 +48,6 @@ func withSQLite(t *testing.T, s *testSite) {
 	s.Database = &config.Database{Driver: "sqlite", DSN: filepath.Join(dir, "app.db")}
 }
 
-// postgresDSN returns TEST_POSTGRES_DSN, or skips the test.
-func postgresDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("TEST_POSTGRES_DSN is not set: skipping the PostgreSQL variant " +
-			"(set it to e.g. postgres://user:pass@127.0.0.1:5432/db?sslmode=disable to run it)")
-	}
-	return dsn
-}
-
 // pgMu runs the PostgreSQL tests of this package one at a time:
 // pkg/migrate describes (Backup) and checks (Rollback) the schema of every
 // schema in the database, so a test creating or changing its own schema
@@ -104,35 +60,10 @@ var pgMu sync.Mutex
 // which search_path points at, dropped at the test's end.
 func withPostgres(t *testing.T, s *testSite) {
 	t.Helper()
-	base := postgresDSN(t)
+	dbtest.PostgresDSN(t) // skips before taking pgMu
 	pgMu.Lock()
 	t.Cleanup(pgMu.Unlock) // after the schema is dropped
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "enginetest_" + hex.EncodeToString(b[:])
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("pgx", base)
-		if err == nil {
-			_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
-			db.Close()
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		t.Fatalf("TEST_POSTGRES_DSN: use a postgres:// URL")
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	s.Database = &config.Database{Driver: "postgres", DSN: u.String()}
+	s.Database = &config.Database{Driver: "postgres", DSN: dbtest.PostgresSchema(t, "enginetest")}
 }
 
 // eachDB runs fn on a new site with each kind of database.
@@ -183,35 +114,7 @@ func (s *testSite) dbQuery(t *testing.T, query string) []string {
 	t.Helper()
 	db := s.sqlDB(t)
 	defer db.Close()
-	rows, err := db.Query(query)
-	if err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out []string
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		parts := make([]string, len(vals))
-		for i, v := range vals {
-			parts[i] = "NULL"
-			if v.Valid {
-				parts[i] = v.String
-			}
-		}
-		out = append(out, strings.Join(parts, "|"))
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return dbtest.Rows(t, db, query)
 }
 
 // dbTables lists the user tables.

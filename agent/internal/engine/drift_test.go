@@ -13,35 +13,6 @@ import (
 	"time"
 )
 
-func TestIgnored(t *testing.T) {
-	tests := []struct {
-		rel      string
-		isDir    bool
-		patterns []string
-		want     bool
-	}{
-		{"app.log", false, []string{"*.log"}, true},
-		{"logs/2026/app.log", false, []string{"*.log"}, true},
-		{"bin/app.dll", false, []string{"*.log"}, false},
-		{"logs", true, []string{"logs/"}, true},
-		{"logs/a/b.txt", false, []string{"logs/"}, true},
-		{"logs", false, []string{"logs/"}, false}, // a file named logs
-		{"data/cache/x", false, []string{"data/cache/*"}, true},
-		{"data/x", false, []string{"data/cache/*"}, false},
-		{"cache/x", false, []string{"cache/"}, true},
-		{"a/cache/x", false, []string{"cache/"}, true}, // no slash inside: any depth
-		{"bin/app.dll", false, nil, false},
-	}
-	for _, tt := range tests {
-		if got := ignored(tt.rel, tt.isDir, tt.patterns); got != tt.want {
-			t.Errorf("ignored(%q, dir %v, %q) = %v, want %v", tt.rel, tt.isDir, tt.patterns, got, tt.want)
-		}
-	}
-	if err := validateDriftIgnore([]string{"[a-"}); err == nil {
-		t.Error("a bad pattern was accepted")
-	}
-}
-
 // CheckDrift finds files changed, added and removed by hand and
 // migrations run by hand, ignores what drift_ignore names, remembers
 // intact files, and records the drift for ReadStatus.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dropless/dropless/agent/internal/appctl"
 	"github.com/dropless/dropless/agent/internal/config"
+	"github.com/dropless/dropless/agent/internal/drift"
 	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/protocol"
 )
@@ -67,7 +68,7 @@ type Config struct {
 	Database *config.Database
 	// DriftIgnore lists patterns of paths in a release directory that are
 	// not drift (files the application itself writes there, e.g. "*.log"
-	// or "logs/"); see ignored for the syntax.
+	// or "logs/"); see drift.Ignored for the syntax.
 	DriftIgnore []string
 	// Fetcher gets bundles. Required by Run; Recover and Status do not
 	// need it.
@@ -113,7 +114,7 @@ func (c *Config) validate() error {
 	if c.Database != nil && (c.Database.Driver == "" || c.Database.DSN == "") {
 		return errors.New("engine config: Database needs a driver and a dsn")
 	}
-	if err := validateDriftIgnore(c.DriftIgnore); err != nil {
+	if err := drift.ValidateIgnore(c.DriftIgnore); err != nil {
 		return fmt.Errorf("engine config: %w", err)
 	}
 	if c.Failpoint != "" {
@@ -164,9 +165,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("open engine: %w", err)
 	}
-	// One engine per data dir: a second agent process (apply-offline
-	// while the service runs) must not recover or roll back a job the
-	// first one is running.
+	// One engine per data dir: a second agent process on it (a second
+	// `updateagent run --config` while the service runs) must not recover
+	// or roll back a job the first one is running.
 	lockPath := filepath.Join(cfg.DataDir, lockName)
 	lock, err := lockDataDir(lockPath)
 	if errors.Is(err, errLocked) {

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +25,7 @@ import (
 	"github.com/dropless/dropless/agent/internal/config"
 	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/pkg/testutil"
 )
 
 // The tests run a real application (appctl's testdata/testapp, a tiny
@@ -158,7 +158,7 @@ func newSite(t *testing.T) *testSite {
 		BundleDir:     filepath.Join(dir, "bundles"),
 		Pidfile:       filepath.Join(dir, "app.pid"),
 		App:           testApp,
-		Port:          freePort(t),
+		Port:          testutil.FreePort(t),
 		Keep:          3,
 		HealthTimeout: 1500 * time.Millisecond,
 		Fetcher:       &fileFetcher{Targets: map[string]fakeTarget{}},
@@ -177,16 +177,6 @@ func newSite(t *testing.T) *testSite {
 		}
 	})
 	return s
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // appConfig is the [app] config of the test application: the start
@@ -484,28 +474,8 @@ func checkEvents(t *testing.T, e *Engine, jobID string) ([]string, []protocol.Ev
 	return states, evs
 }
 
-// testLogger logs through t.Log and drops records written after the test
-// ended.
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, nil))
-}
-
-type testWriter struct {
-	t    *testing.T
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
+// testLogger logs through t.Log at Info and above.
+func testLogger(t *testing.T) *slog.Logger { return testutil.NewLog(t, slog.LevelInfo).Logger() }
 
 // helperSpec tells a helper process what to do.
 type helperSpec struct {

@@ -1,18 +1,17 @@
 package engine
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/dropless/dropless/agent/internal/proc"
 )
 
 // Hooks are the executables of a bundle's hooks/, kept with the release's
@@ -82,38 +81,16 @@ func runHookCmd(ctx context.Context, p, name, dir string, env []string, timeout 
 	cmd := exec.CommandContext(hctx, p)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	setProcessGroup(cmd)
-	cmd.Cancel = func() error { return killProcessGroup(cmd.Process) }
 	cmd.WaitDelay = hookKillGrace
-	// A pipe of our own: Wait returns when the hook exits even if a
-	// process it left in the background holds the pipe.
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("hook %s: %w", name, err)
-	}
-	cmd.Stdout, cmd.Stderr = pw, pw
 	log.Info("running hook", "path", p, "timeout", timeout)
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		pw.Close()
-		pr.Close()
-		return fmt.Errorf("hook %s: cannot run %s: %w", name, p, err)
+	tail := &proc.Lines{Log: log, Msg: "hook output", Max: hookLineMax, Keep: hookTailLines}
+	werr := proc.Run(cmd, tail, time.Second, "the hook left a process behind that still holds its output")
+	var se *proc.StartError
+	if errors.As(werr, &se) {
+		return fmt.Errorf("hook %s: cannot run %s: %w", name, p, se.Err)
 	}
-	pw.Close()
-	tail := &tailLog{log: log, n: hookTailLines}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer pr.Close()
-		tail.copy(pr)
-	}()
-	werr := cmd.Wait()
-	select {
-	case <-done:
-	case <-time.After(time.Second):
-		log.Warn("the hook left a process behind that still holds its output")
-	}
-	out := tail.String()
+	out := strings.Join(tail.Last(), " | ")
 	if out != "" {
 		out = ": " + out
 	}
@@ -136,44 +113,4 @@ func runHookCmd(ctx context.Context, p, name, dir string, env []string, timeout 
 	}
 	log.Info("hook finished", "took", time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-// tailLog logs output line by line and keeps the last n non-empty lines.
-type tailLog struct {
-	log  *slog.Logger
-	n    int
-	mu   sync.Mutex
-	last []string
-}
-
-func (t *tailLog) copy(r io.Reader) {
-	br := bufio.NewReaderSize(r, hookLineMax)
-	for {
-		line, isPrefix, err := br.ReadLine()
-		if len(line) > 0 {
-			s := strings.TrimSpace(strings.TrimRight(string(line), "\r"))
-			t.log.Info("hook output", "line", s)
-			if s != "" {
-				t.mu.Lock()
-				t.last = append(t.last, s)
-				if len(t.last) > t.n {
-					t.last = t.last[len(t.last)-t.n:]
-				}
-				t.mu.Unlock()
-			}
-		}
-		for isPrefix && err == nil {
-			_, isPrefix, err = br.ReadLine()
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// String returns the kept lines joined by " | ".
-func (t *tailLog) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.Join(t.last, " | ")
 }

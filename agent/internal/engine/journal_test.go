@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -72,6 +73,22 @@ func TestReadStatus(t *testing.T) {
 	}
 	if st.InstalledVersion != "1.0.0" || st.LastJob.Result != protocol.ResultRolledBack || !strings.Contains(st.LastError, "503") {
 		t.Errorf("ReadStatus = %+v", st)
+	}
+}
+
+// TestReadStatusWhileCreated: `status` at the moment the agent has
+// created the journal's file but not its tables yet says idle, not
+// "no such table".
+func TestReadStatusWhileCreated(t *testing.T) {
+	s := newSite(t)
+	if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.DataDir, JournalName), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := ReadStatus(s.DataDir); err != nil || st.State != protocol.StateIdle || st.InstalledVersion != "" {
+		t.Fatalf("ReadStatus of a journal being created = %+v, %v", st, err)
 	}
 }
 

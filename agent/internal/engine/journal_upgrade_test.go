@@ -5,9 +5,12 @@ package engine
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,8 +20,9 @@ import (
 // TestJournalSchemaFrozen: the current journal schema is frozen in
 // testdata. Changing a released schema step breaks every agent whose
 // journal already ran it: append a step instead, and freeze the new
-// schema as testdata/journal-N.schema (and a journal of it with an
-// interrupted job as testdata/journal-N.sql).
+// schema as testdata/journal-N.schema (and journals of it with an
+// interrupted job as testdata/journal-N*.sql: one interrupted before the
+// app was touched, one after).
 func TestJournalSchemaFrozen(t *testing.T) {
 	s := newSite(t)
 	s.open(t)
@@ -67,21 +71,7 @@ func TestJournalUpgradeFromSchema1(t *testing.T) {
 	s.install(t, e, s.release(t, "1.0.0"))
 	e.Close()
 	// The agent's journal as schema 1 left it.
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		os.Remove(filepath.Join(s.DataDir, JournalName+suffix))
-	}
-	frozen, err := os.ReadFile(filepath.Join("testdata", "journal-1.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("sqlite", filepath.Join(s.DataDir, JournalName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(string(frozen) + "PRAGMA user_version = 1;"); err != nil {
-		t.Fatalf("load testdata/journal-1.sql: %v", err)
-	}
-	db.Close()
+	loadFrozenJournal(t, s, "journal-1.sql", 1)
 	a := s.release(t, "1.1.0")
 
 	e = s.open(t)
@@ -132,5 +122,81 @@ func TestReadStatusOfSchema1(t *testing.T) {
 	var v int
 	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != 1 {
 		t.Errorf("user_version %d after ReadStatus, %v", v, err)
+	}
+}
+
+// loadFrozenJournal replaces the site's journal with the frozen journal
+// testdata/name of schema version v.
+func loadFrozenJournal(t *testing.T, s *testSite, name string, v int) {
+	t.Helper()
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(filepath.Join(s.DataDir, JournalName+suffix))
+	}
+	frozen, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(s.DataDir, JournalName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(string(frozen) + fmt.Sprintf("PRAGMA user_version = %d;", v)); err != nil {
+		t.Fatalf("load testdata/%s: %v", name, err)
+	}
+}
+
+// TestJournalUpgradeFromSchema1Rollback: an agent of schema 1 was killed
+// in starting (testdata/journal-1-starting.sql, frozen: current switched
+// to the releases/1.1.0 that staging created, the app stopped, three
+// events not yet delivered). The new agent migrates the journal, still
+// delivers the old agent's events, and Recover rolls back with what
+// schema 1 recorded (prev_link, release_created): 1.0.0 runs and is
+// healthy again, releases/1.1.0 is gone, the job ends rolled_back.
+func TestJournalUpgradeFromSchema1Rollback(t *testing.T) {
+	ctx := context.Background()
+	s := newSite(t)
+	e := s.open(t)
+	s.install(t, e, s.release(t, "1.0.0"))
+	e.Close()
+	// The disk as the old agent left it: the same job, killed in starting.
+	a := s.release(t, "1.1.0")
+	if code := runHelper(t, helperSpec{Site: s, Mode: "run", Assignment: a, Failpoint: protocol.StateStarting}); code != FailpointExitCode {
+		t.Fatalf("helper exit %d, want the failpoint's %d", code, FailpointExitCode)
+	}
+	if got := s.current(t); got != "1.1.0" {
+		t.Fatalf("after the kill current -> %q, want 1.1.0", got)
+	}
+	loadFrozenJournal(t, s, "journal-1-starting.sql", 1)
+
+	e = s.open(t)
+	if st := e.Status(); st.CurrentJob == nil || st.CurrentJob.ID != a.JobID || st.CurrentJob.State != protocol.StateStarting {
+		t.Fatalf("after the upgrade Status = %+v, want %s unfinished in starting", st, a.JobID)
+	}
+	evs, err := e.PendingEvents(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pending []string
+	for _, ev := range evs {
+		pending = append(pending, fmt.Sprintf("%d %s %s", ev.Seq, ev.State, ev.Message))
+	}
+	if want := []string{"5 staging staging 1.1.0", "6 switching switching to 1.1.0", "7 starting starting 1.1.0"}; !slices.Equal(pending, want) {
+		t.Errorf("pending events after the upgrade = %q, want %q", pending, want)
+	}
+	if err := e.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := e.Status()
+	if st.LastJob == nil || st.LastJob.ID != a.JobID || st.LastJob.Result != protocol.ResultRolledBack || st.CurrentJob != nil {
+		t.Fatalf("after Recover Status = %+v", st)
+	}
+	s.checkConsistent(t, e, "1.0.0")
+	if _, err := os.Lstat(filepath.Join(s.InstallDir, "releases", "1.1.0")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("releases/1.1.0, created by the interrupted job's staging, is still there: %v", err)
+	}
+	evs, _ = e.Events(ctx, a.JobID)
+	if last := evs[len(evs)-1]; last.Seq != 9 || last.State != protocol.StateRolledBack {
+		t.Errorf("the job's last event = %+v, want seq 9 rolled_back after the 7 of schema 1 and rolling_back", last)
 	}
 }

@@ -1,11 +1,8 @@
 package engine
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -14,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/dropless/dropless/agent/internal/drift"
 	"github.com/dropless/dropless/pkg/atomicfile"
 	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/versions"
@@ -96,7 +94,7 @@ func verifyRelease(dir string, info *bundle.Info) error {
 			if !fi.Mode().IsRegular() {
 				return fmt.Errorf("%s: not a regular file", rel)
 			}
-			sum, err := fileSHA256(p)
+			sum, err := drift.HashFile(p)
 			if err != nil {
 				return err
 			}
@@ -106,19 +104,6 @@ func verifyRelease(dir string, info *bundle.Info) error {
 		}
 	}
 	return nil
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash %s: %w", p, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // syncTree fsyncs every regular file and directory under root, children
@@ -134,7 +119,7 @@ func syncTree(root string) error {
 		case d.IsDir():
 			dirs = append(dirs, p)
 		case d.Type().IsRegular():
-			if err := syncFile(p); err != nil {
+			if err := atomicfile.SyncFile(p); err != nil {
 				return fmt.Errorf("sync %s: %w", p, err)
 			}
 		}

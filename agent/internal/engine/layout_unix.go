@@ -72,13 +72,3 @@ func repairCurrent(installDir string) error {
 	}
 	return nil
 }
-
-// syncFile fsyncs a file's content.
-func syncFile(p string) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}

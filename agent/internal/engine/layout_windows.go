@@ -88,13 +88,3 @@ func repairCurrent(installDir string) error {
 	}
 	return os.Remove(tmp)
 }
-
-// syncFile flushes a file's content; FlushFileBuffers needs write access.
-func syncFile(p string) error {
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/dropless/dropless/agent/internal/drift"
 	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/migrate"
 )
@@ -26,7 +27,7 @@ func preflightMessage(jb *job) string {
 // preflightError is the reason of a preflight failure: "preflight: ...",
 // except drift, whose reason starts with "drift:".
 func preflightError(err error) error {
-	var de *driftError
+	var de *drift.Error
 	if errors.As(err, &de) {
 		return err
 	}
@@ -100,17 +101,17 @@ func (e *Engine) checkSiteDrift(ctx context.Context, jb *job) error {
 	if err != nil {
 		return err
 	}
-	if rerr := e.recordDrift(ctx, capDrift(d)); rerr != nil {
+	if rerr := e.recordDrift(ctx, drift.Cap(d)); rerr != nil {
 		jb.log.Warn("record drift", "err", rerr)
 	}
 	if len(d) == 0 {
 		return nil
 	}
 	if !jb.assign.AcceptDrift {
-		return &driftError{version: jb.rec.From, changes: d}
+		return &drift.Error{Version: jb.rec.From, Changes: d}
 	}
 	jb.log.Warn("drift accepted by the assignment: the new release replaces the changed files", "changes", len(d))
-	jb.driftNote = driftSummary(d)
+	jb.driftNote = drift.Summary(d)
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/dropless/dropless/agent/internal/drift"
 	"github.com/dropless/dropless/pkg/atomicfile"
 	"github.com/dropless/dropless/pkg/bundle"
 )
@@ -53,23 +54,11 @@ type releaseMeta struct {
 	Manifest *bundle.Manifest `json:"manifest,omitempty"`
 	// Files lists every entry of the bundle's files/, paths relative to
 	// the release directory (slash-separated), sorted by path.
-	Files []fileEntry `json:"files"`
+	Files []drift.File `json:"files"`
 	// Migrations and Hooks list the bundle's migration files and hooks.
 	Migrations []string `json:"migrations,omitempty"`
 	Hooks      []string `json:"hooks,omitempty"`
 }
-
-// fileEntry is one entry of a release's files.
-type fileEntry struct {
-	Path   string      `json:"path"`
-	Size   int64       `json:"size,omitempty"`
-	Mode   fs.FileMode `json:"mode"`
-	SHA256 string      `json:"sha256,omitempty"`
-	Link   string      `json:"link,omitempty"`
-}
-
-func (f fileEntry) isDir() bool     { return f.Mode.IsDir() }
-func (f fileEntry) isSymlink() bool { return f.Mode&fs.ModeSymlink != 0 }
 
 // manifest returns the release's manifest, a zero one when it has none.
 func (m *releaseMeta) manifest() bundle.Manifest {
@@ -114,7 +103,7 @@ func newReleaseMeta(version, bundleSHA256 string, info *bundle.Info) *releaseMet
 			}
 			continue
 		}
-		m.Files = append(m.Files, fileEntry{Path: rel, Size: f.Size, Mode: f.Mode, SHA256: f.SHA256, Link: f.LinkTarget})
+		m.Files = append(m.Files, drift.File{Path: rel, Size: f.Size, Mode: f.Mode, SHA256: f.SHA256, Link: f.LinkTarget})
 	}
 	return m
 }

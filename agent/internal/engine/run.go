@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/dropless/dropless/agent/internal/drift"
 	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/pkg/versions"
@@ -250,7 +251,7 @@ func (e *Engine) verify(jb *job) error {
 	if fi.Size() != jb.rec.Length {
 		return fmt.Errorf("verify download: %d bytes, its metadata says %d: %w", fi.Size(), jb.rec.Length, ErrVerification)
 	}
-	sum, err := fileSHA256(jb.bundlePath())
+	sum, err := drift.HashFile(jb.bundlePath())
 	if err != nil {
 		return fmt.Errorf("verify download: %w", err)
 	}

@@ -39,8 +39,8 @@ type Status struct {
 
 // ReadStatus reads the status from the journal in dataDir, read-only, for
 // another process than the agent (the `status` command runs while the
-// service runs). A data dir without a journal gives an idle status with
-// nothing installed.
+// service runs). A data dir without a journal, or with one the agent is
+// only creating, gives an idle status with nothing installed.
 func ReadStatus(dataDir string) (Status, error) {
 	ctx := context.Background()
 	path := filepath.Join(dataDir, JournalName)
@@ -54,6 +54,10 @@ func ReadStatus(dataDir string) (Status, error) {
 		return Status{}, fmt.Errorf("read status: %w", err)
 	}
 	defer j.close()
+	if v, err := j.version(ctx); err == nil && v == 0 {
+		// The agent is creating the journal right now.
+		return Status{State: protocol.StateIdle}, nil
+	}
 	return j.status(ctx)
 }
 

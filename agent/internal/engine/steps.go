@@ -12,6 +12,7 @@ import (
 	"slices"
 
 	"github.com/dropless/dropless/agent/internal/config"
+	"github.com/dropless/dropless/agent/internal/drift"
 	"github.com/dropless/dropless/pkg/atomicfile"
 	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/migrate"
@@ -191,7 +192,7 @@ func (stageStep) prepare(ctx context.Context, jb *job) error {
 	// holds exactly the bundle's files, else staging replaces it. It is
 	// neither current nor the rollback target (preflight checked).
 	if _, err := os.Lstat(jb.release()); err == nil {
-		diff, derr := compareRelease(jb.release(), jb.meta.Files, nil, nil)
+		diff, derr := drift.Files(jb.release(), jb.meta.Files, nil, nil)
 		switch {
 		case derr != nil:
 			jb.log.Warn("kept release unreadable; replacing it", "dir", jb.release(), "err", derr)

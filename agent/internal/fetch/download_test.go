@@ -28,8 +28,8 @@ func downloadSetup(t *testing.T, n int, httpClient *http.Client) (*testRepo, *Cl
 	if _, err := rand.Read(data); err != nil {
 		t.Fatal(err)
 	}
-	repo.addTarget(metadata.TARGETS, bundlePath, data, map[string]string{"product": "acme", "version": "1.0"})
-	repo.publish()
+	repo.AddTarget(metadata.TARGETS, bundlePath, data, map[string]string{"product": "acme", "version": "1.0"})
+	repo.Publish()
 	c := repo.client(t.TempDir(), func(cfg *Config) { cfg.HTTPClient = httpClient })
 	repo.mustRefresh(c)
 	tg, err := c.Target(context.Background(), bundlePath)
@@ -135,7 +135,7 @@ func TestDownloadRefusals(t *testing.T) {
 			if tt.edit != nil {
 				tt.edit(tg)
 			}
-			repo.setHook(tt.hook)
+			repo.SetHook(tt.hook)
 			counter.read.Store(0)
 			dst := filepath.Join(t.TempDir(), LocalName(tg.Path))
 			_, err := c.Download(context.Background(), tg, dst)
@@ -171,7 +171,7 @@ func TestDownloadResumes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			repo, c, tg, data := downloadSetup(t, size, nil)
 			var served atomic.Bool
-			repo.setHook(func(w http.ResponseWriter, r *http.Request, body []byte) bool {
+			repo.SetHook(func(w http.ResponseWriter, r *http.Request, body []byte) bool {
 				if served.CompareAndSwap(false, true) {
 					w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 					w.Write(body[:cut])
@@ -191,7 +191,7 @@ func TestDownloadResumes(t *testing.T) {
 			if res.Resumes != 1 || res.Bytes != tt.wantBytes {
 				t.Errorf("Result = %+v, want 1 resume and %d bytes", res, tt.wantBytes)
 			}
-			reqs := repo.requests()
+			reqs := repo.Requests()
 			last := reqs[len(reqs)-1]
 			if want := "bytes=" + strconv.Itoa(cut) + "-"; last.Range != want {
 				t.Errorf("resume request Range = %q, want %q", last.Range, want)
@@ -213,7 +213,7 @@ func TestDownloadStall(t *testing.T) {
 	repo, c, tg, data := downloadSetup(t, size, nil)
 	c.stallTimeout = 200 * time.Millisecond
 	var served atomic.Bool
-	repo.setHook(func(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	repo.SetHook(func(w http.ResponseWriter, r *http.Request, body []byte) bool {
 		if served.CompareAndSwap(false, true) {
 			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 			w.Write(body[:cut])
@@ -260,7 +260,7 @@ func TestDownloadFromEarlierPart(t *testing.T) {
 			if err := os.WriteFile(dst+".part", prefix, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			n := len(repo.requests())
+			n := len(repo.Requests())
 			res, err := c.Download(context.Background(), tg, dst)
 			if err != nil {
 				t.Fatalf("Download: %v", err)
@@ -268,7 +268,7 @@ func TestDownloadFromEarlierPart(t *testing.T) {
 			if res.Bytes != tt.wantBytes {
 				t.Errorf("Result = %+v, want %d bytes", res, tt.wantBytes)
 			}
-			reqs := repo.requests()[n:]
+			reqs := repo.Requests()[n:]
 			if reqs[0].Range != "bytes=40000-" || reqs[len(reqs)-1].Range != tt.wantRange {
 				t.Errorf("requests %+v: want a resume from 40000 first, last with Range %q", reqs, tt.wantRange)
 			}
@@ -287,9 +287,9 @@ func TestDownloadReplacesWrongFile(t *testing.T) {
 	if err := os.WriteFile(dst, bytes.Repeat([]byte("x"), len(data)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	n := len(repo.requests())
+	n := len(repo.Requests())
 	res, err := c.Download(context.Background(), tg, dst)
-	if err != nil || res.Reused || len(repo.requests()) != n+1 {
+	if err != nil || res.Reused || len(repo.Requests()) != n+1 {
 		t.Fatalf("Download = %+v, %v; want one fresh download", res, err)
 	}
 	if got, _ := os.ReadFile(dst); !bytes.Equal(got, data) {
@@ -303,7 +303,7 @@ func TestDownloadCancel(t *testing.T) {
 	const size = 1 << 20
 	repo, c, tg, _ := downloadSetup(t, size, nil)
 	sent := make(chan struct{})
-	repo.setHook(func(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	repo.SetHook(func(w http.ResponseWriter, r *http.Request, body []byte) bool {
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Write(body[:size/4])
 		w.(http.Flusher).Flush()

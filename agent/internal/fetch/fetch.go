@@ -364,7 +364,7 @@ func (c *Client) syncMetadata() error {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}
-		if err := syncFile(filepath.Join(c.dir, e.Name())); err != nil {
+		if err := atomicfile.SyncFile(filepath.Join(c.dir, e.Name())); err != nil {
 			return &Error{Kind: ErrLocal, Msg: oneLine(err.Error()), Err: err}
 		}
 	}
@@ -372,15 +372,6 @@ func (c *Client) syncMetadata() error {
 		return &Error{Kind: ErrLocal, Msg: oneLine(err.Error()), Err: err}
 	}
 	return nil
-}
-
-func syncFile(p string) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // Target is a target as the trusted metadata describes it.

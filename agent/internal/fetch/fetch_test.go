@@ -14,6 +14,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/dropless/dropless/agent/internal/tuftest"
 	"github.com/dropless/dropless/pkg/protocol"
 )
 
@@ -25,8 +26,8 @@ func TestHappyPath(t *testing.T) {
 	repo := newTestRepo(t)
 	bundle := []byte(strings.Repeat("acme bundle bytes ", 5000))
 	tpath := protocol.TargetPath("acme", "1.0")
-	repo.addTarget(metadata.TARGETS, tpath, bundle, protocol.TargetCustom{Product: "acme", Version: "1.0", UpgradeFrom: ">=0.9"})
-	repo.publish()
+	repo.AddTarget(metadata.TARGETS, tpath, bundle, protocol.TargetCustom{Product: "acme", Version: "1.0", UpgradeFrom: ">=0.9"})
+	repo.Publish()
 
 	dir := t.TempDir()
 	c := repo.client(dir, nil)
@@ -67,7 +68,7 @@ func TestHappyPath(t *testing.T) {
 	if err != nil || string(got) != string(bundle) {
 		t.Fatalf("dst holds %d bytes (%v), want the bundle", len(got), err)
 	}
-	reqs := repo.requests()
+	reqs := repo.Requests()
 	wantPath := "/targets/acme/" + hex.EncodeToString(sum[:]) + ".acme-1.0.tar.gz"
 	if last := reqs[len(reqs)-1]; last.Path != wantPath || last.Range != "" {
 		t.Errorf("target request = %+v, want GET %s without Range", last, wantPath)
@@ -80,7 +81,7 @@ func TestHappyPath(t *testing.T) {
 	if err != nil || !res.Reused || res.Bytes != 0 {
 		t.Fatalf("second Download = %+v, %v; want reused", res, err)
 	}
-	if n := len(repo.requests()); n != len(reqs) {
+	if n := len(repo.Requests()); n != len(reqs) {
 		t.Errorf("second Download made %d requests, want none", n-len(reqs))
 	}
 }
@@ -120,7 +121,7 @@ func TestBootstrap(t *testing.T) {
 		{
 			name: "root already trusted",
 			setup: func(t *testing.T, repo *testRepo, dir string, cfg *Config) {
-				if err := os.WriteFile(filepath.Join(dir, "root.json"), repo.rootV1(), 0o644); err != nil {
+				if err := os.WriteFile(filepath.Join(dir, "root.json"), repo.RootV1(), 0o644); err != nil {
 					t.Fatal(err)
 				}
 				cfg.RootSHA256 = strings.Repeat("ab", 32) // not consulted
@@ -140,7 +141,7 @@ func TestBootstrap(t *testing.T) {
 		{
 			name: "no root served",
 			setup: func(t *testing.T, repo *testRepo, dir string, cfg *Config) {
-				cfg.MetadataURL = repo.srv.URL + "/elsewhere/"
+				cfg.MetadataURL = repo.URL() + "/elsewhere/"
 			},
 			wantKind: ErrNotFound,
 			wantMsg:  "root: not found at",
@@ -160,7 +161,7 @@ func TestBootstrap(t *testing.T) {
 				t.Fatal(err)
 			}
 			err = c.Bootstrap(ctx)
-			wantMsg := strings.ReplaceAll(tt.wantMsg, "URL", repo.srv.URL)
+			wantMsg := strings.ReplaceAll(tt.wantMsg, "URL", repo.URL())
 			switch {
 			case tt.wantKind == "" && err != nil:
 				t.Fatalf("Bootstrap: %v", err)
@@ -174,7 +175,7 @@ func TestBootstrap(t *testing.T) {
 			if tt.wantRoot != (rerr == nil) {
 				t.Fatalf("root.json stored: %v, want %v", rerr == nil, tt.wantRoot)
 			}
-			if tt.wantRoot && string(stored) != string(repo.rootV1()) {
+			if tt.wantRoot && string(stored) != string(repo.RootV1()) {
 				t.Errorf("root.json is not the pinned root")
 			}
 			if !tt.wantRoot {
@@ -182,7 +183,7 @@ func TestBootstrap(t *testing.T) {
 					t.Errorf("metadata dir holds %v after a refusal, want nothing", entries)
 				}
 			}
-			if n := len(repo.requests()); n != tt.wantReqs {
+			if n := len(repo.Requests()); n != tt.wantReqs {
 				t.Errorf("%d requests, want %d", n, tt.wantReqs)
 			}
 		})
@@ -197,17 +198,17 @@ func TestInit(t *testing.T) {
 	dir := t.TempDir()
 
 	bad := repo.client(dir, func(cfg *Config) { cfg.RootSHA256 = strings.Repeat("0", 64) })
-	if err := bad.Init(repo.rootV1()); !errors.Is(err, ErrRootPin) {
+	if err := bad.Init(repo.RootV1()); !errors.Is(err, ErrRootPin) {
 		t.Fatalf("Init with a wrong pin = %v, want %s", err, ErrRootPin)
 	}
 	c := repo.client(dir, func(cfg *Config) { cfg.RootSHA256 = "" })
 	if err := c.Init([]byte(`{"signed":{"_type":"targets"}}`)); !errors.Is(err, ErrBadMetadata) {
 		t.Fatalf("Init with a non-root = %v, want %s", err, ErrBadMetadata)
 	}
-	if err := c.Init(repo.rootV1()); err != nil {
+	if err := c.Init(repo.RootV1()); err != nil {
 		t.Fatalf("Init: %v", err)
 	}
-	if n := len(repo.requests()); n != 0 {
+	if n := len(repo.Requests()); n != 0 {
 		t.Fatalf("Init made %d requests", n)
 	}
 	if err := c.Bootstrap(ctx); err != nil {
@@ -236,9 +237,9 @@ func TestRefreshRefusals(t *testing.T) {
 		{
 			name: "targets signed by a key the root does not trust",
 			attack: func(t *testing.T, repo *testRepo, c *Client) {
-				repo.keys[metadata.TARGETS] = []*testKey{newTestKey(t)}
-				repo.addTarget(metadata.TARGETS, "acme/evil.tar.gz", []byte("evil"), nil)
-				repo.publish()
+				repo.Keys[metadata.TARGETS] = []*tuftest.Key{tuftest.NewKey(t)}
+				repo.AddTarget(metadata.TARGETS, "acme/evil.tar.gz", []byte("evil"), nil)
+				repo.Publish()
 			},
 			wantKind: ErrBadSignature,
 			wantRole: metadata.TARGETS,
@@ -248,8 +249,8 @@ func TestRefreshRefusals(t *testing.T) {
 		{
 			name: "timestamp signed by a key the root does not trust",
 			attack: func(t *testing.T, repo *testRepo, c *Client) {
-				repo.keys[metadata.TIMESTAMP] = []*testKey{newTestKey(t)}
-				repo.publish()
+				repo.Keys[metadata.TIMESTAMP] = []*tuftest.Key{tuftest.NewKey(t)}
+				repo.Publish()
 			},
 			wantKind: ErrBadSignature,
 			wantRole: metadata.TIMESTAMP,
@@ -258,12 +259,12 @@ func TestRefreshRefusals(t *testing.T) {
 		{
 			name: "timestamp rolled back",
 			attack: func(t *testing.T, repo *testRepo, c *Client) {
-				old := repo.getMeta("timestamp.json")
-				repo.publish()
+				old := repo.Meta("timestamp.json")
+				repo.Publish()
 				if err := c.Refresh(context.Background()); err != nil { // now trusts timestamp 3
 					t.Fatal(err)
 				}
-				repo.setMeta("timestamp.json", old)
+				repo.SetMeta("timestamp.json", old)
 			},
 			wantKind: ErrRollback,
 			wantRole: metadata.TIMESTAMP,
@@ -272,7 +273,7 @@ func TestRefreshRefusals(t *testing.T) {
 		{
 			name: "snapshot rolled back by a new timestamp",
 			attack: func(t *testing.T, repo *testRepo, c *Client) {
-				repo.publishTimestamp(1)
+				repo.PublishTimestamp(1)
 			},
 			wantKind: ErrRollback,
 			wantRole: metadata.SNAPSHOT,
@@ -288,10 +289,10 @@ func TestRefreshRefusals(t *testing.T) {
 		{
 			name: "snapshot that is not the one the timestamp lists",
 			attack: func(t *testing.T, repo *testRepo, c *Client) {
-				repo.publish() // snapshot 3, timestamp 3
+				repo.Publish() // snapshot 3, timestamp 3
 				// Same version, one second more of life: same length, other bytes.
-				repo.snapshot.Signed.Expires = repo.snapshot.Signed.Expires.Add(time.Second)
-				repo.setMeta("3.snapshot.json", sign(t, repo.snapshot, repo.keys[metadata.SNAPSHOT]...))
+				repo.Snapshot.Signed.Expires = repo.Snapshot.Signed.Expires.Add(time.Second)
+				repo.SetMeta("3.snapshot.json", tuftest.Sign(t, repo.Snapshot, repo.Keys[metadata.SNAPSHOT]...))
 			},
 			wantKind: ErrHashMismatch,
 			wantRole: metadata.SNAPSHOT,
@@ -301,7 +302,7 @@ func TestRefreshRefusals(t *testing.T) {
 		{
 			name: "oversized timestamp",
 			attack: func(t *testing.T, repo *testRepo, c *Client) {
-				repo.setMeta("timestamp.json", []byte(`{"signed":{}, "pad":"`+strings.Repeat("x", 20000)+`"}`))
+				repo.SetMeta("timestamp.json", []byte(`{"signed":{}, "pad":"`+strings.Repeat("x", 20000)+`"}`))
 			},
 			wantKind: ErrLengthExceeded,
 			wantRole: metadata.TIMESTAMP,
@@ -310,10 +311,8 @@ func TestRefreshRefusals(t *testing.T) {
 		{
 			name: "timestamp missing",
 			attack: func(t *testing.T, repo *testRepo, c *Client) {
-				repo.setMeta("timestamp.json", nil)
-				repo.mu.Lock()
-				delete(repo.meta, "timestamp.json")
-				repo.mu.Unlock()
+				repo.SetMeta("timestamp.json", nil)
+				repo.DeleteMeta("timestamp.json")
 			},
 			wantKind: ErrNotFound,
 			wantRole: metadata.TIMESTAMP,
@@ -322,7 +321,7 @@ func TestRefreshRefusals(t *testing.T) {
 		{
 			name: "new root signed by the new key only",
 			attack: func(t *testing.T, repo *testRepo, c *Client) {
-				repo.replaceRootKey(metadata.ROOT, false, true)
+				repo.ReplaceRootKey(metadata.ROOT, false, true)
 			},
 			wantKind: ErrBadSignature,
 			wantRole: metadata.ROOT,
@@ -331,7 +330,7 @@ func TestRefreshRefusals(t *testing.T) {
 		{
 			name: "new root signed by the old key only",
 			attack: func(t *testing.T, repo *testRepo, c *Client) {
-				repo.replaceRootKey(metadata.ROOT, true, false)
+				repo.ReplaceRootKey(metadata.ROOT, true, false)
 			},
 			wantKind: ErrBadSignature,
 			wantRole: metadata.ROOT,
@@ -342,8 +341,8 @@ func TestRefreshRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
 			repo := newTestRepo(t)
-			repo.addTarget(metadata.TARGETS, "acme/acme-1.0.tar.gz", []byte("v1"), nil)
-			repo.publish() // targets, snapshot and timestamp 2
+			repo.AddTarget(metadata.TARGETS, "acme/acme-1.0.tar.gz", []byte("v1"), nil)
+			repo.Publish() // targets, snapshot and timestamp 2
 			dir := t.TempDir()
 			var ref time.Time
 			c := repo.client(dir, func(cfg *Config) {
@@ -358,7 +357,7 @@ func TestRefreshRefusals(t *testing.T) {
 			if tt.attack != nil {
 				tt.attack(t, repo, c)
 			}
-			before := dirState(t, dir)
+			before := tuftest.DirFiles(t, dir)
 			if tt.refTime != 0 {
 				ref = time.Now().Add(tt.refTime)
 			}
@@ -374,7 +373,7 @@ func TestRefreshRefusals(t *testing.T) {
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("message is not one line: %q", err)
 			}
-			after := dirState(t, dir)
+			after := tuftest.DirFiles(t, dir)
 			if len(after) != len(before) {
 				t.Errorf("metadata dir has %d files, had %d", len(after), len(before))
 			}
@@ -403,9 +402,9 @@ func TestRootRotation(t *testing.T) {
 	c := repo.client(dir, nil)
 	repo.mustRefresh(c)
 
-	repo.replaceRootKey(metadata.ROOT, true, true)                    // 2.root.json
-	_, root3 := repo.replaceRootKey(metadata.TIMESTAMP, false, false) // 3.root.json, by the new root key
-	repo.publish()
+	repo.ReplaceRootKey(metadata.ROOT, true, true)                    // 2.root.json
+	_, root3 := repo.ReplaceRootKey(metadata.TIMESTAMP, false, false) // 3.root.json, by the new root key
+	repo.Publish()
 	if err := c.Refresh(ctx); err != nil {
 		t.Fatalf("Refresh across the rotation: %v", err)
 	}
@@ -414,7 +413,7 @@ func TestRootRotation(t *testing.T) {
 		t.Fatalf("trusted root.json is not 3.root.json")
 	}
 	var paths []string
-	for _, r := range repo.requests() {
+	for _, r := range repo.Requests() {
 		paths = append(paths, r.Path)
 	}
 	if !strings.Contains(strings.Join(paths, " "), "/metadata/2.root.json /metadata/3.root.json /metadata/4.root.json /metadata/timestamp.json") {
@@ -422,10 +421,10 @@ func TestRootRotation(t *testing.T) {
 	}
 
 	// A timestamp signed by the old, now revoked, timestamp key is refused.
-	old := repo.keys[metadata.TIMESTAMP]
-	repo.keys[metadata.TIMESTAMP] = []*testKey{newTestKey(t)}
-	repo.publish()
-	repo.keys[metadata.TIMESTAMP] = old
+	old := repo.Keys[metadata.TIMESTAMP]
+	repo.Keys[metadata.TIMESTAMP] = []*tuftest.Key{tuftest.NewKey(t)}
+	repo.Publish()
+	repo.Keys[metadata.TIMESTAMP] = old
 	if err := c.Refresh(ctx); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("Refresh with a timestamp from a revoked key = %v, want %s", err, ErrBadSignature)
 	}
@@ -436,10 +435,10 @@ func TestRootRotation(t *testing.T) {
 func TestDelegation(t *testing.T) {
 	ctx := context.Background()
 	repo := newTestRepo(t)
-	repo.delegate("acme", "acme/*")
+	repo.Delegate("acme", "acme/*")
 	data := []byte("delegated bundle")
-	repo.addTarget("acme", "acme/acme-2.0.tar.gz", data, protocol.TargetCustom{Product: "acme", Version: "2.0"})
-	repo.publish()
+	repo.AddTarget("acme", "acme/acme-2.0.tar.gz", data, protocol.TargetCustom{Product: "acme", Version: "2.0"})
+	repo.Publish()
 	dir := t.TempDir()
 	c := repo.client(dir, nil)
 	repo.mustRefresh(c)
@@ -465,8 +464,8 @@ func TestDelegation(t *testing.T) {
 	}
 
 	// The delegated role signed by a key the delegation does not name.
-	repo.keys["acme"] = []*testKey{newTestKey(t)}
-	repo.publish()
+	repo.Keys["acme"] = []*tuftest.Key{tuftest.NewKey(t)}
+	repo.Publish()
 	if err := c.Refresh(ctx); err != nil {
 		t.Fatalf("Refresh: %v", err)
 	}

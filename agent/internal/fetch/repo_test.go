@@ -1,344 +1,36 @@
 package fetch
 
-// A small TUF repository for tests, in the spirit of go-tuf's
-// internal/testutils/simulator: real ed25519 keys, metadata signed with
-// go-tuf's metadata package, served over HTTP on 127.0.0.1 with
-// consistent snapshots and hash-prefixed targets, and a log of the
-// requests it answered. Tests change it (publish, re-sign with other keys,
-// serve old versions, rotate the root) to play the attacks.
+// The fetch tests' TUF repository is agent/internal/tuftest's; testRepo
+// adds the clients these tests make of it.
 
 import (
-	"bytes"
 	"context"
-	"crypto"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/hex"
-	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path"
-	"path/filepath"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/sigstore/sigstore/pkg/signature"
-	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/dropless/dropless/agent/internal/tuftest"
+	"github.com/dropless/dropless/pkg/testutil"
 )
 
-type testKey struct {
-	signer signature.Signer
-	key    *metadata.Key
-	id     string
-}
-
-func newTestKey(t *testing.T) *testKey {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := signature.LoadSigner(priv, crypto.Hash(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := s.PublicKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := metadata.KeyFromPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := k.ID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testKey{signer: s, key: k, id: id}
-}
-
-// request is one request the repository answered.
-type request struct {
-	Path  string
-	Range string
-}
-
 type testRepo struct {
+	*tuftest.Repo
 	t *testing.T
-
-	// keys signs each role; root is signed by every key listed.
-	keys      map[string][]*testKey
-	root      *metadata.Metadata[metadata.RootType]
-	targets   *metadata.Metadata[metadata.TargetsType]
-	delegated map[string]*metadata.Metadata[metadata.TargetsType]
-	snapshot  *metadata.Metadata[metadata.SnapshotType]
-	timestamp *metadata.Metadata[metadata.TimestampType]
-	// tsExpiry is how long a timestamp signed now lasts.
-	tsExpiry time.Duration
-
-	mu       sync.Mutex
-	meta     map[string][]byte // served under /metadata/: 1.root.json, timestamp.json, N.snapshot.json, ...
-	blobs    map[string][]byte // served under /targets/, by hash-prefixed path
-	reqs     []request
-	hook     func(w http.ResponseWriter, r *http.Request, data []byte) bool // may answer a target request itself
-	hookHits atomic.Int64
-
-	srv *httptest.Server
 }
 
 // newTestRepo publishes version 1 of every role: one key per role, no
 // targets yet.
-func newTestRepo(t *testing.T) *testRepo {
-	t.Helper()
-	far := time.Now().Add(30 * 24 * time.Hour).UTC().Truncate(time.Second)
-	r := &testRepo{
-		t:         t,
-		keys:      map[string][]*testKey{},
-		root:      metadata.Root(far),
-		targets:   metadata.Targets(far),
-		delegated: map[string]*metadata.Metadata[metadata.TargetsType]{},
-		snapshot:  metadata.Snapshot(far),
-		timestamp: metadata.Timestamp(far),
-		tsExpiry:  24 * time.Hour,
-		meta:      map[string][]byte{},
-		blobs:     map[string][]byte{},
-	}
-	for _, role := range metadata.TOP_LEVEL_ROLE_NAMES {
-		k := newTestKey(t)
-		r.keys[role] = []*testKey{k}
-		if err := r.root.Signed.AddKey(k.key, role); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r.root.Signed.ConsistentSnapshot = true
-	r.publishRoot()
-	r.targets.Signed.Version = 0
-	r.snapshot.Signed.Version = 0
-	r.timestamp.Signed.Version = 0
-	r.publish()
-
-	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
-	t.Cleanup(r.srv.Close)
-	return r
-}
-
-func sign[T metadata.Roles](t *testing.T, md *metadata.Metadata[T], keys ...*testKey) []byte {
-	t.Helper()
-	md.ClearSignatures()
-	for _, k := range keys {
-		if _, err := md.Sign(k.signer); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := md.ToBytes(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func (r *testRepo) setMeta(name string, b []byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.meta[name] = b
-}
-
-func (r *testRepo) getMeta(name string) []byte {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.meta[name]
-}
-
-// publishRoot signs the current root with every root key and serves it as
-// N.root.json.
-func (r *testRepo) publishRoot(extra ...*testKey) []byte {
-	b := sign(r.t, r.root, append(append([]*testKey{}, r.keys[metadata.ROOT]...), extra...)...)
-	r.setMeta(fmt.Sprintf("%d.root.json", r.root.Signed.Version), b)
-	return b
-}
-
-// rootV1 is the initial root, the one agents pin.
-func (r *testRepo) rootV1() []byte { return r.getMeta("1.root.json") }
-
-// publish bumps and signs targets (and delegated roles), snapshot and
-// timestamp, as a release does.
-func (r *testRepo) publish() {
-	r.targets.Signed.Version++
-	r.setMeta(fmt.Sprintf("%d.targets.json", r.targets.Signed.Version), sign(r.t, r.targets, r.keys[metadata.TARGETS]...))
-	r.snapshot.Signed.Meta["targets.json"] = metadata.MetaFile(r.targets.Signed.Version)
-	for name, md := range r.delegated {
-		md.Signed.Version++
-		r.setMeta(fmt.Sprintf("%d.%s.json", md.Signed.Version, name), sign(r.t, md, r.keys[name]...))
-		r.snapshot.Signed.Meta[name+".json"] = metadata.MetaFile(md.Signed.Version)
-	}
-	r.publishSnapshot()
-}
-
-// publishSnapshot bumps and signs the snapshot, then the timestamp.
-func (r *testRepo) publishSnapshot() {
-	r.snapshot.Signed.Version++
-	r.setMeta(fmt.Sprintf("%d.snapshot.json", r.snapshot.Signed.Version), sign(r.t, r.snapshot, r.keys[metadata.SNAPSHOT]...))
-	r.publishTimestamp(r.snapshot.Signed.Version)
-}
-
-// publishTimestamp bumps and signs a timestamp over snapshot version
-// snapV (which may be an old one) and serves it as timestamp.json.
-func (r *testRepo) publishTimestamp(snapV int64) []byte {
-	snap := r.getMeta(fmt.Sprintf("%d.snapshot.json", snapV))
-	if snap == nil {
-		r.t.Fatalf("no snapshot version %d", snapV)
-	}
-	sum := sha256.Sum256(snap)
-	mf := metadata.MetaFile(snapV)
-	mf.Length = int64(len(snap))
-	mf.Hashes = metadata.Hashes{"sha256": sum[:]}
-	r.timestamp.Signed.Meta["snapshot.json"] = mf
-	r.timestamp.Signed.Version++
-	r.timestamp.Signed.Expires = time.Now().Add(r.tsExpiry).UTC().Truncate(time.Second)
-	b := sign(r.t, r.timestamp, r.keys[metadata.TIMESTAMP]...)
-	r.setMeta("timestamp.json", b)
-	return b
-}
-
-// addTarget lists data as path in role's targets metadata (with sha256 and
-// sha512, and custom metadata if given) and serves it; publish to sign.
-func (r *testRepo) addTarget(role, path string, data []byte, custom any) *metadata.TargetFiles {
-	r.t.Helper()
-	tf := metadata.TargetFile()
-	tf.Length = int64(len(data))
-	s256 := sha256.Sum256(data)
-	s512 := sha512.Sum512(data)
-	tf.Hashes = metadata.Hashes{"sha256": s256[:], "sha512": s512[:]}
-	if custom != nil {
-		b, err := json.Marshal(custom)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		raw := json.RawMessage(b)
-		tf.Custom = &raw
-	}
-	md := r.targets
-	if role != metadata.TARGETS {
-		md = r.delegated[role]
-	}
-	md.Signed.Targets[path] = tf
-	r.setBlob(path, data, data)
-	return tf
-}
-
-// setBlob serves data at the hash-prefixed URL of content listed (which
-// may differ from data: an altered target).
-func (r *testRepo) setBlob(targetPath string, listed, data []byte) {
-	dir, base := path.Split(targetPath)
-	sum := sha256.Sum256(listed)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.blobs[dir+hex.EncodeToString(sum[:])+"."+base] = data
-}
-
-// delegate makes targets delegate paths to a new role with its own key.
-func (r *testRepo) delegate(role string, paths ...string) {
-	k := newTestKey(r.t)
-	r.keys[role] = []*testKey{k}
-	if r.targets.Signed.Delegations == nil {
-		r.targets.Signed.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{}}
-	}
-	r.targets.Signed.Delegations.Roles = append(r.targets.Signed.Delegations.Roles, metadata.DelegatedRole{
-		Name: role, KeyIDs: []string{}, Threshold: 1, Paths: paths,
-	})
-	if err := r.targets.Signed.AddKey(k.key, role); err != nil {
-		r.t.Fatal(err)
-	}
-	md := metadata.Targets(r.targets.Signed.Expires)
-	md.Signed.Version = 0
-	r.delegated[role] = md
-}
-
-// replaceRootKey gives role a new key in a new root version. For the root
-// role the new root is signed by the old keys if signOld and by the new
-// one if signNew (a valid rotation needs both); for another role by the
-// current root keys.
-func (r *testRepo) replaceRootKey(role string, signOld, signNew bool) (*testKey, []byte) {
-	old := r.keys[role]
-	k := newTestKey(r.t)
-	for _, o := range old {
-		if err := r.root.Signed.RevokeKey(o.id, role); err != nil {
-			r.t.Fatal(err)
-		}
-	}
-	if err := r.root.Signed.AddKey(k.key, role); err != nil {
-		r.t.Fatal(err)
-	}
-	r.root.Signed.Version++
-	var signers []*testKey
-	if role == metadata.ROOT {
-		if signOld {
-			signers = append(signers, old...)
-		}
-		if signNew {
-			signers = append(signers, k)
-		}
-	} else {
-		signers = r.keys[metadata.ROOT]
-	}
-	r.keys[role] = []*testKey{k}
-	b := sign(r.t, r.root, signers...)
-	r.setMeta(fmt.Sprintf("%d.root.json", r.root.Signed.Version), b)
-	return k, b
-}
-
-func (r *testRepo) serve(w http.ResponseWriter, req *http.Request) {
-	r.mu.Lock()
-	r.reqs = append(r.reqs, request{Path: req.URL.Path, Range: req.Header.Get("Range")})
-	hook := r.hook
-	var data []byte
-	var ok bool
-	switch {
-	case strings.HasPrefix(req.URL.Path, "/metadata/"):
-		data, ok = r.meta[strings.TrimPrefix(req.URL.Path, "/metadata/")]
-		hook = nil
-	case strings.HasPrefix(req.URL.Path, "/targets/"):
-		data, ok = r.blobs[strings.TrimPrefix(req.URL.Path, "/targets/")]
-	}
-	r.mu.Unlock()
-	if !ok {
-		http.NotFound(w, req)
-		return
-	}
-	if hook != nil && hook(w, req, data) {
-		r.hookHits.Add(1)
-		return
-	}
-	http.ServeContent(w, req, "", time.Time{}, bytes.NewReader(data))
-}
-
-func (r *testRepo) requests() []request {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]request(nil), r.reqs...)
-}
-
-func (r *testRepo) setHook(h func(w http.ResponseWriter, r *http.Request, data []byte) bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.hook = h
-}
+func newTestRepo(t *testing.T) *testRepo { return &testRepo{Repo: tuftest.New(t), t: t} }
 
 func (r *testRepo) config(dir string) Config {
 	return Config{
-		MetadataURL: r.srv.URL + "/metadata",
-		TargetsURL:  r.srv.URL + "/targets/",
+		MetadataURL: r.MetadataURL(),
+		TargetsURL:  r.TargetsURL() + "/",
 		MetadataDir: dir,
-		RootSHA256:  sha256Hex(r.rootV1()),
+		RootSHA256:  sha256Hex(r.RootV1()),
 		Log:         testLogger(r.t),
 	}
 }
@@ -372,36 +64,8 @@ func (r *testRepo) mustRefresh(c *Client) {
 }
 
 // testLogger logs through t at Info and above. go-tuf's messages (Debug,
-// through the package's one adapter) are dropped, so a logger kept by the
-// adapter after its test ended never writes.
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-// dirState reads every file in dir, to compare before and after.
-func dirState(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[e.Name()] = string(b)
-	}
-	return out
-}
+// through the package's one adapter) are dropped.
+func testLogger(t *testing.T) *slog.Logger { return testutil.NewLog(t, slog.LevelInfo).Logger() }
 
 // countingTransport counts the response body bytes the client read.
 type countingTransport struct {

@@ -20,7 +20,7 @@ func TestVerify(t *testing.T) {
 	if _, err := c.Download(ctx, tg, dst); err != nil {
 		t.Fatal(err)
 	}
-	reqs := len(repo.requests())
+	reqs := len(repo.Requests())
 
 	altered := bytes.Clone(data)
 	altered[0] ^= 1
@@ -62,7 +62,7 @@ func TestVerify(t *testing.T) {
 			}
 		})
 	}
-	if n := len(repo.requests()); n != reqs {
+	if n := len(repo.Requests()); n != reqs {
 		t.Errorf("Verify made %d requests, want none", n-reqs)
 	}
 	canceled, cancel := context.WithCancel(ctx)

@@ -2,24 +2,27 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 
 	"github.com/dropless/dropless/agent/internal/fetch"
-	"github.com/dropless/dropless/pkg/atomicfile"
 	"github.com/dropless/dropless/pkg/protocol"
 )
 
-// tufFetcher gives the engine the TUF client: a refresh before every
-// target look-up, and nothing but what the client verified.
+// tufFetcher is the engine's Fetcher (engine.Fetcher) on the TUF client
+// (fetch.Client): a bootstrap (once) and a refresh of the repository
+// before every target look-up, and nothing but what the client verified.
 //
+// What it caches: only the *fetch.Target its last Target call resolved.
 // The engine asks for a target's metadata, checks it against the
-// assignment, then downloads it. Download uses the very target Target
-// resolved (the metadata the engine checked), instead of refreshing the
-// repository a second time a moment later.
+// assignment, then downloads it; Download takes that very target (the
+// metadata the engine checked) instead of refreshing the repository a
+// second time a moment later, and forgets it. A Download of another path,
+// or without a Target before it, resolves the path afresh. Everything on
+// disk is the client's: the trusted metadata in <data_dir>/tuf (TUFDir)
+// and, while a download is interrupted, dst+".part", from which the next
+// Download resumes.
 type tufFetcher struct {
 	c      *fetch.Client
 	log    *slog.Logger
@@ -77,22 +80,4 @@ func (f *tufFetcher) Download(ctx context.Context, path, dst string) error {
 		f.log.Info("download resumed after broken connections", "target", path, "resumes", res.Resumes)
 	}
 	return err
-}
-
-// ReadContact reads what the running agent last recorded about the server.
-func ReadContact(dataDir string) (Contact, error) {
-	var c Contact
-	b, err := os.ReadFile(dataDir + string(os.PathSeparator) + ContactFile)
-	if err != nil {
-		return c, err
-	}
-	return c, json.Unmarshal(b, &c)
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, b, 0o644)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/dropless/dropless/agent/internal/engine"
 	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/pkg/testutil"
 )
 
 // The runner tests run a real runner (engine, journal, app commands, the
@@ -231,6 +232,8 @@ type agentSite struct {
 	fault func(what string) error
 	// grace is the check-ins' deadline past their long-poll wait.
 	grace time.Duration
+	// log is the log of the runner start started last.
+	log *testutil.Log
 }
 
 func newAgentSite(t *testing.T, srv *agentServer, token string) *agentSite {
@@ -297,7 +300,8 @@ func (s *agentSite) running() string {
 // stop is called); it returns the runner.
 func (s *agentSite) start(t *testing.T) (*Runner, func()) {
 	t.Helper()
-	r := New(s.cfg, testLogger(t))
+	s.log = testutil.NewLog(t, slog.LevelDebug)
+	r := New(s.cfg, s.log.Logger())
 	r.engineConfig = func(c *engine.Config) {
 		c.Fetcher = s.fetcher
 		c.JournalFault = s.fault
@@ -352,20 +356,4 @@ func await(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct {
-	t  *testing.T
-	mu sync.Mutex
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

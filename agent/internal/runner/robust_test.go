@@ -190,6 +190,22 @@ func TestNewEnrollTokenAfterRefusal(t *testing.T) {
 	}
 }
 
+// TestEnrolledLogLine: the agent logs its enrollment once, naming the
+// site once (the runner's logger already carries it).
+func TestEnrolledLogLine(t *testing.T) {
+	srv := newAgentServer(t, "tok-1")
+	site := newAgentSite(t, srv, "tok-1")
+	site.start(t)
+	await(t, "enrolled", func() bool { _, c := site.status(t); return c.Reachable })
+	lines := site.log.Lines(`msg="enrolled;`)
+	if len(lines) != 1 {
+		t.Fatalf("%d enrollment lines in the log, want 1: %q", len(lines), lines)
+	}
+	if n := strings.Count(lines[0], " site="); n != 1 || !strings.Contains(lines[0], " site=acme-prod") {
+		t.Errorf("the enrollment line names the site %d times, want once: %s", n, lines[0])
+	}
+}
+
 // TestStatusSaysEnrollTokenRefused: with an enroll token the server
 // refuses (expired, used up), status says so and what to do, instead of
 // "not contacted yet".

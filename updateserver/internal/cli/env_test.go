@@ -19,6 +19,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/pkg/testutil"
 	"github.com/dropless/dropless/updateserver/internal/cli"
 	"github.com/dropless/dropless/updateserver/internal/daemon"
 	"github.com/dropless/dropless/updateserver/internal/tufrepo"
@@ -50,7 +51,7 @@ func startServer(t *testing.T, opts ...serverOpt) *server {
 		RefreshInterval: time.Minute,
 		PollInterval:    daemon.DefaultPollInterval,
 		JobTimeout:      daemon.DefaultJobTimeout,
-		Log:             slog.New(slog.NewTextHandler(tWriter{t}, nil)),
+		Log:             testutil.NewLog(t, slog.LevelInfo).Logger(),
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -84,14 +85,6 @@ func startServer(t *testing.T, opts ...serverOpt) *server {
 		scheme = "https://"
 	}
 	return &server{t: t, URL: scheme + d.Addr(), Data: data, Admin: strings.TrimSpace(string(tok)), d: d}
-}
-
-// tWriter sends logs through t.Log.
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
 }
 
 // result is one CLI run.

@@ -1,6 +1,6 @@
 //go:build windows
 
-package engine
+package proc
 
 import (
 	"os"
@@ -9,15 +9,15 @@ import (
 	"syscall"
 )
 
-// setProcessGroup starts a hook in a new process group, detached from the
-// agent's console signals.
-func setProcessGroup(cmd *exec.Cmd) {
+// SetGroup starts cmd in a new process group, detached from the agent's
+// console signals.
+func SetGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{CreationFlags: syscall.CREATE_NEW_PROCESS_GROUP}
 }
 
-// killProcessGroup kills the hook and every process it started: taskkill
-// /T walks the process tree.
-func killProcessGroup(p *os.Process) error {
+// KillGroup kills p and every process it started: Windows has no
+// process-group kill, so taskkill /T walks the process tree.
+func KillGroup(p *os.Process) error {
 	if p == nil {
 		return nil
 	}

@@ -1,6 +1,6 @@
 //go:build unix
 
-package appctl
+package proc
 
 import (
 	"errors"
@@ -9,14 +9,15 @@ import (
 	"syscall"
 )
 
-// setProcessGroup puts the command in a process group of its own, so that
-// killProcessGroup reaches everything it started.
-func setProcessGroup(cmd *exec.Cmd) {
+// SetGroup puts cmd in a process group of its own, so that KillGroup
+// reaches everything it started.
+func SetGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 }
 
-// killProcessGroup kills the command's whole process group.
-func killProcessGroup(p *os.Process) error {
+// KillGroup kills p's whole process group (p is its leader, started after
+// SetGroup). A process already gone is os.ErrProcessDone.
+func KillGroup(p *os.Process) error {
 	if p == nil {
 		return nil
 	}
