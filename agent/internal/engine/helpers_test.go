@@ -192,8 +192,8 @@ i=0; while [ ! -f "$2" ]; do sleep 0.05; i=$((i+1)); [ $i -lt 1200 ] || exit 1; 
 		Stop: []string{"sh", "-c", `[ -f "$0" ] || exit 0
 kill "$(cat "$0")" 2>/dev/null || { rm -f "$0"; exit 0; }
 i=0; while [ -f "$0" ]; do sleep 0.05; i=$((i+1)); [ $i -lt 200 ] || exit 1; done`, s.Pidfile},
-		HealthURL:      s.url("/health"),
-		HealthTimeout:  config.Duration{Duration: s.HealthTimeout},
+		HealthURL:     s.url("/health"),
+		HealthTimeout: config.Duration{Duration: s.HealthTimeout},
 		// Generous: on a loaded machine (CI, parallel tests) starting the
 		// test app has taken over 15s; a real failure still ends the test.
 		CommandTimeout: config.Duration{Duration: 90 * time.Second},
