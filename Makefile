@@ -62,8 +62,9 @@ packages: ## .deb and .rpm of the agent and server (PKG_ARCH="amd64 arm64") and 
 	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/build/windows_amd64/updateagent.exe ./agent/cmd/updateagent
 	$(GO) run ./installers/mkpkg -version '$(VERSION)' -build dist/build -out dist -arch '$(PKG_ARCH)'
 
-test-packages: ## build the amd64 packages, then install, upgrade through and purge the agent .deb on this machine (root, dpkg)
+test-packages: ## build the amd64 packages and vet the Windows agent, then install, upgrade through and purge the agent .deb here (root, dpkg)
 	$(MAKE) packages PKG_ARCH=amd64
+	GOOS=windows GOARCH=amd64 $(GO) vet ./agent/... ./pkg/...
 	$(GO) test -tags 'e2e packages' -count=1 -timeout 5m -run 'TestPackage' ./testenv/
 
 fuzz: ## run each fuzz target for FUZZTIME (default 60s)

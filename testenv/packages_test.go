@@ -101,7 +101,11 @@ func TestPackageContents(t *testing.T) {
 		wantLines(t, "agent .rpm files", mustSh(t, "rpm", "-qlp", agentRPM),
 			"/usr/bin/updateagent", "/etc/updateagent/agent.toml", "/usr/lib/systemd/system/updateagent.service", "/var/lib/updateagent")
 		wantLines(t, "agent .rpm config files", mustSh(t, "rpm", "-qcp", agentRPM), "/etc/updateagent/agent.toml")
-		wantLines(t, "agent .rpm scripts", mustSh(t, "rpm", "-qp", "--scripts", agentRPM),
+		scripts, err := exec.Command("rpm", "-qp", "--scripts", agentRPM).CombinedOutput()
+		if err != nil {
+			t.Fatalf("rpm -qp --scripts: %v\n%s", err, scripts)
+		}
+		wantLines(t, "agent .rpm scripts", string(scripts),
 			"postinstall scriptlet", "preuninstall scriptlet", "postuninstall scriptlet", "check-config")
 		wantLines(t, "server .rpm files", mustSh(t, "rpm", "-qlp", serverRPM),
 			"/usr/bin/updateserver", "/etc/default/updateserver", "/usr/lib/systemd/system/updateserver.service", "/var/lib/updateserver")
@@ -207,6 +211,9 @@ func TestPackageInstallUpgradeRemove(t *testing.T) {
 	}
 	mustSh(t, pkgBin, "check-config", "--config", pkgConfig)
 	mustSh(t, pkgBin, "install", "--config", pkgConfig)
+	if links, _ := filepath.Glob("/etc/rc[0-6S].d/[SK][0-9][0-9]updateagent"); len(links) == 0 {
+		t.Log("updateagent install made no runlevel links")
+	}
 	Await(t, "the packaged agent to check in", func() bool { return site.Info(t).LastSeen != nil })
 	if pids := packagedAgents(); len(pids) != 1 {
 		t.Fatalf("%d agents run %s after install, want 1", len(pids), pkgBin)
@@ -235,7 +242,8 @@ func TestPackageInstallUpgradeRemove(t *testing.T) {
 	// Remove: the service and the binary go, the config stays; purge takes
 	// the config, the data and the logs.
 	mustSh(t, "dpkg", "-r", "updateagent")
-	for _, p := range []string{pkgBin, "/etc/init.d/updateagent", "/etc/rc2.d/S50updateagent"} {
+	links, _ := filepath.Glob("/etc/rc[0-6S].d/[SK][0-9][0-9]updateagent")
+	for _, p := range append([]string{pkgBin, "/etc/init.d/updateagent"}, links...) {
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("%s still there after dpkg -r", p)
 		}

@@ -15,4 +15,9 @@ fi
 if [ -e /etc/init.d/updateagent ] || [ -e /etc/systemd/system/updateagent.service ]; then
 	/usr/bin/updateagent uninstall || true
 fi
+# The runlevel links `updateagent install` made beside its SysV script
+# (kardianos/service removes only the script).
+for link in /etc/rc[0-6S].d/[SK][0-9][0-9]updateagent; do
+	[ -L "$link" ] && [ "$(readlink "$link")" = /etc/init.d/updateagent ] && rm -f "$link"
+done
 exit 0
