@@ -6,8 +6,10 @@ DATA      ?= ./updateserver-data
 LISTEN    ?= 127.0.0.1:8080
 CROSS     := linux/amd64 linux/arm64 windows/amd64 darwin/arm64
 FUZZTIME  ?= 60s
+# Linux architectures `make packages` builds .deb and .rpm for.
+PKG_ARCH  ?= amd64 arm64
 
-.PHONY: help build run test test-race test-postgres e2e race lint check cross fuzz bench bench-publish clean
+.PHONY: help build run test test-race test-postgres e2e race lint check cross packages test-packages fuzz bench bench-publish clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -50,6 +52,22 @@ cross: ## compile for linux/amd64, linux/arm64, windows/amd64, darwin/arm64
 		if [ "$$p" = "$$host" ]; then $(GO) build ./...; else GOOS=$$os GOARCH=$$arch $(GO) build ./...; fi; \
 	done
 
+packages: ## .deb and .rpm of the agent and server (PKG_ARCH="amd64 arm64") and the agent's Windows zip, in dist/
+	@set -e; for arch in $(PKG_ARCH); do \
+		echo "build linux/$$arch"; \
+		for cmd in updateagent:agent updateserver:updateserver; do \
+			CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/build/linux_$$arch/$${cmd%%:*} ./$${cmd#*:}/cmd/$${cmd%%:*}; \
+		done; \
+	done
+	@echo "build windows/amd64"
+	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/build/windows_amd64/updateagent.exe ./agent/cmd/updateagent
+	$(GO) run ./installers/mkpkg -version '$(VERSION)' -build dist/build -out dist -arch '$(PKG_ARCH)'
+
+test-packages: ## build the amd64 packages and vet the Windows agent, then install, upgrade through and purge the agent .deb here (root, dpkg)
+	$(MAKE) packages PKG_ARCH=amd64
+	GOOS=windows GOARCH=amd64 $(GO) vet ./agent/... ./pkg/...
+	$(GO) test -tags 'e2e packages' -count=1 -timeout 5m -run 'TestPackage' ./testenv/
+
 fuzz: ## run each fuzz target for FUZZTIME (default 60s)
 	@set -e; for pkg in $$(grep -rl '^func Fuzz' --include='*_test.go' . | xargs -n1 dirname | sort -u); do \
 		for f in $$(grep -h '^func Fuzz' $$pkg/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
@@ -64,4 +82,4 @@ bench-publish: ## publish a 1 GiB bundle: throughput against cp, server peak RSS
 	bash testenv/bench/publish.sh
 
 clean: ## remove build output
-	rm -rf bin
+	rm -rf bin dist

@@ -76,7 +76,7 @@ func newRoot(stdio IO) *cobra.Command {
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(stdio), newStatusCmd(stdio), newVersionCmd(stdio))
+	root.AddCommand(newRunCmd(stdio), newStatusCmd(stdio), newVersionCmd(stdio), newCheckConfigCmd(stdio))
 	root.AddCommand(serviceCmds(stdio)...)
 	root.AddCommand(newTUFClientCmd(stdio))
 	return root
