@@ -5,6 +5,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -53,6 +54,9 @@ func TestServiceInstall(t *testing.T) {
 	}
 	if _, err := os.Stat("/etc/init.d/" + name); err == nil {
 		t.Errorf("/etc/init.d/%s still there after uninstall", name)
+	}
+	if links, _ := filepath.Glob("/etc/rc?.d/*" + name); len(links) > 0 {
+		t.Errorf("runlevel links left after uninstall: %v", links)
 	}
 	// Nothing installed: uninstall has nothing to do, start says to install.
 	if out, err := agent("uninstall", "--name", name); err != nil || !strings.Contains(out, "not installed") {

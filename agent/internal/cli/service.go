@@ -104,6 +104,7 @@ func serviceCmds(stdio IO) []*cobra.Command {
 		if err := op.svc.Uninstall(); err != nil {
 			return op.explain(err)
 		}
+		op.removeRunlevelLinks()
 		op.printf("service %s stopped and removed (%s)", op.name, op.system)
 		return nil
 	})
@@ -185,6 +186,21 @@ func (op *serviceOp) start() error {
 		}
 	}
 	return nil
+}
+
+// removeRunlevelLinks removes the /etc/rc?.d links kardianos/service
+// makes when it installs a SysV init script and leaves behind when it
+// removes it (v1.3.0): dangling links to a script that is gone.
+func (op *serviceOp) removeRunlevelLinks() {
+	if runtime.GOOS != "linux" || !strings.Contains(op.system, "systemv") {
+		return
+	}
+	for _, l := range []string{"0", "1", "6"} {
+		os.Remove("/etc/rc" + l + ".d/K02" + op.name)
+	}
+	for _, l := range []string{"2", "3", "4", "5"} {
+		os.Remove("/etc/rc" + l + ".d/S50" + op.name)
+	}
 }
 
 // logHint says where the service manager keeps the agent's output.
