@@ -219,6 +219,8 @@ type UpgradeRequest struct {
 	AcceptDrift       bool   `json:"accept_drift,omitempty"`
 	AllowDowngrade    bool   `json:"allow_downgrade,omitempty"`
 	AllowIrreversible bool   `json:"allow_irreversible,omitempty"`
+	// Force installs a yanked release (support's explicit request).
+	Force bool `json:"force,omitempty"`
 }
 
 // UpgradeResponse lists the jobs created.

@@ -150,7 +150,7 @@ func since(t time.Time) string {
 
 func newUpgradeCmd(stdio IO) *cobra.Command {
 	var site, clientName, to, product, reason string
-	var now, acceptDrift, allowDowngrade, allowIrreversible bool
+	var now, acceptDrift, allowDowngrade, allowIrreversible, force bool
 	cmd := &cobra.Command{
 		Use:   "upgrade (--site S | --client C) --to VERSION [--now [--reason TEXT]] [--product updateagent]",
 		Short: "Assign a version to a site or to every site of a client",
@@ -174,6 +174,7 @@ site reports.`,
 	cmd.Flags().BoolVar(&acceptDrift, "accept-drift", false, "upgrade a site whose files or migrations were changed by hand, overwriting them (audited)")
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "go back to an older version, running down migrations (audited)")
 	cmd.Flags().BoolVar(&allowIrreversible, "allow-irreversible", false, "install a release whose migrations cannot be rolled back (audited)")
+	cmd.Flags().BoolVar(&force, "force", false, "install VERSION even though it is yanked (audited)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "to"); err != nil {
 			return err
@@ -189,7 +190,7 @@ site reports.`,
 			return err
 		}
 		resp, err := c.Upgrade(cmd.Context(), protocol.UpgradeRequest{Site: site, Client: clientName, Product: product, To: to, Now: now, Reason: reason,
-			AcceptDrift: acceptDrift, AllowDowngrade: allowDowngrade, AllowIrreversible: allowIrreversible})
+			AcceptDrift: acceptDrift, AllowDowngrade: allowDowngrade, AllowIrreversible: allowIrreversible, Force: force})
 		if err != nil {
 			return err
 		}

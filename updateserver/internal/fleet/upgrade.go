@@ -62,7 +62,7 @@ func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor 
 	resp := protocol.UpgradeResponse{Jobs: []protocol.Job{}}
 	var jobs []store.NewJob
 	plan := f.NewPlanner()
-	opts := PlanOptions{Now: req.Now, AcceptDrift: req.AcceptDrift, AllowDowngrade: req.AllowDowngrade, AllowIrreversible: req.AllowIrreversible, CreatedBy: actor}
+	opts := PlanOptions{Now: req.Now, AcceptDrift: req.AcceptDrift, AllowDowngrade: req.AllowDowngrade, AllowIrreversible: req.AllowIrreversible, Force: req.Force, CreatedBy: actor}
 	offline := map[string]bool{}
 	for _, st := range sites {
 		product := req.Product
@@ -97,7 +97,7 @@ func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor 
 	if req.Client != "" {
 		target = "client " + req.Client
 	}
-	detail := fmt.Sprintf("to=%s now=%t accept_drift=%t allow_downgrade=%t allow_irreversible=%t jobs=%d", req.To, req.Now, req.AcceptDrift, req.AllowDowngrade, req.AllowIrreversible, len(jobs))
+	detail := fmt.Sprintf("to=%s now=%t accept_drift=%t allow_downgrade=%t allow_irreversible=%t force=%t jobs=%d", req.To, req.Now, req.AcceptDrift, req.AllowDowngrade, req.AllowIrreversible, req.Force, len(jobs))
 	if req.Product != "" {
 		detail = "product=" + req.Product + " " + detail
 	}
@@ -120,6 +120,8 @@ func (f *Fleet) Online(st protocol.Site) bool {
 // carries it.
 type PlanOptions struct {
 	Now, AcceptDrift, AllowDowngrade, AllowIrreversible bool
+	// Force allows a yanked target (never a yanked hop on the way).
+	Force bool
 	// CreatedBy is who asked: a token's actor, or later a rollout.
 	CreatedBy string
 }
@@ -164,6 +166,10 @@ func (p *Planner) PlanSite(ctx context.Context, st protocol.Site, product, to st
 	if target.Version == "" {
 		return nil, fault.New(fault.NotFound, "%s %s is not published: see release list --product %s", product, to, product)
 	}
+	if target.Yanked && !opts.Force {
+		return nil, fault.New(fault.Conflict, "%s %s is yanked (%s): it is never offered again; upgrade with --force to install it anyway",
+			product, target.Version, orNone(target.YankReason))
+	}
 	installed := st.InstalledVersion
 	if product == AgentProduct {
 		installed = st.AgentVersion
@@ -195,4 +201,11 @@ func nowReason(req protocol.UpgradeRequest) string {
 		return ""
 	}
 	return " reason=" + strconv.Quote(protocol.CleanText(req.Reason, 500, false))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no reason given"
+	}
+	return s
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/fault"
+	"github.com/dropless/dropless/updateserver/internal/store"
 )
 
 // TestJobsPerProduct: a site runs its product and the agent; each has its
@@ -67,5 +68,25 @@ func TestUpgradeSaysDoneAndOffline(t *testing.T) {
 	}
 	if len(resp.Jobs) != 2 || !slices.Equal(resp.Done, []string{"done"}) || !slices.Equal(resp.Offline, []string{"gone"}) {
 		t.Fatalf("jobs %s, done %v, offline %v; want 2 jobs, done [done], offline [gone]", ids(resp.Jobs), resp.Done, resp.Offline)
+	}
+}
+
+// TestUpgradeToYankedNeedsForce: a yanked release is assigned only when
+// support insists (--force), and the refusal says why it was yanked.
+func TestUpgradeToYankedNeedsForce(t *testing.T) {
+	tf := newTestFleet(t)
+	tf.publish("acme-erp", "1.0.0", "")
+	tf.publish("acme-erp", "1.1.0", "")
+	if _, err := tf.Store.Yank(tf.ctx, tf.now(), protocol.Release{Product: "acme-erp", Version: "1.1.0"}, "wrong VAT rate", store.Audit{Actor: "test", Action: "release.yank"}); err != nil {
+		t.Fatal(err)
+	}
+	tf.enroll("prod", "acme", "1.0.0", "0.9.0")
+	_, err := tf.Upgrade(tf.ctx, protocol.UpgradeRequest{Site: "prod", To: "1.1.0"}, "support")
+	if fe, ok := fault.As(err); !ok || fe.Kind != fault.Conflict || !strings.Contains(fe.Msg, "yanked (wrong VAT rate)") || !strings.Contains(fe.Msg, "--force") {
+		t.Fatalf("upgrade to a yanked release: %v; want a conflict naming the reason and --force", err)
+	}
+	resp, err := tf.Upgrade(tf.ctx, protocol.UpgradeRequest{Site: "prod", To: "1.1.0", Force: true}, "support")
+	if err != nil || len(resp.Jobs) != 1 || resp.Jobs[0].To != "1.1.0" {
+		t.Fatalf("upgrade --force to a yanked release: %+v, %v", resp, err)
 	}
 }
