@@ -1,4 +1,4 @@
-//go:build unix && !aix && !(solaris && !illumos) || windows
+//go:build (unix && !aix && !(solaris && !illumos)) || windows
 
 package filelock_test
 
