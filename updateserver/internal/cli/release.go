@@ -294,28 +294,16 @@ func newYankCmd(stdio IO) *cobra.Command {
 
 func newListCmd(stdio IO) *cobra.Command {
 	var product, channel string
-	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list [--product P] [--channel C] [--json]",
 		Short: "List published releases, newest first",
 		Args:  noArgs,
 	}
-	api := withAPI(cmd, stdio)
 	cmd.Flags().StringVar(&product, "product", "", "only this product")
 	cmd.Flags().StringVar(&channel, "channel", "", "only releases on this channel")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
-		rs, err := c.Releases(cmd.Context(), product, channel)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return printJSON(stdio.Stdout, rs)
-		}
+	showRun(cmd, stdio, nil, func(ctx context.Context, c *client.Client, _ []string) ([]protocol.Release, error) {
+		return c.Releases(ctx, product, channel)
+	}, func(rs []protocol.Release) error {
 		rows := make([][]string, 0, len(rs))
 		for _, r := range rs {
 			yanked := "-"
@@ -325,6 +313,6 @@ func newListCmd(stdio IO) *cobra.Command {
 			rows = append(rows, []string{r.Product, r.Version, orDash(strings.Join(r.Channels, ",")), orDash(r.UpgradeFrom), humanize.IBytes(uint64(r.Length)), ago(r.PublishedAt), yanked})
 		}
 		return table(stdio.Stdout, []string{"PRODUCT", "VERSION", "CHANNELS", "UPGRADE FROM", "SIZE", "PUBLISHED", "STATE"}, rows)
-	}
+	})
 	return cmd
 }

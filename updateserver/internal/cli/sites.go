@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"slices"
@@ -10,33 +11,22 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/client"
 	"github.com/dropless/dropless/updateserver/internal/fleet"
 )
 
 func newSitesCmd(stdio IO) *cobra.Command {
 	var clientName, product string
-	var asJSON bool
 	list := &cobra.Command{
 		Use:   "list [--client C] [--product P] [--json]",
 		Short: "List sites with the version that really runs",
 		Args:  noArgs,
 	}
-	api := withAPI(list, stdio)
 	list.Flags().StringVar(&clientName, "client", "", "only this client's sites")
 	list.Flags().StringVar(&product, "product", "", "only sites of this product")
-	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	list.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
-		sites, err := c.Sites(cmd.Context(), clientName, product)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return printJSON(stdio.Stdout, sites)
-		}
+	showRun(list, stdio, nil, func(ctx context.Context, c *client.Client, _ []string) ([]protocol.Site, error) {
+		return c.Sites(ctx, clientName, product)
+	}, func(sites []protocol.Site) error {
 		rows := make([][]string, 0, len(sites))
 		for _, s := range sites {
 			seen := "never"
@@ -50,28 +40,16 @@ func newSitesCmd(stdio IO) *cobra.Command {
 			rows = append(rows, []string{s.Site, s.Client, s.Product, orDash(s.InstalledVersion), orDash(s.TargetVersion), state, seen, windowColumn(s)})
 		}
 		return table(stdio.Stdout, []string{"SITE", "CLIENT", "PRODUCT", "INSTALLED", "TARGET", "STATE", "LAST SEEN", "WINDOW"}, rows)
-	}
+	})
 
-	var showJSON bool
 	show := &cobra.Command{
 		Use:   "show SITE [--json]",
 		Short: "Show one site: versions, agent, current and last job",
 		Args:  exactArgs(1, "the SITE name"),
 	}
-	showAPI := withAPI(show, stdio)
-	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
-	show.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := showAPI.client()
-		if err != nil {
-			return err
-		}
-		s, err := c.Site(cmd.Context(), args[0])
-		if err != nil {
-			return err
-		}
-		if showJSON {
-			return printJSON(stdio.Stdout, s)
-		}
+	showRun(show, stdio, nil, func(ctx context.Context, c *client.Client, args []string) (protocol.Site, error) {
+		return c.Site(ctx, args[0])
+	}, func(s protocol.Site) error {
 		w := stdio.Stdout
 		seen := "never"
 		if s.LastSeen != nil {
@@ -96,7 +74,7 @@ func newSitesCmd(stdio IO) *cobra.Command {
 			printJob(w, *s.LastJob)
 		}
 		return nil
-	}
+	})
 	return group("sites", "Sites and the versions they run", list, show)
 }
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/client"
 )
 
 func newTokenCmd(stdio IO) *cobra.Command {
@@ -52,7 +54,6 @@ long (e.g. 720h); without it, it lasts until revoked.`,
 		return nil
 	}
 
-	var asJSON bool
 	list := &cobra.Command{
 		Use:   "list [--json]",
 		Short: "List operator tokens, revoked ones too; never their secrets (admin only)",
@@ -62,20 +63,9 @@ and when it was revoked. Secrets are never shown: the server does not
 keep them.`,
 		Args: noArgs,
 	}
-	listAPI := withAPI(list, stdio)
-	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	list.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := listAPI.client()
-		if err != nil {
-			return err
-		}
-		tokens, err := c.Tokens(cmd.Context())
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return printJSON(stdio.Stdout, tokens)
-		}
+	showRun(list, stdio, nil, func(ctx context.Context, c *client.Client, _ []string) ([]protocol.TokenInfo, error) {
+		return c.Tokens(ctx)
+	}, func(tokens []protocol.TokenInfo) error {
 		now := time.Now()
 		rows := make([][]string, 0, len(tokens))
 		for _, t := range tokens {
@@ -95,7 +85,7 @@ keep them.`,
 			rows = append(rows, []string{strconv.FormatInt(t.ID, 10), t.Name, t.Role, ago(t.CreatedAt), t.CreatedBy, used, exp, revoked})
 		}
 		return table(stdio.Stdout, []string{"ID", "NAME", "ROLE", "CREATED", "CREATED BY", "LAST USED", "EXPIRES", "REVOKED"}, rows)
-	}
+	})
 
 	revoke := &cobra.Command{
 		Use:   "revoke NAME",

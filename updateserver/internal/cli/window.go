@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/client"
 	"github.com/dropless/dropless/updateserver/internal/schedule"
 )
 
@@ -84,30 +86,15 @@ shows a time inside it.`,
 	}
 
 	var showSite string
-	var asJSON bool
 	show := &cobra.Command{
 		Use:   "show --site S [--json]",
 		Short: "Show a site's window: its ranges and zone, open now or not, the next opening",
 		Args:  noArgs,
 	}
-	showAPI := withAPI(show, stdio)
 	show.Flags().StringVar(&showSite, "site", "", "the site")
-	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	show.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := required(cmd, "site"); err != nil {
-			return err
-		}
-		c, err := showAPI.client()
-		if err != nil {
-			return err
-		}
-		sw, err := c.SiteWindow(cmd.Context(), showSite)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return printJSON(stdio.Stdout, sw)
-		}
+	showRun(show, stdio, requireFlags("site"), func(ctx context.Context, c *client.Client, _ []string) (protocol.SiteWindow, error) {
+		return c.SiteWindow(ctx, showSite)
+	}, func(sw protocol.SiteWindow) error {
 		w := stdio.Stdout
 		if sw.Window == nil {
 			fmt.Fprintf(w, "site:     %s\nwindow:   none: always open (set one with window set --site %s or --client %s)\n", sw.Site, sw.Site, sw.Client)
@@ -135,6 +122,6 @@ shows a time inside it.`,
 			fmt.Fprintf(w, "jobs:     wait: %s\n", sw.WaitReason)
 		}
 		return nil
-	}
+	})
 	return group("window", "Maintenance windows: when a site's jobs may start", set, clear, show)
 }
