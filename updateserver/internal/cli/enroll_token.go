@@ -36,13 +36,12 @@ with a message that says nothing about who owns the name.
 ` + siteNamesNote,
 		Args: noArgs,
 	}
-	api := withAPI(create, stdio)
 	create.Flags().StringVar(&clientName, "client", "", "the client whose sites enroll with it")
 	create.Flags().DurationVar(&expires, "expires", 24*time.Hour, "how long the token stays valid")
 	create.Flags().IntVar(&uses, "uses", 1, "how many agents may enroll with it")
 	create.Flags().StringVar(&site, "site", "", "enroll only this site name")
 	create.Flags().BoolVar(&replace, "replace", false, "with --site: may enroll the site again if already enrolled (its old credential stops working)")
-	create.RunE = func(cmd *cobra.Command, _ []string) error {
+	check := func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "client"); err != nil {
 			return err
 		}
@@ -52,17 +51,16 @@ with a message that says nothing about who owns the name.
 		if replace && site == "" {
 			return usagef("--replace needs --site: a token that may enroll an existing site again is made for that one site")
 		}
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
+		return nil
+	}
+	apiRun(create, stdio, check, func(cmd *cobra.Command, _ []string, c *client.Client) error {
 		t, err := c.CreateEnrollToken(cmd.Context(), protocol.CreateEnrollTokenRequest{Client: clientName, ExpiresIn: expires.String(), Uses: uses, Site: site, Replace: replace})
 		if err != nil {
 			return err
 		}
 		fmt.Fprintln(stdio.Stdout, t.Token)
 		return nil
-	}
+	})
 
 	list := &cobra.Command{
 		Use:   "list [--json]",

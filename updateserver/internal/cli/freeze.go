@@ -24,34 +24,30 @@ once the freeze ends, inside their window. upgrade --now overrides it.
 The reason is shown to support wherever a job waits.`,
 		Args: noArgs,
 	}
-	api := withAPI(create, stdio)
 	create.Flags().StringVar(&from, "from", "", "when the freeze starts (RFC 3339)")
 	create.Flags().StringVar(&to, "to", "", "when it ends (RFC 3339)")
 	create.Flags().StringVar(&clientName, "client", "", "freeze only this client's sites")
 	create.Flags().StringVar(&reason, "reason", "", "why (shown wherever a job waits)")
-	create.RunE = func(cmd *cobra.Command, _ []string) error {
+	var f, t time.Time
+	check := func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "from", "to", "reason"); err != nil {
 			return err
 		}
-		f, err := parseRFC3339("from", from)
-		if err != nil {
+		var err error
+		if f, err = parseRFC3339("from", from); err != nil {
 			return err
 		}
-		t, err := parseRFC3339("to", to)
-		if err != nil {
-			return err
-		}
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
+		t, err = parseRFC3339("to", to)
+		return err
+	}
+	apiRun(create, stdio, check, func(cmd *cobra.Command, _ []string, c *client.Client) error {
 		fz, err := c.CreateFreeze(cmd.Context(), protocol.FreezeRequest{Client: clientName, From: f, To: t, Reason: reason})
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdio.Stdout, "%d\n", fz.ID)
 		return nil
-	}
+	})
 
 	list := &cobra.Command{
 		Use:   "list [--json]",

@@ -21,8 +21,7 @@ func newShowCmd(stdio IO) *cobra.Command {
 		Short: "Show one release: channels, notes, upgrade_from, sha256, length, yanked and why, published when and by whom",
 		Args:  noArgs,
 	}
-	cmd.Flags().StringVar(&product, "product", "", "product")
-	cmd.Flags().StringVar(&version, "version", "", "version")
+	productVersionFlags(cmd, &product, &version)
 	showRun(cmd, stdio, requireFlags("product", "version"), func(ctx context.Context, c *client.Client, _ []string) (protocol.Release, error) {
 		return c.Release(ctx, product, version)
 	}, func(r protocol.Release) error {

@@ -142,7 +142,6 @@ assigns a version of the agent itself, planned from the agent version the
 site reports.`,
 		Args: noArgs,
 	}
-	api := withAPI(cmd, stdio)
 	cmd.Flags().StringVar(&site, "site", "", "the site to upgrade")
 	cmd.Flags().StringVar(&clientName, "client", "", "upgrade every site of this client")
 	cmd.Flags().StringVar(&to, "to", "", "the version to install")
@@ -153,7 +152,7 @@ site reports.`,
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "go back to an older version, running down migrations (audited)")
 	cmd.Flags().BoolVar(&allowIrreversible, "allow-irreversible", false, "install a release whose migrations cannot be rolled back (audited)")
 	cmd.Flags().BoolVar(&force, "force", false, "install VERSION even though it is yanked (audited)")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+	check := func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "to"); err != nil {
 			return err
 		}
@@ -163,10 +162,9 @@ site reports.`,
 		if reason != "" && !now {
 			return usagef("--reason explains --now: give --now too, or leave --reason out")
 		}
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
+		return nil
+	}
+	apiRun(cmd, stdio, check, func(cmd *cobra.Command, _ []string, c *client.Client) error {
 		resp, err := c.Upgrade(cmd.Context(), protocol.UpgradeRequest{Site: site, Client: clientName, Product: product, To: to, Now: now, Reason: reason,
 			AcceptDrift: acceptDrift, AllowDowngrade: allowDowngrade, AllowIrreversible: allowIrreversible, Force: force})
 		if err != nil {
@@ -174,7 +172,7 @@ site reports.`,
 		}
 		printUpgrade(stdio.Stdout, resp, to)
 		return nil
-	}
+	})
 	return cmd
 }
 
@@ -214,22 +212,20 @@ or with --before JOB_ID the ones older than that job (the text output
 ends with the command that shows the next page).`,
 		Args: noArgs,
 	}
-	api := withAPI(cmd, stdio)
 	cmd.Flags().StringVar(&site, "site", "", "the site")
 	cmd.Flags().IntVar(&limit, "limit", fleet.DefaultHistoryLimit, fmt.Sprintf("how many jobs to show (at most %d)", fleet.MaxHistoryLimit))
 	cmd.Flags().StringVar(&before, "before", "", "show the jobs older than this job")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+	check := func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "site"); err != nil {
 			return err
 		}
 		if limit < 1 || limit > fleet.MaxHistoryLimit {
 			return usagef("--limit %d: give a number from 1 to %d", limit, fleet.MaxHistoryLimit)
 		}
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
+		return nil
+	}
+	apiRun(cmd, stdio, check, func(cmd *cobra.Command, _ []string, c *client.Client) error {
 		jobs, next, err := c.History(cmd.Context(), site, before, limit)
 		if err != nil {
 			return err
@@ -254,6 +250,6 @@ ends with the command that shows the next page).`,
 			fmt.Fprintf(stdio.Stdout, "\nolder jobs: updateserver history --site %s --before %s\n", site, next)
 		}
 		return nil
-	}
+	})
 	return cmd
 }

@@ -24,27 +24,25 @@ the token is shown once. NAME must differ from every live token's name
 long (e.g. 720h); without it, it lasts until revoked.`,
 		Args: noArgs,
 	}
-	api := withAPI(create, stdio)
 	create.Flags().StringVar(&role, "role", "", "admin, release, support or viewer")
 	create.Flags().StringVar(&name, "name", "", "who or what uses the token (shown in the audit log)")
 	create.Flags().DurationVar(&expires, "expires", 0, "refuse the token after this long (e.g. 720h); default: never")
-	create.RunE = func(cmd *cobra.Command, _ []string) error {
+	check := func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "role", "name"); err != nil {
 			return err
 		}
 		if !protocol.ValidRole(role) {
 			return usagef("--role %q: use admin, release, support or viewer", role)
 		}
+		if cmd.Flags().Changed("expires") && expires <= 0 {
+			return usagef("--expires must be a positive duration, e.g. 720h")
+		}
+		return nil
+	}
+	apiRun(create, stdio, check, func(cmd *cobra.Command, _ []string, c *client.Client) error {
 		req := protocol.CreateTokenRequest{Role: role, Name: name}
 		if cmd.Flags().Changed("expires") {
-			if expires <= 0 {
-				return usagef("--expires must be a positive duration, e.g. 720h")
-			}
 			req.ExpiresIn = expires.String()
-		}
-		c, err := api.client()
-		if err != nil {
-			return err
 		}
 		t, err := c.CreateToken(cmd.Context(), req)
 		if err != nil {
@@ -52,7 +50,7 @@ long (e.g. 720h); without it, it lasts until revoked.`,
 		}
 		fmt.Fprintln(stdio.Stdout, t.Token)
 		return nil
-	}
+	})
 
 	list := &cobra.Command{
 		Use:   "list [--json]",
@@ -96,12 +94,7 @@ unique), all of them are revoked. The last live admin token cannot be
 revoked: create another admin token first.`,
 		Args: exactArgs(1, "the token's NAME (see token list)"),
 	}
-	revokeAPI := withAPI(revoke, stdio)
-	revoke.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := revokeAPI.client()
-		if err != nil {
-			return err
-		}
+	apiRun(revoke, stdio, nil, func(cmd *cobra.Command, args []string, c *client.Client) error {
 		r, err := c.RevokeToken(cmd.Context(), args[0])
 		if err != nil {
 			return err
@@ -112,6 +105,6 @@ revoked: create another admin token first.`,
 			fmt.Fprintf(stdio.Stdout, "revoked %d tokens named %s (they shared the name before names were unique)\n", r.Revoked, r.Name)
 		}
 		return nil
-	}
+	})
 	return group("token", "Operator tokens", create, list, revoke)
 }
