@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -240,4 +241,20 @@ func trimForError(s string) string {
 		s = s[:40] + "..."
 	}
 	return strings.ToValidUTF8(s, "?")
+}
+
+// NamePattern is the form of a site, client, product or channel name:
+// lower-case letters, digits, '.', '_' and '-', starting with a letter or
+// digit, at most 64 bytes. Agent and server check names against it.
+const NamePattern = `^[a-z0-9][a-z0-9._-]{0,63}$`
+
+var nameRe = regexp.MustCompile(NamePattern)
+
+// ValidName checks that v, a name of the given kind ("site", "client"...),
+// matches NamePattern; the error names kind and v and says what to use.
+func ValidName(kind, v string) error {
+	if !nameRe.MatchString(v) {
+		return fmt.Errorf("%s %q is not valid: use lower-case letters, digits, '.', '_' and '-' (at most 64)", kind, v)
+	}
+	return nil
 }

@@ -83,3 +83,30 @@ func TestCleanDrift(t *testing.T) {
 		t.Fatalf("exactly %d lines changed: %q", KeepDriftLines, got[len(got)-1])
 	}
 }
+
+func TestValidName(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string // "" for valid
+	}{
+		{"acme-erp", ""},
+		{"site.01_b", ""},
+		{"0", ""},
+		{strings.Repeat("a", 64), ""},
+		{strings.Repeat("a", 65), "is not valid"},
+		{"", "is not valid"},
+		{"Acme", "is not valid"},
+		{"-acme", "is not valid"},
+		{"acme/erp", "is not valid"},
+		{"acme\n", "is not valid"},
+	}
+	for _, tt := range tests {
+		err := ValidName("site", tt.in)
+		if tt.want == "" && err != nil {
+			t.Errorf("ValidName(%q) = %v, want nil", tt.in, err)
+		}
+		if tt.want != "" && (err == nil || !strings.Contains(err.Error(), `site "`) || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("ValidName(%q) = %v, want an error naming the site that contains %q", tt.in, err, tt.want)
+		}
+	}
+}

@@ -11,12 +11,13 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/dropless/dropless/pkg/protocol"
 )
 
 // Config is the agent's configuration.
@@ -171,8 +172,6 @@ func (c *Config) setDefaults() {
 	}
 }
 
-var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-
 // Validate checks every key and names the first bad one.
 func (c *Config) Validate() error {
 	if err := checkURL("server", c.Server); err != nil {
@@ -188,7 +187,7 @@ func (c *Config) Validate() error {
 		if v == "" {
 			return fmt.Errorf("%s: missing (set %s = \"...\")", key, key)
 		}
-		if !nameRe.MatchString(v) {
+		if protocol.ValidName(key, v) != nil {
 			return fmt.Errorf("%s %q: use lower-case letters, digits, '.', '_' and '-', at most 64", key, v)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/dropless/dropless/agent/internal/config"
 	"github.com/dropless/dropless/agent/internal/drift"
 	"github.com/dropless/dropless/pkg/bundle"
+	"github.com/dropless/dropless/pkg/filelock"
 	"github.com/dropless/dropless/pkg/protocol"
 )
 
@@ -169,8 +170,8 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	// `updateagent run --config` while the service runs) must not recover
 	// or roll back a job the first one is running.
 	lockPath := filepath.Join(cfg.DataDir, lockName)
-	lock, err := lockDataDir(lockPath)
-	if errors.Is(err, errLocked) {
+	lock, err := filelock.Lock(lockPath)
+	if errors.Is(err, filelock.ErrLocked) {
 		return nil, fmt.Errorf("open engine: another agent process uses %s (stop the updateagent service first): %w", cfg.DataDir, ErrLocked)
 	}
 	if err != nil {
@@ -199,8 +200,6 @@ const lockName = "engine.lock"
 // ErrLocked is returned by Open while another process has the data dir's
 // engine open.
 var ErrLocked = errors.New("data dir in use")
-
-var errLocked = errors.New("locked")
 
 // Close closes the journal and releases the data dir. Calling it again
 // does nothing.

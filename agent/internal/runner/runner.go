@@ -236,22 +236,9 @@ func (r *Runner) loop(ctx context.Context) {
 func (r *Runner) runJob(ctx context.Context, a protocol.Assignment) {
 	log := r.log.With("job", a.JobID, "to", a.Version)
 	log.Info("job starting", "from", a.From)
-	done := make(chan struct{})
-	go func() { // deliver events while the job runs
-		t := time.NewTicker(250 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				r.notifyEvents()
-			}
-		}
-	}()
+	stop := r.pumpEvents() // while the job runs
 	js, err := r.engine.Run(ctx, a)
-	close(done)
-	r.notifyEvents()
+	stop()
 	if err != nil {
 		if ctx.Err() == nil {
 			// A journal write failed (the job stopped where the
@@ -266,12 +253,11 @@ func (r *Runner) runJob(ctx context.Context, a protocol.Assignment) {
 	r.checkDrift(ctx) // another release may run now
 }
 
-// recover asks the engine to finish or roll back an unfinished job (it
-// does nothing when there is none), and clears recoverPending once that
-// worked.
-func (r *Runner) recover(ctx context.Context) error {
+// pumpEvents nudges event delivery every 250ms until the returned stop
+// is called; stop nudges it once more, for the last events.
+func (r *Runner) pumpEvents() (stop func()) {
 	done := make(chan struct{})
-	go func() { // a retried job has events to deliver as it runs
+	go func() {
 		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
 		for {
@@ -283,10 +269,20 @@ func (r *Runner) recover(ctx context.Context) error {
 			}
 		}
 	}()
+	return func() {
+		close(done)
+		r.notifyEvents()
+	}
+}
+
+// recover asks the engine to finish or roll back an unfinished job (it
+// does nothing when there is none), and clears recoverPending once that
+// worked.
+func (r *Runner) recover(ctx context.Context) error {
+	stop := r.pumpEvents() // a retried job has events to deliver as it runs
 	unfinished := r.engine.Status().CurrentJob
 	err := r.engine.Recover(ctx)
-	close(done)
-	r.notifyEvents()
+	stop()
 	if err != nil {
 		return err
 	}

@@ -92,11 +92,7 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 		http.NewResponseController(w).SetReadDeadline(time.Time{})
 	}
 	resp, err := s.Fleet.Checkin(r.Context(), agentSite(r), req, wait)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, resp)
+	s.reply(w, r, resp, err)
 }
 
 func (s *Server) agentEvents(w http.ResponseWriter, r *http.Request) {
@@ -118,9 +114,5 @@ func (s *Server) agentEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, err := s.Fleet.Events(r.Context(), agentSite(r), req.Events)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, resp)
+	s.reply(w, r, resp, err)
 }

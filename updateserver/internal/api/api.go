@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
@@ -105,6 +106,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false) // constraints like ">= 2.0" stay readable
 	enc.Encode(v)
+}
+
+// reply answers v as JSON (200), or err when it is not nil.
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// pathID parses the request's {id}, a positive number; else it returns a
+// fault.Invalid error from invalid, a format with %q for the value.
+func pathID(r *http.Request, invalid string) (int64, error) {
+	v := r.PathValue("id")
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, fault.New(fault.Invalid, invalid, v)
+	}
+	return id, nil
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {

@@ -3,7 +3,6 @@ package api
 import (
 	"errors"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
@@ -28,18 +27,13 @@ func (s *Server) createEnrollToken(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) listEnrollTokens(w http.ResponseWriter, r *http.Request) {
 	tokens, err := s.Store.ListEnrollTokens(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, tokens)
+	s.reply(w, r, tokens, err)
 }
 
 func (s *Server) revokeEnrollToken(w http.ResponseWriter, r *http.Request) {
-	raw := r.PathValue("id")
-	id, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil || id <= 0 {
-		s.fail(w, r, fault.New(fault.Invalid, "enroll token ID %q is not valid: give the number enroll-token list shows", raw))
+	id, err := pathID(r, "enroll token ID %q is not valid: give the number enroll-token list shows")
+	if err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	err = s.Store.RevokeEnrollToken(r.Context(), s.now(), id, caller(r).Actor())

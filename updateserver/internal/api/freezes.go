@@ -2,11 +2,9 @@ package api
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
-	"github.com/dropless/dropless/updateserver/internal/fault"
 )
 
 // createFreeze: POST /freezes.
@@ -28,19 +26,14 @@ func (s *Server) createFreeze(w http.ResponseWriter, r *http.Request) {
 // listFreezes: GET /freezes, those not yet ended.
 func (s *Server) listFreezes(w http.ResponseWriter, r *http.Request) {
 	fs, err := s.maint().Freezes(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, fs)
+	s.reply(w, r, fs, err)
 }
 
 // deleteFreeze: DELETE /freezes/{id}.
 func (s *Server) deleteFreeze(w http.ResponseWriter, r *http.Request) {
-	v := r.PathValue("id")
-	id, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || id <= 0 {
-		s.fail(w, r, fault.New(fault.Invalid, "freeze ID %q is not a number: see freeze list", v))
+	id, err := pathID(r, "freeze ID %q is not a number: see freeze list")
+	if err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	if err := s.maint().DeleteFreeze(r.Context(), id, caller(r).Actor()); err != nil {

@@ -45,20 +45,12 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	rs, err := s.Store.ListReleases(r.Context(), store.ReleaseFilter{Product: q.Get("product"), Channel: q.Get("channel")})
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, rs)
+	s.reply(w, r, rs, err)
 }
 
 func (s *Server) getRelease(w http.ResponseWriter, r *http.Request) {
 	rel, err := s.Publisher.Release(r.Context(), r.PathValue("product"), r.PathValue("version"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, rel)
+	s.reply(w, r, rel, err)
 }
 
 func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
@@ -69,11 +61,7 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rel, err := s.Publisher.Promote(r.Context(), r.PathValue("product"), r.PathValue("version"), req.Channel, caller(r).Actor())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, rel)
+	s.reply(w, r, rel, err)
 }
 
 func (s *Server) yank(w http.ResponseWriter, r *http.Request) {
@@ -84,11 +72,7 @@ func (s *Server) yank(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rel, err := s.Publisher.Yank(r.Context(), r.PathValue("product"), r.PathValue("version"), req.Reason, caller(r).Actor())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, rel)
+	s.reply(w, r, rel, err)
 }
 
 func (s *Server) repoTargets(w http.ResponseWriter, r *http.Request) {

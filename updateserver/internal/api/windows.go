@@ -20,11 +20,7 @@ func (s *Server) setWindow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	win, err := s.maint().SetWindow(r.Context(), req, caller(r).Actor())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, win)
+	s.reply(w, r, win, err)
 }
 
 // clearWindow removes a window: DELETE /windows?site=S or ?client=C.
@@ -40,9 +36,5 @@ func (s *Server) clearWindow(w http.ResponseWriter, r *http.Request) {
 // siteWindow shows a site's window as of now: GET /sites/{site}/window.
 func (s *Server) siteWindow(w http.ResponseWriter, r *http.Request) {
 	sw, err := s.maint().SiteWindow(r.Context(), r.PathValue("site"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, sw)
+	s.reply(w, r, sw, err)
 }

@@ -35,13 +35,12 @@ most N entries; when there are more, the command says so on stderr and
 --before ID shows the entries older than entry ID.`,
 		Args: noArgs,
 	}
-	api := withAPI(list, stdio)
 	list.Flags().StringVar(&since, "since", "", "only entries of the last DURATION (24h, 7d) or since an RFC 3339 time")
 	list.Flags().StringVar(&actor, "actor", "", "only entries of tokens with this name (or of this whole actor)")
 	list.Flags().IntVar(&limit, "limit", protocol.AuditLimitDefault, "show at most N entries")
 	list.Flags().Int64Var(&before, "before", 0, "only entries older than the entry with this ID (the next page)")
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	list.RunE = func(cmd *cobra.Command, _ []string) error {
+	check := func(cmd *cobra.Command, _ []string) error {
 		if since != "" {
 			if _, err := protocol.ParseSince(since, time.Now()); err != nil {
 				return usagef("--since %v", err)
@@ -56,10 +55,9 @@ most N entries; when there are more, the command says so on stderr and
 		if before < 0 {
 			return usagef("--before must be the ID of an audit entry")
 		}
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
+		return nil
+	}
+	apiRun(list, stdio, check, func(cmd *cobra.Command, _ []string, c *client.Client) error {
 		entries, more, err := auditEntries(cmd, c, client.AuditQuery{Since: since, Actor: actor, Before: before}, limit)
 		if err != nil {
 			return err
@@ -77,7 +75,7 @@ most N entries; when there are more, the command says so on stderr and
 			fmt.Fprintf(stdio.Stderr, "updateserver: showing the newest %d entries: older ones with --before %d\n", len(entries), entries[len(entries)-1].ID)
 		}
 		return err
-	}
+	})
 	return group("audit", "The audit log: who did what, when, from which token", list)
 }
 

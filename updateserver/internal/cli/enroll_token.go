@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/client"
 )
 
 // siteNamesNote is the rule every enroll-token help text states.
@@ -34,13 +36,12 @@ with a message that says nothing about who owns the name.
 ` + siteNamesNote,
 		Args: noArgs,
 	}
-	api := withAPI(create, stdio)
 	create.Flags().StringVar(&clientName, "client", "", "the client whose sites enroll with it")
 	create.Flags().DurationVar(&expires, "expires", 24*time.Hour, "how long the token stays valid")
 	create.Flags().IntVar(&uses, "uses", 1, "how many agents may enroll with it")
 	create.Flags().StringVar(&site, "site", "", "enroll only this site name")
 	create.Flags().BoolVar(&replace, "replace", false, "with --site: may enroll the site again if already enrolled (its old credential stops working)")
-	create.RunE = func(cmd *cobra.Command, _ []string) error {
+	check := func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "client"); err != nil {
 			return err
 		}
@@ -50,19 +51,17 @@ with a message that says nothing about who owns the name.
 		if replace && site == "" {
 			return usagef("--replace needs --site: a token that may enroll an existing site again is made for that one site")
 		}
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
+		return nil
+	}
+	apiRun(create, stdio, check, func(cmd *cobra.Command, _ []string, c *client.Client) error {
 		t, err := c.CreateEnrollToken(cmd.Context(), protocol.CreateEnrollTokenRequest{Client: clientName, ExpiresIn: expires.String(), Uses: uses, Site: site, Replace: replace})
 		if err != nil {
 			return err
 		}
 		fmt.Fprintln(stdio.Stdout, t.Token)
 		return nil
-	}
+	})
 
-	var asJSON bool
 	list := &cobra.Command{
 		Use:   "list [--json]",
 		Short: "List enroll tokens, used-up and revoked ones too; never their secrets (support or admin)",
@@ -73,20 +72,9 @@ whom created, and when revoked. Secrets are never shown.
 ` + siteNamesNote,
 		Args: noArgs,
 	}
-	listAPI := withAPI(list, stdio)
-	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	list.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := listAPI.client()
-		if err != nil {
-			return err
-		}
-		tokens, err := c.EnrollTokens(cmd.Context())
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return printJSON(stdio.Stdout, tokens)
-		}
+	showRun(list, stdio, nil, func(ctx context.Context, c *client.Client, _ []string) ([]protocol.EnrollTokenInfo, error) {
+		return c.EnrollTokens(ctx)
+	}, func(tokens []protocol.EnrollTokenInfo) error {
 		now := time.Now()
 		rows := make([][]string, 0, len(tokens))
 		for _, t := range tokens {
@@ -106,7 +94,7 @@ whom created, and when revoked. Secrets are never shown.
 			rows = append(rows, []string{strconv.FormatInt(t.ID, 10), t.Client, site, repl, strconv.Itoa(t.UsesLeft), exp, ago(t.CreatedAt), t.CreatedBy, revoked})
 		}
 		return table(stdio.Stdout, []string{"ID", "CLIENT", "SITE", "REPLACE", "USES LEFT", "EXPIRES", "CREATED", "CREATED BY", "REVOKED"}, rows)
-	}
+	})
 
 	revoke := &cobra.Command{
 		Use:   "revoke ID",
@@ -116,21 +104,7 @@ enrolls with it from then on. Sites already enrolled with it keep their
 own credentials.`,
 		Args: exactArgs(1, "the enroll token's ID (see enroll-token list)"),
 	}
-	revokeAPI := withAPI(revoke, stdio)
-	revoke.RunE = func(cmd *cobra.Command, args []string) error {
-		id, err := strconv.ParseInt(args[0], 10, 64)
-		if err != nil || id <= 0 {
-			return usagef("enroll token ID %q is not a number: give the ID enroll-token list shows", args[0])
-		}
-		c, err := revokeAPI.client()
-		if err != nil {
-			return err
-		}
-		if err := c.RevokeEnrollToken(cmd.Context(), id); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdio.Stdout, "revoked enroll token %d\n", id)
-		return nil
-	}
+	idRun(revoke, stdio, "enroll token ID %q is not a number: give the ID enroll-token list shows", "revoked enroll token %d",
+		(*client.Client).RevokeEnrollToken)
 	return group("enroll-token", "Tokens with which agents enroll", create, list, revoke)
 }

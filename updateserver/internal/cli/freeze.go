@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/client"
 )
 
 func newFreezeCmd(stdio IO) *cobra.Command {
@@ -22,55 +24,39 @@ once the freeze ends, inside their window. upgrade --now overrides it.
 The reason is shown to support wherever a job waits.`,
 		Args: noArgs,
 	}
-	api := withAPI(create, stdio)
 	create.Flags().StringVar(&from, "from", "", "when the freeze starts (RFC 3339)")
 	create.Flags().StringVar(&to, "to", "", "when it ends (RFC 3339)")
 	create.Flags().StringVar(&clientName, "client", "", "freeze only this client's sites")
 	create.Flags().StringVar(&reason, "reason", "", "why (shown wherever a job waits)")
-	create.RunE = func(cmd *cobra.Command, _ []string) error {
+	var f, t time.Time
+	check := func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "from", "to", "reason"); err != nil {
 			return err
 		}
-		f, err := parseRFC3339("from", from)
-		if err != nil {
+		var err error
+		if f, err = parseRFC3339("from", from); err != nil {
 			return err
 		}
-		t, err := parseRFC3339("to", to)
-		if err != nil {
-			return err
-		}
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
+		t, err = parseRFC3339("to", to)
+		return err
+	}
+	apiRun(create, stdio, check, func(cmd *cobra.Command, _ []string, c *client.Client) error {
 		fz, err := c.CreateFreeze(cmd.Context(), protocol.FreezeRequest{Client: clientName, From: f, To: t, Reason: reason})
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdio.Stdout, "%d\n", fz.ID)
 		return nil
-	}
+	})
 
-	var asJSON bool
 	list := &cobra.Command{
 		Use:   "list [--json]",
 		Short: "List the freezes not yet ended",
 		Args:  noArgs,
 	}
-	listAPI := withAPI(list, stdio)
-	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	list.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := listAPI.client()
-		if err != nil {
-			return err
-		}
-		fs, err := c.Freezes(cmd.Context())
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return printJSON(stdio.Stdout, fs)
-		}
+	showRun(list, stdio, nil, func(ctx context.Context, c *client.Client, _ []string) ([]protocol.Freeze, error) {
+		return c.Freezes(ctx)
+	}, func(fs []protocol.Freeze) error {
 		rows := make([][]string, 0, len(fs))
 		for _, f := range fs {
 			who := "(all)"
@@ -80,29 +66,14 @@ The reason is shown to support wherever a job waits.`,
 			rows = append(rows, []string{strconv.FormatInt(f.ID, 10), who, f.From.Format(time.RFC3339), f.To.Format(time.RFC3339), f.CreatedBy, f.Reason})
 		}
 		return table(stdio.Stdout, []string{"ID", "CLIENT", "FROM", "TO", "BY", "REASON"}, rows)
-	}
+	})
 
 	del := &cobra.Command{
 		Use:   "delete ID",
 		Short: "Delete a freeze: waiting jobs may start again inside their window",
 		Args:  exactArgs(1, "the freeze ID (see freeze list)"),
 	}
-	delAPI := withAPI(del, stdio)
-	del.RunE = func(cmd *cobra.Command, args []string) error {
-		id, err := strconv.ParseInt(args[0], 10, 64)
-		if err != nil || id <= 0 {
-			return usagef("freeze ID %q is not a number: see freeze list", args[0])
-		}
-		c, err := delAPI.client()
-		if err != nil {
-			return err
-		}
-		if err := c.DeleteFreeze(cmd.Context(), id); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdio.Stdout, "freeze %d deleted\n", id)
-		return nil
-	}
+	idRun(del, stdio, "freeze ID %q is not a number: see freeze list", "freeze %d deleted", (*client.Client).DeleteFreeze)
 	return group("freeze", "Freezes: periods in which no job starts", create, list, del)
 }
 

@@ -238,28 +238,25 @@ func newPromoteCmd(stdio IO) *cobra.Command {
 		Short: "Put a published release on another channel (nothing is rebuilt)",
 		Args:  noArgs,
 	}
-	api := withAPI(cmd, stdio)
-	cmd.Flags().StringVar(&product, "product", "", "product")
-	cmd.Flags().StringVar(&version, "version", "", "version")
+	productVersionFlags(cmd, &product, &version)
 	cmd.Flags().StringVar(&channel, "channel", "", "channel to add")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+	check := func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "product", "version", "channel"); err != nil {
 			return err
 		}
 		if err := publish.ValidateChannel(channel); err != nil {
 			return usageError{err}
 		}
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
+		return nil
+	}
+	apiRun(cmd, stdio, check, func(cmd *cobra.Command, _ []string, c *client.Client) error {
 		rel, err := c.Promote(cmd.Context(), product, version, channel)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdio.Stdout, "%s %s is on %s\n", rel.Product, rel.Version, strings.Join(rel.Channels, ", "))
 		return nil
-	}
+	})
 	return cmd
 }
 
@@ -270,52 +267,31 @@ func newYankCmd(stdio IO) *cobra.Command {
 		Short: "Withdraw a release: it is never offered again",
 		Args:  noArgs,
 	}
-	api := withAPI(cmd, stdio)
-	cmd.Flags().StringVar(&product, "product", "", "product")
-	cmd.Flags().StringVar(&version, "version", "", "version")
+	productVersionFlags(cmd, &product, &version)
 	cmd.Flags().StringVar(&reason, "reason", "", "why (shown in release list)")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := required(cmd, "product", "version"); err != nil {
-			return err
-		}
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
+	apiRun(cmd, stdio, requireFlags("product", "version"), func(cmd *cobra.Command, _ []string, c *client.Client) error {
 		rel, err := c.Yank(cmd.Context(), product, version, reason)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdio.Stdout, "%s %s is yanked (%s)\n", rel.Product, rel.Version, orDash(rel.YankReason))
 		return nil
-	}
+	})
 	return cmd
 }
 
 func newListCmd(stdio IO) *cobra.Command {
 	var product, channel string
-	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list [--product P] [--channel C] [--json]",
 		Short: "List published releases, newest first",
 		Args:  noArgs,
 	}
-	api := withAPI(cmd, stdio)
 	cmd.Flags().StringVar(&product, "product", "", "only this product")
 	cmd.Flags().StringVar(&channel, "channel", "", "only releases on this channel")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
-		rs, err := c.Releases(cmd.Context(), product, channel)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return printJSON(stdio.Stdout, rs)
-		}
+	showRun(cmd, stdio, nil, func(ctx context.Context, c *client.Client, _ []string) ([]protocol.Release, error) {
+		return c.Releases(ctx, product, channel)
+	}, func(rs []protocol.Release) error {
 		rows := make([][]string, 0, len(rs))
 		for _, r := range rs {
 			yanked := "-"
@@ -325,6 +301,6 @@ func newListCmd(stdio IO) *cobra.Command {
 			rows = append(rows, []string{r.Product, r.Version, orDash(strings.Join(r.Channels, ",")), orDash(r.UpgradeFrom), humanize.IBytes(uint64(r.Length)), ago(r.PublishedAt), yanked})
 		}
 		return table(stdio.Stdout, []string{"PRODUCT", "VERSION", "CHANNELS", "UPGRADE FROM", "SIZE", "PUBLISHED", "STATE"}, rows)
-	}
+	})
 	return cmd
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,35 +11,20 @@ import (
 
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/pkg/versions"
+	"github.com/dropless/dropless/updateserver/internal/client"
 )
 
 func newShowCmd(stdio IO) *cobra.Command {
 	var product, version string
-	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "show --product P --version V [--json]",
 		Short: "Show one release: channels, notes, upgrade_from, sha256, length, yanked and why, published when and by whom",
 		Args:  noArgs,
 	}
-	api := withAPI(cmd, stdio)
-	cmd.Flags().StringVar(&product, "product", "", "product")
-	cmd.Flags().StringVar(&version, "version", "", "version")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := required(cmd, "product", "version"); err != nil {
-			return err
-		}
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
-		r, err := c.Release(cmd.Context(), product, version)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return printJSON(stdio.Stdout, r)
-		}
+	productVersionFlags(cmd, &product, &version)
+	showRun(cmd, stdio, requireFlags("product", "version"), func(ctx context.Context, c *client.Client, _ []string) (protocol.Release, error) {
+		return c.Release(ctx, product, version)
+	}, func(r protocol.Release) error {
 		state := "available"
 		if r.Yanked {
 			state = "yanked: " + orDash(r.YankReason)
@@ -56,24 +42,21 @@ func newShowCmd(stdio IO) *cobra.Command {
 			fmt.Fprintf(w, "\n%s\n", strings.TrimRight(r.Notes, "\n"))
 		}
 		return nil
-	}
+	})
 	return cmd
 }
 
 func newNotesCmd(stdio IO) *cobra.Command {
 	var product, from, to string
-	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "notes --product P --from A --to B [--json]",
 		Short: "The notes of every release after A up to B, newest first: what an upgrade from A to B brings",
 		Args:  noArgs,
 	}
-	api := withAPI(cmd, stdio)
 	cmd.Flags().StringVar(&product, "product", "", "product")
 	cmd.Flags().StringVar(&from, "from", "", "the version a site runs now (not included)")
 	cmd.Flags().StringVar(&to, "to", "", "the version it would upgrade to (included)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+	check := func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "product", "from", "to"); err != nil {
 			return err
 		}
@@ -85,21 +68,18 @@ func newNotesCmd(stdio IO) *cobra.Command {
 		if versions.Compare(from, to) >= 0 {
 			return usagef("--from %s is not older than --to %s: give the installed version as --from and the newer one as --to", from, to)
 		}
-		c, err := api.client()
+		return nil
+	}
+	showRun(cmd, stdio, check, func(ctx context.Context, c *client.Client, _ []string) ([]protocol.Release, error) {
+		all, err := c.Releases(ctx, product, "")
 		if err != nil {
-			return err
+			return nil, err
 		}
-		all, err := c.Releases(cmd.Context(), product, "")
-		if err != nil {
-			return err
-		}
-		sel := releasesBetween(all, from, to)
 		if !slices.ContainsFunc(all, func(r protocol.Release) bool { return versions.Equal(r.Version, to) }) {
-			return fmt.Errorf("%s %s is not published: see release list --product %s", product, to, product)
+			return nil, fmt.Errorf("%s %s is not published: see release list --product %s", product, to, product)
 		}
-		if asJSON {
-			return printJSON(stdio.Stdout, sel)
-		}
+		return releasesBetween(all, from, to), nil
+	}, func(sel []protocol.Release) error {
 		for i, r := range sel {
 			if i > 0 {
 				fmt.Fprintln(stdio.Stdout)
@@ -111,7 +91,7 @@ func newNotesCmd(stdio IO) *cobra.Command {
 			fmt.Fprintf(stdio.Stdout, "%s\n%s\n", head, orDash(strings.TrimRight(r.Notes, "\n")))
 		}
 		return nil
-	}
+	})
 	return cmd
 }
 

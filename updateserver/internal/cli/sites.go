@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"slices"
@@ -10,33 +11,22 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/client"
 	"github.com/dropless/dropless/updateserver/internal/fleet"
 )
 
 func newSitesCmd(stdio IO) *cobra.Command {
 	var clientName, product string
-	var asJSON bool
 	list := &cobra.Command{
 		Use:   "list [--client C] [--product P] [--json]",
 		Short: "List sites with the version that really runs",
 		Args:  noArgs,
 	}
-	api := withAPI(list, stdio)
 	list.Flags().StringVar(&clientName, "client", "", "only this client's sites")
 	list.Flags().StringVar(&product, "product", "", "only sites of this product")
-	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	list.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
-		sites, err := c.Sites(cmd.Context(), clientName, product)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return printJSON(stdio.Stdout, sites)
-		}
+	showRun(list, stdio, nil, func(ctx context.Context, c *client.Client, _ []string) ([]protocol.Site, error) {
+		return c.Sites(ctx, clientName, product)
+	}, func(sites []protocol.Site) error {
 		rows := make([][]string, 0, len(sites))
 		for _, s := range sites {
 			seen := "never"
@@ -50,28 +40,16 @@ func newSitesCmd(stdio IO) *cobra.Command {
 			rows = append(rows, []string{s.Site, s.Client, s.Product, orDash(s.InstalledVersion), orDash(s.TargetVersion), state, seen, windowColumn(s)})
 		}
 		return table(stdio.Stdout, []string{"SITE", "CLIENT", "PRODUCT", "INSTALLED", "TARGET", "STATE", "LAST SEEN", "WINDOW"}, rows)
-	}
+	})
 
-	var showJSON bool
 	show := &cobra.Command{
 		Use:   "show SITE [--json]",
 		Short: "Show one site: versions, agent, current and last job",
 		Args:  exactArgs(1, "the SITE name"),
 	}
-	showAPI := withAPI(show, stdio)
-	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
-	show.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := showAPI.client()
-		if err != nil {
-			return err
-		}
-		s, err := c.Site(cmd.Context(), args[0])
-		if err != nil {
-			return err
-		}
-		if showJSON {
-			return printJSON(stdio.Stdout, s)
-		}
+	showRun(show, stdio, nil, func(ctx context.Context, c *client.Client, args []string) (protocol.Site, error) {
+		return c.Site(ctx, args[0])
+	}, func(s protocol.Site) error {
 		w := stdio.Stdout
 		seen := "never"
 		if s.LastSeen != nil {
@@ -96,7 +74,7 @@ func newSitesCmd(stdio IO) *cobra.Command {
 			printJob(w, *s.LastJob)
 		}
 		return nil
-	}
+	})
 	return group("sites", "Sites and the versions they run", list, show)
 }
 
@@ -164,7 +142,6 @@ assigns a version of the agent itself, planned from the agent version the
 site reports.`,
 		Args: noArgs,
 	}
-	api := withAPI(cmd, stdio)
 	cmd.Flags().StringVar(&site, "site", "", "the site to upgrade")
 	cmd.Flags().StringVar(&clientName, "client", "", "upgrade every site of this client")
 	cmd.Flags().StringVar(&to, "to", "", "the version to install")
@@ -175,7 +152,7 @@ site reports.`,
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "go back to an older version, running down migrations (audited)")
 	cmd.Flags().BoolVar(&allowIrreversible, "allow-irreversible", false, "install a release whose migrations cannot be rolled back (audited)")
 	cmd.Flags().BoolVar(&force, "force", false, "install VERSION even though it is yanked (audited)")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+	check := func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "to"); err != nil {
 			return err
 		}
@@ -185,10 +162,9 @@ site reports.`,
 		if reason != "" && !now {
 			return usagef("--reason explains --now: give --now too, or leave --reason out")
 		}
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
+		return nil
+	}
+	apiRun(cmd, stdio, check, func(cmd *cobra.Command, _ []string, c *client.Client) error {
 		resp, err := c.Upgrade(cmd.Context(), protocol.UpgradeRequest{Site: site, Client: clientName, Product: product, To: to, Now: now, Reason: reason,
 			AcceptDrift: acceptDrift, AllowDowngrade: allowDowngrade, AllowIrreversible: allowIrreversible, Force: force})
 		if err != nil {
@@ -196,7 +172,7 @@ site reports.`,
 		}
 		printUpgrade(stdio.Stdout, resp, to)
 		return nil
-	}
+	})
 	return cmd
 }
 
@@ -236,22 +212,20 @@ or with --before JOB_ID the ones older than that job (the text output
 ends with the command that shows the next page).`,
 		Args: noArgs,
 	}
-	api := withAPI(cmd, stdio)
 	cmd.Flags().StringVar(&site, "site", "", "the site")
 	cmd.Flags().IntVar(&limit, "limit", fleet.DefaultHistoryLimit, fmt.Sprintf("how many jobs to show (at most %d)", fleet.MaxHistoryLimit))
 	cmd.Flags().StringVar(&before, "before", "", "show the jobs older than this job")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+	check := func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "site"); err != nil {
 			return err
 		}
 		if limit < 1 || limit > fleet.MaxHistoryLimit {
 			return usagef("--limit %d: give a number from 1 to %d", limit, fleet.MaxHistoryLimit)
 		}
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
+		return nil
+	}
+	apiRun(cmd, stdio, check, func(cmd *cobra.Command, _ []string, c *client.Client) error {
 		jobs, next, err := c.History(cmd.Context(), site, before, limit)
 		if err != nil {
 			return err
@@ -276,6 +250,6 @@ ends with the command that shows the next page).`,
 			fmt.Fprintf(stdio.Stdout, "\nolder jobs: updateserver history --site %s --before %s\n", site, next)
 		}
 		return nil
-	}
+	})
 	return cmd
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/client"
 )
 
 func newTokenCmd(stdio IO) *cobra.Command {
@@ -22,27 +24,25 @@ the token is shown once. NAME must differ from every live token's name
 long (e.g. 720h); without it, it lasts until revoked.`,
 		Args: noArgs,
 	}
-	api := withAPI(create, stdio)
 	create.Flags().StringVar(&role, "role", "", "admin, release, support or viewer")
 	create.Flags().StringVar(&name, "name", "", "who or what uses the token (shown in the audit log)")
 	create.Flags().DurationVar(&expires, "expires", 0, "refuse the token after this long (e.g. 720h); default: never")
-	create.RunE = func(cmd *cobra.Command, _ []string) error {
+	check := func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "role", "name"); err != nil {
 			return err
 		}
 		if !protocol.ValidRole(role) {
 			return usagef("--role %q: use admin, release, support or viewer", role)
 		}
+		if cmd.Flags().Changed("expires") && expires <= 0 {
+			return usagef("--expires must be a positive duration, e.g. 720h")
+		}
+		return nil
+	}
+	apiRun(create, stdio, check, func(cmd *cobra.Command, _ []string, c *client.Client) error {
 		req := protocol.CreateTokenRequest{Role: role, Name: name}
 		if cmd.Flags().Changed("expires") {
-			if expires <= 0 {
-				return usagef("--expires must be a positive duration, e.g. 720h")
-			}
 			req.ExpiresIn = expires.String()
-		}
-		c, err := api.client()
-		if err != nil {
-			return err
 		}
 		t, err := c.CreateToken(cmd.Context(), req)
 		if err != nil {
@@ -50,9 +50,8 @@ long (e.g. 720h); without it, it lasts until revoked.`,
 		}
 		fmt.Fprintln(stdio.Stdout, t.Token)
 		return nil
-	}
+	})
 
-	var asJSON bool
 	list := &cobra.Command{
 		Use:   "list [--json]",
 		Short: "List operator tokens, revoked ones too; never their secrets (admin only)",
@@ -62,20 +61,9 @@ and when it was revoked. Secrets are never shown: the server does not
 keep them.`,
 		Args: noArgs,
 	}
-	listAPI := withAPI(list, stdio)
-	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	list.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := listAPI.client()
-		if err != nil {
-			return err
-		}
-		tokens, err := c.Tokens(cmd.Context())
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return printJSON(stdio.Stdout, tokens)
-		}
+	showRun(list, stdio, nil, func(ctx context.Context, c *client.Client, _ []string) ([]protocol.TokenInfo, error) {
+		return c.Tokens(ctx)
+	}, func(tokens []protocol.TokenInfo) error {
 		now := time.Now()
 		rows := make([][]string, 0, len(tokens))
 		for _, t := range tokens {
@@ -95,7 +83,7 @@ keep them.`,
 			rows = append(rows, []string{strconv.FormatInt(t.ID, 10), t.Name, t.Role, ago(t.CreatedAt), t.CreatedBy, used, exp, revoked})
 		}
 		return table(stdio.Stdout, []string{"ID", "NAME", "ROLE", "CREATED", "CREATED BY", "LAST USED", "EXPIRES", "REVOKED"}, rows)
-	}
+	})
 
 	revoke := &cobra.Command{
 		Use:   "revoke NAME",
@@ -106,12 +94,7 @@ unique), all of them are revoked. The last live admin token cannot be
 revoked: create another admin token first.`,
 		Args: exactArgs(1, "the token's NAME (see token list)"),
 	}
-	revokeAPI := withAPI(revoke, stdio)
-	revoke.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := revokeAPI.client()
-		if err != nil {
-			return err
-		}
+	apiRun(revoke, stdio, nil, func(cmd *cobra.Command, args []string, c *client.Client) error {
 		r, err := c.RevokeToken(cmd.Context(), args[0])
 		if err != nil {
 			return err
@@ -122,6 +105,6 @@ revoked: create another admin token first.`,
 			fmt.Fprintf(stdio.Stdout, "revoked %d tokens named %s (they shared the name before names were unique)\n", r.Revoked, r.Name)
 		}
 		return nil
-	}
+	})
 	return group("token", "Operator tokens", create, list, revoke)
 }

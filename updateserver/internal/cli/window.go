@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/client"
 	"github.com/dropless/dropless/updateserver/internal/schedule"
 )
 
@@ -27,12 +29,11 @@ Daylight saving follows the site's clock: a range is open while the clock
 shows a time inside it.`,
 		Args: noArgs,
 	}
-	api := withAPI(set, stdio)
 	set.Flags().StringVar(&site, "site", "", "the site")
 	set.Flags().StringVar(&clientName, "client", "", "every site of this client (a site's own window wins)")
 	set.Flags().StringArrayVar(&weekly, "weekly", nil, `a weekly range, e.g. "Sat 22:00-Sun 04:00" (repeatable)`)
 	set.Flags().StringVar(&tz, "tz", "UTC", "the IANA time zone of the ranges, e.g. Europe/Berlin")
-	set.RunE = func(cmd *cobra.Command, _ []string) error {
+	setCheck := func(cmd *cobra.Command, _ []string) error {
 		if (site == "") == (clientName == "") {
 			return usagef("give exactly one of --site or --client")
 		}
@@ -43,10 +44,9 @@ shows a time inside it.`,
 		if _, err := schedule.Parse(weekly, tz); err != nil {
 			return usageError{err}
 		}
-		c, err := api.client()
-		if err != nil {
-			return err
-		}
+		return nil
+	}
+	apiRun(set, stdio, setCheck, func(cmd *cobra.Command, _ []string, c *client.Client) error {
 		w, err := c.SetWindow(cmd.Context(), protocol.WindowRequest{Site: site, Client: clientName, Weekly: weekly, TZ: tz})
 		if err != nil {
 			return err
@@ -57,7 +57,7 @@ shows a time inside it.`,
 		}
 		fmt.Fprintf(stdio.Stdout, "window of %s: %s (%s)\n", who, strings.Join(w.Weekly, ", "), w.TZ)
 		return nil
-	}
+	})
 
 	var clearSite, clearClient string
 	clear := &cobra.Command{
@@ -65,49 +65,32 @@ shows a time inside it.`,
 		Short: "Remove the window of a site or a client (its sites are then always open, or follow the client's)",
 		Args:  noArgs,
 	}
-	clearAPI := withAPI(clear, stdio)
 	clear.Flags().StringVar(&clearSite, "site", "", "the site")
 	clear.Flags().StringVar(&clearClient, "client", "", "the client")
-	clear.RunE = func(cmd *cobra.Command, _ []string) error {
+	check := func(*cobra.Command, []string) error {
 		if (clearSite == "") == (clearClient == "") {
 			return usagef("give exactly one of --site or --client")
 		}
-		c, err := clearAPI.client()
-		if err != nil {
-			return err
-		}
+		return nil
+	}
+	apiRun(clear, stdio, check, func(cmd *cobra.Command, _ []string, c *client.Client) error {
 		if err := c.ClearWindow(cmd.Context(), clearSite, clearClient); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdio.Stdout, "window cleared")
 		return nil
-	}
+	})
 
 	var showSite string
-	var asJSON bool
 	show := &cobra.Command{
 		Use:   "show --site S [--json]",
 		Short: "Show a site's window: its ranges and zone, open now or not, the next opening",
 		Args:  noArgs,
 	}
-	showAPI := withAPI(show, stdio)
 	show.Flags().StringVar(&showSite, "site", "", "the site")
-	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	show.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := required(cmd, "site"); err != nil {
-			return err
-		}
-		c, err := showAPI.client()
-		if err != nil {
-			return err
-		}
-		sw, err := c.SiteWindow(cmd.Context(), showSite)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return printJSON(stdio.Stdout, sw)
-		}
+	showRun(show, stdio, requireFlags("site"), func(ctx context.Context, c *client.Client, _ []string) (protocol.SiteWindow, error) {
+		return c.SiteWindow(ctx, showSite)
+	}, func(sw protocol.SiteWindow) error {
 		w := stdio.Stdout
 		if sw.Window == nil {
 			fmt.Fprintf(w, "site:     %s\nwindow:   none: always open (set one with window set --site %s or --client %s)\n", sw.Site, sw.Site, sw.Client)
@@ -135,6 +118,6 @@ shows a time inside it.`,
 			fmt.Fprintf(w, "jobs:     wait: %s\n", sw.WaitReason)
 		}
 		return nil
-	}
+	})
 	return group("window", "Maintenance windows: when a site's jobs may start", set, clear, show)
 }

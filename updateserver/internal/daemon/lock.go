@@ -7,14 +7,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/dropless/dropless/pkg/filelock"
 )
 
 // LockFile in the data directory is held, locked, by the one process that
 // uses the directory; it holds that process's pid.
 const LockFile = "updateserver.lock"
-
-// errLocked means another process holds the lock.
-var errLocked = errors.New("locked")
 
 // dirLock is a held lock on a data directory.
 type dirLock struct{ f *os.File }
@@ -23,8 +22,8 @@ type dirLock struct{ f *os.File }
 // process (a crash releases it), and writes this process's pid into it.
 func lockDataDir(dir string) (*dirLock, error) {
 	path := filepath.Join(dir, LockFile)
-	f, err := lockFile(path)
-	if errors.Is(err, errLocked) {
+	f, err := filelock.Lock(path)
+	if errors.Is(err, filelock.ErrLocked) {
 		who := "another updateserver"
 		if b, err := os.ReadFile(path); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {

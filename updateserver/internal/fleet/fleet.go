@@ -24,9 +24,9 @@ package fleet
 
 import (
 	"log/slog"
-	"regexp"
 	"time"
 
+	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/fault"
 	"github.com/dropless/dropless/updateserver/internal/store"
 )
@@ -52,11 +52,10 @@ func (f *Fleet) now() time.Time {
 	return time.Now()
 }
 
-var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-
+// validName checks a name against protocol.NamePattern.
 func validName(kind, v string) error {
-	if !nameRe.MatchString(v) {
-		return fault.New(fault.Invalid, "%s %q is not valid: use lower-case letters, digits, '.', '_' and '-' (at most 64)", kind, v)
+	if err := protocol.ValidName(kind, v); err != nil {
+		return fault.Wrap(fault.Invalid, err)
 	}
 	return nil
 }

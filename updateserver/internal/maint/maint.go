@@ -8,7 +8,6 @@ package maint
 import (
 	"context"
 	"errors"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -32,11 +31,10 @@ func (m *Service) now() time.Time {
 	return time.Now()
 }
 
-var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-
+// validName checks a name against protocol.NamePattern.
 func validName(kind, v string) error {
-	if !nameRe.MatchString(v) {
-		return fault.New(fault.Invalid, "%s %q is not valid: use lower-case letters, digits, '.', '_' and '-' (at most 64)", kind, v)
+	if err := protocol.ValidName(kind, v); err != nil {
+		return fault.Wrap(fault.Invalid, err)
 	}
 	return nil
 }

@@ -300,11 +300,9 @@ func ValidateRelease(r protocol.Release) error {
 	return nil
 }
 
-var channelRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-
 // ValidateChannel checks a channel name.
 func ValidateChannel(ch string) error {
-	if !channelRe.MatchString(ch) {
+	if protocol.ValidName("channel", ch) != nil {
 		return fault.New(fault.Invalid, "channel %q is not valid: use lower-case letters, digits, '.', '_' and '-' (like stable or hotfix-3.2)", ch)
 	}
 	return nil

@@ -1,6 +1,6 @@
 //go:build windows
 
-package daemon
+package filelock
 
 import (
 	"errors"
@@ -9,9 +9,10 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// lockFile opens path and locks, without waiting, one byte far past its
-// content: the pid stays readable by the process that is refused.
-func lockFile(path string) (*os.File, error) {
+// Lock opens (creating) path and locks, without waiting, one byte far past
+// its content: the file stays readable by the process that is refused. The
+// lock is held until the returned file is closed.
+func Lock(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
@@ -21,7 +22,7 @@ func lockFile(path string) (*os.File, error) {
 	if err != nil {
 		f.Close()
 		if errors.Is(err, windows.ERROR_LOCK_VIOLATION) {
-			return nil, errLocked
+			return nil, ErrLocked
 		}
 		return nil, &os.PathError{Op: "LockFileEx", Path: path, Err: err}
 	}

@@ -1,17 +1,16 @@
 //go:build unix && !aix && !(solaris && !illumos)
 
-package engine
+package filelock
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"syscall"
 )
 
-// lockDataDir takes an exclusive lock on <dataDir>/engine.lock, held until
-// the returned file is closed or the process dies (a crash releases it).
-func lockDataDir(path string) (*os.File, error) {
+// Lock opens (creating) path and takes an exclusive flock on it, without
+// waiting. The lock is held until the returned file is closed.
+func Lock(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
@@ -19,9 +18,9 @@ func lockDataDir(path string) (*os.File, error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, errLocked
+			return nil, ErrLocked
 		}
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		return nil, &os.PathError{Op: "flock", Path: path, Err: err}
 	}
 	return f, nil
 }
