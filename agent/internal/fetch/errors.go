@@ -54,6 +54,9 @@ type Error struct {
 	Target string // target path, for errors about a target file
 	Msg    string // what went wrong, without the role or target
 	Err    error
+	// RootSHA256 is, for ErrRootPin, the sha256 (hex) of the root that
+	// the pin refused.
+	RootSHA256 string
 }
 
 func (e *Error) Error() string {

@@ -177,7 +177,7 @@ func (c *Client) Init(rootJSON []byte) error {
 	}
 	if c.pin != "" {
 		if got := sha256Hex(rootJSON); got != c.pin {
-			return &Error{Kind: ErrRootPin, Role: metadata.ROOT, Msg: fmt.Sprintf("the initial root.json has sha256 %s, but root_sha256 pins %s: refusing it", got, c.pin)}
+			return &Error{Kind: ErrRootPin, Role: metadata.ROOT, Msg: fmt.Sprintf("the initial root.json has sha256 %s, but root_sha256 pins %s: refusing it", got, c.pin), RootSHA256: got}
 		}
 	}
 	return c.storeRoot(rootJSON)
@@ -221,7 +221,7 @@ func (c *Client) Bootstrap(ctx context.Context) error {
 		return classify(ctx, err, f.lastFetch(), nil, c.now())
 	}
 	if got := sha256Hex(data); got != c.pin {
-		return &Error{Kind: ErrRootPin, Role: metadata.ROOT, Msg: fmt.Sprintf("root.json from %s has sha256 %s, but root_sha256 pins %s: refusing it", u, got, c.pin)}
+		return &Error{Kind: ErrRootPin, Role: metadata.ROOT, Msg: fmt.Sprintf("root.json from %s has sha256 %s, but root_sha256 pins %s: refusing it", u, got, c.pin), RootSHA256: got}
 	}
 	if _, err := metadata.Root().FromBytes(data); err != nil {
 		return &Error{Kind: ErrBadMetadata, Role: metadata.ROOT, Msg: oneLine(fmt.Sprintf("root.json from %s matches the pin but is not root metadata: %v", u, err)), Err: err}

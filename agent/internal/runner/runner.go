@@ -14,11 +14,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -511,7 +509,7 @@ func (r *Runner) checkRoot(ctx context.Context) {
 		case ctx.Err() != nil:
 			return
 		case errors.Is(err, fetch.ErrRootPin):
-			msg := r.rootMismatch(ctx, err)
+			msg := r.rootMismatch(err)
 			r.logThrottled(&lastLogged, msg, nil)
 			r.editContact(func(c *Contact) { c.RootError = msg })
 			// The server's root may be put right: look again, slowly.
@@ -524,23 +522,13 @@ func (r *Runner) checkRoot(ctx context.Context) {
 	}
 }
 
-// rootMismatch says that root_sha256 does not pin the server's root.
-func (r *Runner) rootMismatch(ctx context.Context, pinErr error) string {
+// rootMismatch says that root_sha256 does not pin the server's root,
+// naming the sha256 of the root the fetcher refused.
+func (r *Runner) rootMismatch(pinErr error) string {
 	fix := "fix root_sha256 in the config (the server prints it: updateserver root sha256)"
-	u := strings.TrimRight(r.cfg.MetadataURL, "/") + "/1.root.json"
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err == nil {
-		var resp *http.Response
-		if resp, err = r.api.HTTP.Do(req); err == nil {
-			h := sha256.New()
-			_, err = io.Copy(h, io.LimitReader(resp.Body, 1<<20))
-			resp.Body.Close()
-			if err == nil && resp.StatusCode == http.StatusOK {
-				return fmt.Sprintf("the server's root.json has sha256 %s, the config pins %s: %s", hex.EncodeToString(h.Sum(nil)), r.cfg.RootSHA256, fix)
-			}
-		}
+	var fe *fetch.Error
+	if errors.As(pinErr, &fe) && fe.RootSHA256 != "" {
+		return fmt.Sprintf("the server's root.json has sha256 %s, the config pins %s: %s", fe.RootSHA256, r.cfg.RootSHA256, fix)
 	}
 	return fmt.Sprintf("the server's root.json does not match the config's root_sha256 %s (%v): %s", r.cfg.RootSHA256, pinErr, fix)
 }
