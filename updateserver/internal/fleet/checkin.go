@@ -89,8 +89,13 @@ func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRe
 		}
 		if woke != nil && woke.JobID != known {
 			// The new job, straight from the transaction that created it:
-			// a thousand woken agents cost no job reads. May it start now?
-			ws, err := maint.Checkin(ctx, f.Store, f.now(), site, woke.JobID)
+			// a woken agent reads only its --now flag and the site's
+			// window, not the job. May it start now?
+			override, err := f.Store.JobOverridesWindow(ctx, woke.JobID)
+			if err != nil {
+				return resp, err
+			}
+			ws, err := maint.Checkin(ctx, f.Store, f.now(), site, override)
 			if err != nil {
 				return resp, err
 			}
@@ -122,7 +127,7 @@ func (f *Fleet) assignment(ctx context.Context, site string) (protocol.CheckinRe
 	resp := protocol.CheckinResponse{PollSeconds: int(f.PollInterval / time.Second), Window: protocol.WindowStatus{Open: true}}
 	open, err := f.Store.OpenJob(ctx, site)
 	if errors.Is(err, store.ErrNotFound) {
-		resp.Window, err = maint.Checkin(ctx, f.Store, f.now(), site, "")
+		resp.Window, err = maint.Checkin(ctx, f.Store, f.now(), site, false)
 		return resp, false, err
 	}
 	if err != nil {
@@ -130,7 +135,7 @@ func (f *Fleet) assignment(ctx context.Context, site string) (protocol.CheckinRe
 	}
 	resp.Assignment = &open.Assignment
 	if !open.HandedOut { // a job picked up runs to its end, window or not
-		if resp.Window, err = maint.Checkin(ctx, f.Store, f.now(), site, open.Job.ID); err != nil {
+		if resp.Window, err = maint.Checkin(ctx, f.Store, f.now(), site, open.Now); err != nil {
 			return resp, false, err
 		}
 	}

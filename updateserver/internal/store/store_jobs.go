@@ -30,6 +30,8 @@ type OpenJob struct {
 	Assignment protocol.Assignment
 	// HandedOut: the site's agent was handed the job or reported it.
 	HandedOut bool
+	// Now: the job was made with --now and ignores windows and freezes.
+	Now bool
 }
 
 // OpenJob returns the site's oldest pending or running job (of any
@@ -37,13 +39,13 @@ type OpenJob struct {
 func (s *Store) OpenJob(ctx context.Context, site string) (OpenJob, error) {
 	var o OpenJob
 	a := &o.Assignment
-	row := s.db.QueryRowContext(ctx, `SELECT `+jobColumns+`, target, accept_drift, allow_downgrade, allow_irreversible, handed_out_at IS NOT NULL FROM jobs
+	row := s.db.QueryRowContext(ctx, `SELECT `+jobColumns+`, target, accept_drift, allow_downgrade, allow_irreversible, handed_out_at IS NOT NULL, now FROM jobs
 		WHERE site = ? AND result IN ('pending','running') ORDER BY rowid LIMIT 1`, site)
 	j := &o.Job
 	var created string
 	var started, ended sql.NullString
 	err := row.Scan(&j.ID, &j.Site, &j.Product, &j.From, &j.To, &j.Result, &j.Reason, &created, &j.CreatedBy, &started, &ended, &j.EventsDropped,
-		&a.Target, &a.AcceptDrift, &a.AllowDowngrade, &a.AllowIrreversible, &o.HandedOut)
+		&a.Target, &a.AcceptDrift, &a.AllowDowngrade, &a.AllowIrreversible, &o.HandedOut, &o.Now)
 	if errors.Is(err, sql.ErrNoRows) {
 		return o, ErrNotFound
 	}
