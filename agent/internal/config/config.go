@@ -183,7 +183,9 @@ func (c *Config) Validate() error {
 	if c.CAFile != "" && !filepath.IsAbs(c.CAFile) {
 		return fmt.Errorf("ca_file %q: must be an absolute path", c.CAFile)
 	}
-	for key, v := range map[string]string{"site": c.Site, "client": c.Client, "product": c.Product} {
+	// In a fixed order: the first bad key is always the same one.
+	for _, kv := range [][2]string{{"site", c.Site}, {"client", c.Client}, {"product", c.Product}} {
+		key, v := kv[0], kv[1]
 		if v == "" {
 			return fmt.Errorf("%s: missing (set %s = \"...\")", key, key)
 		}
