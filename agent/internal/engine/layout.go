@@ -187,6 +187,27 @@ func removeAll(p string) error {
 	return atomicfile.SyncDir(filepath.Dir(p))
 }
 
+// readCurrent returns what <installDir>/current points at (see normLink),
+// and whether it exists.
+func readCurrent(installDir string) (string, bool, error) {
+	p := filepath.Join(installDir, currentName)
+	fi, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	if fi.Mode()&linkModes == 0 {
+		return "", true, notALink(p)
+	}
+	t, err := os.Readlink(p)
+	if err != nil {
+		return "", true, err
+	}
+	return normLink(installDir, linkTarget(t)), true, nil
+}
+
 // normLink makes a link target read from current comparable: relative to
 // installDir and slash-separated when it lies inside it (a junction holds
 // an absolute path), else absolute and clean.

@@ -12,26 +12,11 @@ import (
 	"github.com/dropless/dropless/pkg/atomicfile"
 )
 
-// readCurrent returns what <installDir>/current points at (see normLink),
-// and whether it exists.
-func readCurrent(installDir string) (string, bool, error) {
-	p := filepath.Join(installDir, currentName)
-	fi, err := os.Lstat(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, err
-	}
-	if fi.Mode()&fs.ModeSymlink == 0 {
-		return "", true, notALink(p)
-	}
-	t, err := os.Readlink(p)
-	if err != nil {
-		return "", true, err
-	}
-	return normLink(installDir, t), true, nil
-}
+// linkModes are the file modes current may have: a symlink.
+const linkModes = fs.ModeSymlink
+
+// linkTarget is the target as os.Readlink reports it.
+func linkTarget(t string) string { return t }
 
 // switchCurrent points current at link (relative to installDir, or
 // absolute) atomically: a new symlink current.tmp is renamed over current,

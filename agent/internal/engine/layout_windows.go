@@ -20,28 +20,13 @@ import (
 // switch on start, before recovery decides what to run. NTFS journals
 // these metadata changes itself; there is no directory fsync on Windows.
 
-// readCurrent returns what <installDir>/current points at (see normLink),
-// and whether it exists.
-func readCurrent(installDir string) (string, bool, error) {
-	p := filepath.Join(installDir, currentName)
-	fi, err := os.Lstat(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, err
-	}
-	// Go reports junctions as irregular (or, before Go 1.23, as symlinks).
-	if fi.Mode()&(fs.ModeSymlink|fs.ModeIrregular) == 0 {
-		return "", true, notALink(p)
-	}
-	t, err := os.Readlink(p)
-	if err != nil {
-		return "", true, err
-	}
-	t = strings.TrimPrefix(t, `\??\`)
-	return normLink(installDir, t), true, nil
-}
+// linkModes are the file modes current may have: Go reports junctions as
+// irregular (or, before Go 1.23, as symlinks).
+const linkModes = fs.ModeSymlink | fs.ModeIrregular
+
+// linkTarget strips the NT namespace prefix os.Readlink leaves on a
+// junction's target.
+func linkTarget(t string) string { return strings.TrimPrefix(t, `\??\`) }
 
 // switchCurrent points current at link (relative to installDir, or
 // absolute) as a junction; see above for why it takes three steps.
