@@ -28,8 +28,8 @@ type SiteWindow struct {
 	Site   string `json:"site"`
 	Client string `json:"client"`
 	// Window is the site's own window, else its client's; nil when the
-	// site has none (always open).
-	Window *Window `json:"window"`
+	// site has none (always open), and then left out.
+	Window *Window `json:"window,omitempty"`
 	// Open: the window is open now (true without a window).
 	Open bool `json:"open"`
 	// NextOpen is the next opening (nil when open now or always open);

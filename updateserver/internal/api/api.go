@@ -34,6 +34,7 @@ type Server struct {
 	Limits Limits
 
 	limits *limiters
+	spec   []byte // /api/v1/openapi.json
 }
 
 // maxJSONBody bounds JSON request bodies. Publishing carries signed targets
@@ -46,42 +47,18 @@ func (s *Server) Handler() http.Handler {
 		s.Limits = DefaultLimits
 	}
 	s.limits = newLimiters(s.Limits, s.Log, s.Now)
+	spec, err := buildSpec(s.routes())
+	if err != nil {
+		// The routes are fixed at build time: a route the generator cannot
+		// describe is a programming error TestOpenAPI catches.
+		panic(fmt.Sprintf("describe the API: %v", err))
+	}
+	s.spec = spec
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.healthz)
-	s.tufRoutes(mux)
-
+	for _, rt := range s.routes() {
+		s.handle(mux, rt)
+	}
 	v1 := protocol.APIVersion
-	mux.Handle("POST "+v1+"/tokens", s.auth(s.createToken, protocol.RoleAdmin))
-	mux.Handle("GET "+v1+"/tokens", s.auth(s.listTokens, protocol.RoleAdmin))
-	mux.Handle("POST "+v1+"/tokens/{name}/revoke", s.auth(s.revokeToken, protocol.RoleAdmin))
-	mux.Handle("GET "+v1+"/audit", s.auth(s.auditLog, protocol.RoleAdmin))
-
-	mux.Handle("POST "+v1+"/uploads", s.auth(s.upload, protocol.RoleRelease))
-	mux.Handle("POST "+v1+"/releases", s.auth(s.publish, protocol.RoleRelease))
-	mux.Handle("GET "+v1+"/releases", s.auth(s.listReleases, protocol.RoleViewer))
-	mux.Handle("GET "+v1+"/releases/{product}/{version}", s.auth(s.getRelease, protocol.RoleViewer))
-	mux.Handle("POST "+v1+"/releases/{product}/{version}/promote", s.auth(s.promote, protocol.RoleRelease))
-	mux.Handle("POST "+v1+"/releases/{product}/{version}/yank", s.auth(s.yank, protocol.RoleRelease))
-	mux.Handle("GET "+v1+"/repo/targets", s.auth(s.repoTargets, protocol.RoleRelease))
-
-	mux.Handle("POST "+v1+"/enroll-tokens", s.auth(s.createEnrollToken, protocol.RoleSupport))
-	mux.Handle("GET "+v1+"/enroll-tokens", s.auth(s.listEnrollTokens, protocol.RoleSupport))
-	mux.Handle("POST "+v1+"/enroll-tokens/{id}/revoke", s.auth(s.revokeEnrollToken, protocol.RoleSupport))
-	mux.Handle("GET "+v1+"/sites", s.auth(s.listSites, protocol.RoleViewer))
-	mux.Handle("GET "+v1+"/sites/{site}", s.auth(s.getSite, protocol.RoleViewer))
-	mux.Handle("GET "+v1+"/sites/{site}/history", s.auth(s.history, protocol.RoleViewer))
-	mux.Handle("POST "+v1+"/upgrades", s.auth(s.upgrade, protocol.RoleSupport))
-	mux.Handle("GET "+v1+"/sites/{site}/window", s.auth(s.siteWindow, protocol.RoleViewer))
-	mux.Handle("PUT "+v1+"/windows", s.auth(s.setWindow, protocol.RoleSupport))
-	mux.Handle("DELETE "+v1+"/windows", s.auth(s.clearWindow, protocol.RoleSupport))
-	mux.Handle("POST "+v1+"/freezes", s.auth(s.createFreeze, protocol.RoleSupport))
-	mux.Handle("GET "+v1+"/freezes", s.auth(s.listFreezes, protocol.RoleViewer))
-	mux.Handle("DELETE "+v1+"/freezes/{id}", s.auth(s.deleteFreeze, protocol.RoleSupport))
-
-	mux.HandleFunc("POST "+v1+"/agent/enroll", s.enroll)
-	mux.Handle("POST "+v1+"/agent/checkin", s.agentAuth(s.checkin))
-	mux.Handle("POST "+v1+"/agent/events", s.agentAuth(s.agentEvents))
-
 	mux.HandleFunc(v1+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, protocol.CodeNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})

@@ -17,11 +17,6 @@ import (
 
 // The TUF repository is public and read-only: the metadata verifies itself,
 // so anyone may read it (and any mirror may serve it).
-func (s *Server) tufRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /tuf/metadata/{name}", s.tufMetadata)
-	mux.HandleFunc("GET /tuf/targets/{path...}", s.tufTarget)
-}
-
 var versionedMetadataRe = regexp.MustCompile(`^([1-9][0-9]{0,18})\.(root|targets|snapshot)\.json$`)
 
 // Cache policy: versioned metadata and hash-named targets never change, so

@@ -20,6 +20,8 @@ import (
 
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/pkg/testutil"
+	"github.com/dropless/dropless/updateserver/internal/api"
+	"github.com/dropless/dropless/updateserver/internal/api/spectest"
 	"github.com/dropless/dropless/updateserver/internal/cli"
 	"github.com/dropless/dropless/updateserver/internal/daemon"
 	"github.com/dropless/dropless/updateserver/internal/tufrepo"
@@ -38,6 +40,17 @@ type server struct {
 
 type serverOpt func(*daemon.Config)
 
+// apiDescription is the server's API description: every request the CLI
+// makes in these tests and every answer is checked against it.
+func apiDescription(t *testing.T) []byte {
+	t.Helper()
+	spec, err := api.Description()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spec
+}
+
 func maxBundle(n int64) serverOpt { return func(c *daemon.Config) { c.MaxBundleSize = n } }
 
 func startServer(t *testing.T, opts ...serverOpt) *server {
@@ -52,6 +65,7 @@ func startServer(t *testing.T, opts ...serverOpt) *server {
 		PollInterval:    daemon.DefaultPollInterval,
 		JobTimeout:      daemon.DefaultJobTimeout,
 		Log:             testutil.NewLog(t, slog.LevelInfo).Logger(),
+		WrapHandler:     spectest.Wrap(t, apiDescription(t)),
 	}
 	for _, o := range opts {
 		o(&cfg)

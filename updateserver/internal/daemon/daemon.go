@@ -60,6 +60,9 @@ type Config struct {
 	// only, and reads the files again when they change.
 	TLSCert, TLSKey string
 	Log             *slog.Logger
+	// WrapHandler, when set, wraps the HTTP handler: tests check every
+	// request and answer against the API description with it (spectest).
+	WrapHandler func(http.Handler) http.Handler
 }
 
 // Defaults.
@@ -261,8 +264,12 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		}
 	}
 	a := &api.Server{Store: d.Store, Publisher: d.Publisher, Fleet: d.Fleet, Log: d.log}
+	h := a.Handler()
+	if d.cfg.WrapHandler != nil {
+		h = d.cfg.WrapHandler(h)
+	}
 	srv := &http.Server{
-		Handler:           a.Handler(),
+		Handler:           h,
 		ReadHeaderTimeout: cmp.Or(d.cfg.ReadHeaderTimeout, 10*time.Second),
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
