@@ -27,6 +27,20 @@ func (s *server) enroll(t *testing.T, token, site, client string) *simAgent {
 	return &simAgent{Client: c, site: site}
 }
 
+// longPoll starts a check-in that waits up to wait for something new, and
+// returns where its answer arrives.
+func (a *simAgent) longPoll(t *testing.T, report protocol.CheckinRequest, wait time.Duration) <-chan protocol.CheckinResponse {
+	got := make(chan protocol.CheckinResponse, 1)
+	go func() {
+		resp, err := a.Checkin(context.Background(), report, wait)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- resp
+	}()
+	return got
+}
+
 func (s *server) publish(t *testing.T, version, upgradeFrom string) {
 	t.Helper()
 	dir := writeBundle(t, "", map[string]string{"files/VERSION": version})
@@ -106,14 +120,7 @@ func TestUpgradeFlow(t *testing.T) {
 	}
 
 	// The agent long-polls; support upgrades; the assignment arrives.
-	got := make(chan protocol.CheckinResponse, 1)
-	go func() {
-		resp, err := a.Checkin(ctx, report, 60*time.Second)
-		if err != nil {
-			t.Error(err)
-		}
-		got <- resp
-	}()
+	got := a.longPoll(t, report, 60*time.Second)
 	waitFor(t, func() bool { st := s.site(t, viewer, "acme-prod"); return st.LastSeen != nil })
 	out := s.mustCLI(support, "upgrade", "--site", "acme-prod", "--to", "1.1.0", "--now")
 	if !strings.Contains(out, "acme-prod: job-") {

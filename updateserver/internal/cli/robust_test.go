@@ -34,14 +34,7 @@ func TestPickedUpJobIsNeverSuperseded(t *testing.T) {
 	}
 
 	// The agent long-polls and gets the first hop of the upgrade to 5.0.0.
-	got := make(chan protocol.CheckinResponse, 1)
-	go func() {
-		resp, err := a.Checkin(ctx, report, 60*time.Second)
-		if err != nil {
-			t.Error(err)
-		}
-		got <- resp
-	}()
+	got := a.longPoll(t, report, 60*time.Second)
 	waitFor(t, func() bool { return s.site(t, support, "acme-prod").LastSeen != nil })
 	s.mustCLI(support, "upgrade", "--site", "acme-prod", "--to", "5.0.0", "--now")
 	asg := (<-got).Assignment

@@ -149,14 +149,7 @@ func TestWindowLongPollWakesAtOpening(t *testing.T) {
 	}
 	// The agent long-polls from before the window is set: the job that
 	// wakes it must still wait for the opening.
-	got := make(chan protocol.CheckinResponse, 1)
-	go func() {
-		resp, err := a.Checkin(context.Background(), report, 5*time.Minute)
-		if err != nil {
-			t.Error(err)
-		}
-		got <- resp
-	}()
+	got := a.longPoll(t, report, 5*time.Minute)
 	waitFor(t, func() bool { return s.site(t, support, "acme-prod").LastSeen != nil })
 	ny, _ := time.LoadLocation("America/New_York")
 	s.mustCLI(support, "window", "set", "--site", "acme-prod", "--weekly", weeklyRange(opens, time.Hour, ny), "--tz", "America/New_York")
