@@ -4,6 +4,7 @@ package testenv
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,17 @@ func TestWindowOpensUpgrade(t *testing.T) {
 	env.MustCLI(t, "upgrade", "--site", "acme-prod", "--to", "1.1.0")
 	if info := prod.Info(t); info.WindowOpen || info.NextWindow != opens.UTC().Format(time.RFC3339) {
 		t.Fatalf("before the opening: window_open %t next_window %q, want closed until %s", info.WindowOpen, info.NextWindow, opens.UTC())
+	}
+	// The agent downloads the bundle ahead, while the app keeps running.
+	Await(t, "the bundle downloaded ahead of the window", func() bool {
+		m, _ := filepath.Glob(filepath.Join(prod.Data, "ahead", "*.tar.gz"))
+		return len(m) == 1
+	})
+	if time.Now().After(opens) {
+		t.Fatalf("the download ahead took until after the window opened (%s)", opens)
+	}
+	if v, err := prod.AppVersion(); err != nil || v != "1.0.0" {
+		t.Fatalf("before the window: the app runs %q (%v), want 1.0.0 untouched", v, err)
 	}
 	prod.AwaitHealthy(t, "1.1.0")
 	j := prod.AwaitJob(t)

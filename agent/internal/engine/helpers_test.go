@@ -65,8 +65,9 @@ func TestMain(m *testing.M) {
 // fileFetcher serves bundles from files, as the real TUF fetcher
 // (agent/internal/fetch, tested there, and end to end in testenv) serves
 // them from a repository: Target gives the length, SHA-256 and custom
-// metadata; Download copies the bundle, verifying it. Its fields travel
-// to helper processes as JSON.
+// metadata; Download copies the bundle, verifying it, and like the real
+// one makes no request (records no download) when dst already holds the
+// target. Its fields travel to helper processes as JSON.
 type fileFetcher struct {
 	Targets map[string]fakeTarget
 	// Block, when set, makes Target wait until the channel is closed.
@@ -106,6 +107,13 @@ func (f *fileFetcher) Target(ctx context.Context, path string) (int64, string, p
 }
 
 func (f *fileFetcher) Download(ctx context.Context, path, dst string) error {
+	if t, ok := f.Targets[path]; ok {
+		want, err1 := os.ReadFile(t.File)
+		have, err2 := os.ReadFile(dst)
+		if err1 == nil && err2 == nil && bytes.Equal(want, have) {
+			return nil // reused, as fetch.Client.Download does
+		}
+	}
 	f.mu.Lock()
 	f.downloaded = append(f.downloaded, path)
 	f.mu.Unlock()

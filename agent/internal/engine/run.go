@@ -220,7 +220,7 @@ func (e *Engine) download(ctx context.Context, jb *job) error {
 	if err := p.checkSigned(jb.assign, jb.rec.From, custom); err != nil {
 		return err
 	}
-	if b, err := hex.DecodeString(sum); err != nil || len(b) != 32 || strings.ToLower(sum) != sum {
+	if !isSHA256(sum) {
 		return fmt.Errorf("download %s: the fetcher gave sha256 %q, not 64 lower-case hex digits", jb.rec.Target, sum)
 	}
 	if length <= 0 {
@@ -234,6 +234,7 @@ func (e *Engine) download(ctx context.Context, jb *job) error {
 	if err := os.MkdirAll(jb.downloadsDir(), 0o700); err != nil {
 		return err
 	}
+	takeAhead(jb)
 	if err := e.cfg.Fetcher.Download(ctx, jb.rec.Target, jb.bundlePath()); err != nil {
 		return fmt.Errorf("download %s: %w", jb.rec.Target, err)
 	}
@@ -413,4 +414,13 @@ func (e *Engine) cleanup(ctx context.Context, jb *job) {
 	if err := cleanupDownloads(jb); err != nil {
 		jb.log.Warn("cleanup downloads", "err", err)
 	}
+	if err := cleanupAhead(jb); err != nil {
+		jb.log.Warn("cleanup bundles downloaded ahead", "err", err)
+	}
+}
+
+// isSHA256 says whether sum is 64 lower-case hex digits.
+func isSHA256(sum string) bool {
+	b, err := hex.DecodeString(sum)
+	return err == nil && len(b) == 32 && strings.ToLower(sum) == sum
 }

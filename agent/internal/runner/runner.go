@@ -57,6 +57,7 @@ type Runner struct {
 	// The loop's goroutine only:
 	lastDrift      time.Time // when checkDrift last ran
 	recoverPending bool      // a job may be unfinished: Recover before running another
+	aheadJob       string    // the waiting job whose bundle was downloaded ahead (tried once)
 	refusedLogged  time.Time // when a refused credential was last logged
 
 	bootMu sync.Mutex // serializes Bootstrap between checkRoot and jobs
@@ -225,9 +226,23 @@ func (r *Runner) loop(ctx context.Context) {
 			continue
 		}
 		if !resp.Window.Open {
+			r.downloadAhead(ctx, *a)
 			continue
 		}
 		r.runJob(ctx, *a)
+	}
+}
+
+// downloadAhead fetches the bundle of a job that waits for its window,
+// once per job (engine.Prefetch): a failure is only logged, and the job
+// downloads its bundle itself when the window opens.
+func (r *Runner) downloadAhead(ctx context.Context, a protocol.Assignment) {
+	if r.aheadJob == a.JobID {
+		return
+	}
+	r.aheadJob = a.JobID
+	if err := r.engine.Prefetch(ctx, a); err != nil && ctx.Err() == nil {
+		r.log.Warn("downloading ahead of the window failed; the job downloads its bundle when the window opens", "job", a.JobID, "err", err)
 	}
 }
 
