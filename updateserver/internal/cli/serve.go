@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -80,6 +81,16 @@ func (f *serverFlags) config(stdio IO) (daemon.Config, error) {
 	return cfg, nil
 }
 
+// open opens the data directory the flags name (initialising it when
+// empty).
+func (f *serverFlags) open(ctx context.Context, stdio IO) (*daemon.Daemon, error) {
+	cfg, err := f.config(stdio)
+	if err != nil {
+		return nil, err
+	}
+	return daemon.Open(ctx, cfg)
+}
+
 func newServeCmd(stdio IO) *cobra.Command {
 	var f serverFlags
 	cmd := &cobra.Command{
@@ -98,11 +109,7 @@ One process uses a data directory: a second serve (or init) on it is
 refused while the first runs.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.config(stdio)
-			if err != nil {
-				return err
-			}
-			d, err := daemon.Open(cmd.Context(), cfg)
+			d, err := f.open(cmd.Context(), stdio)
 			if err != nil {
 				return err
 			}
@@ -121,11 +128,7 @@ func newInitCmd(stdio IO) *cobra.Command {
 		Short: "Initialise a data directory without serving (serve does this on first start)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.config(stdio)
-			if err != nil {
-				return err
-			}
-			d, err := daemon.Open(cmd.Context(), cfg)
+			d, err := f.open(cmd.Context(), stdio)
 			if err != nil {
 				return err
 			}
