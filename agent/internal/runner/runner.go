@@ -112,20 +112,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ecfg := engine.Config{
-		Product:        r.cfg.Product,
-		AllowDowngrade: r.cfg.AllowDowngrade,
-		InstallDir:     r.cfg.InstallDir,
-		DataDir:        r.cfg.DataDir,
-		KeepReleases:   r.cfg.KeepReleases,
-		App:            app,
-		HealthOverride: r.healthOverride,
-		Database:       r.cfg.Database,
-		DriftIgnore:    r.cfg.DriftIgnore,
-		Fetcher:        &tufFetcher{c: fc, log: r.log, bootMu: &r.bootMu},
-		Log:            r.log,
-		Failpoint:      os.Getenv(engine.FailpointEnv),
-	}
+	ecfg := EngineConfig(r.cfg, app, &tufFetcher{c: fc, log: r.log, bootMu: &r.bootMu}, r.log)
+	ecfg.HealthOverride = r.healthOverride
 	if r.engineConfig != nil {
 		r.engineConfig(&ecfg)
 	}
