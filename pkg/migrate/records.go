@@ -16,20 +16,8 @@ import (
 // and nothing is created; a SQLite file that does not exist, or a
 // database without the record table, has no records.
 func ReadRecords(ctx context.Context, driver, dsn string) ([]Applied, error) {
-	d, err := newDialect(driver, dsn)
-	if err != nil {
-		return nil, err
-	}
-	var pool *sql.DB
-	if ro, ok := d.(readOnlyOpener); ok {
-		if exists, err := d.exists(); err != nil || !exists {
-			return nil, err
-		}
-		pool, err = ro.openReadOnly()
-	} else {
-		pool, err = d.open(ctx)
-	}
-	if err != nil {
+	d, pool, err := openForReading(ctx, driver, dsn)
+	if err != nil || pool == nil {
 		return nil, err
 	}
 	db := &DB{d: d, pool: pool}
