@@ -7,7 +7,7 @@ import "strings"
 // a schema read again compares equal: comments dropped; whitespace between
 // tokens dropped, or one space between two words; keywords and
 // identifiers in lower case (SQLite's and unquoted PostgreSQL identifiers
-// are case-insensitive); an identifier quoted with "", `` or [] written
+// are case-insensitive); an identifier quoted with "", “ or [] written
 // bare when it is a plain word, else in "" with its text as written.
 // String literals are kept exactly. It never fails: text that does not
 // lex (an unterminated quote) is taken to its end.
