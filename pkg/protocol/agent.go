@@ -69,7 +69,9 @@ type CheckinRequest struct {
 	State            string `json:"state"`
 	// Job is the job the agent is working on or finished last.
 	Job *JobStatus `json:"job,omitempty"`
-	// Drift lists files changed by hand in the running release (later).
+	// Drift lists what was changed by hand in the running release: its
+	// files, migration records and database schema, one change a line;
+	// lines starting with DriftReportedOnly do not block upgrades.
 	Drift []string `json:"drift,omitempty"`
 }
 

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -108,5 +109,17 @@ func TestValidName(t *testing.T) {
 		if tt.want != "" && (err == nil || !strings.Contains(err.Error(), `site "`) || !strings.Contains(err.Error(), tt.want)) {
 			t.Errorf("ValidName(%q) = %v, want an error naming the site that contains %q", tt.in, err, tt.want)
 		}
+	}
+}
+
+func TestBlockingDrift(t *testing.T) {
+	in := []string{"modified: bin/app.dll", DriftReportedOnly + "added table audit_log", "schema: added column customers.hotfix_flag"}
+	got := BlockingDrift(in)
+	want := []string{"modified: bin/app.dll", "schema: added column customers.hotfix_flag"}
+	if !slices.Equal(got, want) {
+		t.Errorf("BlockingDrift = %q, want %q", got, want)
+	}
+	if got := BlockingDrift(in[1:2]); len(got) != 0 {
+		t.Errorf("BlockingDrift of reported-only lines = %q, want none", got)
 	}
 }

@@ -330,6 +330,29 @@ func TestDriftBlocksUpgrade(t *testing.T) {
 	}
 }
 
+// TestReportedDriftDoesNotBlock: schema drift an agent only reports
+// (schema_drift = "report") is shown, but the upgrade goes ahead without
+// --accept-drift; with one blocking line besides, it does not.
+func TestReportedDriftDoesNotBlock(t *testing.T) {
+	s := startServer(t)
+	support := s.newToken(protocol.RoleSupport)
+	s.publish(t, "1.0.0", "")
+	s.publish(t, "1.1.0", "")
+	tok := strings.TrimSpace(s.mustCLI(support, "enroll-token", "create", "--client", "acme"))
+	a := s.enroll(t, tok, "acme-prod", "acme")
+	ctx := context.Background()
+	reported := protocol.DriftReportedOnly + "added table audit_log"
+	a.Checkin(ctx, protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle, Drift: []string{reported, "schema: added index hotfix_idx"}}, 0)
+	if r := s.cli(support, "upgrade", "--site", "acme-prod", "--to", "1.1.0"); r.code != 1 || !strings.Contains(r.stderr, "schema: added index hotfix_idx") {
+		t.Fatalf("upgrade of a site with blocking schema drift: exit %d %q", r.code, r.stderr)
+	}
+	a.Checkin(ctx, protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle, Drift: []string{reported}}, 0)
+	if out := s.mustCLI(support, "sites", "show", "acme-prod"); !strings.Contains(out, reported) || !strings.Contains(out, "reported only, upgrades go ahead") {
+		t.Errorf("sites show does not list the reported drift:\n%s", out)
+	}
+	s.mustCLI(support, "upgrade", "--site", "acme-prod", "--to", "1.1.0")
+}
+
 // TestReasonArrivesAfterCheckin: when the agent's check-in reports a job's
 // end before its events arrive, the job still gets the reason from them.
 func TestReasonArrivesAfterCheckin(t *testing.T) {

@@ -60,7 +60,11 @@ func newSitesCmd(stdio IO) *cobra.Command {
 			orDash(s.AgentVersion), orDash(s.OS), orDash(s.Arch), orDash(s.Hostname), s.EnrolledAt.Local().Format(time.RFC3339))
 		fmt.Fprintf(w, "window:     %s\n", windowColumn(s))
 		if len(s.Drift) > 0 {
-			fmt.Fprintf(w, "\nDRIFT (changed by hand; upgrades need --accept-drift):\n")
+			if len(protocol.BlockingDrift(s.Drift)) > 0 {
+				fmt.Fprintf(w, "\nDRIFT (changed by hand; upgrades need --accept-drift):\n")
+			} else {
+				fmt.Fprintf(w, "\nDRIFT (changed by hand; reported only, upgrades go ahead):\n")
+			}
 			for _, d := range s.Drift {
 				fmt.Fprintf(w, "  %s\n", d)
 			}

@@ -177,9 +177,10 @@ func (p *Planner) PlanSite(ctx context.Context, st protocol.Site, product, to st
 			return nil, fault.New(fault.Conflict, "site %s reports agent version %q, which is not a release of %s: install a released agent on it by hand first",
 				st.Site, installed, AgentProduct)
 		}
-	} else if len(st.Drift) > 0 && !opts.AcceptDrift {
+	} else if d := protocol.BlockingDrift(st.Drift); len(d) > 0 && !opts.AcceptDrift {
+		// Drift the agent only reports (schema_drift = "report") does not block.
 		return nil, fault.New(fault.Conflict, "site %s has drifted (%d changes by hand, e.g. %s): look at sites show %s, then upgrade with --accept-drift to overwrite them",
-			st.Site, len(st.Drift), st.Drift[0], st.Site)
+			st.Site, len(d), d[0], st.Site)
 	}
 	path, err := PlanPath(all, installed, target, opts.AllowDowngrade)
 	if err != nil {
