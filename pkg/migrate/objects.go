@@ -158,7 +158,7 @@ var pgObjectQueries = []string{
 	 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 	 LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
 	 LEFT JOIN pg_collation co ON co.oid = a.attcollation AND a.attcollation <> 0
-	 WHERE ` + pgApp + ` AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'f', 'v', 'm') AND ` + pgNotExt("pg_class", "c.oid"),
+	 WHERE ` + pgApp + ` AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'f') AND ` + pgNotExt("pg_class", "c.oid"),
 	`SELECT 'constraint', ` + pgName("c.relname") + ` || '.' || k.conname, ` + pgName("c.relname") + `, pg_get_constraintdef(k.oid)
 	 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 	 WHERE ` + pgApp + ` AND ` + pgNotExt("pg_class", "c.oid"),

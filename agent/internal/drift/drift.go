@@ -1,7 +1,8 @@
 // Package drift finds what was changed by hand on a site since the agent
 // installed its release: files of the running release modified, added or
-// removed, and migrations whose records in the database disagree with the
-// release's bundle. The engine calls it between jobs (CheckDrift) and in
+// removed, migrations whose records in the database disagree with the
+// release's bundle, and the database's schema changed since the last job
+// (a SQL script run by hand: see Schema). The engine calls it between jobs (CheckDrift) and in
 // every job's preflight, and records what it found for `updateagent
 // status`. Each change is one line:
 //
@@ -13,6 +14,7 @@
 //	migration 0004_seed: in release 1.1.0, but not applied
 //	migration 0005_x: recorded as applied, but release 1.1.0's migration 5 is 0005_y
 //	unreadable: conf/secret.conf
+//	schema: added column customers.hotfix_flag
 //
 // The truth is the record the agent keeps of each release's bundle (its
 // files as File entries, its migrations), made from the verified bundle:
