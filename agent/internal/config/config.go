@@ -78,7 +78,19 @@ type App struct {
 type Database struct {
 	Driver string `toml:"driver"`
 	DSN    string `toml:"dsn"`
+	// SchemaDrift is what a schema changed by hand (a SQL drop) does:
+	// "block" (the default: reported as drift, upgrades need support to
+	// accept it), "report" (reported, upgrades go ahead) or "off" (not
+	// checked), for apps that change their own schema as they run.
+	SchemaDrift string `toml:"schema_drift"`
 }
+
+// Schema drift settings (Database.SchemaDrift).
+const (
+	SchemaDriftBlock  = "block"
+	SchemaDriftReport = "report"
+	SchemaDriftOff    = "off"
+)
 
 // Duration is a time.Duration written as "30s" in TOML.
 type Duration struct{ time.Duration }
@@ -242,6 +254,13 @@ func (c *Config) Validate() error {
 		}
 		if c.Database.DSN == "" {
 			return errors.New("database.dsn: missing")
+		}
+		switch c.Database.SchemaDrift {
+		case "":
+			c.Database.SchemaDrift = SchemaDriftBlock
+		case SchemaDriftBlock, SchemaDriftReport, SchemaDriftOff:
+		default:
+			return fmt.Errorf("database.schema_drift %q: use block, report or off", c.Database.SchemaDrift)
 		}
 	}
 	return nil

@@ -35,7 +35,7 @@ const SchemaPrefix = "schema: "
 // (path.Match: "audit_*", "customers.tmp_*") are left out.
 func Schema(baseline, now []migrate.Object, ignore []string, prefix string) []string {
 	type key struct{ kind, name string }
-	index := func(objs []migrate.Object) map[key]migrate.Object {
+	index := func(objs []migrate.Object, ignore []string) map[key]migrate.Object {
 		m := make(map[key]migrate.Object, len(objs))
 		for _, o := range objs {
 			if !SchemaIgnored(o, ignore) {
@@ -44,7 +44,18 @@ func Schema(baseline, now []migrate.Object, ignore []string, prefix string) []st
 		}
 		return m
 	}
-	was, is := index(baseline), index(now)
+	was, is := index(baseline, ignore), index(now, ignore)
+	// Tables with a column changed, ignored ones included: their
+	// definition (SQLite's CREATE TABLE text) changed with it.
+	colsChanged := map[string]bool{}
+	allWas, allIs := index(baseline, nil), index(now, nil)
+	for _, pair := range [][2]map[key]migrate.Object{{allWas, allIs}, {allIs, allWas}} {
+		for k, o := range pair[0] {
+			if other, ok := pair[1][k]; k.kind == "column" && (!ok || other.Def != o.Def) {
+				colsChanged[o.Table] = true
+			}
+		}
+	}
 	// Tables (and views) added or removed whole: their columns, indexes ... are not
 	// listed one by one.
 	whole := map[string]bool{}
@@ -60,13 +71,9 @@ func Schema(baseline, now []migrate.Object, ignore []string, prefix string) []st
 	}
 	type change struct{ name, line string }
 	var changes []change
-	partsChanged := map[string]bool{} // tables with a column changed
 	add := func(what string, o migrate.Object) {
 		if o.Kind != "table" && o.Kind != "view" && whole[o.Table] {
 			return
-		}
-		if o.Kind == "column" {
-			partsChanged[o.Table] = true
 		}
 		changes = append(changes, change{o.Name, fmt.Sprintf("%s%s %s %s", prefix, what, o.Kind, o.Name)})
 	}
@@ -87,7 +94,7 @@ func Schema(baseline, now []migrate.Object, ignore []string, prefix string) []st
 	// A table whose definition changed but none of its columns (a
 	// constraint in SQLite's CREATE TABLE text, say).
 	for k, o := range is {
-		if old, ok := was[k]; ok && k.kind == "table" && old.Def != o.Def && !partsChanged[o.Name] {
+		if old, ok := was[k]; ok && k.kind == "table" && old.Def != o.Def && !colsChanged[o.Name] {
 			changes = append(changes, change{o.Name, fmt.Sprintf("%schanged table %s", prefix, o.Name)})
 		}
 	}

@@ -227,7 +227,9 @@ func TestRecoverGivesUp(t *testing.T) {
 // recovery the database matches the version that runs (the old one's
 // exactly, by fingerprint, or the new one's schema with the client's rows
 // kept), whichever state the agent died in, backing_up, migrating and
-// rolling_back included. SQLite for every failpoint, PostgreSQL (when
+// rolling_back included, and the schema recorded for schema drift is the
+// running release's, a crash at committed (between the health check and
+// the record) included. SQLite for every failpoint, PostgreSQL (when
 // TEST_POSTGRES_DSN is set) for those around the database steps.
 func TestCrashMatrixDatabase(t *testing.T) {
 	tests := []struct {
@@ -339,6 +341,15 @@ func TestCrashMatrixDatabase(t *testing.T) {
 				}
 				if b := s.backups(t); len(b) != 0 {
 					t.Errorf("backups left behind: %v", b)
+				}
+				// The schema recorded for schema drift is the running
+				// release's (a crash between the health check and its
+				// write, at committed, included): nothing is reported.
+				if got := recordedSchema(t, s); got != tt.wantOn {
+					t.Errorf("schema recorded for %q, want %q", got, tt.wantOn)
+				}
+				if d, err := e.CheckDrift(ctx); err != nil || len(d) != 0 {
+					t.Errorf("drift after the recovery: %q, %v", d, err)
 				}
 				states, _ := checkEvents(t, e, a.JobID)
 				if !slices.Contains(states, tt.failpoint) {

@@ -15,7 +15,8 @@ import (
 // The engine's side of drift (what it is and how it is found:
 // agent/internal/drift): it measures the running release against the
 // record the agent keeps of its bundle (relmeta.go) and the database's
-// migration records against the release's migrations, adds where current
+// migration records against the release's migrations, and its schema
+// against the one recorded after the last job (schema.go), adds where current
 // points when that is not the installed release
 //
 //	current: points at releases/1.0.0, not at the installed releases/1.1.0
@@ -73,6 +74,11 @@ func (e *Engine) siteDrift(ctx context.Context, v string, cache drift.Stamps) ([
 			return d, fmt.Errorf("database: %w", err)
 		}
 		d = append(d, md...)
+		sd, err := e.schemaDrift(ctx, v)
+		if err != nil {
+			return d, fmt.Errorf("database: %w", err)
+		}
+		d = append(d, sd...)
 	}
 	return d, nil
 }

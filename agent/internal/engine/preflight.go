@@ -13,6 +13,7 @@ import (
 	"github.com/dropless/dropless/agent/internal/drift"
 	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/migrate"
+	"github.com/dropless/dropless/pkg/protocol"
 )
 
 // preflightMessage is the preflight event's message: what it checks.
@@ -88,7 +89,9 @@ func (e *Engine) preflight(ctx context.Context, jb *job) (string, error) {
 
 // checkSiteDrift measures the drift of the running release, hashing every
 // file, and records it (Status.Drift). Drift fails the job unless the
-// assignment accepts it; accepted, it is noted in the stopping event.
+// assignment accepts it (schema drift only reported does not); accepted,
+// it is noted in the stopping event and the database's schema is recorded
+// as the new baseline.
 func (e *Engine) checkSiteDrift(ctx context.Context, jb *job) error {
 	if jb.rec.From == "" {
 		return nil
@@ -104,14 +107,21 @@ func (e *Engine) checkSiteDrift(ctx context.Context, jb *job) error {
 	if rerr := e.recordDrift(ctx, drift.Cap(d)); rerr != nil {
 		jb.log.Warn("record drift", "err", rerr)
 	}
-	if len(d) == 0 {
+	blocking := protocol.BlockingDrift(d)
+	if len(blocking) < len(d) {
+		jb.log.Warn("schema drift reported only (schema_drift = report): the job goes ahead", "changes", len(d)-len(blocking))
+	}
+	if len(blocking) == 0 {
 		return nil
 	}
 	if !jb.assign.AcceptDrift {
-		return &drift.Error{Version: jb.rec.From, Changes: d}
+		return &drift.Error{Version: jb.rec.From, Changes: blocking}
 	}
-	jb.log.Warn("drift accepted by the assignment: the new release replaces the changed files", "changes", len(d))
-	jb.driftNote = drift.Summary(d)
+	jb.log.Warn("drift accepted by the assignment: the new release replaces the changed files", "changes", len(blocking))
+	jb.driftNote = drift.Summary(blocking)
+	// The schema as it is now is accepted: not reported again, whatever
+	// becomes of the job.
+	e.recordSchemaAfterJob(ctx, jb, jb.rec.From)
 	return nil
 }
 

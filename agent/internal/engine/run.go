@@ -355,6 +355,10 @@ func (e *Engine) rollback(ctx context.Context, jb *job, why string) (protocol.Jo
 		err := e.enter(ctx, jb, change{state: stFailed, message: msg, result: protocol.ResultFailed, siteFailed: &msg})
 		return jb.rec.status(), err
 	}
+	// The app runs healthy on what ran before (or nothing runs): its
+	// schema is the baseline of schema drift again. Before rolled_back,
+	// so that a crash here rolls back, and records, again.
+	e.recordSchemaAfterJob(ctx, jb, jb.prevVersion())
 	msg := fmt.Sprintf("back on %s: it runs and passed its health check", prev)
 	if jb.rec.PrevLink == "" {
 		msg = "nothing was installed before: removed current and stopped what the job started"
@@ -394,6 +398,11 @@ func (e *Engine) finishCommit(ctx context.Context, jb *job) (protocol.JobStatus,
 		}
 	}
 	e.cleanup(ctx, jb)
+	// The new release runs healthy: the schema as it left it (migrated
+	// by the job, and by the app itself at start) is the baseline of
+	// schema drift. Before finish, so that a crash here finishes the
+	// commit, and records, again.
+	e.recordSchemaAfterJob(ctx, jb, jb.rec.To)
 	if err := e.j.finish(context.WithoutCancel(ctx), jb.rec); err != nil {
 		return jb.rec.status(), err
 	}
