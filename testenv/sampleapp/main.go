@@ -12,6 +12,12 @@
 // release directory). A release that fails its health check is one whose
 // directory holds a file named "unhealthy": /health then answers 503. A
 // file "startup_delay" (e.g. "2s") makes it slow to start.
+//
+// An app that migrates its own database at start (like PocketBase), opt-in:
+// with SAMPLEAPP_DB naming a SQLite file in its environment, a release
+// whose directory holds "self_migrate.sql" runs that SQL on the file with
+// the sqlite3 command before it serves (the command, not a driver, keeps
+// the app, which every test bundle carries, small).
 package main
 
 import (
@@ -144,6 +150,9 @@ func serve(args []string) error {
 	if b, err := os.ReadFile("VERSION"); err == nil {
 		version = strings.TrimSpace(string(b))
 	}
+	if err := selfMigrate(); err != nil {
+		return err
+	}
 	_, err := os.Stat("unhealthy")
 	healthy := err != nil
 	// A slow release: startup_delay holds a duration to wait before serving.
@@ -175,5 +184,23 @@ func serve(args []string) error {
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	return nil
+}
+
+// selfMigrate runs the release's self_migrate.sql on the SQLite file
+// SAMPLEAPP_DB names, when both are there.
+func selfMigrate() error {
+	db := os.Getenv("SAMPLEAPP_DB")
+	script, err := os.Open("self_migrate.sql")
+	if db == "" || err != nil {
+		return nil
+	}
+	defer script.Close()
+	cmd := exec.Command("sqlite3", "-bail", db)
+	cmd.Stdin = script
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("self_migrate.sql on %s: %v: %s", db, err, out)
+	}
+	fmt.Printf("migrated %s at start\n", db)
 	return nil
 }
