@@ -36,6 +36,7 @@ func TestSQLDropBlocksUpgrade(t *testing.T) {
 	s := env.PrepareSite(t, "acme-prod", "acme", fmt.Sprintf("[database]\ndriver = \"sqlite\"\ndsn = %q", db))
 	s.ExtraEnv = []string{"SAMPLEAPP_DB=" + db}
 	s.StartAgent(t)
+	Await(t, "site "+s.Name+" checked in", func() bool { return s.Info(t).LastSeen != nil })
 	s.Upgrade(t, "1.0.0")
 	s.AwaitHealthy(t, "1.0.0")
 	if j := s.AwaitJob(t); j.Result != protocol.ResultSucceeded {
