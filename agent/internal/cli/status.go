@@ -75,7 +75,11 @@ func printStatus(w io.Writer, s statusJSON) {
 		fmt.Fprintf(w, "last error: %s\n", s.LastError)
 	}
 	if len(s.Drift) > 0 {
-		fmt.Fprintf(w, "drift:      %d change(s) by hand in the running release (upgrades need --accept-drift):\n", len(s.Drift))
+		need := "upgrades need --accept-drift"
+		if len(protocol.BlockingDrift(s.Drift)) == 0 {
+			need = "reported only, upgrades go ahead"
+		}
+		fmt.Fprintf(w, "drift:      %d change(s) by hand in the running release (%s):\n", len(s.Drift), need)
 		for _, d := range s.Drift {
 			fmt.Fprintf(w, "              %s\n", d)
 		}
