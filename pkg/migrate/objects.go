@@ -96,7 +96,7 @@ func sqliteObjects(ctx context.Context, q querier) ([]Object, error) {
 		return nil, err
 	}
 	var objs []Object
-	var tables []string
+	tables := 0
 	for rows.Next() {
 		var o Object
 		if err := rows.Scan(&o.Kind, &o.Name, &o.Table, &o.Def); err != nil {
@@ -105,7 +105,7 @@ func sqliteObjects(ctx context.Context, q querier) ([]Object, error) {
 		}
 		switch o.Kind {
 		case "table":
-			tables = append(tables, o.Name)
+			tables++
 			o.Table = ""
 		case "view":
 			o.Table = ""
@@ -116,16 +116,22 @@ func sqliteObjects(ctx context.Context, q querier) ([]Object, error) {
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	for _, t := range tables {
-		cols, err := queryStrings(ctx, q, `SELECT name || char(0) || type || ' notnull=' || "notnull" || ' default=' || coalesce(dflt_value, '') || ' pk=' || pk || ' hidden=' || hidden
-			FROM pragma_table_xinfo(?) ORDER BY cid`, t)
-		if err != nil {
-			return nil, fmt.Errorf("columns of %s: %w", t, err)
+	if tables == 0 {
+		return objs, nil
+	}
+	// One query for the columns of every table.
+	cols, err := queryStrings(ctx, q, `SELECT m.name || char(0) || p.name || char(0) || p.type || ' notnull=' || p."notnull" || ' default=' || coalesce(p.dflt_value, '') || ' pk=' || p.pk || ' hidden=' || p.hidden
+		FROM main.sqlite_schema m JOIN pragma_table_xinfo(m.name) p
+		WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY m.name, p.cid`)
+	if err != nil {
+		return nil, fmt.Errorf("columns: %w", err)
+	}
+	for _, c := range cols {
+		parts := strings.SplitN(c, "\x00", 3)
+		if len(parts) != 3 {
+			return nil, fmt.Errorf("columns: unexpected row %q", c)
 		}
-		for _, c := range cols {
-			name, def, _ := strings.Cut(c, "\x00")
-			objs = append(objs, Object{Kind: "column", Name: t + "." + name, Table: t, Def: def})
-		}
+		objs = append(objs, Object{Kind: "column", Name: parts[0] + "." + parts[1], Table: parts[0], Def: parts[2]})
 	}
 	return objs, nil
 }
