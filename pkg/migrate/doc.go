@@ -37,4 +37,9 @@
 // failure leaves nothing behind; Rollback of a committed job runs the
 // recorded down migrations, newest first, in one transaction and checks
 // that the schema is the one from before the job.
+//
+// For the agent's schema drift (a SQL script run by hand), [ReadSchema]
+// lists the schema's tables, columns, indexes, views ... by name with
+// their definitions normalised ([NormalizeSQL]), reading only, while the
+// app runs.
 package migrate

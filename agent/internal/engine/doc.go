@@ -18,8 +18,9 @@
 // downgrade that the config's allow_downgrade and the assignment do not
 // both allow (ErrUntrusted). Preflight refuses, before anything is
 // touched: drift of the running
-// release unless the assignment accepts it (the reason starts with
-// "drift:"; see agent/internal/drift), the database unreachable, too little free disk
+// release, its files, migrations and database schema (schema.go), unless
+// the assignment accepts it (the reason starts with "drift:"; see
+// agent/internal/drift), the database unreachable, too little free disk
 // (the unpacked bundle plus the database backup), migration drift, and
 // migrations without a down migration unless the manifest marks them
 // irreversible and the assignment allows it. A failure from stopping on
