@@ -12,13 +12,14 @@ const Redacted = "[redacted]"
 
 // secretKey matches the names of keys (TOML keys, DSN or query
 // parameters, headers) whose values are secrets.
-var secretKey = regexp.MustCompile(`(?i)(token|secret|passw(or)?d|pwd|credential|private|api[_-]?key|auth)`)
+var secretKey = regexp.MustCompile(`(?i)(token|secret|pass(w(or)?d)?|pwd|credential|private|api[_-]?key|auth)`)
 
-// A TOML line key = value (bare or quoted key, dotted allowed).
-var tomlLine = regexp.MustCompile(`^(\s*"?[A-Za-z0-9_.\-]+"?\s*=\s*)(.*)$`)
+// A TOML line key = value (bare or quoted key, dotted allowed), also
+// commented out: a real secret may sit in a comment.
+var tomlLine = regexp.MustCompile(`^(\s*#?\s*"?([A-Za-z0-9_.\-]+)"?\s*=\s*)(.*)$`)
 
 // password=... in a key=value DSN or a URL query (up to a space, &, ;).
-var kvSecret = regexp.MustCompile(`(?i)\b([A-Za-z_]*(?:passw(?:or)?d|pwd|secret|token|sslpassword)[A-Za-z_]*\s*=\s*)('[^']*'|"[^"]*"|[^\s&;'"]+)`)
+var kvSecret = regexp.MustCompile(`(?i)\b([A-Za-z_]*(?:pass(?:w(?:or)?d)?|pwd|secret|token)[A-Za-z_]*=)('[^']*'|[^\s&;'"]+)`)
 
 // user:password@ in any URL.
 var urlPassword = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s"']+):([^@\s"']+)@`)
@@ -69,13 +70,22 @@ func (r *redactor) config(s string) string {
 	lines := strings.Split(s, "\n")
 	for i, l := range lines {
 		m := tomlLine.FindStringSubmatch(l)
-		if m == nil || strings.HasPrefix(strings.TrimSpace(l), "#") {
+		if m == nil || !secretKey.MatchString(m[2]) {
 			continue
 		}
-		key := strings.Trim(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(m[1]), "=")), `"`)
-		if secretKey.MatchString(key) {
-			lines[i] = m[1] + `"` + Redacted + `"`
-		}
+		lines[i] = m[1] + `"` + Redacted + `"` + afterValue(m[3])
 	}
 	return r.text(strings.Join(lines, "\n"))
+}
+
+// afterValue is what follows a TOML value on its line (a comment), for a
+// quoted one; "" otherwise.
+func afterValue(v string) string {
+	if v == "" || (v[0] != '"' && v[0] != '\'') {
+		return ""
+	}
+	if i := strings.IndexByte(v[1:], v[0]); i >= 0 {
+		return v[i+2:]
+	}
+	return ""
 }
