@@ -12,3 +12,15 @@ import (
 func cloneFile(out, in *os.File) bool {
 	return unix.IoctlFileClone(int(out.Fd()), int(in.Fd())) == nil
 }
+
+// syncFS makes everything written to the file system holding p durable:
+// one syncfs(2), where a tree of thousands of files would take as many
+// fsyncs.
+func syncFS(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
+}

@@ -85,6 +85,10 @@ func snapshotData(dir string, paths []string) error {
 		}
 		m.Paths = append(m.Paths, dataEntry{Path: p, Kind: kindOf(fi)})
 	}
+	// Every copy durable before the manifest says the snapshot is whole.
+	if err := syncFS(dir); err != nil {
+		return fmt.Errorf("snapshot data: sync: %w", err)
+	}
 	if err := atomicfile.SyncDir(dir); err != nil {
 		return err
 	}
@@ -147,6 +151,9 @@ func restorePath(copy string, e dataEntry) error {
 	if err := mirror(copy, e.Path); err != nil {
 		return err
 	}
+	if err := syncFS(e.Path); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
 	return atomicfile.SyncDir(parent)
 }
 
@@ -154,8 +161,8 @@ func restorePath(copy string, e dataEntry) error {
 // entries that src lacks are removed, files whose bytes differ are
 // replaced (written beside, synced, renamed over), and every entry gets
 // src's mode, owner (where the agent may set it) and modification time.
-// Unchanged files are not rewritten. Directories are synced once their
-// entries are in place.
+// Unchanged files are not rewritten. Nothing is synced: the caller syncs
+// the whole tree once (syncFS), which costs far less than a sync per file.
 func mirror(src, dst string) error {
 	fi, err := os.Lstat(src)
 	if err != nil {
@@ -208,10 +215,7 @@ func mirror(src, dst string) error {
 				return err
 			}
 		}
-		if err := setMeta(dst, fi); err != nil {
-			return err
-		}
-		return atomicfile.SyncDir(dst)
+		return setMeta(dst, fi)
 	case "symlink":
 		target, err := os.Readlink(src)
 		if err != nil {
@@ -256,8 +260,8 @@ func mirror(src, dst string) error {
 	return nil
 }
 
-// cloneOrCopy writes a synced copy of src at dst (replaced): a reflink where
-// the file system can (see cloneFile), else a copy.
+// cloneOrCopy writes a copy of src at dst (replaced), not synced: a
+// reflink where the file system can (see cloneFile), else a copy.
 func cloneOrCopy(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -277,10 +281,6 @@ func cloneOrCopy(src, dst string) error {
 			out.Close()
 			return err
 		}
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
 	}
 	return out.Close()
 }
