@@ -36,7 +36,8 @@ import (
 // and a hard link would carry that change into the snapshot. On Linux the
 // copy is a reflink (FICLONE) where the file system offers copy-on-write
 // (btrfs, XFS), and otherwise copy_file_range, which the kernel may also
-// share extents for. Sockets, FIFOs and devices are not copied.
+// share extents for. Sockets, FIFOs and devices are not copied. A
+// configured path that is a symlink is followed: its target is the data.
 const (
 	dataSnapDir      = "data"
 	dataManifestName = "manifest.json"
@@ -72,6 +73,7 @@ func snapshotData(dir string, paths []string) error {
 	}
 	m := dataManifest{Version: 1}
 	for i, p := range paths {
+		p = followLink(p)
 		fi, err := os.Lstat(p)
 		if errors.Is(err, fs.ErrNotExist) {
 			m.Paths = append(m.Paths, dataEntry{Path: p, Kind: "absent"})
@@ -97,6 +99,18 @@ func snapshotData(dir string, paths []string) error {
 		return err
 	}
 	return atomicfile.WriteFile(filepath.Join(dir, dataManifestName), b, 0o600)
+}
+
+// followLink returns the path a configured path that is a symlink points
+// at (the app's data lives there: /opt/app/storage -> /srv/storage), else
+// the path itself.
+func followLink(p string) string {
+	if fi, err := os.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			return real
+		}
+	}
+	return p
 }
 
 func kindOf(fi fs.FileInfo) string {
@@ -333,7 +347,7 @@ func setMeta(p string, fi fs.FileInfo) error {
 func dataSize(paths []string) (int64, error) {
 	var n int64
 	for _, p := range paths {
-		err := filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
+		err := filepath.WalkDir(followLink(p), func(_ string, d fs.DirEntry, err error) error {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil
 			}

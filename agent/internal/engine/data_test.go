@@ -328,3 +328,32 @@ func TestCrashMatrixData(t *testing.T) {
 		})
 	}
 }
+
+// TestDataPathIsSymlink: a [[data]] path that is a symlink to the real
+// directory protects the directory, not just the link.
+func TestDataPathIsSymlink(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "srv-storage")
+	must(t, os.MkdirAll(real, 0o755))
+	must(t, os.WriteFile(filepath.Join(real, "f"), []byte("before"), 0o644))
+	link := filepath.Join(dir, "storage")
+	must(t, os.Symlink(real, link))
+	snap := filepath.Join(dir, "snap")
+	must(t, snapshotData(snap, []string{link}))
+	must(t, os.WriteFile(filepath.Join(real, "f"), []byte("after"), 0o644))
+	must(t, os.WriteFile(filepath.Join(real, "added"), []byte("x"), 0o644))
+	must(t, restoreData(snap))
+	if b, _ := os.ReadFile(filepath.Join(real, "f")); string(b) != "before" {
+		t.Errorf("f = %q after the restore", b)
+	}
+	if _, err := os.Lstat(filepath.Join(real, "added")); err == nil {
+		t.Error("a file added after the snapshot is still there")
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		t.Errorf("the link itself was replaced: %v %v", fi, err)
+	}
+	n, err := dataSize([]string{link})
+	if err != nil || n != int64(len("before")) {
+		t.Errorf("dataSize = %d, %v", n, err)
+	}
+}
