@@ -48,6 +48,12 @@ const (
 
 func (jb *job) dataSnapshot() string { return filepath.Join(jb.backupDir(), dataSnapDir) }
 
+// hasDataSnapshot says whether the job left a data snapshot.
+func (jb *job) hasDataSnapshot() bool {
+	_, err := os.Lstat(jb.dataSnapshot())
+	return err == nil
+}
+
 // dataManifest lists a snapshot's paths.
 type dataManifest struct {
 	Version int         `json:"version"`

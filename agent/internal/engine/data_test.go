@@ -357,3 +357,34 @@ func TestDataPathIsSymlink(t *testing.T) {
 		t.Errorf("dataSize = %d, %v", n, err)
 	}
 }
+
+// TestDataRecoveredAfterConfigChange: the agent dies after the new
+// version rewrote the data, and comes back with a config that no longer
+// lists [[data]]: the recovery still puts the data back from the
+// snapshot, whose manifest names the paths.
+func TestDataRecoveredAfterConfigChange(t *testing.T) {
+	s := newSite(t)
+	uploads, aux, later := withData(t, s)
+	e := s.open(t)
+	s.install(t, e, s.release(t, "1.0.0"))
+	e.Close()
+	before := dataFingerprint(t, s)
+	a := s.releaseWith(t, "1.1.0", relSpec{Hooks: map[string]string{"post-start": scribble(uploads, aux, later)}})
+	if code := runHelper(t, helperSpec{Site: s, Mode: "run", Assignment: a, Failpoint: "health_check"}); code != FailpointExitCode {
+		t.Fatalf("agent exited %d", code)
+	}
+	paths := s.Data
+	s.Data = nil
+	e = s.open(t)
+	if err := e.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s.checkConsistent(t, e, "1.0.0")
+	s.Data = paths
+	if got := dataFingerprint(t, s); !slices.Equal(got, before) {
+		t.Errorf("data after the recovery differs:\n got %q\nwant %q", got, before)
+	}
+	if left := s.backups(t); len(left) != 0 {
+		t.Errorf("snapshots left behind: %v", left)
+	}
+}

@@ -116,12 +116,14 @@ type step interface {
 }
 
 // steps returns the steps of a job, in the order they apply. It depends
-// on the agent's config only, so that a recovery finds the same steps.
+// on the agent's config, so that a recovery finds the same steps, and on
+// a [[data]] snapshot the job left: a recovery after the config lost its
+// [[data]] still puts them back.
 func (jb *job) steps() []step {
 	switch {
 	case jb.dbCfg != nil:
 		return []step{stageStep{}, backupStep{}, migrateStep{}, switchStep{}}
-	case len(jb.data) > 0:
+	case len(jb.data) > 0 || jb.hasDataSnapshot():
 		return []step{stageStep{}, backupStep{}, switchStep{}}
 	}
 	return []step{stageStep{}, switchStep{}}
