@@ -48,10 +48,14 @@ type backupMeta struct {
 	// SQLite. Absent: the database file did not exist. File: the copy's
 	// name in the directory; Fingerprint its fingerprint (equal to the
 	// database's when it was made); JournalMode the database's.
-	Absent      bool   `json:"absent,omitempty"`
-	File        string `json:"file,omitempty"`
-	Fingerprint string `json:"fingerprint,omitempty"`
-	JournalMode string `json:"journal_mode,omitempty"`
+	Absent bool `json:"absent,omitempty"`
+	// CreatedDirs are the directories of the absent database's path
+	// that did not exist either (outermost first): Up creates them, a
+	// rollback removes them again.
+	CreatedDirs []string `json:"created_dirs,omitempty"`
+	File        string   `json:"file,omitempty"`
+	Fingerprint string   `json:"fingerprint,omitempty"`
+	JournalMode string   `json:"journal_mode,omitempty"`
 
 	// PostgreSQL: the schema description, compared after a rollback.
 	Schema []string `json:"schema,omitempty"`

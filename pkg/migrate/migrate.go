@@ -333,6 +333,11 @@ func (db *DB) Up(ctx context.Context, p *Plan, b *Backup, release string) error 
 	if p.Empty() {
 		return nil
 	}
+	if u, ok := db.d.(interface{ prepareUp() error }); ok {
+		if err := u.prepareUp(); err != nil {
+			return err
+		}
+	}
 	at := time.Now().UTC().Truncate(time.Microsecond)
 	steps := p.steps()
 	if _, ok := db.d.(snapshotter); ok {

@@ -547,8 +547,12 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := Open(ctx, "sqlite", "file:x.db?mode=memory"); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("mode=memory: %v", err)
 	}
-	if _, err := Open(ctx, "sqlite", filepath.Join(t.TempDir(), "missing", "app.db")); err == nil {
-		t.Error("a database in a missing directory opened")
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, "sqlite", filepath.Join(file, "app.db")); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("a database under a file: %v", err)
 	}
 	notDB := filepath.Join(t.TempDir(), "not.db")
 	if err := os.WriteFile(notDB, []byte("this is not a database, just some text long enough to fill a header"), 0o600); err != nil {
@@ -765,4 +769,46 @@ func TestNoopMigrations(t *testing.T) {
 			t.Fatal("the database differs after Rollback")
 		}
 	})
+}
+
+// TestSQLiteMissingDirectory: the first install of an app whose database
+// directory does not exist yet (the app would create it) works: Plan and
+// Backup create nothing, Up creates the directories, and the rollback
+// removes the database and the directories again.
+func TestSQLiteMissingDirectory(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	path := filepath.Join(root, "pb_data", "db", "app.db")
+	db, err := Open(ctx, "sqlite", path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer db.Close()
+	p, err := db.Plan(ctx, load(t, release1), PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := db.Backup(ctx, filepath.Join(t.TempDir(), "job"), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "pb_data")); !os.IsNotExist(err) {
+		t.Fatalf("Plan or Backup created the directory: %v", err)
+	}
+	if err := db.Up(ctx, p, b, "1.0.0"); err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	if got := recordIDs(t, db); len(got) == 0 {
+		t.Fatal("no migrations recorded")
+	}
+	b, err = OpenBackup(b.Dir()) // as a new process would
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Rollback(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "pb_data")); !os.IsNotExist(err) {
+		t.Errorf("after the rollback pb_data is still there: %v", err)
+	}
 }

@@ -122,10 +122,12 @@ func (d *sqliteDialect) open(ctx context.Context) (*sql.DB, error) {
 		return nil, err
 	}
 	if !exists {
-		// Not pinged: that would create the file.
-		dir := filepath.Dir(d.path)
-		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-			return nil, fmt.Errorf("database %s: its directory %s does not exist; check database.dsn", d.path, dir)
+		// Not pinged: that would create the file. Its directory may be
+		// missing too (a first install of an app that creates it): Up
+		// creates it, and a rollback removes it again. What exists of
+		// the path must be directories.
+		if _, err := d.missingDirs(); err != nil {
+			return nil, err
 		}
 	}
 	pool, err := sql.Open("sqlite", d.dsn)
@@ -370,7 +372,8 @@ func (d *sqliteDialect) snapshot(ctx context.Context, db *DB, dir string, m *bac
 	}
 	if !exists {
 		m.Absent = true
-		return nil
+		m.CreatedDirs, err = d.missingDirs()
+		return err
 	}
 	if err := d.swap(db, nil); err != nil { // a connection to the file at d.path
 		return err
@@ -412,7 +415,10 @@ func (d *sqliteDialect) snapshot(ctx context.Context, db *DB, dir string, m *bac
 // instead: removing -wal, -shm and -journal first, then renaming.
 func (d *sqliteDialect) restore(ctx context.Context, db *DB, b *Backup) error {
 	if b.m.Absent {
-		return d.removeDatabase(db)
+		if err := d.removeDatabase(db); err != nil {
+			return err
+		}
+		return removeDirs(b.m.CreatedDirs)
 	}
 	src := filepath.Join(b.dir, b.m.File)
 	if _, err := d.checkCopy(ctx, src, b.m.Fingerprint); err != nil {
@@ -549,6 +555,62 @@ func (d *sqliteDialect) replaceFile(ctx context.Context, db *DB, src, mode strin
 
 // removeDatabase removes the database file and its companions: the
 // database did not exist before the job.
+// missingDirs lists the directories of the database's path that do not
+// exist, outermost first; an existing one that is not a directory is an
+// error.
+func (d *sqliteDialect) missingDirs() ([]string, error) {
+	var missing []string
+	for dir := filepath.Dir(d.path); ; dir = filepath.Dir(dir) {
+		fi, err := os.Stat(dir)
+		if err == nil {
+			if !fi.IsDir() {
+				return nil, fmt.Errorf("database %s: %s is not a directory; check database.dsn", d.path, dir)
+			}
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("database %s: %w", d.path, err)
+		}
+		missing = append([]string{dir}, missing...)
+		if dir == filepath.Dir(dir) {
+			break
+		}
+	}
+	return missing, nil
+}
+
+// prepareUp creates the database's directory when it is missing (the
+// backup noted which directories did not exist; a rollback removes them).
+func (d *sqliteDialect) prepareUp() error {
+	dir := filepath.Dir(d.path)
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create the database's directory: %w", err)
+	}
+	return atomicfile.SyncDir(filepath.Dir(dir))
+}
+
+// removeDirs removes the directories the database's path lacked before
+// the job (innermost first) where they are empty: a directory holding
+// anything else is left as it is.
+func removeDirs(dirs []string) error {
+	for i := len(dirs) - 1; i >= 0; i-- {
+		err := os.Remove(dirs[i])
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if entries, rerr := os.ReadDir(dirs[i]); rerr == nil && len(entries) > 0 {
+				return nil // not empty: no longer ours alone
+			}
+			return fmt.Errorf("remove %s (it did not exist before the job): %w", dirs[i], err)
+		}
+		if err := atomicfile.SyncDir(filepath.Dir(dirs[i])); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
 func (d *sqliteDialect) removeDatabase(db *DB) error {
 	err := d.swap(db, func() error {
 		if err := os.Remove(d.path); err != nil && !errors.Is(err, fs.ErrNotExist) {

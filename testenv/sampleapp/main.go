@@ -11,7 +11,11 @@
 // It reads its version from the file VERSION in its working directory (the
 // release directory). A release that fails its health check is one whose
 // directory holds a file named "unhealthy": /health then answers 503. A
-// file "startup_delay" (e.g. "2s") makes it slow to start.
+// file "startup_delay" (e.g. "2s") makes it slow to start. A file
+// "data_writes" holding a directory makes it write its data there as it
+// starts, as an app writes uploads: it adds from-<version>.txt and a
+// directory cache-<version>/, rewrites shared.txt in place (the same
+// inode) and removes old.txt.
 //
 // An app that migrates its own database at start (like PocketBase), opt-in:
 // with SAMPLEAPP_DB naming a SQLite file in its environment, a release
@@ -161,6 +165,11 @@ func serve(args []string) error {
 			time.Sleep(d)
 		}
 	}
+	if b, err := os.ReadFile("data_writes"); err == nil {
+		if err := writeData(strings.TrimSpace(string(b)), version); err != nil {
+			return fmt.Errorf("write data: %w", err)
+		}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
 		if !healthy {
@@ -202,5 +211,30 @@ func selfMigrate() error {
 		return fmt.Errorf("self_migrate.sql on %s: %v: %s", db, err, out)
 	}
 	fmt.Printf("migrated %s at start\n", db)
+	return nil
+}
+
+// writeData changes the data in dir as version's first start would.
+func writeData(dir, version string) error {
+	if err := os.WriteFile(filepath.Join(dir, "from-"+version+".txt"), []byte("written by "+version+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "cache-"+version), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "shared.txt"), os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt([]byte("rewritten in place by "+version), 0); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(dir, "old.txt")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	return nil
 }

@@ -1,5 +1,6 @@
 // Package cli is the updateagent command line: run (what the service
-// runs), install/uninstall/start/stop of the OS service, status and version.
+// runs), install/uninstall/start/stop of the OS service, status,
+// support-bundle (agent/internal/support) and version.
 //
 // Exit codes: 0 success, 1 failure, 2 usage error. Errors are one line on
 // stderr that says what to do.
@@ -71,14 +72,14 @@ func newRoot(stdio IO) *cobra.Command {
 		SilenceUsage:  true,
 		Args:          noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usagef("updateagent needs a command: run, install, uninstall, start, stop, status or version")
+			return usagef("updateagent needs a command: run, install, uninstall, start, stop, status, support-bundle or version")
 		},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newRunCmd(stdio), newStatusCmd(stdio), newVersionCmd(stdio), newCheckConfigCmd(stdio))
 	root.AddCommand(serviceCmds(stdio)...)
-	root.AddCommand(newTUFClientCmd(stdio))
+	root.AddCommand(newTUFClientCmd(stdio), newSupportBundleCmd(stdio))
 	return root
 }
 

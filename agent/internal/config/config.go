@@ -60,6 +60,17 @@ type Config struct {
 
 	App      App       `toml:"app"`
 	Database *Database `toml:"database"`
+	// Data lists the app's other state ([[data]]): files or directories
+	// (uploads, a second database file) that the engine snapshots while
+	// the app is stopped and puts back exactly on rollback.
+	Data []Data `toml:"data"`
+}
+
+// Data is one [[data]] entry: a file or directory of the app's state.
+type Data struct {
+	// Path is absolute; it need not exist (a rollback then removes what
+	// the new version created there).
+	Path string `toml:"path"`
 }
 
 // App is how the managed application is stopped, started and checked.
@@ -263,7 +274,87 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("database.schema_drift %q: use block, report or off", c.Database.SchemaDrift)
 		}
 	}
+	return c.validateData()
+}
+
+// validateData checks the [[data]] paths: absolute, none inside another,
+// none holding or inside what the agent manages itself (data_dir,
+// install_dir's releases/ and current), none holding the SQLite
+// [database] (backed up on its own).
+func (c *Config) validateData() error {
+	type owned struct{ path, what string }
+	own := []owned{
+		{filepath.Clean(c.DataDir), "data_dir"},
+		{filepath.Join(c.InstallDir, "releases"), "install_dir's releases/"},
+		{filepath.Join(c.InstallDir, "current"), "install_dir's current"},
+	}
+	var dbFile string
+	if c.Database != nil && c.Database.Driver == "sqlite" {
+		dbFile = SQLitePath(c.Database.DSN)
+	}
+	seen := make([]string, 0, len(c.Data))
+	for i, d := range c.Data {
+		key := fmt.Sprintf("data[%d].path", i)
+		if d.Path == "" {
+			return fmt.Errorf("%s: missing (write [[data]] path = \"/abs/path\")", key)
+		}
+		if !filepath.IsAbs(d.Path) {
+			return fmt.Errorf("%s %q: must be an absolute path", key, d.Path)
+		}
+		p := filepath.Clean(d.Path)
+		if p == filepath.Dir(p) {
+			return fmt.Errorf("%s %q: the root of a file system cannot be app data; name the app's own directory", key, d.Path)
+		}
+		if within(p, filepath.Clean(c.InstallDir)) {
+			return fmt.Errorf("%s %q: holds install_dir %s, whose releases the agent manages itself; name the app's data directories inside it instead", key, d.Path, c.InstallDir)
+		}
+		for _, o := range own {
+			if within(o.path, p) || within(p, o.path) {
+				return fmt.Errorf("%s %q: overlaps %s (%s), which the agent manages itself; keep the app's data elsewhere", key, d.Path, o.what, o.path)
+			}
+		}
+		if dbFile != "" && (within(p, dbFile) || within(dbFile, p)) {
+			return fmt.Errorf("%s %q: holds the [database] file %s, which the agent backs up on its own; list the app's other files instead", key, d.Path, dbFile)
+		}
+		for j, q := range seen {
+			if within(q, p) || within(p, q) {
+				return fmt.Errorf("%s %q overlaps data[%d].path %q: list each path once, none inside another", key, d.Path, j, c.Data[j].Path)
+			}
+		}
+		seen = append(seen, p)
+	}
 	return nil
+}
+
+// within reports whether p is dir or inside it (both clean and absolute).
+func within(dir, p string) bool {
+	if p == dir {
+		return true
+	}
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// SQLitePath returns the file path of a SQLite DSN (a path, optionally
+// followed by ?parameters, or a file: URI), "" when it names none.
+func SQLitePath(dsn string) string {
+	p := dsn
+	if strings.HasPrefix(dsn, "file:") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return ""
+		}
+		p = u.Path
+		if p == "" {
+			p = u.Opaque
+		}
+	} else if i := strings.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	if p == "" || p == ":memory:" || !filepath.IsAbs(filepath.FromSlash(p)) {
+		return ""
+	}
+	return filepath.Clean(filepath.FromSlash(p))
 }
 
 func (a App) validate() error {

@@ -123,3 +123,51 @@ func TestDefaultPath(t *testing.T) {
 		}
 	}
 }
+
+// [[data]] paths: the contract's example (a directory inside install_dir,
+// beside releases/) is valid; anything the agent manages itself, or that
+// overlaps another path or the SQLite database, is refused naming the key.
+func TestDataPaths(t *testing.T) {
+	db := "[database]\ndriver = \"sqlite\"\ndsn = \"file:/opt/acme-erp/data/app.db?_pragma=foreign_keys(1)\"\n"
+	tests := []struct {
+		name, data, wantErr string
+	}{
+		{"contract example", `["/opt/acme-erp/storage"]`, ""},
+		{"several", `["/srv/uploads", "/opt/acme-erp/data/aux.db", "/opt/acme-erp/storage"]`, ""},
+		{"relative", `["storage"]`, "data[0].path \"storage\": must be an absolute path"},
+		{"empty", `[""]`, "data[0].path: missing"},
+		{"root", `["/"]`, "root of a file system"},
+		{"holds install_dir", `["/opt"]`, "holds install_dir"},
+		{"is install_dir", `["/opt/acme-erp"]`, "holds install_dir"},
+		{"inside releases", `["/opt/acme-erp/releases/1.0.0/uploads"]`, "releases/"},
+		{"current", `["/opt/acme-erp/current/uploads"]`, "current"},
+		{"data_dir", `["/var/lib/updateagent/x"]`, "data_dir"},
+		{"holds data_dir", `["/var/lib"]`, "data_dir"},
+		{"database file", `["/opt/acme-erp/data/app.db"]`, "[database] file"},
+		{"database dir", `["/opt/acme-erp/data"]`, "[database] file"},
+		{"duplicate", `["/srv/uploads", "/srv/uploads/"]`, "data[1].path \"/srv/uploads/\" overlaps data[0].path"},
+		{"nested", `["/srv/uploads/a", "/srv/uploads"]`, "overlaps data[0].path"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var paths []string
+			for p := range strings.SplitSeq(strings.Trim(tt.data, "[]"), ", ") {
+				paths = append(paths, "[[data]]\npath = "+p+"\n")
+			}
+			in := valid + db + strings.Join(paths, "")
+			c, err := Parse([]byte(in))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(c.Data) != len(paths) {
+					t.Errorf("Data = %+v", c.Data)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want it to say %q", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -49,21 +49,38 @@ const dbRetries = 3
 // dbRetryPause is the pause between those tries.
 var dbRetryPause = 2 * time.Second
 
-// backupStep backs up the database before migrating.
+// backupStep snapshots the [[data]] paths (data.go) and backs up the
+// database before migrating: whichever of the two the agent has.
 type backupStep struct{}
 
 func (backupStep) state() state { return stBackingUp }
 
 func (backupStep) message(jb *job) string {
-	if jb.db != nil && jb.db.Driver() == "postgres" {
-		return "recording the PostgreSQL schema before migrating (the migrations run in one transaction; a rollback runs the recorded down migrations)"
+	var parts []string
+	if len(jb.data) > 0 {
+		parts = append(parts, fmt.Sprintf("snapshotting the app's data (%s) to %s", strings.Join(jb.data, ", "), jb.dataSnapshot()))
 	}
-	return "backing up the database to " + filepath.Join(jb.dataDir, backupsDir, jb.rec.ID)
+	switch {
+	case jb.dbCfg == nil:
+	case jb.db != nil && jb.db.Driver() == "postgres":
+		parts = append(parts, "recording the PostgreSQL schema before migrating (the migrations run in one transaction; a rollback runs the recorded down migrations)")
+	default:
+		parts = append(parts, "backing up the database to "+jb.backupDir())
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (backupStep) prepare(ctx context.Context, jb *job) error { return nil }
 
 func (backupStep) apply(ctx context.Context, jb *job) error {
+	if len(jb.data) > 0 {
+		if err := snapshotData(jb.dataSnapshot(), jb.data); err != nil {
+			return err
+		}
+	}
+	if jb.dbCfg == nil {
+		return nil
+	}
 	if jb.db == nil || jb.plan == nil {
 		return errors.New("no database plan (preflight did not run in this process)")
 	}
@@ -75,13 +92,17 @@ func (backupStep) apply(ctx context.Context, jb *job) error {
 	return nil
 }
 
-// rollback does nothing: migrateStep.rollback restores the backup.
-func (backupStep) rollback(ctx context.Context, jb *job) error { return nil }
+// rollback puts the [[data]] back from their snapshot (a snapshot never
+// completed: nothing to do). The database is restored by
+// migrateStep.rollback, which runs first.
+func (backupStep) rollback(ctx context.Context, jb *job) error {
+	return restoreData(jb.dataSnapshot())
+}
 
 func (backupStep) commit(ctx context.Context, jb *job) error { return nil }
 
-// cleanup closes the database and removes the backup, unless the job
-// failed in a way that may need it.
+// cleanup closes the database and removes the backup and the data
+// snapshot, unless the job failed in a way that may need them.
 func (backupStep) cleanup(ctx context.Context, jb *job) error {
 	if jb.db != nil {
 		jb.db.Close()

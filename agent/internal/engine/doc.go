@@ -8,8 +8,10 @@
 //	downloading -> verified -> preflight -> stopping -> staging -> backing_up
 //	    -> migrating -> switching -> starting -> health_check -> committed
 //
-// (backing_up and migrating only when the agent has a [database]; see
-// dbsteps.go, and the step interface). A failure before stopping
+// (backing_up only when the agent has a [database] or [[data]] paths,
+// migrating only with a [database]; see dbsteps.go, data.go and the step
+// interface). backing_up also snapshots the app's other data ([[data]]),
+// put back exactly on rollback, after the database. A failure before stopping
 // (download, verification, preflight) ends the job failed with the app
 // untouched. Before downloading, the trust boundary (trust.go) refuses an
 // assignment that asks for what the release team did not sign for this
@@ -58,7 +60,8 @@
 //
 // What the agent keeps of each release's bundle (its files' hashes, its
 // manifest, migrations and hooks) lives in <data_dir>/releases/<version>/
-// (see relmeta.go); a job's database backup in <data_dir>/backups/<job>/.
+// (see relmeta.go); a job's database backup in <data_dir>/backups/<job>/,
+// its [[data]] snapshot in <data_dir>/backups/<job>/data/.
 //
 // Events (job, seq, state, message, at) queue in the journal until
 // MarkDelivered; ReadStatus reads the status from another process.

@@ -67,6 +67,10 @@ type Config struct {
 	// apply. nil: no database steps, and a bundle with migrations is
 	// refused in preflight.
 	Database *config.Database
+	// Data are the app's other files and directories ([[data]], absolute
+	// paths): snapshotted in backing_up, put back exactly on rollback
+	// (see data.go).
+	Data []string
 	// DriftIgnore lists patterns of paths in a release directory that are
 	// not drift (files the application itself writes there, e.g. "*.log"
 	// or "logs/"); see drift.Ignored for the syntax.
@@ -114,6 +118,11 @@ func (c *Config) validate() error {
 	}
 	if c.Database != nil && (c.Database.Driver == "" || c.Database.DSN == "") {
 		return errors.New("engine config: Database needs a driver and a dsn")
+	}
+	for _, p := range c.Data {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("engine config: Data path %q must be absolute", p)
+		}
 	}
 	if err := drift.ValidateIgnore(c.DriftIgnore); err != nil {
 		return fmt.Errorf("engine config: %w", err)

@@ -154,6 +154,8 @@ type testSite struct {
 	DriftIgnore []string
 	// AllowDowngrade is the agent's allow_downgrade.
 	AllowDowngrade bool
+	// Data are the agent's [[data]] paths (see data_test.go).
+	Data []string
 }
 
 func newSite(t *testing.T) *testSite {
@@ -231,6 +233,7 @@ func (s *testSite) config(log *slog.Logger, failpoint string) Config {
 		Failpoint:      failpoint,
 		Database:       s.Database,
 		DriftIgnore:    s.DriftIgnore,
+		Data:           s.Data,
 		// As the runner does: the [app] health settings with the
 		// bundle's [health] fields in their place.
 		HealthOverride: func(h bundle.Health) (HealthChecker, error) {

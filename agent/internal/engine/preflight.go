@@ -19,6 +19,9 @@ import (
 // preflightMessage is the preflight event's message: what it checks.
 func preflightMessage(jb *job) string {
 	checks := []string{"drift", "free disk"}
+	if len(jb.data) > 0 {
+		checks[1] = "free disk (the data snapshot included)"
+	}
 	if jb.dbCfg != nil {
 		checks = append(checks, "the database and its migrations")
 	}
@@ -72,6 +75,13 @@ func (e *Engine) preflight(ctx context.Context, jb *job) (string, error) {
 	}
 	if err := e.checkSiteDrift(ctx, jb); err != nil {
 		return "", err
+	}
+	if len(jb.data) > 0 {
+		n, err := dataSize(jb.data)
+		if err != nil {
+			return "", fmt.Errorf("data: %w", err)
+		}
+		backupSize += n
 	}
 	if err := checkDisk(jb, backupSize); err != nil {
 		return "", err
@@ -130,8 +140,10 @@ func (e *Engine) checkSiteDrift(ctx context.Context, jb *job) error {
 func diskMargin(n uint64) uint64 { return n + n/20 + 32<<20 }
 
 // checkDisk refuses a job that would fill the disk: the unpacked bundle in
-// the install dir, the database backup and the bundle's migrations and
-// hooks in the data dir (on one file system, their sum).
+// the install dir, the database backup and the [[data]] snapshot
+// (backupSize: both) and the bundle's migrations and hooks in the data
+// dir (on one file system, their sum). A reflinked snapshot may take
+// less; the check counts a full copy.
 func checkDisk(jb *job, backupSize int64) error {
 	f, err := os.Open(jb.bundlePath())
 	if err != nil {
@@ -160,10 +172,10 @@ func checkDisk(jb *job, backupSize int64) error {
 	}
 	needs := []need{
 		{rels, uint64(scan.TotalSize), "the release"},
-		{jb.dataDir, uint64(backupSize + kept), "the database backup and the bundle's migrations and hooks"},
+		{jb.dataDir, uint64(backupSize + kept), "the backups of the database and data and the bundle's migrations and hooks"},
 	}
 	if same, known := sameFileSystem(rels, jb.dataDir); same || !known {
-		needs = []need{{rels, uint64(scan.TotalSize + backupSize + kept), "the release and the database backup"}}
+		needs = []need{{rels, uint64(scan.TotalSize + backupSize + kept), "the release and the backups of the database and data"}}
 		if backupSize == 0 {
 			needs[0].what = "the release"
 		}

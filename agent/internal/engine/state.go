@@ -19,7 +19,7 @@ const (
 	stPreflight   state = 4
 	stStopping    state = 5
 	stStaging     state = 6
-	stBackingUp   state = 7 // the database backup (only with a [database])
+	stBackingUp   state = 7 // the database backup and the [[data]] snapshot (only with either)
 	stMigrating   state = 8 // the migrations (only with a [database])
 	stSwitching   state = 9
 	stStarting    state = 10

@@ -28,6 +28,7 @@ type job struct {
 	dataDir    string
 	keep       int
 	dbCfg      *config.Database // the agent's [database]; nil: no database steps
+	data       []string         // the agent's [[data]] paths
 	log        *slog.Logger
 
 	// keepBackup keeps the database backup at cleanup: the job failed
@@ -57,6 +58,7 @@ func (e *Engine) newJob(rec *jobRecord) *job {
 		dataDir:    e.cfg.DataDir,
 		keep:       e.cfg.KeepReleases,
 		dbCfg:      e.cfg.Database,
+		data:       e.cfg.Data,
 		log:        e.log.With("job", rec.ID, "from", rec.From, "to", rec.To),
 	}
 }
@@ -74,7 +76,8 @@ func (jb *job) prevVersion() string { return linkVersion(jb.rec.PrevLink) }
 
 // A step is one part of installing a release that the app must be stopped
 // for. Files come in two steps (staging, switching), the database in two
-// more (backing_up, migrating; only when the agent has a [database]),
+// more (backing_up, migrating; only when the agent has a [database]; the
+// [[data]] paths are snapshotted in backing_up too, see data.go),
 // applied in the order of the states: staging, backing_up, migrating,
 // switching. The bundle's hooks run inside stopping, staging and starting
 // (see hooks.go). The engine drives every step through this lifecycle:
@@ -113,17 +116,23 @@ type step interface {
 }
 
 // steps returns the steps of a job, in the order they apply. It depends
-// on the agent's config only, so that a recovery finds the same steps.
+// on the agent's config, so that a recovery finds the same steps, and on
+// a [[data]] snapshot the job left: a recovery after the config lost its
+// [[data]] still puts them back.
 func (jb *job) steps() []step {
-	if jb.dbCfg == nil {
-		return []step{stageStep{}, switchStep{}}
+	switch {
+	case jb.dbCfg != nil:
+		return []step{stageStep{}, backupStep{}, migrateStep{}, switchStep{}}
+	case len(jb.data) > 0 || jb.hasDataSnapshot():
+		return []step{stageStep{}, backupStep{}, switchStep{}}
 	}
-	return []step{stageStep{}, backupStep{}, migrateStep{}, switchStep{}}
+	return []step{stageStep{}, switchStep{}}
 }
 
 // rollbackSteps returns the steps in the order they roll back: the
-// database first (restored while current still points at the release
-// that matches it), then the files, each group in reverse.
+// database and the [[data]] first (restored while current still points
+// at the release that matches them), then the files, each group in
+// reverse.
 func (jb *job) rollbackSteps() []step {
 	var db, files []step
 	for _, s := range slices.Backward(jb.steps()) {

@@ -3,6 +3,7 @@ package runner
 import (
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/dropless/dropless/agent/internal/appctl"
 	"github.com/dropless/dropless/agent/internal/config"
@@ -21,9 +22,19 @@ func EngineConfig(cfg *config.Config, app appctl.Controller, f engine.Fetcher, l
 		KeepReleases:   cfg.KeepReleases,
 		App:            app,
 		Database:       cfg.Database,
+		Data:           dataPaths(cfg.Data),
 		DriftIgnore:    cfg.DriftIgnore,
 		Fetcher:        f,
 		Log:            log,
 		Failpoint:      os.Getenv(engine.FailpointEnv),
 	}
+}
+
+// dataPaths are the [[data]] paths, clean.
+func dataPaths(ds []config.Data) []string {
+	var ps []string
+	for _, d := range ds {
+		ps = append(ps, filepath.Clean(d.Path))
+	}
+	return ps
 }
