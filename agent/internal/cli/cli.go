@@ -78,7 +78,7 @@ func newRoot(stdio IO) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newRunCmd(stdio), newStatusCmd(stdio), newVersionCmd(stdio), newCheckConfigCmd(stdio))
 	root.AddCommand(serviceCmds(stdio)...)
-	root.AddCommand(newTUFClientCmd(stdio))
+	root.AddCommand(newTUFClientCmd(stdio), newApplyOfflineCmd(stdio))
 	return root
 }
 
