@@ -1,6 +1,7 @@
 package airgap
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -46,8 +47,8 @@ type ReportJob struct {
 	Events []protocol.Event `json:"events"`
 }
 
-// SignedReport is the report as it travels: the report's exact bytes and,
-// when the agent had a credential, an HMAC-SHA256 of them keyed with the
+// SignedReport is the report as it travels: the report and, when the
+// agent had a credential, an HMAC-SHA256 of its compact JSON keyed with the
 // credential's hash (the hex sha256 the server keeps of it). Whoever
 // carries the file can read it but cannot change it nor write one for
 // another site without the agent's credential.
@@ -106,8 +107,14 @@ func (sr SignedReport) Verify(key string) error {
 		}
 		return fmt.Errorf("%w: unknown signature scheme", ErrSignature)
 	}
+	// The signature is of the compact encoding: re-indenting the file
+	// (as json.MarshalIndent does to the raw report) changes no byte of it.
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, sr.Report); err != nil {
+		return fmt.Errorf("%w: the report is not valid JSON", ErrSignature)
+	}
 	sig, err := hex.DecodeString(hexSig)
-	if err != nil || !hmac.Equal(sig, mac(sr.Report, key)) {
+	if err != nil || !hmac.Equal(sig, mac(compact.Bytes(), key)) {
 		return fmt.Errorf("%w: it was changed after the agent wrote it, or it is not from this site's agent (enrolled again since?)", ErrSignature)
 	}
 	return nil

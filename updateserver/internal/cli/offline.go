@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -145,4 +146,45 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
+}
+
+func newImportReportCmd(stdio IO) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "import-report FILE [--json]",
+		Short: "Import the job report an air-gapped agent wrote (apply-offline --report) into its site's history",
+		Long: `Import the report that updateagent apply-offline --report wrote on an
+air-gapped site: its jobs and their events join the site's history, and the
+site's installed version becomes the one the report says (unless the site
+checked in since). The report is signed with the site's agent credential:
+a report that was changed, or that names another site than the agent's,
+is refused. Importing the same report again adds nothing.`,
+		Args: exactArgs(1, "the report FILE"),
+	}
+	api := withAPI(cmd, stdio)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := api.client()
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(args[0])
+		if err != nil {
+			return fmt.Errorf("read the report: %w", err)
+		}
+		if !json.Valid(b) || len(b) > airgap.MaxReportBytes {
+			return fmt.Errorf("%s is not a report: give the file updateagent apply-offline --report wrote", args[0])
+		}
+		resp, err := c.ImportReport(cmd.Context(), b)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(stdio.Stdout, resp)
+		}
+		fmt.Fprintf(stdio.Stdout, "imported into %s: %d jobs (%d new), %d new events; installed: %s\n",
+			resp.Site, len(resp.Jobs), resp.New, resp.Events, orDash(resp.InstalledVersion))
+		return nil
+	}
+	return cmd
 }
