@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dropless/dropless/pkg/agentapi"
+	"github.com/dropless/dropless/pkg/airgap"
 	"github.com/dropless/dropless/pkg/protocol"
 )
 
@@ -67,7 +68,18 @@ func TestAuthorization(t *testing.T) {
 		}
 		return []string{"viewer", "support", "release", "admin"}
 	}
+	// A report of an offline job of site A, signed by site A's agent.
+	at := time.Now().UTC()
+	offlineA, err := airgap.Sign(airgap.Report{Site: "site-a", Client: "acme", Product: "acme-erp", InstalledVersion: "1.0.0", WrittenAt: at,
+		Jobs: []airgap.ReportJob{{ID: "offline-authz", To: "1.0.0", Target: "acme-erp/acme-erp-1.0.0.tar.gz", Result: protocol.ResultSucceeded,
+			Events: []protocol.Event{{JobID: "offline-authz", Seq: 1, State: protocol.StateCommitted, At: at}}}}}, airgap.CredentialKey(agentA.Credential))
+	if err != nil {
+		t.Fatal(err)
+	}
 	eps := []endpoint{
+		{"POST", "/api/v1/offline-reports", string(offlineA), operatorRoles(protocol.RoleSupport)},
+		// Only site A's agent may send site A's report.
+		{"POST", "/api/v1/agent/offline-report", string(offlineA), []string{"agent-a"}},
 		{"POST", "/api/v1/tokens", `{"role":"viewer","name":"x"}`, operatorRoles(protocol.RoleAdmin)},
 		{"GET", "/api/v1/tokens", ``, operatorRoles(protocol.RoleAdmin)},
 		{"POST", "/api/v1/tokens/authz-victim/revoke", ``, operatorRoles(protocol.RoleAdmin)},
