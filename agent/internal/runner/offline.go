@@ -104,10 +104,10 @@ func ApplyOffline(ctx context.Context, cfg *config.Config, file string, log *slo
 	// Verify the metadata before anything else: a file that does not
 	// verify against the pinned root starts no job.
 	if err := fc.Bootstrap(ctx); err != nil {
-		return res, fmt.Errorf("%s: %w", file, err)
+		return res, fmt.Errorf("%s: %w: the file is from another update server than the one root_sha256 pins", file, err)
 	}
 	if err := fc.Refresh(ctx); err != nil {
-		return res, fmt.Errorf("%s: the file's metadata does not verify against the pinned root: %w", file, err)
+		return res, fmt.Errorf("%s: the file's metadata does not verify against the pinned root: %w: export the file again from the update server whose root root_sha256 pins (updateserver root sha256), and apply it before it expires", file, err)
 	}
 	app, err := appctl.New(cfg.App, cfg.InstallDir, log)
 	if err != nil {

@@ -220,6 +220,7 @@ func TestApplyOfflineRefusals(t *testing.T) {
 				if err == nil || len(res.Jobs) != 0 {
 					t.Fatalf("want a refusal before any job, got %+v %v", res.Jobs, err)
 				}
+				t.Logf("refused: %v", err)
 				if !strings.Contains(err.Error(), tc.want) {
 					t.Errorf("error %q, want %q", err, tc.want)
 				}
@@ -241,6 +242,7 @@ func TestApplyOfflineRefusals(t *testing.T) {
 		other := newOfflineRepo(t)
 		h := other.add(t, "2.0.0", ">= 1.0", product)
 		_, err := o.apply(t, other.file(t, nil, h))
+		t.Logf("refused: %v", err)
 		if !errors.Is(err, fetch.ErrRootPin) && (err == nil || !strings.Contains(err.Error(), "does not verify")) {
 			t.Fatalf("want a refusal by the pinned root, got %v", err)
 		}
@@ -248,11 +250,25 @@ func TestApplyOfflineRefusals(t *testing.T) {
 			t.Errorf("running %q", o.site.running())
 		}
 	})
+	t.Run("wrong root, fresh agent", func(t *testing.T) {
+		other := newOfflineRepo(t)
+		h := other.add(t, "1.0.0", "", product)
+		other.site.cfg.RootSHA256 = o.site.cfg.RootSHA256 // pins o's root
+		_, err := other.apply(t, other.file(t, nil, h))
+		t.Logf("refused: %v", err)
+		if !errors.Is(err, fetch.ErrRootPin) {
+			t.Fatalf("want a root pin refusal, got %v", err)
+		}
+		if other.site.running() != "" {
+			t.Errorf("running %q", other.site.running())
+		}
+	})
 	t.Run("expired", func(t *testing.T) {
 		o.repo.TimestampExpiry = -time.Hour
 		o.repo.PublishSnapshot()
 		defer func() { o.repo.TimestampExpiry = 24 * time.Hour; o.repo.PublishSnapshot() }()
 		_, err := o.apply(t, o.file(t, nil, h2))
+		t.Logf("refused: %v", err)
 		if err == nil || !strings.Contains(err.Error(), "expired") {
 			t.Fatalf("want expired, got %v", err)
 		}
