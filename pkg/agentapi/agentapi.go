@@ -216,3 +216,14 @@ func (c *Client) SendEvents(ctx context.Context, events []protocol.Event) (proto
 	}
 	return out, nil
 }
+
+// SendReport delivers the report of jobs the agent ran from an air-gap
+// file (airgap.SignedReport, signed with the agent's credential); the
+// server stores each job once.
+func (c *Client) SendReport(ctx context.Context, report json.RawMessage) (protocol.ImportReportResponse, error) {
+	var out protocol.ImportReportResponse
+	if err := c.post(ctx, protocol.APIVersion+"/agent/offline-report", report, &out, c.CurrentCredential(), c.timeout()); err != nil {
+		return out, fmt.Errorf("send offline report: %w", err)
+	}
+	return out, nil
+}

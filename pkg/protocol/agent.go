@@ -255,3 +255,16 @@ type Job struct {
 	Events        []Event `json:"events"`
 	EventsDropped int     `json:"events_dropped,omitempty"`
 }
+
+// ImportReportResponse says what importing an offline job report changed.
+type ImportReportResponse struct {
+	Site string `json:"site"`
+	// Jobs lists the report's jobs; New says how many the server did not
+	// know yet (a report imported twice adds nothing).
+	Jobs []string `json:"jobs"`
+	New  int      `json:"new"`
+	// Events is how many events were new.
+	Events int `json:"events"`
+	// InstalledVersion is the site's installed version after the import.
+	InstalledVersion string `json:"installed_version"`
+}

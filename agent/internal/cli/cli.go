@@ -72,14 +72,14 @@ func newRoot(stdio IO) *cobra.Command {
 		SilenceUsage:  true,
 		Args:          noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usagef("updateagent needs a command: run, install, uninstall, start, stop, status, support-bundle or version")
+			return usagef("updateagent needs a command: run, install, uninstall, start, stop, status, apply-offline, support-bundle or version")
 		},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newRunCmd(stdio), newStatusCmd(stdio), newVersionCmd(stdio), newCheckConfigCmd(stdio))
 	root.AddCommand(serviceCmds(stdio)...)
-	root.AddCommand(newTUFClientCmd(stdio), newSupportBundleCmd(stdio))
+	root.AddCommand(newTUFClientCmd(stdio), newApplyOfflineCmd(stdio), newSupportBundleCmd(stdio))
 	return root
 }
 

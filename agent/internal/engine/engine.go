@@ -286,3 +286,13 @@ func (e *Engine) failpoint(s state) {
 		os.Exit(FailpointExitCode)
 	}
 }
+
+// Job returns one job as the journal records it: its status (from, to,
+// state, result) and its TUF target.
+func (e *Engine) Job(ctx context.Context, id string) (protocol.JobStatus, string, error) {
+	rec, err := e.j.job(ctx, id)
+	if err != nil {
+		return protocol.JobStatus{}, "", fmt.Errorf("job %s: %w", id, err)
+	}
+	return rec.status(), rec.Target, nil
+}

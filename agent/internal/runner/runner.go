@@ -466,6 +466,14 @@ func (r *Runner) deliverEvents(ctx context.Context) {
 			if err != nil || len(evs) == 0 {
 				break
 			}
+			if evs, err = r.deliverReports(ctx, evs); err != nil {
+				r.logThrottled(&lastLogged, "offline job reports not delivered yet", err)
+				sleep(ctx, bo.next())
+				continue
+			}
+			if len(evs) == 0 {
+				break // reports only; the rest on the next wake or tick
+			}
 			if _, err := r.api.SendEvents(ctx, evs); err != nil {
 				r.logThrottled(&lastLogged, "events not delivered yet", err)
 				sleep(ctx, bo.next())

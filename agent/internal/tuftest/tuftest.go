@@ -390,3 +390,26 @@ func DirFiles(t testing.TB, dir string) map[string]string {
 	}
 	return out
 }
+
+// WriteDir writes the repository as a static mirror lays it out:
+// dir/metadata/<name> for every metadata file served and
+// dir/targets/<hash-prefixed path> for every target.
+func (r *Repo) WriteDir(dir string) {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	write := func(p string, b []byte) {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			r.t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	for name, b := range r.meta {
+		write(filepath.Join(dir, "metadata", name), b)
+	}
+	for p, b := range r.blobs {
+		write(filepath.Join(dir, "targets", filepath.FromSlash(p)), b)
+	}
+}

@@ -126,6 +126,8 @@ func (s *Server) routes() []route {
 		{pattern: "GET " + v1 + "/sites/{site}/history", access: operator, role: protocol.RoleViewer, summary: "A site's jobs with their events, newest first, a page at a time (Link rel=next)",
 			query: []param{{name: "limit", desc: "jobs per page", integer: true}, {name: "before", desc: "only jobs older than this job ID"}},
 			resp:  []protocol.Job{}, handler: s.history},
+		{pattern: "POST " + v1 + "/offline-reports", access: operator, role: protocol.RoleSupport, summary: "Import the report of jobs an air-gapped site's agent ran from an air-gap file (signed by that agent) into the site's history",
+			body: signedReportBody{}, resp: protocol.ImportReportResponse{}, handler: s.importReport},
 		{pattern: "POST " + v1 + "/upgrades", access: operator, role: protocol.RoleSupport, summary: "Upgrade a site or a client's sites",
 			body: protocol.UpgradeRequest{}, status: http.StatusCreated, resp: protocol.UpgradeResponse{}, handler: s.upgrade},
 		{pattern: "GET " + v1 + "/sites/{site}/window", access: operator, role: protocol.RoleViewer, summary: "A site's maintenance window as of now",
@@ -148,6 +150,8 @@ func (s *Server) routes() []route {
 			body:  protocol.CheckinRequest{}, resp: protocol.CheckinResponse{}, handler: s.checkin},
 		{pattern: "POST " + v1 + "/agent/events", access: agent, summary: "An agent sends the events of its jobs",
 			body: protocol.EventsRequest{}, resp: protocol.EventsResponse{}, handler: s.agentEvents},
+		{pattern: "POST " + v1 + "/agent/offline-report", access: agent, summary: "An agent sends the signed report of the jobs it ran from an air-gap file",
+			body: signedReportBody{}, resp: protocol.ImportReportResponse{}, handler: s.agentReport},
 	}
 }
 

@@ -79,7 +79,7 @@ func newSitesCmd(stdio IO) *cobra.Command {
 		}
 		return nil
 	})
-	return group("sites", "Sites and the versions they run", list, show)
+	return group("sites", "Sites and the versions they run", list, show, newImportReportCmd(stdio))
 }
 
 // windowColumn says whether a site's jobs may start: "open", or when

@@ -395,3 +395,11 @@ func (c *Client) Freezes(ctx context.Context) ([]protocol.Freeze, error) {
 func (c *Client) DeleteFreeze(ctx context.Context, id int64) error {
 	return c.Do(ctx, http.MethodDelete, fmt.Sprintf("%s/freezes/%d", protocol.APIVersion, id), nil, nil)
 }
+
+// ImportReport imports the report of an air-gapped site's offline jobs
+// (the file updateagent apply-offline --report wrote).
+func (c *Client) ImportReport(ctx context.Context, report json.RawMessage) (protocol.ImportReportResponse, error) {
+	var out protocol.ImportReportResponse
+	err := c.Do(ctx, http.MethodPost, protocol.APIVersion+"/offline-reports", report, &out)
+	return out, err
+}

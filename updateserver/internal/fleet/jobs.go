@@ -278,7 +278,17 @@ func (f *Fleet) reportEnd(ctx context.Context, now time.Time, site, id, result s
 func (f *Fleet) recordEvents(ctx context.Context, now time.Time, site string, events []protocol.Event) (int, error) {
 	added := 0
 	err := f.jobs(ctx, now, func(r *jobRun) error {
-		added = 0
+		var err error
+		added, err = r.recordEvents(site, events)
+		return err
+	})
+	return added, err
+}
+
+// recordEvents is Fleet.recordEvents inside the transaction r.
+func (r *jobRun) recordEvents(site string, events []protocol.Event) (int, error) {
+	added := 0
+	err := func() error {
 		type seenJob struct {
 			row   store.JobRow
 			moved bool // its progress was recorded in this batch
@@ -330,7 +340,7 @@ func (f *Fleet) recordEvents(ctx context.Context, now time.Time, site string, ev
 			}
 		}
 		return nil
-	})
+	}()
 	return added, err
 }
 

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -45,6 +46,13 @@ const maxMetadata = 8 << 20
 
 // Export copies the repository at get into dir.
 func Export(ctx context.Context, get Getter, dir string) (Result, error) {
+	return ExportTargets(ctx, get, dir, nil)
+}
+
+// ExportTargets is Export with only the targets whose paths are in only
+// (all of them when only is nil); a path in only that the targets
+// metadata does not list is an error. The air-gap file uses it.
+func ExportTargets(ctx context.Context, get Getter, dir string, only []string) (Result, error) {
 	var res Result
 	mdDir, tDir := filepath.Join(dir, "metadata"), filepath.Join(dir, "targets")
 	for _, d := range []string{mdDir, tDir} {
@@ -103,7 +111,15 @@ func Export(ctx context.Context, get Getter, dir string) (Result, error) {
 	}
 	res.SnapshotVersion, res.TargetsVersion = snapMeta.Version, targetsMeta.Version
 
+	for _, p := range only {
+		if _, ok := targets.Signed.Targets[p]; !ok {
+			return res, fmt.Errorf("target %s is not in %s", p, targetsName)
+		}
+	}
 	for tpath, tf := range targets.Signed.Targets {
+		if only != nil && !slices.Contains(only, tpath) {
+			continue
+		}
 		sum, ok := tf.Hashes["sha256"]
 		if !ok {
 			return res, fmt.Errorf("target %s has no sha256", tpath)
