@@ -122,16 +122,28 @@ func jobText(j protocol.Job) string {
 }
 
 // swapToHealthy is the "N after the swap" the new agent journals.
-var swapToHealthy = regexp.MustCompile(`checked in healthy, (\S+) after the swap`)
+var swapToHealthy = regexp.MustCompile(`runs and checked in, (\S+) after the swap`)
 
+// trialHealthy is the "N after it started" the new agent on trial
+// journals.
+var trialHealthy = regexp.MustCompile(`checked in healthy, (\S+) after it started`)
+
+// logSwapToHealthy logs the new agent's times: start on trial to its
+// healthy check-in, and swap to the swapped-in agent's check-in.
 func logSwapToHealthy(t *testing.T, j protocol.Job) {
+	var trial, swap string
 	for _, ev := range j.Events {
+		if m := trialHealthy.FindStringSubmatch(ev.Message); m != nil {
+			trial = m[1]
+		}
 		if m := swapToHealthy.FindStringSubmatch(ev.Message); m != nil {
-			t.Logf("self-update %s -> %s: swap -> healthy %s", j.From, j.To, m[1])
-			return
+			swap = m[1]
 		}
 	}
-	t.Errorf("no swap -> healthy time in the job's events:\n%s", jobText(j))
+	if trial == "" || swap == "" {
+		t.Errorf("no trial or swap times in the job's events:\n%s", jobText(j))
+	}
+	t.Logf("self-update %s -> %s: trial start -> healthy check-in %s; swap -> swapped-in agent checked in %s", j.From, j.To, trial, swap)
 }
 
 // TestAgentUpgradesItselfAsService installs agent 1.0.0 as a real OS
@@ -223,15 +235,18 @@ func TestAgentSelfUpdateRollsBackABrokenAgent(t *testing.T) {
 	}
 }
 
-// TestAgentSelfUpdateKilled kills the agent during the self-update: at
-// the swap (exits right after journaling it, before the binary changes),
-// after the swap before the trial, and with kill -9 while the new binary
-// is on trial. Started again, the agent runs the old binary, reports its
-// version, and the job ends rolled_back, once.
+// TestAgentSelfUpdateKilled kills the agents during the self-update: the
+// old agent right after it journaled the trial's start, the new agent on
+// trial at its start, the old agent with kill -9 while the new one is on
+// trial (a build that never checks in), and the new agent right after it
+// proved itself (before the swap). Each time, the agent that runs next
+// runs a complete binary, reports its version, and the job ends once:
+// rolled_back to the old agent, or succeeded once the proven one was
+// swapped in.
 func TestAgentSelfUpdateKilled(t *testing.T) {
 	env := New(t)
-	v1 := buildAgent(t, "1.0.0")
-	publishAgent(t, env, "2.0.0", buildAgent(t, "2.0.0"))
+	v1, v2 := buildAgent(t, "1.0.0"), buildAgent(t, "2.0.0")
+	publishAgent(t, env, "2.0.0", v2)
 	publishAgent(t, env, "2.0.2", buildAgent(t, "2.0.2", "hangstart"))
 	site := env.PrepareSite(t, "killed", "acme", `self_update_trial = "60s"`)
 	exe := installAgentCopy(t, site, v1)
@@ -239,10 +254,15 @@ func TestAgentSelfUpdateKilled(t *testing.T) {
 	awaitAgentVersion(t, site, "1.0.0")
 	site.StopAgent(t)
 
-	for _, tc := range []struct{ name, version, failpoint, want string }{
-		{"at the swap", "2.0.0", "switching", "interrupted during switching"},
-		{"after the swap", "2.0.0", "starting", "interrupted during starting"},
-		{"kill -9 during the trial", "2.0.2", "", "interrupted during starting"},
+	for _, tc := range []struct {
+		name, version, failpoint string
+		oldDies                  bool // the old agent exits (and is started again)
+		result, want, runs       string
+	}{
+		{"old agent at the trial's start", "2.0.0", "starting", true, protocol.ResultRolledBack, "interrupted during starting", v1},
+		{"new agent at its start", "2.0.0", "health_check", false, protocol.ResultRolledBack, "exited before it was healthy (exit status 3)", v1},
+		{"kill -9 of the old agent during the trial", "2.0.2", "", true, protocol.ResultRolledBack, "interrupted during starting", v1},
+		{"new agent once healthy, before the swap", "2.0.0", "committed", true, protocol.ResultSucceeded, "runs and checked in", v2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var env1 []string
@@ -251,29 +271,37 @@ func TestAgentSelfUpdateKilled(t *testing.T) {
 			}
 			p := site.startAgentFrom(t, exe, env1...)
 			id := upgradeAgent(t, env, site, tc.version)
-			if tc.failpoint != "" {
-				if code := p.Wait(t, 90e9); code != 3 {
-					t.Fatalf("the agent exited with %d, want the failpoint's 3", code)
-				}
-			} else {
+			switch {
+			case tc.failpoint == "":
 				Await(t, "the new agent on trial", func() bool {
 					out, _, _ := env.CLI("history", "--site", site.Name, "--json")
 					return strings.Contains(out, "starting agent "+tc.version+" on trial")
 				})
 				p.Kill(t)
+			case tc.oldDies:
+				if code := p.Wait(t, 90e9); code != 3 {
+					t.Fatalf("the agent exited with %d, want the failpoint's 3", code)
+				}
 			}
-			site.startAgentFrom(t, exe)
+			if tc.oldDies {
+				site.startAgentFrom(t, exe)
+			}
 			job := awaitJobEnd(t, site, id)
-			if job.Result != protocol.ResultRolledBack || !strings.Contains(job.Reason, tc.want) {
-				t.Fatalf("want rolled_back with %q:\n%s", tc.want, jobText(job))
+			if job.Result != tc.result || !strings.Contains(job.Reason+job.Events[len(job.Events)-1].Message, tc.want) {
+				t.Fatalf("want %s with %q:\n%s", tc.result, tc.want, jobText(job))
 			}
-			awaitAgentVersion(t, site, "1.0.0")
-			if got := SHA256File(t, exe); got != SHA256File(t, v1) {
-				t.Fatal("the executable is not the old agent after the recovery")
+			want := "1.0.0"
+			if tc.result == protocol.ResultSucceeded {
+				want = tc.version
+				logSwapToHealthy(t, job)
+			}
+			awaitAgentVersion(t, site, want)
+			if got := SHA256File(t, exe); got != SHA256File(t, tc.runs) {
+				t.Fatalf("the executable is not agent %s", want)
 			}
 			ended := 0
 			for _, ev := range job.Events {
-				if ev.State == protocol.StateRolledBack || ev.State == protocol.StateCommitted || ev.State == protocol.StateFailed {
+				if ev.State == protocol.StateRolledBack || ev.State == protocol.StateFailed || (ev.State == protocol.StateCommitted && strings.Contains(ev.Message, "runs and checked in")) {
 					ended++
 				}
 			}
@@ -283,12 +311,4 @@ func TestAgentSelfUpdateKilled(t *testing.T) {
 			site.StopAgent(t)
 		})
 	}
-	// And the agent still upgrades itself after all that.
-	site.startAgentFrom(t, exe)
-	job := awaitJobEnd(t, site, upgradeAgent(t, env, site, "2.0.0"))
-	if job.Result != protocol.ResultSucceeded {
-		t.Fatalf("self-update after the crashes:\n%s", jobText(job))
-	}
-	awaitAgentVersion(t, site, "2.0.0")
-	logSwapToHealthy(t, job)
 }

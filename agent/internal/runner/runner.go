@@ -28,7 +28,6 @@ import (
 	"github.com/dropless/dropless/agent/internal/config"
 	"github.com/dropless/dropless/agent/internal/engine"
 	"github.com/dropless/dropless/agent/internal/fetch"
-	"github.com/dropless/dropless/agent/internal/selfupdate"
 	"github.com/dropless/dropless/pkg/agentapi"
 	"github.com/dropless/dropless/pkg/atomicfile"
 	"github.com/dropless/dropless/pkg/buildinfo"
@@ -60,10 +59,9 @@ type Runner struct {
 	recoverPending bool      // a job may be unfinished: Recover before running another
 	aheadJob       string    // the waiting job whose bundle was downloaded ahead (tried once)
 	refusedLogged  time.Time // when a refused credential was last logged
-	// trialJob is the self-update this process, the new agent binary,
-	// is on trial for (selfupdate.go); trialRec its record.
-	trialJob *engine.AgentJob
-	trialRec selfupdate.Record
+	// trial is the self-update this process, the new agent binary, is
+	// to prove itself for (selfupdate.go).
+	trial *trial
 	// handover, once set, ends the loop: Run does it with the engine
 	// closed.
 	handover *handover
@@ -179,7 +177,7 @@ func (r *Runner) runOnce(ctx context.Context) (*handover, error) {
 	// An interrupted job first: the loop runs nothing else until Recover
 	// succeeded, and retries it while the journal cannot be written.
 	r.recoverPending = true
-	if r.trialJob != nil {
+	if r.trial != nil {
 		r.proveHealthy(ctx)
 	}
 	r.loop(ctx)

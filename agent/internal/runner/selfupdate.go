@@ -3,26 +3,27 @@ package runner
 // The agent's own upgrade, from the runner's side (the steps and their
 // order are agent/internal/selfupdate's doc):
 //
-//   - selfUpdate runs a job of product updateagent up to the swap and
+//   - selfUpdate runs a job of product updateagent up to the trial and
 //     leaves a handover for Run: the old agent closes its engine and
-//     watches the new binary on trial (selfupdate.Trial).
-//   - On a healthy trial, Run re-executes the process as the new binary
-//     (the same PID: systemd, SysV's pidfile and launchd see one agent
-//     that never stopped; on Windows, where a process cannot be
-//     re-executed, the agent exits and the service's recovery action
-//     starts it again). Otherwise Run records why and opens the engine
-//     again as the old agent, whose start puts the old binary back.
+//     watches the staged new binary on trial (selfupdate.Trial).
+//   - On a healthy trial, handOver swaps the new binary in and
+//     re-executes the process as it (the same PID: systemd, SysV's
+//     pidfile and launchd see one agent that never stopped; on Windows,
+//     where a process cannot be re-executed, the agent exits and the
+//     service's recovery action starts it again). Otherwise it records
+//     why, and Run opens the engine again as the old agent.
 //   - recoverSelfUpdate, on every start, ends an unfinished self-update:
-//     the new binary on trial (TrialEnv names its job) checks in and
-//     ends it succeeded; any other start puts the old binary back if it
-//     was swapped, ends the job rolled_back (failed when nothing was
-//     swapped), and re-executes the old binary when it is not the one
-//     running.
+//     the child on trial (TrialEnv names its job) checks in and journals
+//     committed; the new binary started after the swap checks in and ends
+//     the job succeeded; any other start ends it rolled_back (failed when
+//     nothing was staged yet), putting the old binary back should the
+//     executable not be the one that proved itself.
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -44,7 +45,7 @@ type handover struct {
 // returns for Run to start the agent again in this process.
 func (r *Runner) handOver(ctx context.Context, h handover) {
 	if h.restart != "" {
-		r.log.Info("self-update: starting the old agent again", "exe", h.restart)
+		r.log.Info("self-update: starting the agent again", "exe", h.restart)
 		r.restart(h.restart)
 		return
 	}
@@ -57,25 +58,30 @@ func (r *Runner) handOver(ctx context.Context, h handover) {
 		if err != nil {
 			return false, err
 		}
-		return st.LastJob != nil && st.LastJob.ID == rec.Job && st.LastJob.Result == protocol.ResultSucceeded, nil
+		return st.CurrentJob != nil && st.CurrentJob.ID == rec.Job && st.CurrentJob.State == protocol.StateCommitted, nil
 	}
 	err := selfupdate.Trial(ctx, rec, os.Args[1:], r.cfg.SelfUpdateTrial.Duration, healthy, r.log)
-	switch {
-	case ctx.Err() != nil:
-		// Stopped: the next start (of whichever binary) rolls back.
-		return
-	case err == nil:
-		r.log.Info("self-update: the new agent is healthy; restarting as it", "version", rec.To)
-		r.restart(rec.Exe)
-	default:
-		r.log.Warn("self-update: the trial failed; putting the old agent back", "err", err)
-		rec.Failure = err.Error()
-		if werr := selfupdate.WriteRecord(r.cfg.DataDir, rec); werr != nil {
-			r.log.Error("self-update: cannot record why the trial failed", "err", werr)
-		}
-		// Run opens the engine again; recoverSelfUpdate puts the old
-		// binary back and ends the job rolled_back.
+	if ctx.Err() != nil {
+		return // stopped: the next start rolls back
 	}
+	if err == nil {
+		rec.SwappedAt = time.Now()
+		if err = selfupdate.WriteRecord(r.cfg.DataDir, rec); err == nil {
+			err = selfupdate.Swap(rec, rec.Staged)
+		}
+		if err == nil {
+			r.log.Info("self-update: the new agent checked in healthy and is swapped in; restarting as it", "version", rec.To, "exe", rec.Exe)
+			r.restart(rec.Exe)
+			return
+		}
+		err = fmt.Errorf("the new agent %s checked in healthy, but swapping it in failed: %w", rec.To, err)
+	}
+	r.log.Warn("self-update: the trial failed; the agent goes on as it was", "err", err)
+	rec.Failure = err.Error()
+	if werr := selfupdate.WriteRecord(r.cfg.DataDir, rec); werr != nil {
+		r.log.Error("self-update: cannot record why the trial failed", "err", werr)
+	}
+	// Run opens the engine again; recoverSelfUpdate ends the job.
 }
 
 // restart re-executes exe in place of this process. Where the OS cannot,
@@ -108,7 +114,7 @@ func (r *Runner) prepareJournal(ctx context.Context) error {
 }
 
 // recoverSelfUpdate ends an unfinished self-update on start (see the
-// file's doc). It returns a handover when the old binary must be started
+// file's doc). It returns a handover when another binary must be started
 // in place of this one.
 func (r *Runner) recoverSelfUpdate(ctx context.Context) (*handover, error) {
 	aj, err := r.engine.UnfinishedAgentJob(ctx)
@@ -126,20 +132,26 @@ func (r *Runner) recoverSelfUpdate(ctx context.Context) (*handover, error) {
 		return nil, nil
 	}
 	running := buildinfo.String()
-	if os.Getenv(selfupdate.TrialEnv) == aj.ID() && running == aj.To() {
-		r.trialJob = aj
-		r.trialRec = rec
-		return nil, nil
-	}
 	log := r.log.With("job", aj.ID(), "from", aj.From(), "to", aj.To())
-	if aj.State() == protocol.StateCommitted {
-		return nil, aj.End(ctx, protocol.ResultSucceeded, fmt.Sprintf("agent %s had checked in healthy", aj.To()))
-	}
 	if !haveRec || rec.Job != aj.ID() {
-		msg := fmt.Sprintf("the agent was interrupted during %s, before its binary was swapped; it still runs %s: upgrade it again", aj.State(), aj.From())
+		msg := fmt.Sprintf("the agent was interrupted during %s, before the new agent was tried; it still runs %s: upgrade it again", aj.State(), aj.From())
 		log.Warn("self-update: " + msg)
 		selfupdate.Clean(r.cfg.DataDir)
 		return nil, aj.End(ctx, protocol.ResultFailed, msg)
+	}
+	exeSum, _ := selfupdate.FileSHA256(rec.Exe)
+	switch {
+	case os.Getenv(selfupdate.TrialEnv) == aj.ID() && running == aj.To() && aj.State() == protocol.StateStarting:
+		// The new binary on trial.
+		r.trial = &trial{job: aj, rec: rec}
+		return nil, nil
+	case aj.State() == protocol.StateCommitted && rec.Failure == "" && exeSum == rec.NewSHA256:
+		if running != aj.To() {
+			return &handover{restart: rec.Exe}, nil // the proven binary is in place: run it
+		}
+		// Swapped in and started: check in, then end the job.
+		r.trial = &trial{job: aj, rec: rec, swapped: true}
+		return nil, nil
 	}
 	reason := rec.Failure
 	if reason == "" {
@@ -150,7 +162,7 @@ func (r *Runner) recoverSelfUpdate(ctx context.Context) (*handover, error) {
 		log.Error("self-update: " + msg)
 		return nil, aj.End(ctx, protocol.ResultFailed, msg)
 	}
-	if err := aj.End(ctx, protocol.ResultRolledBack, reason+"; the old agent "+rec.From+" was put back"); err != nil {
+	if err := aj.End(ctx, protocol.ResultRolledBack, reason+"; the agent "+rec.From+" goes on"); err != nil {
 		return nil, err
 	}
 	log.Warn("self-update rolled back", "reason", reason)
@@ -161,15 +173,29 @@ func (r *Runner) recoverSelfUpdate(ctx context.Context) (*handover, error) {
 	return nil, nil
 }
 
-// proveHealthy is the new binary's trial: it checks in with the server,
-// reporting its version, until that works or ctx ends, then ends the job
-// succeeded. The old agent watching the trial sees that in the journal.
+// trial is a self-update this process, the new binary, proves itself for:
+// on trial (journals committed once it checked in) or swapped in (ends
+// the job succeeded once it checked in).
+type trial struct {
+	job     *engine.AgentJob
+	rec     selfupdate.Record
+	swapped bool
+}
+
+// proveHealthy checks in with the server, reporting this agent's version,
+// until that works or ctx ends, then journals the trial's outcome (see
+// trial). The old agent watching a trial sees it in the journal.
 func (r *Runner) proveHealthy(ctx context.Context) {
-	aj := r.trialJob
-	r.trialJob = nil
-	if err := aj.Enter(ctx, protocol.StateHealthCheck, fmt.Sprintf("the new agent %s started (pid %d); checking in", aj.To(), os.Getpid())); err != nil {
-		r.log.Error("self-update: journal", "err", err)
-		return
+	t := r.trial
+	r.trial = nil
+	aj := t.job
+	start := time.Now()
+	if !t.swapped {
+		if err := aj.Enter(ctx, protocol.StateHealthCheck, fmt.Sprintf("the new agent %s started on trial (pid %d); checking in", aj.To(), os.Getpid())); err != nil {
+			r.log.Error("self-update: journal", "err", err)
+			return
+		}
+		go exitWithParent(ctx, r.log)
 	}
 	bo := backoff{min: 250 * time.Millisecond, max: 5 * time.Second}
 	for ctx.Err() == nil {
@@ -187,22 +213,57 @@ func (r *Runner) proveHealthy(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
-	msg := fmt.Sprintf("agent %s checked in healthy", aj.To())
-	if !r.trialRec.SwappedAt.IsZero() {
-		msg += fmt.Sprintf(", %s after the swap", time.Since(r.trialRec.SwappedAt).Round(time.Millisecond))
+	var err error
+	if t.swapped {
+		msg := fmt.Sprintf("agent %s runs and checked in", aj.To())
+		if !t.rec.SwappedAt.IsZero() {
+			msg += fmt.Sprintf(", %s after the swap", time.Since(t.rec.SwappedAt).Round(time.Millisecond))
+		}
+		err = aj.End(ctx, protocol.ResultSucceeded, msg)
+		r.log.Info("self-update: " + msg)
+	} else {
+		msg := fmt.Sprintf("the new agent %s checked in healthy, %s after it started; swapping it in", aj.To(), time.Since(start).Round(time.Millisecond))
+		err = aj.Enter(ctx, protocol.StateCommitted, msg)
+		r.log.Info("self-update: " + msg)
 	}
-	if err := aj.End(ctx, protocol.ResultSucceeded, msg); err != nil {
+	if err != nil {
 		r.log.Error("self-update: journal", "err", err)
-		return
 	}
-	r.log.Info("self-update: " + msg)
 }
 
-// selfUpdate runs a job of product updateagent up to the swap: trust
+// exitWithParent ends a new agent on trial when the old agent watching it
+// is gone (where the OS did not already kill it with its parent): it must
+// not keep the data dir from the agent the service manager starts next.
+func exitWithParent(ctx context.Context, log *slog.Logger) {
+	parent := os.Getppid()
+	for ctx.Err() == nil {
+		if os.Getppid() != parent {
+			log.Warn("self-update: the old agent watching this trial is gone; exiting")
+			os.Exit(1)
+		}
+		sleep(ctx, 250*time.Millisecond)
+	}
+}
+
+// flushEvents sends the journal's pending events once, briefly: before
+// the engine closes for a trial, so that the server sees the job's steps.
+func (r *Runner) flushEvents(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	evs, err := r.engine.PendingEvents(ctx, 200)
+	if err != nil || len(evs) == 0 || r.api.CurrentCredential() == "" {
+		return
+	}
+	if _, err := r.api.SendEvents(ctx, evs); err == nil {
+		r.engine.MarkDelivered(ctx, evs)
+	}
+}
+
+// selfUpdate runs a job of product updateagent up to the trial: trust
 // checks and download (as for an app upgrade), the binary for this
 // platform checked to run and to be the signed version, the journal
-// snapshot, the Record, the swap. It returns the trial's handover, or nil
-// when the job ended (failed) before the swap.
+// snapshot, the Record. It returns the trial's handover, or nil when the
+// job ended (failed) before.
 func (r *Runner) selfUpdate(ctx context.Context, a protocol.Assignment) *handover {
 	running := buildinfo.String()
 	log := r.log.With("job", a.JobID, "from", running, "to", a.Version)
@@ -272,27 +333,16 @@ func (r *Runner) selfUpdate(ctx context.Context, a protocol.Assignment) *handove
 	if err := r.engine.SnapshotJournal(ctx, snap); err != nil {
 		return fail(err)
 	}
-	rec := selfupdate.Record{Job: a.JobID, From: running, To: a.Version, Exe: exe, Old: selfupdate.OldPath(exe), OldSHA256: oldSum, NewSHA256: newSum}
+	rec := selfupdate.Record{Job: a.JobID, From: running, To: a.Version, Exe: exe, Old: selfupdate.OldPath(exe),
+		OldSHA256: oldSum, NewSHA256: newSum, Staged: newBin}
 	if err := selfupdate.WriteRecord(r.cfg.DataDir, rec); err != nil {
 		return fail(err)
 	}
-	// From here on a failure or a crash rolls back (recoverSelfUpdate).
-	if err := aj.Enter(ctx, protocol.StateSwitching, fmt.Sprintf("swapping %s for agent %s (the old binary is kept at %s)", exe, a.Version, rec.Old)); err != nil {
-		return nil // the journal could not be written: the next start rolls back
+	if err := aj.Enter(ctx, protocol.StateStarting, fmt.Sprintf("starting agent %s on trial (%s to check in); %s is swapped for it once it did (the old binary is kept at %s)",
+		a.Version, r.cfg.SelfUpdateTrial.Duration, exe, rec.Old)); err != nil {
+		return nil // the journal could not be written: the next start ends the job
 	}
-	if err := selfupdate.Swap(rec, newBin); err != nil {
-		rec.Failure = fmt.Sprintf("the swap failed: %v", err)
-		selfupdate.WriteRecord(r.cfg.DataDir, rec)
-		return &handover{} // Run opens the engine again and rolls back
-
-	}
-	rec.SwappedAt = time.Now()
-	if err := selfupdate.WriteRecord(r.cfg.DataDir, rec); err != nil {
-		log.Warn("self-update: record the swap time", "err", err)
-	}
-	if err := aj.Enter(ctx, protocol.StateStarting, fmt.Sprintf("starting agent %s on trial (%s to check in)", a.Version, r.cfg.SelfUpdateTrial.Duration)); err != nil {
-		return nil
-	}
+	r.flushEvents(ctx)
 	return &handover{trial: &rec}
 }
 

@@ -1,31 +1,33 @@
 // Package selfupdate swaps the agent's own executable for a new release
-// and back (github.com/minio/selfupdate), and runs the new binary on
-// trial under the old one until it proves itself healthy.
+// and back (github.com/minio/selfupdate), after running the new binary on
+// trial under the old one until it proved itself healthy.
 //
-// The steps, each journaled by the runner before it acts (engine's
-// AgentJob):
+// The steps, each journaled before it acts (engine's AgentJob):
 //
-//	verified   the bundle came through TUF; Stage takes the binary for
-//	           this platform out of it and CheckVersion runs it once
-//	           (`updateagent version` must print the assigned version)
-//	switching  the Record (data_dir/selfupdate/record.json) is written,
-//	           then Swap keeps a copy of the running binary beside it
-//	           (.updateagent.old) and puts the new one in its place
-//	starting   Trial starts the new binary as a child, on trial
-//	health_check   the child journals this itself, then checks in with
-//	           the server reporting its version; that check-in is its
-//	           proof of health, and it ends the job succeeded
+//	verified     the bundle came through TUF; Stage takes the binary for
+//	             this platform out of it
+//	preflight    CheckVersion runs it once (`updateagent version` must
+//	             print the assigned version)
+//	starting     the old agent writes the Record (data_dir/selfupdate/
+//	             record.json), snapshots the journal, closes it, and
+//	             Trial starts the staged new binary as its child
+//	health_check the child journals this on start, then checks in with
+//	             the server reporting its version
+//	committed    the child journals this once that check-in worked; the
+//	             old agent stops the child, Swap keeps a copy of the old
+//	             binary (.updateagent.old beside it) and renames the new
+//	             one over the executable, and the process re-executes
+//	             itself as the new binary, which checks in again and ends
+//	             the job succeeded (its message says how long after the
+//	             swap)
 //
-// When the child exits, or has not ended the job within the trial time,
-// the parent kills it, Restore puts the old binary back, and the old
-// binary starts afresh (re-exec) and ends the job rolled_back with the
-// reason kept in the Record. A kill -9 at any point leaves a Record and
-// an unfinished job: whichever binary starts next restores the old one
-// and ends the job rolled_back (or failed, when nothing was swapped yet).
-//
-// The path of the executable never lacks a complete binary: the old one
-// is copied (not moved) aside, and the new one is renamed over it in one
-// step, so a kill or a power loss sees the old binary or the new one.
+// When the child exits, or has not checked in within the trial time, the
+// old agent kills it and ends the job rolled_back with the reason; the
+// executable was never changed. The executable changes in one rename,
+// only after the new binary proved itself: a kill -9 or a power loss at
+// any point leaves the old binary there, or the new one that checked in
+// healthy. Whichever binary starts next ends the job from the journal
+// and the Record (runner's recoverSelfUpdate).
 package selfupdate
 
 import (
@@ -73,7 +75,8 @@ type Record struct {
 	Old       string    `json:"old"`        // the copy of the old binary
 	OldSHA256 string    `json:"old_sha256"` // of the old binary
 	NewSHA256 string    `json:"new_sha256"` // of the new binary
-	SwappedAt time.Time `json:"swapped_at"`
+	Staged    string    `json:"staged"`     // the new binary, unpacked, run on trial
+	SwappedAt time.Time `json:"swapped_at,omitzero"`
 	// Failure is why the trial failed, set before the old binary is
 	// started again to end the job.
 	Failure string `json:"failure,omitempty"`

@@ -168,7 +168,7 @@ func TestTrial(t *testing.T) {
 	marker := filepath.Join(dir, "healthy")
 	healthy := func() (bool, error) { _, err := os.Stat(marker); return err == nil, nil }
 	rec := func(body string) Record {
-		return Record{Job: "job-1", To: "2.0.0", Exe: script(t, filepath.Join(dir, "agent"), body)}
+		return Record{Job: "job-1", To: "2.0.0", Staged: script(t, filepath.Join(dir, "agent"), body)}
 	}
 	ctx := context.Background()
 

@@ -11,18 +11,18 @@ import (
 	"time"
 )
 
-// Trial is the old agent's watch over the new binary: it starts r.Exe
+// Trial is the old agent's watch over the new binary: it starts r.Staged
 // (the new binary) with args and TrialEnv set to the job, and waits until
 // healthy reports the job succeeded (the child journaled it after its
 // check-in), the child exits, or timeout passes. The child dies with the
 // parent (on Linux), so a kill -9 of the old agent ends the trial too.
 //
 // It returns nil once the child proved healthy, after stopping it (the
-// caller then starts the new binary in its own place); otherwise the
+// caller then swaps the new binary in and starts it in its own place); otherwise the
 // reason the trial failed (the child is killed by then). ctx ending (the
 // service is stopped) kills the child and returns ctx's error.
 func Trial(ctx context.Context, r Record, args []string, timeout time.Duration, healthy func() (bool, error), log *slog.Logger) error {
-	cmd := exec.Command(r.Exe, args...)
+	cmd := exec.Command(r.Staged, args...)
 	cmd.Env = append(withoutTrial(os.Environ()), TrialEnv+"="+r.Job)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	setChildAttrs(cmd)
