@@ -14,7 +14,7 @@ package runner
 //     why, and Run opens the engine again as the old agent.
 //   - recoverSelfUpdate, on every start, ends an unfinished self-update:
 //     the child on trial (TrialEnv names its job) checks in and journals
-//     committed; the new binary started after the swap checks in and ends
+//     switching; the new binary started after the swap checks in and ends
 //     the job succeeded; any other start ends it rolled_back (failed when
 //     nothing was staged yet), putting the old binary back should the
 //     executable not be the one that proved itself.
@@ -58,18 +58,18 @@ func (r *Runner) handOver(ctx context.Context, h handover) {
 		if err != nil {
 			return false, err
 		}
-		return st.CurrentJob != nil && st.CurrentJob.ID == rec.Job && st.CurrentJob.State == protocol.StateCommitted, nil
+		return st.CurrentJob != nil && st.CurrentJob.ID == rec.Job && st.CurrentJob.State == protocol.StateSwitching, nil
 	}
 	err := selfupdate.Trial(ctx, rec, os.Args[1:], r.cfg.SelfUpdateTrial.Duration, healthy, r.log)
 	if ctx.Err() != nil {
 		return // stopped: the next start rolls back
 	}
 	if err == nil {
-		rec.SwappedAt = time.Now()
-		if err = selfupdate.WriteRecord(r.cfg.DataDir, rec); err == nil {
-			err = selfupdate.Swap(rec, rec.Staged)
-		}
-		if err == nil {
+		if err = selfupdate.Swap(rec, rec.Staged); err == nil {
+			rec.SwappedAt = time.Now()
+			if werr := selfupdate.WriteRecord(r.cfg.DataDir, rec); werr != nil {
+				r.log.Warn("self-update: record the swap time", "err", werr)
+			}
 			r.log.Info("self-update: the new agent checked in healthy and is swapped in; restarting as it", "version", rec.To, "exe", rec.Exe)
 			r.restart(rec.Exe)
 			return
@@ -145,7 +145,7 @@ func (r *Runner) recoverSelfUpdate(ctx context.Context) (*handover, error) {
 		// The new binary on trial.
 		r.trial = &trial{job: aj, rec: rec}
 		return nil, nil
-	case aj.State() == protocol.StateCommitted && rec.Failure == "" && exeSum == rec.NewSHA256:
+	case aj.State() == protocol.StateSwitching && rec.Failure == "" && exeSum == rec.NewSHA256:
 		if running != aj.To() {
 			return &handover{restart: rec.Exe}, nil // the proven binary is in place: run it
 		}
@@ -174,7 +174,7 @@ func (r *Runner) recoverSelfUpdate(ctx context.Context) (*handover, error) {
 }
 
 // trial is a self-update this process, the new binary, proves itself for:
-// on trial (journals committed once it checked in) or swapped in (ends
+// on trial (journals switching once it checked in) or swapped in (ends
 // the job succeeded once it checked in).
 type trial struct {
 	job     *engine.AgentJob
@@ -223,7 +223,9 @@ func (r *Runner) proveHealthy(ctx context.Context) {
 		r.log.Info("self-update: " + msg)
 	} else {
 		msg := fmt.Sprintf("the new agent %s checked in healthy, %s after it started; swapping it in", aj.To(), time.Since(start).Round(time.Millisecond))
-		err = aj.Enter(ctx, protocol.StateCommitted, msg)
+		// switching, not committed: the server ends a job on committed,
+		// and this one is not done before the swap.
+		err = aj.Enter(ctx, protocol.StateSwitching, msg)
 		r.log.Info("self-update: " + msg)
 	}
 	if err != nil {
@@ -336,6 +338,10 @@ func (r *Runner) selfUpdate(ctx context.Context, a protocol.Assignment) *handove
 	rec := selfupdate.Record{Job: a.JobID, From: running, To: a.Version, Exe: exe, Old: selfupdate.OldPath(exe),
 		OldSHA256: oldSum, NewSHA256: newSum, Staged: newBin}
 	if err := selfupdate.WriteRecord(r.cfg.DataDir, rec); err != nil {
+		return fail(err)
+	}
+	// Copy the old binary aside now, out of the swap's way.
+	if err := selfupdate.KeepOld(rec); err != nil {
 		return fail(err)
 	}
 	if err := aj.Enter(ctx, protocol.StateStarting, fmt.Sprintf("starting agent %s on trial (%s to check in); %s is swapped for it once it did (the old binary is kept at %s)",

@@ -13,7 +13,7 @@
 //	             Trial starts the staged new binary as its child
 //	health_check the child journals this on start, then checks in with
 //	             the server reporting its version
-//	committed    the child journals this once that check-in worked; the
+//	switching    the child journals this once that check-in worked; the
 //	             old agent stops the child, Swap keeps a copy of the old
 //	             binary (.updateagent.old beside it) and renames the new
 //	             one over the executable, and the process re-executes
@@ -196,10 +196,8 @@ func Swap(r Record, newBin string) error {
 	if err != nil {
 		return fmt.Errorf("swap: %w", err)
 	}
-	if sum, err := FileSHA256(r.Old); err != nil || sum != r.OldSHA256 {
-		if err := copyFile(r.Exe, r.Old, fi.Mode().Perm(), r.OldSHA256); err != nil {
-			return fmt.Errorf("swap: keep the old binary: %w", err)
-		}
+	if err := KeepOld(r); err != nil {
+		return fmt.Errorf("swap: %w", err)
 	}
 	sum, err := hex.DecodeString(r.NewSHA256)
 	if err != nil {
@@ -211,6 +209,21 @@ func Swap(r Record, newBin string) error {
 	}
 	defer f.Close()
 	return replace(r.Exe, f, sum, fi.Mode().Perm())
+}
+
+// KeepOld copies the old binary (synced) to r.Old unless it is there.
+func KeepOld(r Record) error {
+	if sum, err := FileSHA256(r.Old); err == nil && sum == r.OldSHA256 {
+		return nil
+	}
+	fi, err := os.Stat(r.Exe)
+	if err != nil {
+		return err
+	}
+	if err := copyFile(r.Exe, r.Old, fi.Mode().Perm(), r.OldSHA256); err != nil {
+		return fmt.Errorf("keep the old binary: %w", err)
+	}
+	return nil
 }
 
 // Restore puts the old binary back at r.Exe unless it is there already,
