@@ -151,6 +151,7 @@ func logSwapToHealthy(t *testing.T, j protocol.Job) {
 // sees the site report the new agent_version and the service run the new
 // binary, then upgrades the app with the new agent.
 func TestAgentUpgradesItselfAsService(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("installing an OS service needs root")
 	}
@@ -207,6 +208,7 @@ func TestAgentUpgradesItselfAsService(t *testing.T) {
 // start, and one that never checks in, are rolled back to the old binary,
 // which reports the job rolled_back with the reason.
 func TestAgentSelfUpdateRollsBackABrokenAgent(t *testing.T) {
+	t.Parallel()
 	env := New(t)
 	v1 := buildAgent(t, "1.0.0")
 	publishAgent(t, env, "2.0.1", buildAgent(t, "2.0.1", "failstart"))
@@ -244,6 +246,7 @@ func TestAgentSelfUpdateRollsBackABrokenAgent(t *testing.T) {
 // rolled_back to the old agent, or succeeded once the proven one was
 // swapped in.
 func TestAgentSelfUpdateKilled(t *testing.T) {
+	t.Parallel()
 	env := New(t)
 	v1, v2 := buildAgent(t, "1.0.0"), buildAgent(t, "2.0.0")
 	publishAgent(t, env, "2.0.0", v2)
