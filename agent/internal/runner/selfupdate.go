@@ -219,7 +219,9 @@ func (r *Runner) proveHealthy(ctx context.Context) {
 		if !t.rec.SwappedAt.IsZero() {
 			msg += fmt.Sprintf(", %s after the swap", time.Since(t.rec.SwappedAt).Round(time.Millisecond))
 		}
-		err = aj.End(ctx, protocol.ResultSucceeded, msg)
+		if err = aj.End(ctx, protocol.ResultSucceeded, msg); err == nil {
+			selfupdate.Clean(r.cfg.DataDir) // the old binary stays beside the executable
+		}
 		r.log.Info("self-update: " + msg)
 	} else {
 		msg := fmt.Sprintf("the new agent %s checked in healthy, %s after it started; swapping it in", aj.To(), time.Since(start).Round(time.Millisecond))
