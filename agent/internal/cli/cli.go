@@ -1,6 +1,6 @@
 // Package cli is the updateagent command line: run (what the service
 // runs), install/uninstall/start/stop of the OS service, status,
-// support-bundle (agent/internal/support) and version.
+// apply-offline (an air-gap file), support-bundle (agent/internal/support) and version.
 //
 // Exit codes: 0 success, 1 failure, 2 usage error. Errors are one line on
 // stderr that says what to do.

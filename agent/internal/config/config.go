@@ -57,6 +57,10 @@ type Config struct {
 	// server, or anyone between it and the agent, cannot move the site
 	// back to an older release.
 	AllowDowngrade bool `toml:"allow_downgrade"`
+	// SelfUpdateTrial is how long a new agent binary has, after the
+	// swap, to start and check in with the server before the old binary
+	// is put back. Default 2m.
+	SelfUpdateTrial Duration `toml:"self_update_trial"`
 
 	App      App       `toml:"app"`
 	Database *Database `toml:"database"`
@@ -121,10 +125,11 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 
 // Defaults.
 const (
-	DefaultPollInterval   = 30 * time.Second
-	DefaultHealthTimeout  = 30 * time.Second
-	DefaultCommandTimeout = 2 * time.Minute
-	DefaultKeepReleases   = 3
+	DefaultPollInterval    = 30 * time.Second
+	DefaultHealthTimeout   = 30 * time.Second
+	DefaultCommandTimeout  = 2 * time.Minute
+	DefaultKeepReleases    = 3
+	DefaultSelfUpdateTrial = 2 * time.Minute
 )
 
 // DefaultPath is where the agent's packages install its config, and what
@@ -176,6 +181,9 @@ func Parse(b []byte) (*Config, error) {
 func (c *Config) setDefaults() {
 	if c.PollInterval.Duration == 0 {
 		c.PollInterval.Duration = DefaultPollInterval
+	}
+	if c.SelfUpdateTrial.Duration == 0 {
+		c.SelfUpdateTrial.Duration = DefaultSelfUpdateTrial
 	}
 	if c.App.HealthTimeout.Duration == 0 {
 		c.App.HealthTimeout.Duration = DefaultHealthTimeout
@@ -235,6 +243,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PollInterval.Duration < time.Second {
 		return fmt.Errorf("poll_interval %v: use at least 1s", c.PollInterval.Duration)
+	}
+	if c.SelfUpdateTrial.Duration < 5*time.Second {
+		return fmt.Errorf("self_update_trial %v: use at least 5s (a new agent needs time to start and check in)", c.SelfUpdateTrial.Duration)
 	}
 	if c.KeepReleases < 2 {
 		return fmt.Errorf("keep_releases %d: keep at least 2 (the running release and the one to roll back to)", c.KeepReleases)

@@ -30,7 +30,7 @@ func TestParseValid(t *testing.T) {
 	if c.Server != "http://127.0.0.1:8080" || c.MetadataURL != "http://127.0.0.1:8080/tuf/metadata/" || c.TargetsURL != "http://127.0.0.1:8080/tuf/targets/" {
 		t.Errorf("urls: %q %q %q", c.Server, c.MetadataURL, c.TargetsURL)
 	}
-	if c.PollInterval.Duration != 30*time.Second || c.App.HealthTimeout.Duration != 30*time.Second || c.KeepReleases != 3 {
+	if c.PollInterval.Duration != 30*time.Second || c.App.HealthTimeout.Duration != 30*time.Second || c.KeepReleases != 3 || c.SelfUpdateTrial.Duration != 2*time.Minute {
 		t.Errorf("defaults: %+v", c)
 	}
 	c, err = Parse([]byte(strings.Replace(valid, "[app]", "drift_ignore = [\"*.log\", \"logs/\"]\n\n[database]\ndriver = \"sqlite\"\ndsn = \"/opt/acme-erp/data/app.db\"\n\n[app]", 1)))
@@ -62,6 +62,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"plain http to another host", `"http://127.0.0.1:8080/"`, `"http://updates.example.com"`, "allow_insecure_http"},
 		{"relative ca_file", `[app]`, "ca_file = \"ca.pem\"\n[app]", "ca_file"},
 		{"bad drift_ignore", `[app]`, "drift_ignore = [\"[a-\"]\n[app]", "drift_ignore"},
+		{"short self_update_trial", `[app]`, "self_update_trial = \"1s\"\n[app]", "self_update_trial"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

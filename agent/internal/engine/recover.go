@@ -77,7 +77,8 @@ func (e *Engine) Recover(ctx context.Context) error {
 		e.log.Warn("repair current", "err", err)
 	}
 	rec, err := e.j.unfinished(ctx)
-	if err != nil || rec == nil {
+	if err != nil || rec == nil || rec.Product == AgentProduct {
+		// The runner recovers a self-update (agentjob.go).
 		return err
 	}
 	jb := e.newJob(rec)

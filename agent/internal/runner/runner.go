@@ -59,6 +59,12 @@ type Runner struct {
 	recoverPending bool      // a job may be unfinished: Recover before running another
 	aheadJob       string    // the waiting job whose bundle was downloaded ahead (tried once)
 	refusedLogged  time.Time // when a refused credential was last logged
+	// trial is the self-update this process, the new agent binary, is
+	// to prove itself for (selfupdate.go).
+	trial *trial
+	// handover, once set, ends the loop: Run does it with the engine
+	// closed.
+	handover *handover
 
 	bootMu sync.Mutex // serializes Bootstrap between checkRoot and jobs
 
@@ -79,9 +85,29 @@ func New(cfg *config.Config, log *slog.Logger) *Runner {
 // work at all (a config or local problem, such as a ca_file that does not
 // load); a server that is away is waited for.
 func (r *Runner) Run(ctx context.Context) error {
+	// Before any swap: where this process's binary lives.
+	if _, err := executable(); err != nil {
+		r.log.Warn("cannot find the agent's own executable: self-updates will fail", "err", err)
+	}
+	for {
+		h, err := r.runOnce(ctx)
+		if err != nil || h == nil || ctx.Err() != nil {
+			return err
+		}
+		r.handover = nil
+		r.handOver(ctx, *h)
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// runOnce runs the agent with its engine open until ctx ends, or until a
+// self-update needs the engine closed (the handover it returns).
+func (r *Runner) runOnce(ctx context.Context) (*handover, error) {
 	tlsCfg, err := tlstrust.ClientConfig(r.cfg.CAFile)
 	if err != nil {
-		return fmt.Errorf("ca_file: %w: give the PEM file of the CA that signed the server's certificate", err)
+		return nil, fmt.Errorf("ca_file: %w: give the PEM file of the CA that signed the server's certificate", err)
 	}
 	r.api = agentapi.New(r.cfg.Server, agentapi.WithTLS(tlsCfg))
 	if r.cfg.InsecureHTTP() {
@@ -90,11 +116,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	for _, d := range []string{r.cfg.DataDir, r.cfg.InstallDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("create %s: %w", d, err)
+			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
 	if err := os.Chmod(r.cfg.DataDir, 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	fc, err := fetch.New(fetch.Config{
 		MetadataURL: r.cfg.MetadataURL,
@@ -105,29 +131,38 @@ func (r *Runner) Run(ctx context.Context) error {
 		Log:         r.log,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.fetch = fc
 	app, err := appctl.New(r.cfg.App, r.cfg.InstallDir, r.log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ecfg := EngineConfig(r.cfg, app, &tufFetcher{c: fc, log: r.log, bootMu: &r.bootMu}, r.log)
 	ecfg.HealthOverride = r.healthOverride
 	if r.engineConfig != nil {
 		r.engineConfig(&ecfg)
 	}
+	if err := r.prepareJournal(ctx); err != nil {
+		return nil, err
+	}
 	eng, err := engine.Open(ctx, ecfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer eng.Close()
 	r.engine = eng
 	r.contact, _ = ReadContact(r.cfg.DataDir)
 	if err := r.loadCredential(); err != nil {
-		return err
+		return nil, err
 	}
 	r.log.Info("agent started", "version", buildinfo.String(), "server", r.cfg.Server, "installed", eng.Status().InstalledVersion)
+	// An unfinished self-update before anything else.
+	if h, err := r.recoverSelfUpdate(ctx); err != nil || h != nil {
+		return h, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -142,9 +177,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	// An interrupted job first: the loop runs nothing else until Recover
 	// succeeded, and retries it while the journal cannot be written.
 	r.recoverPending = true
+	if r.trial != nil {
+		r.proveHealthy(ctx)
+	}
 	r.loop(ctx)
+	cancel()
 	wg.Wait()
-	return nil
+	return r.handover, nil
 }
 
 // recoverBackoff paces Recover while the journal cannot be written.
@@ -155,7 +194,7 @@ func (r *Runner) loop(ctx context.Context) {
 	bo := backoff{min: time.Second, max: r.cfg.PollInterval.Duration}
 	rbo := recoverBackoff
 	var lastLogged, lastRecoverLogged time.Time
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && r.handover == nil {
 		start := time.Now()
 		wait := jitter(r.cfg.PollInterval.Duration)
 		if r.recoverPending {
@@ -225,7 +264,7 @@ func (r *Runner) loop(ctx context.Context) {
 // once per job (engine.Prefetch): a failure is only logged, and the job
 // downloads its bundle itself when the window opens.
 func (r *Runner) downloadAhead(ctx context.Context, a protocol.Assignment) {
-	if r.aheadJob == a.JobID {
+	if r.aheadJob == a.JobID || a.Product == engine.AgentProduct {
 		return
 	}
 	r.aheadJob = a.JobID
@@ -236,7 +275,11 @@ func (r *Runner) downloadAhead(ctx context.Context, a protocol.Assignment) {
 
 func (r *Runner) runJob(ctx context.Context, a protocol.Assignment) {
 	log := r.log.With("job", a.JobID, "to", a.Version)
-	log.Info("job starting", "from", a.From)
+	log.Info("job starting", "from", a.From, "product", a.Product)
+	if a.Product == engine.AgentProduct {
+		r.handover = r.selfUpdate(ctx, a)
+		return
+	}
 	stop := r.pumpEvents() // while the job runs
 	js, err := r.engine.Run(ctx, a)
 	stop()

@@ -1,0 +1,5 @@
+//go:build failstart && !hangstart
+
+package main
+
+const hang = false

@@ -1,0 +1,5 @@
+//go:build hangstart
+
+package main
+
+const hang = true
