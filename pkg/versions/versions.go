@@ -105,8 +105,10 @@ func ParsePin(pin string) (string, goversion.Constraints, error) {
 		p = strings.TrimSpace(p)
 		if rest, ok := strings.CutPrefix(p, "~>"); ok {
 			v := strings.TrimSpace(rest)
+			// One part more than written: go-version then keeps every
+			// written part fixed.
 			if n := strings.Count(v, ".") + 1; !strings.ContainsAny(v, "-+") && n < 3 {
-				v += strings.Repeat(".0", 3-n)
+				v += ".0"
 			}
 			p = "~> " + v
 		}

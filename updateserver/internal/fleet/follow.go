@@ -321,12 +321,13 @@ func (f *Fleet) followSite(ctx context.Context, plan *Planner, st protocol.Site)
 		}
 	}
 	needed := want != nil && (st.InstalledVersion == "" || versions.Compare(want.Version, st.InstalledVersion) > 0)
-	if needed && len(open) > 0 {
-		stale := !versions.Equal(open[len(open)-1].To, want.Version)
+	stale := false // open jobs lead elsewhere, or through a yanked release
+	if len(open) > 0 {
+		stale = want == nil || !versions.Equal(open[len(open)-1].To, want.Version)
 		for _, j := range open {
 			stale = stale || yanked[j.To]
 		}
-		if !stale {
+		if needed && !stale {
 			return nil, nil // on its way
 		}
 	}
@@ -343,6 +344,13 @@ func (f *Fleet) followSite(ctx context.Context, plan *Planner, st protocol.Site)
 	}
 	creator := followCreator + st.Channel
 	jobs, err := plan.PlanSite(ctx, st, st.Product, want.Version, PlanOptions{CreatedBy: creator})
+	if fe, ok := fault.As(err); ok && stale {
+		// No way to the release any more (its path ran through one
+		// since yanked): the old jobs must not run either.
+		if cerr := f.cancelFollowJobs(ctx, st.Site, st.Product, reasonFollowCancel+": "+fe.Msg); cerr != nil {
+			return nil, cerr
+		}
+	}
 	if err != nil || len(jobs) == 0 {
 		return nil, err
 	}
