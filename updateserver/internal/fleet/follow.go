@@ -320,7 +320,20 @@ func (f *Fleet) followSite(ctx context.Context, plan *Planner, st protocol.Site)
 			return nil, nil // support's or a rollout's job, or one running: it goes first
 		}
 	}
-	needed := want != nil && (st.InstalledVersion == "" || versions.Compare(want.Version, st.InstalledVersion) > 0)
+	installed := st.InstalledVersion
+	for _, j := range recent {
+		if j.Product != st.Product || j.EndedAt == nil {
+			continue
+		}
+		// The site's newest ended job: when it succeeded after the last
+		// check-in, the agent runs its version, though it has not said
+		// so yet (its events come before its next check-in).
+		if j.Result == protocol.ResultSucceeded && (st.LastSeen == nil || j.EndedAt.After(*st.LastSeen)) {
+			installed = j.To
+		}
+		break
+	}
+	needed := want != nil && (installed == "" || versions.Compare(want.Version, installed) > 0)
 	stale := false // open jobs lead elsewhere, or through a yanked release
 	if len(open) > 0 {
 		stale = want == nil || !versions.Equal(open[len(open)-1].To, want.Version)
@@ -342,6 +355,7 @@ func (f *Fleet) followSite(ctx context.Context, plan *Planner, st protocol.Site)
 			return nil, nil // tried, and it did not work: no loop
 		}
 	}
+	st.InstalledVersion = installed
 	creator := followCreator + st.Channel
 	jobs, err := plan.PlanSite(ctx, st, st.Product, want.Version, PlanOptions{CreatedBy: creator})
 	if fe, ok := fault.As(err); ok && stale {

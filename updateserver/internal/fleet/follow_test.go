@@ -202,6 +202,23 @@ func TestFollowChannelWithPin(t *testing.T) {
 	}
 }
 
+// TestFollowAfterAJobBeforeTheCheckin: a job that succeeded by its
+// events, before the agent's next check-in reports the new version, is
+// not followed by a second job to the same version.
+func TestFollowAfterAJobBeforeTheCheckin(t *testing.T) {
+	tf := newTestFleet(t)
+	tf.publishOn("1.0.0", "", "stable")
+	tf.publishOn("1.1.0", "", "stable")
+	tf.enroll("a", "acme", "1.0.0", "1.0.0")
+	tf.follow("a", "stable", "")
+	asg := tf.checkin("a", protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle})
+	tf.advance(time.Second)
+	tf.events("a", asg.JobID, 1, "stopping", "committed")
+	if jobs := tf.pass(); len(jobs) != 0 {
+		t.Fatalf("the pass after the job made %s, want nothing: the site runs 1.1.0", ids(jobs))
+	}
+}
+
 // TestFollowerWakesOnReleaseChange: the follower goroutine catches up at
 // start and reacts to a release change without polling.
 func TestFollowerWakesOnReleaseChange(t *testing.T) {
