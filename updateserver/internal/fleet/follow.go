@@ -268,16 +268,94 @@ func (f *Fleet) followPass(ctx context.Context, product string, only map[string]
 		}
 	}
 	plan := f.NewPlanner()
-	created := []protocol.Job{}
+	byChannel := map[string][]sitePlan{}
+	var channels []string
 	for _, st := range sites {
 		jobs, err := f.followSite(ctx, plan, st)
 		if err != nil {
 			if _, ok := fault.As(err); ok {
-				// A refusal of this site (drift, no path, a job running
-				// meanwhile): the others go on; the log says why.
-				f.Log.Warn("follow: site not upgraded", "site", st.Site, "channel", st.Channel, "pin", st.Pin, "reason", err)
+				f.refused(st, err)
 				continue
 			}
+			return nil, err
+		}
+		if len(jobs) > 0 {
+			if byChannel[st.Channel] == nil {
+				channels = append(channels, st.Channel)
+			}
+			byChannel[st.Channel] = append(byChannel[st.Channel], sitePlan{st, jobs})
+		}
+	}
+	created := []protocol.Job{}
+	for _, ch := range channels {
+		jobs, err := f.createFollowJobs(ctx, ch, byChannel[ch])
+		created = append(created, jobs...)
+		if err != nil {
+			return created, err
+		}
+	}
+	return created, nil
+}
+
+// sitePlan is the jobs a follow pass plans for one site.
+type sitePlan struct {
+	st   protocol.Site
+	jobs []store.NewJob
+}
+
+// refused logs why a follower was left as it is (drift, no path, a job
+// picked up meanwhile): the other sites go on.
+func (f *Fleet) refused(st protocol.Site, err error) {
+	f.Log.Warn("follow: site not upgraded", "site", st.Site, "channel", st.Channel, "pin", st.Pin, "reason", err)
+}
+
+// createFollowJobs creates the planned jobs of a channel's followers in
+// one transaction (one audit entry, made by follow:CHANNEL), so that a
+// release reaching thousands of followers costs one commit; should one
+// site refuse (its agent picked a job up meanwhile), each site's jobs are
+// created on their own and the refused ones logged.
+func (f *Fleet) createFollowJobs(ctx context.Context, channel string, plans []sitePlan) ([]protocol.Job, error) {
+	creator := followCreator + channel
+	jobsOf := func(ps []sitePlan) []store.NewJob {
+		var all []store.NewJob
+		for _, p := range ps {
+			all = append(all, p.jobs...)
+		}
+		return all
+	}
+	audit := func(ps []sitePlan, jobs int) store.Audit {
+		var sites []string
+		for i, p := range ps {
+			if i == 20 {
+				sites = append(sites, fmt.Sprintf("and %d more", len(ps)-i))
+				break
+			}
+			sites = append(sites, fmt.Sprintf("%s(pin %q)->%s", p.st.Site, p.st.Pin, p.jobs[len(p.jobs)-1].To))
+		}
+		object := "site " + ps[0].st.Site
+		if len(ps) > 1 {
+			object = fmt.Sprintf("%d sites", len(ps))
+		}
+		return store.Audit{Actor: creator, Action: "follow.upgrade", Object: object,
+			Detail: fmt.Sprintf("channel=%s jobs=%d sites=%s", channel, jobs, strings.Join(sites, ","))}
+	}
+	all := jobsOf(plans)
+	created, err := f.CreateJobs(ctx, all, audit(plans, len(all)))
+	if _, ok := fault.As(err); !ok || len(plans) == 1 {
+		if ok {
+			f.refused(plans[0].st, err)
+			err = nil
+		}
+		return created, err
+	}
+	created = []protocol.Job{}
+	for _, p := range plans {
+		jobs, err := f.CreateJobs(ctx, p.jobs, audit([]sitePlan{p}, len(p.jobs)))
+		if _, ok := fault.As(err); ok {
+			f.refused(p.st, err)
+			continue
+		}
+		if err != nil {
 			return created, err
 		}
 		created = append(created, jobs...)
@@ -285,9 +363,9 @@ func (f *Fleet) followPass(ctx context.Context, product string, only map[string]
 	return created, nil
 }
 
-// followSite decides what one follower needs (see the top of this file)
-// and does it.
-func (f *Fleet) followSite(ctx context.Context, plan *Planner, st protocol.Site) ([]protocol.Job, error) {
+// followSite decides what one follower needs (see the top of this file):
+// it cancels what must not run and returns the jobs to create.
+func (f *Fleet) followSite(ctx context.Context, plan *Planner, st protocol.Site) ([]store.NewJob, error) {
 	all, err := plan.Releases(ctx, st.Product)
 	if err != nil {
 		return nil, err
@@ -356,8 +434,7 @@ func (f *Fleet) followSite(ctx context.Context, plan *Planner, st protocol.Site)
 		}
 	}
 	st.InstalledVersion = installed
-	creator := followCreator + st.Channel
-	jobs, err := plan.PlanSite(ctx, st, st.Product, want.Version, PlanOptions{CreatedBy: creator})
+	jobs, err := plan.PlanSite(ctx, st, st.Product, want.Version, PlanOptions{CreatedBy: followCreator + st.Channel})
 	if fe, ok := fault.As(err); ok && stale {
 		// No way to the release any more (its path ran through one
 		// since yanked): the old jobs must not run either.
@@ -365,11 +442,7 @@ func (f *Fleet) followSite(ctx context.Context, plan *Planner, st protocol.Site)
 			return nil, cerr
 		}
 	}
-	if err != nil || len(jobs) == 0 {
-		return nil, err
-	}
-	detail := fmt.Sprintf("channel=%s pin=%q to=%s jobs=%d", st.Channel, st.Pin, want.Version, len(jobs))
-	return f.CreateJobs(ctx, jobs, store.Audit{Actor: creator, Action: "follow.upgrade", Object: "site " + st.Site, Detail: detail})
+	return jobs, err
 }
 
 // blocksRetry reports whether an ended job means following must not try

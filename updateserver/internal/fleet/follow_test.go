@@ -219,6 +219,32 @@ func TestFollowAfterAJobBeforeTheCheckin(t *testing.T) {
 	}
 }
 
+// TestFollowPassWithAPickedUpJob: a newer release reaches every follower
+// in one transaction, except one whose agent has picked its job up: that
+// one keeps it (the others are not held back), and follows once it ends.
+func TestFollowPassWithAPickedUpJob(t *testing.T) {
+	tf := newTestFleet(t)
+	tf.publishOn("1.0.0", "", "stable")
+	tf.publishOn("1.1.0", "", "stable")
+	for _, s := range []string{"a", "b", "c"} {
+		tf.enroll(s, "acme", "1.0.0", "1.0.0")
+		tf.follow(s, "stable", "")
+	}
+	asg := tf.checkin("a", protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle}) // picked up, not started
+	tf.publishOn("1.2.0", "", "stable")
+	if jobs := tf.pass(); ids(jobs) != "acme-erp:1.0.0->1.2.0 acme-erp:1.0.0->1.2.0" {
+		t.Fatalf("the pass made %s, want b's and c's jobs to 1.2.0", ids(jobs))
+	}
+	if got := tf.open("a"); got != "1.0.0->1.1.0" {
+		t.Fatalf("a: open jobs %q, want its picked-up job alone", got)
+	}
+	tf.events("a", asg.JobID, 1, "stopping", "committed")
+	tf.checkin("a", protocol.CheckinRequest{InstalledVersion: "1.1.0", State: protocol.StateIdle})
+	if jobs := tf.pass(); ids(jobs) != "acme-erp:1.1.0->1.2.0" {
+		t.Fatalf("after a's job the pass made %s, want a's job to 1.2.0", ids(jobs))
+	}
+}
+
 // TestFollowerWakesOnReleaseChange: the follower goroutine catches up at
 // start and reacts to a release change without polling.
 func TestFollowerWakesOnReleaseChange(t *testing.T) {
