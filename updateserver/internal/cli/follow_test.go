@@ -114,6 +114,22 @@ func TestSitesFollow(t *testing.T) {
 		}
 	}
 
+	// A client's sites at once.
+	if out := s.mustCLI(support, "sites", "follow", "--client", "acme", "--channel", "beta"); !strings.Contains(out, "free, other, pinned now follow channel beta") {
+		t.Errorf("follow --client said %q", out)
+	}
+	for name, st := range s.sitesJSON(t, viewer) {
+		if st.Channel != "beta" || st.Pin != "" {
+			t.Errorf("%s after follow --client: channel %q pin %q, want beta and no pin", name, st.Channel, st.Pin)
+		}
+	}
+	s.mustCLI(support, "sites", "unfollow", "--client", "acme")
+	for name, st := range s.sitesJSON(t, viewer) {
+		if st.Channel != "" {
+			t.Errorf("%s after unfollow --client: channel %q", name, st.Channel)
+		}
+	}
+
 	for _, tt := range []struct {
 		token string
 		args  []string
