@@ -189,7 +189,7 @@ type Site struct {
 	TargetVersion    string     `json:"target_version"`
 	State            string     `json:"state"`
 	LastSeen         *time.Time `json:"last_seen"`
-	AgentVersion     string     `json:"agent_version,omitempty"`
+	AgentVersion     string     `json:"agent_version"`
 	OS               string     `json:"os,omitempty"`
 	Arch             string     `json:"arch,omitempty"`
 	Hostname         string     `json:"hostname,omitempty"`
@@ -205,6 +205,44 @@ type Site struct {
 	WindowOpen bool   `json:"window_open"`
 	NextWindow string `json:"next_window"`
 	WaitReason string `json:"wait_reason,omitempty"`
+	// Channel is the channel the site follows and Pin the constraint
+	// that limits which of its releases the site takes ("" for none).
+	Channel string `json:"channel"`
+	Pin     string `json:"pin"`
+	// Online: the site checked in within three poll intervals.
+	Online bool `json:"online"`
+	// Step is the step of the job that runs (the state of its newest
+	// event) while State is "upgrading".
+	Step string `json:"step,omitempty"`
+	// LastResult and LastReason are those of the site's newest ended
+	// job ("" when none has ended).
+	LastResult string `json:"last_result"`
+	LastReason string `json:"last_reason,omitempty"`
+}
+
+// Site states support sees besides the agent's own (idle): a job of the
+// site runs, or waits to start (for its agent, its window or a freeze).
+const (
+	SiteUpgrading = "upgrading"
+	SitePending   = "pending"
+)
+
+// FollowRequest is the body of PUT /api/v1/follows: a site, or every
+// site a client has, follows a channel, with an optional pin.
+type FollowRequest struct {
+	Site    string `json:"site,omitempty"`
+	Client  string `json:"client,omitempty"`
+	Channel string `json:"channel"`
+	Pin     string `json:"pin,omitempty"`
+}
+
+// FollowResponse says which sites now follow (or no longer follow) a
+// channel, and the jobs that following created at once.
+type FollowResponse struct {
+	Sites   []string `json:"sites"`
+	Channel string   `json:"channel"`
+	Pin     string   `json:"pin"`
+	Jobs    []Job    `json:"jobs"`
 }
 
 // UpgradeRequest is the body of POST /api/v1/upgrades.
@@ -254,6 +292,12 @@ type Job struct {
 	// rest.
 	Events        []Event `json:"events"`
 	EventsDropped int     `json:"events_dropped,omitempty"`
+	// DowntimeMS is how long the app was down, in milliseconds: from the
+	// job's stopping event to the new version healthy (committed) or the
+	// old one back (rolled_back); 0 for a job that ended without
+	// stopping the app; absent while unknown (the job has not ended, or
+	// its rollback failed and the app may still be down).
+	DowntimeMS *int64 `json:"downtime_ms,omitempty"`
 }
 
 // ImportReportResponse says what importing an offline job report changed.

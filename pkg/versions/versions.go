@@ -6,6 +6,7 @@ package versions
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	goversion "github.com/hashicorp/go-version"
 )
@@ -85,4 +86,38 @@ func Admits(c, v string) (bool, error) {
 		return true, nil
 	}
 	return pc.Check(pv), nil
+}
+
+// ParsePin parses the pin of a site that follows a channel: a constraint
+// (hashicorp/go-version syntax) that the channel's releases must satisfy
+// for the site to take them. The pin's "~>" names a release line by the
+// parts written: "~> 3.2" is the 3.2 line (>= 3.2.0, < 3.3.0: hot fixes
+// on 3.2 only) and "~> 3" the 3 line (>= 3.0.0, < 4.0.0), where go-version
+// alone reads "~> 3.2" as >= 3.2, < 4.0 and "~> 3" as >= 3. A three-part
+// "~> 3.2.1" means what go-version says (>= 3.2.1, < 3.3.0). It returns
+// the constraint as it checks it, and "" admits every version.
+func ParsePin(pin string) (string, goversion.Constraints, error) {
+	if strings.TrimSpace(pin) == "" {
+		return "", nil, nil
+	}
+	parts := strings.Split(pin, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if rest, ok := strings.CutPrefix(p, "~>"); ok {
+			v := strings.TrimSpace(rest)
+			// One part more than written: go-version then keeps every
+			// written part fixed.
+			if n := strings.Count(v, ".") + 1; !strings.ContainsAny(v, "-+") && n < 3 {
+				v += ".0"
+			}
+			p = "~> " + v
+		}
+		parts[i] = p
+	}
+	norm := strings.Join(parts, ", ")
+	c, err := goversion.NewConstraint(norm)
+	if err != nil {
+		return "", nil, fmt.Errorf("pin %q is not a valid constraint (write it like \"~> 3.2\" for hot fixes on 3.2, or \">= 3.0, < 4.0\")", pin)
+	}
+	return norm, c, nil
 }

@@ -17,7 +17,11 @@ import (
 
 func (s *Server) listSites(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	sites, err := s.Store.ListSites(r.Context(), store.SiteFilter{Client: q.Get("client"), Product: q.Get("product")})
+	filter := store.SiteFilter{Client: q.Get("client"), Product: q.Get("product")}
+	sites, err := s.Store.ListSites(r.Context(), filter)
+	if err == nil {
+		err = s.Fleet.Annotate(r.Context(), sites, filter)
+	}
 	if err == nil {
 		err = s.maint().Annotate(r.Context(), sites)
 	}
@@ -81,6 +85,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		j.Events = events
+		j.DowntimeMS = fleet.Downtime(j)
 		b, err := json.MarshalIndent(j, "  ", "  ")
 		if err != nil {
 			s.Log.Error("history: encoding a job failed", "site", site, "job", j.ID, "err", err)

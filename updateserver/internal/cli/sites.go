@@ -29,17 +29,10 @@ func newSitesCmd(stdio IO) *cobra.Command {
 	}, func(sites []protocol.Site) error {
 		rows := make([][]string, 0, len(sites))
 		for _, s := range sites {
-			seen := "never"
-			if s.LastSeen != nil {
-				seen = since(*s.LastSeen)
-			}
-			state := s.State
-			if len(s.Drift) > 0 {
-				state += " (drift)"
-			}
-			rows = append(rows, []string{s.Site, s.Client, s.Product, orDash(s.InstalledVersion), orDash(s.TargetVersion), state, seen, windowColumn(s)})
+			rows = append(rows, []string{s.Site, s.Client, s.Product, orDash(s.InstalledVersion), orDash(s.TargetVersion), stateColumn(s),
+				orDash(s.LastResult), seenColumn(s), orDash(s.AgentVersion), followColumn(s), windowColumn(s)})
 		}
-		return table(stdio.Stdout, []string{"SITE", "CLIENT", "PRODUCT", "INSTALLED", "TARGET", "STATE", "LAST SEEN", "WINDOW"}, rows)
+		return table(stdio.Stdout, []string{"SITE", "CLIENT", "PRODUCT", "INSTALLED", "TARGET", "STATE", "LAST RESULT", "LAST SEEN", "AGENT", "CHANNEL", "WINDOW"}, rows)
 	})
 
 	show := &cobra.Command{
@@ -55,10 +48,20 @@ func newSitesCmd(stdio IO) *cobra.Command {
 		if s.LastSeen != nil {
 			seen = s.LastSeen.Local().Format(time.RFC3339) + " (" + since(*s.LastSeen) + ")"
 		}
+		if !s.Online {
+			seen = "offline, " + seen
+		}
 		fmt.Fprintf(w, "site:       %s\nclient:     %s\nproduct:    %s\ninstalled:  %s\ntarget:     %s\nstate:      %s\nlast seen:  %s\nagent:      %s on %s/%s, host %s\nenrolled:   %s\n",
-			s.Site, s.Client, s.Product, orDash(s.InstalledVersion), orDash(s.TargetVersion), s.State, seen,
+			s.Site, s.Client, s.Product, orDash(s.InstalledVersion), orDash(s.TargetVersion), stateColumn(s), seen,
 			orDash(s.AgentVersion), orDash(s.OS), orDash(s.Arch), orDash(s.Hostname), s.EnrolledAt.Local().Format(time.RFC3339))
-		fmt.Fprintf(w, "window:     %s\n", windowColumn(s))
+		fmt.Fprintf(w, "window:     %s\nfollows:    %s\n", windowColumn(s), followColumn(s))
+		if s.LastResult != "" {
+			last := s.LastResult
+			if s.LastReason != "" {
+				last += ": " + s.LastReason
+			}
+			fmt.Fprintf(w, "last result: %s\n", last)
+		}
 		if len(s.Drift) > 0 {
 			if len(protocol.BlockingDrift(s.Drift)) > 0 {
 				fmt.Fprintf(w, "\nDRIFT (changed by hand; upgrades need --accept-drift):\n")
@@ -79,7 +82,44 @@ func newSitesCmd(stdio IO) *cobra.Command {
 		}
 		return nil
 	})
-	return group("sites", "Sites and the versions they run", list, show, newImportReportCmd(stdio))
+	follow, unfollow := newFollowCmds(stdio)
+	return group("sites", "Sites and the versions they run", list, show, follow, unfollow, newImportReportCmd(stdio))
+}
+
+// stateColumn is a site's state: "upgrading (STEP)" while a job runs,
+// "pending" while one waits, else its agent's state; "(drift)" when its
+// files were changed by hand.
+func stateColumn(s protocol.Site) string {
+	state := s.State
+	if s.State == protocol.SiteUpgrading && s.Step != "" {
+		state += " (" + s.Step + ")"
+	}
+	if len(s.Drift) > 0 {
+		state += " (drift)"
+	}
+	return state
+}
+
+// seenColumn is when a site last checked in, flagged when it is offline.
+func seenColumn(s protocol.Site) string {
+	if s.LastSeen == nil {
+		return "never (offline)"
+	}
+	if !s.Online {
+		return "OFFLINE " + since(*s.LastSeen)
+	}
+	return since(*s.LastSeen)
+}
+
+// followColumn is the channel a site follows, with its pin.
+func followColumn(s protocol.Site) string {
+	if s.Channel == "" {
+		return "-"
+	}
+	if s.Pin != "" {
+		return s.Channel + " " + s.Pin
+	}
+	return s.Channel
 }
 
 // windowColumn says whether a site's jobs may start: "open", or when
@@ -109,7 +149,11 @@ func printJob(w io.Writer, j protocol.Job) {
 	if j.Reason != "" {
 		fmt.Fprintf(w, ": %s", j.Reason)
 	}
-	fmt.Fprintf(w, "\n  created %s by %s\n", j.CreatedAt.Local().Format(time.RFC3339), j.CreatedBy)
+	fmt.Fprintf(w, "\n  created %s by %s", j.CreatedAt.Local().Format(time.RFC3339), j.CreatedBy)
+	if j.DowntimeMS != nil {
+		fmt.Fprintf(w, "; app down %s", (time.Duration(*j.DowntimeMS) * time.Millisecond).String())
+	}
+	fmt.Fprintln(w)
 	for i, e := range j.Events {
 		if i == 1 && j.EventsDropped > 0 {
 			fmt.Fprintf(w, "         … %d events dropped (the server keeps a job's first and newest events) …\n", j.EventsDropped)

@@ -360,6 +360,11 @@ func (c *Client) SetWindow(ctx context.Context, req protocol.WindowRequest) (pro
 
 // ClearWindow removes a site's or a client's window (give one of them).
 func (c *Client) ClearWindow(ctx context.Context, site, client string) error {
+	return c.Do(ctx, http.MethodDelete, protocol.APIVersion+"/windows?"+scopeQuery(site, client), nil, nil)
+}
+
+// scopeQuery is the query naming a site or a client (give one of them).
+func scopeQuery(site, client string) string {
 	q := url.Values{}
 	if site != "" {
 		q.Set("site", site)
@@ -367,7 +372,21 @@ func (c *Client) ClearWindow(ctx context.Context, site, client string) error {
 	if client != "" {
 		q.Set("client", client)
 	}
-	return c.Do(ctx, http.MethodDelete, protocol.APIVersion+"/windows?"+q.Encode(), nil, nil)
+	return q.Encode()
+}
+
+// Follow makes a site, or every site of a client, follow a channel.
+func (c *Client) Follow(ctx context.Context, req protocol.FollowRequest) (protocol.FollowResponse, error) {
+	var out protocol.FollowResponse
+	err := c.Do(ctx, http.MethodPut, protocol.APIVersion+"/follows", req, &out)
+	return out, err
+}
+
+// Unfollow makes a site, or every site of a client, follow no channel.
+func (c *Client) Unfollow(ctx context.Context, site, client string) (protocol.FollowResponse, error) {
+	var out protocol.FollowResponse
+	err := c.Do(ctx, http.MethodDelete, protocol.APIVersion+"/follows?"+scopeQuery(site, client), nil, &out)
+	return out, err
 }
 
 // SiteWindow shows a site's window as of now.

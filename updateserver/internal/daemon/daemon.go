@@ -167,6 +167,8 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		Log:        log,
 	}
 	d.Fleet = &fleet.Fleet{Store: st, Log: log, PollInterval: cfg.PollInterval, JobTimeout: cfg.JobTimeout}
+	// Sites that follow a channel react to its releases.
+	d.Publisher.Subscribe(func(c publish.ReleaseChange) { d.Fleet.ReleaseChanged(c.Product) })
 	if err := d.init(ctx); err != nil {
 		return nil, err
 	}
@@ -288,6 +290,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		func(ctx context.Context) { d.Publisher.RunRefresher(ctx, d.cfg.RefreshInterval) },
 		d.cleanUploads,
 		func(ctx context.Context) { d.Fleet.RunSweeper(ctx, min(time.Minute, d.cfg.JobTimeout/4)) },
+		d.Fleet.RunFollower,
 	} {
 		wg.Add(1)
 		go func() {

@@ -15,7 +15,10 @@
 //     reaches a connected agent at once) and their batches of events.
 //   - hub.go: wakes long-polling check-ins when their site gets a job.
 //   - sweeper.go: runs the timeout rule periodically.
-//   - sites.go: what support reads: a site, its history.
+//   - follow.go: sites that follow a channel (with a pin): follow
+//     passes, woken by release changes and by jobs ending.
+//   - sites.go: what support reads: a site, its history, and what a
+//     list of sites shows of their jobs (Annotate, Downtime).
 //
 // The store (package store) keeps the rows and transactions; every
 // decision about a job is made here, in Go, inside one store
@@ -43,6 +46,7 @@ type Fleet struct {
 
 	hub     hub
 	signals signals
+	follow  follower
 }
 
 func (f *Fleet) now() time.Time {

@@ -39,8 +39,11 @@ func (f *Fleet) Site(ctx context.Context, name string) (protocol.Site, error) {
 		if j.Events, err = f.Store.JobEvents(ctx, j.ID); err != nil {
 			return st, err
 		}
+		j.DowntimeMS = Downtime(*j)
 	}
-	return st, nil
+	one := []protocol.Site{st}
+	err = f.Annotate(ctx, one, store.SiteFilter{})
+	return one[0], err
 }
 
 // History paging: how many jobs a page holds by default and at most.
@@ -86,4 +89,67 @@ func (f *Fleet) History(ctx context.Context, site, before string, limit int) (Hi
 // JobEvents returns a job's events (at most store.MaxJobEvents).
 func (f *Fleet) JobEvents(ctx context.Context, id string) ([]protocol.Event, error) {
 	return f.Store.JobEvents(ctx, id)
+}
+
+// Annotate sets what support sees of each site beyond its agent's
+// report: online (checked in within three poll intervals), the newest
+// ended job's result and reason, and, while a job of the site runs,
+// state "upgrading" and the step it is at ("pending" while one waits).
+// f selects the same sites as the list (it bounds the reads).
+func (f *Fleet) Annotate(ctx context.Context, sites []protocol.Site, filter store.SiteFilter) error {
+	if len(sites) == 0 {
+		return nil
+	}
+	if len(sites) == 1 {
+		filter = store.SiteFilter{Client: sites[0].Client, Product: sites[0].Product}
+	}
+	sums, err := f.Store.JobSummaries(ctx, filter)
+	if err != nil {
+		return err
+	}
+	for i := range sites {
+		st := &sites[i]
+		st.Online = f.Online(*st)
+		sum := sums[st.Site]
+		st.LastResult, st.LastReason = sum.LastResult, sum.LastReason
+		switch sum.OpenResult {
+		case protocol.ResultRunning:
+			st.State, st.Step = protocol.SiteUpgrading, sum.Step
+		case protocol.ResultPending:
+			st.State = protocol.SitePending
+		}
+	}
+	return nil
+}
+
+// Downtime is how long a job kept the app down, in milliseconds, from
+// its events: from its first stopping event to its committed (the new
+// version healthy) or rolled_back (the old one back) event; 0 when the
+// job ended without stopping the app; nil while unknown (the job has not
+// ended, its rollback failed, or the cap dropped the events that tell).
+func Downtime(j protocol.Job) *int64 {
+	if j.Result == protocol.ResultPending || j.Result == protocol.ResultRunning {
+		return nil
+	}
+	var stopped, back *protocol.Event
+	for i := range j.Events {
+		e := &j.Events[i]
+		switch e.State {
+		case protocol.StateStopping:
+			if stopped == nil {
+				stopped = e
+			}
+		case protocol.StateCommitted, protocol.StateRolledBack:
+			back = e
+		}
+	}
+	switch {
+	case stopped == nil && j.EventsDropped == 0:
+		zero := int64(0)
+		return &zero
+	case stopped == nil || back == nil || back.At.Before(stopped.At):
+		return nil
+	}
+	ms := back.At.Sub(stopped.At).Milliseconds()
+	return &ms
 }

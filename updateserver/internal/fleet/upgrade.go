@@ -149,13 +149,9 @@ func (f *Fleet) NewPlanner() *Planner {
 // files were changed by hand (unless opts.AcceptDrift), a downgrade
 // (unless opts.AllowDowngrade), no upgrade path.
 func (p *Planner) PlanSite(ctx context.Context, st protocol.Site, product, to string, opts PlanOptions) ([]store.NewJob, error) {
-	all, ok := p.releases[product]
-	if !ok {
-		var err error
-		if all, err = p.store.ListReleases(ctx, store.ReleaseFilter{Product: product}); err != nil {
-			return nil, err
-		}
-		p.releases[product] = all
+	all, err := p.Releases(ctx, product)
+	if err != nil {
+		return nil, err
 	}
 	var target protocol.Release
 	for _, r := range all {
@@ -194,6 +190,20 @@ func (p *Planner) PlanSite(ctx context.Context, st protocol.Site, product, to st
 		from = hop.Version
 	}
 	return jobs, nil
+}
+
+// Releases returns product's releases, newest first, as the planner
+// read them first.
+func (p *Planner) Releases(ctx context.Context, product string) ([]protocol.Release, error) {
+	all, ok := p.releases[product]
+	if !ok {
+		var err error
+		if all, err = p.store.ListReleases(ctx, store.ReleaseFilter{Product: product}); err != nil {
+			return nil, err
+		}
+		p.releases[product] = all
+	}
+	return all, nil
 }
 
 // nowReason is the audit detail of --now's reason.

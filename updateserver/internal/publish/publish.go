@@ -46,6 +46,8 @@ type Publisher struct {
 	// mu serialises signing: two publishes, or a publish and a refresh,
 	// must not both sign version N+1.
 	mu sync.Mutex
+	// subs are told about releases published, promoted and yanked.
+	subs subscribers
 }
 
 func (p *Publisher) now() time.Time {
@@ -405,6 +407,7 @@ func (p *Publisher) Publish(ctx context.Context, req protocol.PublishRequest, ac
 		return protocol.Release{}, fmt.Errorf("publish %s %s: %w", rel.Product, rel.Version, err)
 	}
 	p.Log.Info("release published", "product", rel.Product, "version", rel.Version, "sha256", rel.SHA256, "channels", rel.Channels, "by", actor)
+	p.changed(ReleaseChange{Kind: ChangePublish, Product: rel.Product, Version: rel.Version})
 	return rel, nil
 }
 
@@ -429,8 +432,12 @@ func (p *Publisher) Promote(ctx context.Context, product, version, channel, acto
 	if r.Yanked {
 		return r, fault.New(fault.Conflict, "%s %s is yanked (%s) and cannot be promoted", r.Product, r.Version, r.YankReason)
 	}
-	if _, err := p.Store.Promote(ctx, p.now(), r, channel, store.Audit{Actor: actor, Action: "release.promote", Object: r.Product + " " + r.Version, Detail: "channel=" + channel}); err != nil {
+	added, err := p.Store.Promote(ctx, p.now(), r, channel, store.Audit{Actor: actor, Action: "release.promote", Object: r.Product + " " + r.Version, Detail: "channel=" + channel})
+	if err != nil {
 		return r, fmt.Errorf("promote: %w", err)
+	}
+	if added {
+		p.changed(ReleaseChange{Kind: ChangePromote, Product: r.Product, Version: r.Version, Channel: channel})
 	}
 	return p.Release(ctx, product, version)
 }
@@ -444,8 +451,12 @@ func (p *Publisher) Yank(ctx context.Context, product, version, reason, actor st
 	if err != nil {
 		return r, err
 	}
-	if _, err := p.Store.Yank(ctx, p.now(), r, reason, store.Audit{Actor: actor, Action: "release.yank", Object: r.Product + " " + r.Version, Detail: "reason=" + reason}); err != nil {
+	yanked, err := p.Store.Yank(ctx, p.now(), r, reason, store.Audit{Actor: actor, Action: "release.yank", Object: r.Product + " " + r.Version, Detail: "reason=" + reason})
+	if err != nil {
 		return r, err
+	}
+	if yanked {
+		p.changed(ReleaseChange{Kind: ChangeYank, Product: r.Product, Version: r.Version})
 	}
 	return p.Release(ctx, product, version)
 }

@@ -322,6 +322,13 @@ CREATE TABLE freezes (
 );
 CREATE INDEX freezes_by_end ON freezes (to_ns);
 `,
+	// 9: the channel a site follows, and the pin (a version constraint)
+	// that limits which of the channel's releases it takes.
+	`
+ALTER TABLE sites ADD COLUMN follow_channel TEXT NOT NULL DEFAULT '';
+ALTER TABLE sites ADD COLUMN follow_pin TEXT NOT NULL DEFAULT '';
+CREATE INDEX sites_by_follow ON sites (product, follow_channel) WHERE follow_channel != '';
+`,
 }
 
 // SchemaVersion is the schema version this code writes.

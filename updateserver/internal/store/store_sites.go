@@ -29,14 +29,15 @@ func (s *Store) Checkin(ctx context.Context, now time.Time, site string, c proto
 	})
 }
 
-const siteColumns = `site, client, product, installed_version, target_version, state, agent_version, os, arch, hostname, last_seen, enrolled_at, drift`
+const siteColumns = `site, client, product, installed_version, target_version, state, agent_version, os, arch, hostname, last_seen, enrolled_at, drift,
+	follow_channel, follow_pin`
 
 func scanSite(r scanner) (protocol.Site, error) {
 	var st protocol.Site
 	var lastSeen sql.NullString
 	var enrolled, drift string
 	err := r.Scan(&st.Site, &st.Client, &st.Product, &st.InstalledVersion, &st.TargetVersion, &st.State,
-		&st.AgentVersion, &st.OS, &st.Arch, &st.Hostname, &lastSeen, &enrolled, &drift)
+		&st.AgentVersion, &st.OS, &st.Arch, &st.Hostname, &lastSeen, &enrolled, &drift, &st.Channel, &st.Pin)
 	if drift != "" {
 		st.Drift = strings.Split(drift, "\n")
 	}
