@@ -16,6 +16,9 @@
 //   - hub.go: wakes long-polling check-ins when their site gets a job.
 //   - sweeper.go: runs the timeout rule periodically.
 //   - sites.go: what support reads: a site, its history.
+//   - rollout.go, rollout_plan.go, rollout_sched.go: rollouts (support's
+//     side; the wave and failure arithmetic; the scheduler that starts
+//     their sites, woken by JobEnded).
 //
 // The store (package store) keeps the rows and transactions; every
 // decision about a job is made here, in Go, inside one store
@@ -24,6 +27,7 @@ package fleet
 
 import (
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
@@ -43,6 +47,9 @@ type Fleet struct {
 
 	hub     hub
 	signals signals
+
+	kickOnce sync.Once
+	kick     chan struct{} // wakes the rollout scheduler
 }
 
 func (f *Fleet) now() time.Time {

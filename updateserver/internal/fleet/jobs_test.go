@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
-	"github.com/dropless/dropless/updateserver/internal/store"
 	"github.com/dropless/dropless/updateserver/internal/fault"
+	"github.com/dropless/dropless/updateserver/internal/store"
 )
 
 // TestSupersede: a new upgrade of a site's product supersedes the pending
