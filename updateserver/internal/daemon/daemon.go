@@ -288,6 +288,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		func(ctx context.Context) { d.Publisher.RunRefresher(ctx, d.cfg.RefreshInterval) },
 		d.cleanUploads,
 		func(ctx context.Context) { d.Fleet.RunSweeper(ctx, min(time.Minute, d.cfg.JobTimeout/4)) },
+		func(ctx context.Context) { d.Fleet.RunRollouts(ctx, fleet.DefaultRolloutTick) },
 	} {
 		wg.Add(1)
 		go func() {
