@@ -141,7 +141,7 @@ func (s *Server) routes() []route {
 			resp: []protocol.Freeze{}, handler: s.listFreezes},
 		{pattern: "DELETE " + v1 + "/freezes/{id}", access: operator, role: protocol.RoleSupport, summary: "Delete a freeze",
 			status: http.StatusNoContent, handler: s.deleteFreeze},
-		{pattern: "POST " + v1 + "/rollouts", access: operator, role: protocol.RoleSupport, summary: "Create a rollout: one release to many sites in waves",
+		{pattern: "POST " + v1 + "/rollouts", access: operator, role: protocol.RoleSupport, summary: "Create a rollout: one release to many sites in waves (answered without its sites)",
 			body: protocol.RolloutRequest{}, status: http.StatusCreated, resp: protocol.Rollout{}, handler: s.createRollout},
 		{pattern: "GET " + v1 + "/rollouts", access: operator, role: protocol.RoleViewer, summary: "List rollouts, newest first (without their sites)",
 			resp: []protocol.Rollout{}, handler: s.listRollouts},

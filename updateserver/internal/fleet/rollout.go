@@ -89,7 +89,7 @@ func (f *Fleet) CreateRollout(ctx context.Context, req protocol.RolloutRequest, 
 		return protocol.Rollout{}, err
 	}
 	f.kickRollouts()
-	return f.Rollout(ctx, ro.ID)
+	return f.rollout(ctx, ro.ID, false)
 }
 
 // checkRollout checks a rollout request, fills its defaults, and returns
@@ -265,6 +265,11 @@ func rolloutNotFound(id int64) error {
 
 // Rollout returns one rollout with its waves and their sites.
 func (f *Fleet) Rollout(ctx context.Context, id int64) (protocol.Rollout, error) {
+	return f.rollout(ctx, id, true)
+}
+
+// rollout returns one rollout, with its waves and sites when detail.
+func (f *Fleet) rollout(ctx context.Context, id int64, detail bool) (protocol.Rollout, error) {
 	ro, err := f.Store.Rollout(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return protocol.Rollout{}, rolloutNotFound(id)
@@ -276,7 +281,7 @@ func (f *Fleet) Rollout(ctx context.Context, id int64) (protocol.Rollout, error)
 	if err != nil {
 		return protocol.Rollout{}, err
 	}
-	return summarize(ro, sites, true), nil
+	return summarize(ro, sites, detail), nil
 }
 
 // Rollouts lists the rollouts, newest first, without their sites.
