@@ -158,7 +158,10 @@ func TestRolloutAndonCordE2E(t *testing.T) {
 		t.Fatalf("acme-1 after cancel: %+v, want its job cancelled", j)
 	}
 	sites[0].StartAgent(t)
-	Await(t, "acme-1 back", func() bool { st := sites[0].Info(t); return st.LastSeen != nil && time.Since(*st.LastSeen) < 5*time.Second })
+	Await(t, "acme-1 back", func() bool {
+		st := sites[0].Info(t)
+		return st.LastSeen != nil && time.Since(*st.LastSeen) < 5*time.Second
+	})
 	for _, s := range sites[:4] {
 		s.AwaitHealthy(t, "1.0.0")
 	}

@@ -115,3 +115,33 @@ func TestMaxFailures(t *testing.T) {
 		}
 	}
 }
+
+// FuzzPlanWaves: whatever waves and max failures support types, parsing
+// never panics, and accepted waves put every site in exactly one wave,
+// the canaries first.
+func FuzzPlanWaves(f *testing.F) {
+	for _, s := range []string{"5%,25%,100%", "100", "0.5%,100%", "25%,5%,100%", "1e-300,100", "NaN,100", "-0,100", ",", "100%,100%"} {
+		f.Add(s, "10%", uint16(100), uint8(1))
+	}
+	f.Fuzz(func(t *testing.T, waves, maxFail string, n uint16, canaries uint8) {
+		if m, err := ParseMaxFailures(maxFail); err == nil {
+			m.tripped(int(canaries), int(n))
+		}
+		ws, err := ParseWaves(waves)
+		if err != nil {
+			return
+		}
+		sites, canary := names("s", int(n%2000)), names("c", int(canaries%10))
+		got := PlanWaves(sites, canary, ws)
+		var all []string
+		for i, w := range got {
+			if len(w) == 0 {
+				t.Fatalf("waves %q: wave %d is empty", waves, i)
+			}
+			all = append(all, w...)
+		}
+		if want := append(append([]string{}, canary...), sites...); !reflect.DeepEqual(all, want) && len(want) > 0 {
+			t.Fatalf("waves %q over %d sites and %d canaries: %d sites placed", waves, len(sites), len(canary), len(all))
+		}
+	})
+}
