@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/pkg/versions"
 	"github.com/dropless/dropless/updateserver/internal/fault"
 	"github.com/dropless/dropless/updateserver/internal/maint"
 	"github.com/dropless/dropless/updateserver/internal/store"
@@ -208,8 +209,9 @@ const startBatch = 256
 // startSites starts up to slots of the waiting sites (in order) whose
 // window is open and no freeze holds: plans each (multi-hop paths per
 // site) and creates its jobs. A site on the version already succeeds at
-// once; a site that cannot be planned (no path, drift) fails with the
-// planner's reason; neither takes a slot.
+// once, and so does one on a newer version (a rollout never downgrades);
+// a site that cannot be planned (no path, drift) fails with the planner's
+// reason; none of them takes a slot.
 func (f *Fleet) startSites(ctx context.Context, ro store.RolloutRow, waiting []string, slots int) (bool, error) {
 	plan := f.NewPlanner()
 	opts := PlanOptions{CreatedBy: rolloutName(ro.ID)}
@@ -233,6 +235,12 @@ func (f *Fleet) startSites(ctx context.Context, ro store.RolloutRow, waiting []s
 				break
 			}
 			if !st.WindowOpen {
+				continue
+			}
+			if installed := st.InstalledVersion; ro.Product != AgentProduct && installed != "" && versions.Compare(installed, ro.Version) > 0 {
+				// Ahead of the rollout (a hot fix, a later release): not a
+				// failure of the release, and never downgraded by it.
+				chosen = append(chosen, plannedSite{site: st.Site, outcome: protocol.RolloutSiteSucceeded, reason: "runs " + installed + ", newer than " + ro.Version})
 				continue
 			}
 			hops, err := plan.PlanSite(ctx, st, ro.Product, ro.Version, opts)

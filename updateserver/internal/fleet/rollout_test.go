@@ -214,8 +214,8 @@ func TestRolloutFailuresThenCancel(t *testing.T) {
 	}
 }
 
-// TestRolloutPlansEachSite: a site on the version already succeeds at
-// once, a site needing two hops gets both (one job each, of the
+// TestRolloutPlansEachSite: a site on the version already (or a newer
+// one) succeeds at once, a site needing two hops gets both (one job each, of the
 // rollout), a drifted site fails with the planner's reason.
 func TestRolloutPlansEachSite(t *testing.T) {
 	tf := newTestFleet(t)
@@ -223,6 +223,7 @@ func TestRolloutPlansEachSite(t *testing.T) {
 	tf.publish("acme-erp", "1.1.0", ">= 1.0.0")
 	tf.publish("acme-erp", "2.0.0", ">= 1.1.0")
 	tf.enroll("done", "acme", "2.0.0", "0.9.0")
+	tf.enroll("ahead", "acme", "2.0.1", "0.9.0")
 	tf.enroll("far", "acme", "1.0.0", "0.9.0")
 	tf.enroll("drifted", "acme", "1.1.0", "0.9.0")
 	tf.checkin("drifted", protocol.CheckinRequest{InstalledVersion: "1.1.0", State: protocol.StateIdle, Drift: []string{"files/app.dll changed"}})
@@ -235,6 +236,9 @@ func TestRolloutPlansEachSite(t *testing.T) {
 	}
 	if s := got["done"]; s.Status != protocol.RolloutSiteSucceeded || s.JobID != "" {
 		t.Errorf("done: %+v, want succeeded without a job", s)
+	}
+	if s := got["ahead"]; s.Status != protocol.RolloutSiteSucceeded || s.JobID != "" || s.Reason != "runs 2.0.1, newer than 2.0.0" {
+		t.Errorf("ahead: %+v, want succeeded without a job (never downgraded)", s)
 	}
 	if s := got["drifted"]; s.Status != protocol.RolloutSiteFailed || !strings.Contains(s.Reason, "drifted") {
 		t.Errorf("drifted: %+v, want failed, saying it drifted", s)
