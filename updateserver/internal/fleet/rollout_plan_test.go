@@ -124,8 +124,8 @@ func FuzzPlanWaves(f *testing.F) {
 		f.Add(s, "10%", uint16(100), uint8(1))
 	}
 	f.Fuzz(func(t *testing.T, waves, maxFail string, n uint16, canaries uint8) {
-		if m, err := ParseMaxFailures(maxFail); err == nil {
-			m.tripped(int(canaries), int(n))
+		if m, err := ParseMaxFailures(maxFail); err == nil && m.tripped(0, int(n)) {
+			t.Fatalf("max failures %q tripped without a failure", maxFail)
 		}
 		ws, err := ParseWaves(waves)
 		if err != nil {
