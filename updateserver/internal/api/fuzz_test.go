@@ -31,7 +31,7 @@ func FuzzRequestBodies(f *testing.F) {
 	endpoints := []string{
 		"/api/v1/tokens", "/api/v1/releases", "/api/v1/releases/p/1.0.0/promote", "/api/v1/releases/p/1.0.0/yank",
 		"/api/v1/enroll-tokens", "/api/v1/upgrades", "/api/v1/agent/enroll", "/api/v1/agent/checkin?wait=0",
-		"/api/v1/agent/events", "/api/v1/uploads",
+		"/api/v1/agent/events", "/api/v1/uploads", "/api/v1/rollouts", "/api/v1/rollouts/1/cancel",
 	}
 	seeds := []string{
 		`{"role":"viewer","name":"x"}`, `{"upload_id":"00000000000000000000000000000000","product":"p","version":"1.0.0","targets_metadata":{"signed":{}}}`,
@@ -44,6 +44,9 @@ func FuzzRequestBodies(f *testing.F) {
 		`{"events":[{"job_id":"j","seq":1,"state":"committed","at":"2026-01-01T00:00:00Z"}]}`,
 		"\x1f\x8b\x08\x00", `null`, `[]`, `{"events":null}`, `{"uses":-1}`, `{"expires_in":"-5h"}`, `{"to":"\u0000"}`,
 		`{"role":"admin","name":"y","expires_in":"1h"}`, `{"client":"acme","site":"s","replace":true}`, `{"client":"acme","replace":true}`,
+		`{"product":"p","version":"1.0.0","sites":["s"],"canary":["s","s"],"waves":[5,100],"max_failures":"10%","soak_seconds":60}`,
+		`{"product":"p","version":"1.0.0","clients":["c"],"waves":[100,5e-324,-1],"max_parallel":-5,"max_failures":"1e400%","soak_seconds":-1}`,
+		`{"product":"p","version":"1.0.0","channel":"stable","sites":[""],"hold_between_waves":true}`,
 	}
 	for i, s := range seeds {
 		f.Add(uint8(i), []byte(s))

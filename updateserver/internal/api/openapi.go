@@ -22,6 +22,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3gen"
 
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/fleet"
 )
 
 // access says who may call a route.
@@ -146,6 +147,18 @@ func (s *Server) routes() []route {
 			resp: []protocol.Freeze{}, handler: s.listFreezes},
 		{pattern: "DELETE " + v1 + "/freezes/{id}", access: operator, role: protocol.RoleSupport, summary: "Delete a freeze",
 			status: http.StatusNoContent, handler: s.deleteFreeze},
+		{pattern: "POST " + v1 + "/rollouts", access: operator, role: protocol.RoleSupport, summary: "Create a rollout: one release to many sites in waves (answered without its sites)",
+			body: protocol.RolloutRequest{}, status: http.StatusCreated, resp: protocol.Rollout{}, handler: s.createRollout},
+		{pattern: "GET " + v1 + "/rollouts", access: operator, role: protocol.RoleViewer, summary: "List rollouts, newest first (without their sites)",
+			resp: []protocol.Rollout{}, handler: s.listRollouts},
+		{pattern: "GET " + v1 + "/rollouts/{id}", access: operator, role: protocol.RoleViewer, summary: "One rollout with its waves and sites",
+			resp: protocol.Rollout{}, handler: s.getRollout},
+		{pattern: "POST " + v1 + "/rollouts/{id}/pause", access: operator, role: protocol.RoleSupport, summary: "Pause a rollout: no new site starts",
+			resp: protocol.Rollout{}, handler: s.rolloutAction((*fleet.Fleet).PauseRollout)},
+		{pattern: "POST " + v1 + "/rollouts/{id}/resume", access: operator, role: protocol.RoleSupport, summary: "Resume a paused rollout (its failures still counted)",
+			resp: protocol.Rollout{}, handler: s.rolloutAction((*fleet.Fleet).ResumeRollout)},
+		{pattern: "POST " + v1 + "/rollouts/{id}/cancel", access: operator, role: protocol.RoleSupport, summary: "Cancel a rollout: jobs not started are cancelled at once",
+			resp: protocol.Rollout{}, handler: s.rolloutAction((*fleet.Fleet).CancelRollout)},
 
 		{pattern: "POST " + v1 + "/agent/enroll", summary: "An agent enrolls with an enroll token and gets its credential",
 			body: protocol.EnrollRequest{}, status: http.StatusCreated, resp: protocol.EnrollResponse{}, handler: s.enroll},

@@ -106,6 +106,7 @@ certificate your own CA signed, also --ca-file or UPDATESERVER_CA_FILE).`,
 		newHistoryCmd(stdio),
 		newWindowCmd(stdio),
 		newFreezeCmd(stdio),
+		newRolloutCmd(stdio),
 		newAuditCmd(stdio),
 		newVersionCmd(stdio),
 	)

@@ -291,6 +291,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		d.cleanUploads,
 		func(ctx context.Context) { d.Fleet.RunSweeper(ctx, min(time.Minute, d.cfg.JobTimeout/4)) },
 		d.Fleet.RunFollower,
+		func(ctx context.Context) { d.Fleet.RunRollouts(ctx, fleet.DefaultRolloutTick) },
 	} {
 		wg.Add(1)
 		go func() {

@@ -41,8 +41,8 @@ type JobEvent struct {
 	// without the agent: a job timed out, then its agent reported how it
 	// really ended. A rollout counts the job once, as it ended last.
 	Amends bool
-	// RolloutID is the rollout the job belongs to ("" for none; rollouts
-	// do not exist yet).
+	// RolloutID is the ID of the rollout that made the job ("" for
+	// none).
 	RolloutID string
 }
 

@@ -19,6 +19,9 @@
 //     passes, woken by release changes and by jobs ending.
 //   - sites.go: what support reads: a site, its history, and what a
 //     list of sites shows of their jobs (Annotate, Downtime).
+//   - rollout.go, rollout_plan.go, rollout_sched.go: rollouts (support's
+//     side; the wave and failure arithmetic; the scheduler that starts
+//     their sites, woken by JobEnded).
 //
 // The store (package store) keeps the rows and transactions; every
 // decision about a job is made here, in Go, inside one store
@@ -27,6 +30,7 @@ package fleet
 
 import (
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
@@ -47,6 +51,9 @@ type Fleet struct {
 	hub     hub
 	signals signals
 	follow  follower
+
+	kickOnce sync.Once
+	kick     chan struct{} // wakes the rollout scheduler
 }
 
 func (f *Fleet) now() time.Time {

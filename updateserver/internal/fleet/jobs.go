@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/fault"
+	"github.com/dropless/dropless/updateserver/internal/maint"
 	"github.com/dropless/dropless/updateserver/internal/store"
 )
 
@@ -63,8 +65,12 @@ func (f *Fleet) jobs(ctx context.Context, now time.Time, fn func(*jobRun) error)
 }
 
 func (r *jobRun) signal(t JobEventType, j store.JobRow, amends bool) {
-	r.out = append(r.out, JobEvent{Type: t, At: r.now, JobID: j.ID, Site: j.Site, Client: j.Client, Product: j.Product,
-		From: j.From, To: j.To, Result: j.Result, Reason: j.Reason, CreatedBy: j.CreatedBy, Amends: amends})
+	e := JobEvent{Type: t, At: r.now, JobID: j.ID, Site: j.Site, Client: j.Client, Product: j.Product,
+		From: j.From, To: j.To, Result: j.Result, Reason: j.Reason, CreatedBy: j.CreatedBy, Amends: amends}
+	if j.RolloutID != 0 {
+		e.RolloutID = strconv.FormatInt(j.RolloutID, 10)
+	}
+	r.out = append(r.out, e)
 }
 
 // end is the one place a job ends: it records result and reason
@@ -171,66 +177,86 @@ func (r *jobRun) supersede(site, product, by string) (others int, err error) {
 // each job emits JobCreated (superseded ones JobEnded), and a site whose
 // new job is its next assignment has its long-poll woken with it.
 func (f *Fleet) CreateJobs(ctx context.Context, jobs []store.NewJob, a store.Audit) ([]protocol.Job, error) {
-	type wakeUp struct {
-		site string
-		a    *protocol.Assignment
-	}
 	var wake []wakeUp
 	now := f.now()
 	err := f.jobs(ctx, now, func(r *jobRun) error {
-		wake = nil
-		type siteProduct struct{ site, product string }
-		cleared := map[siteProduct]bool{}
-		sites := map[string]protocol.Site{}
-		for _, j := range jobs {
-			st, ok := sites[j.Site]
-			if !ok {
-				var err error
-				if st, err = r.tx.Site(j.Site); errors.Is(err, store.ErrNotFound) {
-					return fault.New(fault.NotFound, "site %s is not enrolled: see sites list", j.Site)
-				} else if err != nil {
-					return err
-				}
-				sites[j.Site] = st
-			}
-			if sp := (siteProduct{j.Site, j.Product}); !cleared[sp] {
-				cleared[sp] = true
-				others, err := r.supersede(j.Site, j.Product, j.ID)
-				if err != nil {
-					return err
-				}
-				// The new job is the site's next assignment when no
-				// other job of the site is open.
-				if others == 0 {
-					wake = append(wake, wakeUp{j.Site, &protocol.Assignment{JobID: j.ID, Product: j.Product, Version: j.To, Target: j.Target, From: j.From,
-						AcceptDrift: j.AcceptDrift, AllowDowngrade: j.AllowDowngrade, AllowIrreversible: j.AllowIrreversible}})
-				}
-			}
-			if err := r.tx.InsertJob(j, r.now); err != nil {
-				return err
-			}
-			if j.Product == st.Product {
-				if err := r.tx.SetTargetVersion(j.Site, j.To); err != nil {
-					return err
-				}
-			}
-			r.signal(JobCreated, store.JobRow{ID: j.ID, Site: j.Site, Client: st.Client, Product: j.Product, From: j.From, To: j.To,
-				Result: protocol.ResultPending, CreatedBy: j.CreatedBy}, false)
+		var err error
+		if wake, err = r.createJobs(jobs); err != nil {
+			return err
 		}
 		return r.tx.Audit(r.now, a)
 	})
 	if err != nil {
 		return nil, err
 	}
-	for _, w := range wake {
-		f.hub.notify(w.site, w.a)
-	}
+	f.wake(wake)
 	out := make([]protocol.Job, len(jobs))
 	for i, j := range jobs {
 		out[i] = protocol.Job{ID: j.ID, Site: j.Site, Product: j.Product, From: j.From, To: j.To, Result: protocol.ResultPending,
 			CreatedAt: now, CreatedBy: j.CreatedBy, Events: []protocol.Event{}}
 	}
 	return out, nil
+}
+
+// wakeUp is a site whose long-poll a new job wakes, with the job.
+type wakeUp struct {
+	site string
+	a    *protocol.Assignment
+}
+
+// wake wakes the long-polls of sites with a new next assignment, once
+// the transaction that made it committed.
+func (f *Fleet) wake(ws []wakeUp) {
+	for _, w := range ws {
+		f.hub.notify(w.site, w.a)
+	}
+}
+
+// createJobs is CreateJobs inside a transaction: it supersedes, inserts
+// and signals, and returns the long-polls to wake once committed. A site
+// whose picked-up job refuses the upgrade (fault.Conflict) is refused
+// before anything of it is written.
+func (r *jobRun) createJobs(jobs []store.NewJob) ([]wakeUp, error) {
+	var wake []wakeUp
+	type siteProduct struct{ site, product string }
+	cleared := map[siteProduct]bool{}
+	sites := map[string]protocol.Site{}
+	for _, j := range jobs {
+		st, ok := sites[j.Site]
+		if !ok {
+			var err error
+			if st, err = r.tx.Site(j.Site); errors.Is(err, store.ErrNotFound) {
+				return nil, fault.New(fault.NotFound, "site %s is not enrolled: see sites list", j.Site)
+			} else if err != nil {
+				return nil, err
+			}
+			sites[j.Site] = st
+		}
+		if sp := (siteProduct{j.Site, j.Product}); !cleared[sp] {
+			cleared[sp] = true
+			others, err := r.supersede(j.Site, j.Product, j.ID)
+			if err != nil {
+				return nil, err
+			}
+			// The new job is the site's next assignment when no
+			// other job of the site is open.
+			if others == 0 {
+				wake = append(wake, wakeUp{j.Site, &protocol.Assignment{JobID: j.ID, Product: j.Product, Version: j.To, Target: j.Target, From: j.From,
+					AcceptDrift: j.AcceptDrift, AllowDowngrade: j.AllowDowngrade, AllowIrreversible: j.AllowIrreversible}})
+			}
+		}
+		if err := r.tx.InsertJob(j, r.now); err != nil {
+			return nil, err
+		}
+		if j.Product == st.Product {
+			if err := r.tx.SetTargetVersion(j.Site, j.To); err != nil {
+				return nil, err
+			}
+		}
+		r.signal(JobCreated, store.JobRow{ID: j.ID, Site: j.Site, Client: st.Client, Product: j.Product, From: j.From, To: j.To,
+			Result: protocol.ResultPending, CreatedBy: j.CreatedBy, RolloutID: j.RolloutID}, false)
+	}
+	return wake, nil
 }
 
 // pickUp records that the site's agent has job id: handed out in a
@@ -406,7 +432,9 @@ func finalResult(state string) string {
 // sweep fails every job without progress for timeout, with reason "timed
 // out". Only a site's oldest open job can be stale: a job waiting behind
 // another of its site (a later hop, or another product's job) starts its
-// clock when that one ends.
+// clock when that one ends. A job no agent has picked up that may not
+// start yet (its window is closed or a freeze holds it) is not stale
+// either: its clock starts when it may start (the window's next opening).
 func (f *Fleet) sweep(ctx context.Context, now time.Time, timeout time.Duration) error {
 	return f.jobs(ctx, now, func(r *jobRun) error {
 		idle, err := r.tx.OpenJobsIdleSince(now.Add(-timeout))
@@ -427,10 +455,34 @@ func (f *Fleet) sweep(ctx context.Context, now time.Time, timeout time.Duration)
 			if h != j.ID {
 				continue
 			}
+			if waiting, err := r.waitsForWindow(ctx, f.Store, j); err != nil || waiting {
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			if err := r.finish(j, protocol.ResultFailed, reasonTimedOut, false); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// waitsForWindow reports whether job j, no agent has picked up, may not
+// start yet (its site's window is closed, or a freeze holds it), and then
+// moves its clock to when it may start: the wait is not a timeout.
+func (r *jobRun) waitsForWindow(ctx context.Context, s *store.Store, j store.JobRow) (bool, error) {
+	if j.PickedUp || j.Now || j.Result != protocol.ResultPending {
+		return false, nil
+	}
+	ws, err := maint.Checkin(ctx, s, r.now, j.Site, false)
+	if err != nil || ws.Open {
+		return false, err
+	}
+	from := r.now
+	if ws.NextOpen != nil && ws.NextOpen.After(from) {
+		from = *ws.NextOpen
+	}
+	return true, r.tx.Progress(j.ID, from)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/fault"
+	"github.com/dropless/dropless/updateserver/internal/store"
 )
 
 // TestSupersede: a new upgrade of a site's product supersedes the pending
@@ -183,6 +184,34 @@ func TestTimeout(t *testing.T) {
 	if n := len(tf.ends(next)); n != 0 {
 		t.Errorf("the late report ended the newer job (%d JobEnded)", n)
 	}
+}
+
+// TestTimeoutWaitsForTheWindow: a job waiting for its site's window (or
+// a freeze) does not time out while it may not start; its clock starts
+// when the window opens, and an agent that does not pick it up within
+// the job timeout from then fails it.
+func TestTimeoutWaitsForTheWindow(t *testing.T) {
+	tf := newTestFleet(t) // Monday 2026-03-02 10:00 UTC
+	tf.publish("acme-erp", "1.0.0", "")
+	tf.publish("acme-erp", "1.1.0", "")
+	tf.enroll("s1", "acme", "1.0.0", "0.9.0")
+	if err := tf.Store.SetWindow(tf.ctx, tf.now(), store.ScopeSite, "s1", []string{"Sat 22:00-Sun 04:00"}, "UTC", store.Audit{Actor: "test", Action: "window.set"}); err != nil {
+		t.Fatal(err)
+	}
+	id := tf.upgrade(protocol.UpgradeRequest{Site: "s1", To: "1.1.0"})[0].ID
+	for range 3 { // hours, then days, of a closed window
+		tf.advance(2 * testTimeout)
+		sweep(t, tf)
+		tf.wantJob("s1", id, protocol.ResultPending, "")
+	}
+	// Saturday 22:00 + most of the job timeout: still inside its time.
+	opens := time.Date(2026, 3, 7, 22, 0, 0, 0, time.UTC)
+	tf.advance(opens.Add(testTimeout - time.Second).Sub(tf.now()))
+	sweep(t, tf)
+	tf.wantJob("s1", id, protocol.ResultPending, "")
+	tf.advance(2 * time.Second)
+	sweep(t, tf)
+	tf.wantJob("s1", id, protocol.ResultFailed, "timed out")
 }
 
 func sweep(t *testing.T, tf *testFleet) {

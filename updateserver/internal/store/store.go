@@ -2,7 +2,7 @@
 // (modernc.org/sqlite, no cgo): operator tokens, releases and their
 // channels, the signed TUF metadata, staged uploads, enroll tokens, sites
 // (what each agent last reported), jobs and their events, maintenance
-// windows and freezes, and the audit log. One file per resource (store_<resource>.go).
+// windows and freezes, rollouts, and the audit log. One file per resource (store_<resource>.go).
 //
 // The store keeps rows and transactions, and no rules about them beyond
 // the schema's: what happens to a job is decided by package fleet, inside
@@ -328,6 +328,45 @@ CREATE INDEX freezes_by_end ON freezes (to_ns);
 ALTER TABLE sites ADD COLUMN follow_channel TEXT NOT NULL DEFAULT '';
 ALTER TABLE sites ADD COLUMN follow_pin TEXT NOT NULL DEFAULT '';
 CREATE INDEX sites_by_follow ON sites (product, follow_channel) WHERE follow_channel != '';
+`,
+	// 10: rollouts: one release assigned to many sites in waves. A
+	// rollout's sites and their wave; which of them started is what jobs
+	// say (jobs.rollout_id, written in the transaction that creates the
+	// job), so a server restarted mid-rollout never starts a site twice.
+	// Times as Unix nanoseconds to compare in SQL.
+	`
+CREATE TABLE rollouts (
+	id            INTEGER PRIMARY KEY,
+	product       TEXT NOT NULL,
+	version       TEXT NOT NULL,
+	state         TEXT NOT NULL CHECK (state IN ('running','paused','completed','cancelled')),
+	reason        TEXT NOT NULL DEFAULT '',
+	waves         TEXT NOT NULL,
+	canary        INTEGER NOT NULL DEFAULT 0,
+	max_parallel  INTEGER NOT NULL,
+	max_failures  TEXT NOT NULL,
+	soak_ns       INTEGER NOT NULL DEFAULT 0,
+	hold          INTEGER NOT NULL DEFAULT 0,
+	wave          INTEGER NOT NULL DEFAULT 0,
+	wave_at_ns    INTEGER NOT NULL DEFAULT 0,
+	failures_seen INTEGER NOT NULL DEFAULT 0,
+	created_at    TEXT NOT NULL,
+	created_by    TEXT NOT NULL,
+	ended_at      TEXT
+);
+CREATE INDEX rollouts_active ON rollouts (product) WHERE state IN ('running','paused');
+CREATE TABLE rollout_sites (
+	rollout_id INTEGER NOT NULL REFERENCES rollouts (id),
+	site       TEXT NOT NULL REFERENCES sites (site),
+	wave       INTEGER NOT NULL,
+	pos        INTEGER NOT NULL,
+	outcome    TEXT NOT NULL DEFAULT '' CHECK (outcome IN ('','succeeded','failed','cancelled')),
+	reason     TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (rollout_id, site)
+);
+CREATE INDEX rollout_sites_by_site ON rollout_sites (site);
+ALTER TABLE jobs ADD COLUMN rollout_id INTEGER REFERENCES rollouts (id);
+CREATE INDEX jobs_by_rollout ON jobs (rollout_id, site) WHERE rollout_id IS NOT NULL;
 `,
 }
 

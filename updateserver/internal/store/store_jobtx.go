@@ -87,6 +87,8 @@ type JobRow struct {
 	// EventsDroppedThrough: the job's events up to this seq were dropped
 	// by the cap (MaxJobEvents).
 	EventsDroppedThrough int64
+	// RolloutID is the rollout that made the job (0 for none).
+	RolloutID int64
 }
 
 // Open reports whether the job has not ended.
@@ -96,7 +98,7 @@ func (j JobRow) Open() bool {
 
 const jobRowColumns = `jobs.id, jobs.site, jobs.product, sites.client, jobs.from_version, jobs.to_version, jobs.target, jobs.result, jobs.reason,
 	jobs.created_by, jobs.created_at, jobs.started_at, jobs.ended_at, jobs.last_progress_at, jobs.handed_out_at IS NOT NULL,
-	jobs.now, jobs.accept_drift, jobs.allow_downgrade, jobs.allow_irreversible, jobs.events_dropped_through
+	jobs.now, jobs.accept_drift, jobs.allow_downgrade, jobs.allow_irreversible, jobs.events_dropped_through, COALESCE(jobs.rollout_id, 0)
 	FROM jobs JOIN sites ON sites.site = jobs.site`
 
 func scanJobRow(r scanner) (JobRow, error) {
@@ -105,7 +107,7 @@ func scanJobRow(r scanner) (JobRow, error) {
 	var started, ended sql.NullString
 	err := r.Scan(&j.ID, &j.Site, &j.Product, &j.Client, &j.From, &j.To, &j.Target, &j.Result, &j.Reason,
 		&j.CreatedBy, &created, &started, &ended, &progress, &j.PickedUp,
-		&j.Now, &j.AcceptDrift, &j.AllowDowngrade, &j.AllowIrreversible, &j.EventsDroppedThrough)
+		&j.Now, &j.AcceptDrift, &j.AllowDowngrade, &j.AllowIrreversible, &j.EventsDroppedThrough, &j.RolloutID)
 	j.CreatedAt, j.LastProgressAt = parseTime(created), parseTime(progress)
 	j.StartedAt, j.EndedAt = nullTime(started), nullTime(ended)
 	return j, err
@@ -167,14 +169,20 @@ type NewJob struct {
 	Now, AcceptDrift, AllowDowngrade    bool
 	AllowIrreversible                   bool
 	CreatedBy                           string
+	// RolloutID is the rollout that makes the job (0 for none).
+	RolloutID int64
 }
 
 // InsertJob creates a pending job at now.
 func (t *JobTx) InsertJob(j NewJob, now time.Time) error {
 	at := formatTime(now)
-	return t.exec(`INSERT INTO jobs (id, site, product, from_version, to_version, target, result, now, accept_drift, allow_downgrade, allow_irreversible, created_at, created_by, last_progress_at)
-		VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)`,
-		j.ID, j.Site, j.Product, j.From, j.To, j.Target, j.Now, j.AcceptDrift, j.AllowDowngrade, j.AllowIrreversible, at, j.CreatedBy, at)
+	var rollout sql.NullInt64
+	if j.RolloutID != 0 {
+		rollout = sql.NullInt64{Int64: j.RolloutID, Valid: true}
+	}
+	return t.exec(`INSERT INTO jobs (id, site, product, from_version, to_version, target, result, now, accept_drift, allow_downgrade, allow_irreversible, created_at, created_by, last_progress_at, rollout_id)
+		VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)`,
+		j.ID, j.Site, j.Product, j.From, j.To, j.Target, j.Now, j.AcceptDrift, j.AllowDowngrade, j.AllowIrreversible, at, j.CreatedBy, at, rollout)
 }
 
 // SetTargetVersion records the version support assigned to the site's

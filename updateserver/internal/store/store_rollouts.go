@@ -1,0 +1,244 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// RolloutRow is a rollout as the scheduler sees it. Which of its sites
+// started is not here: the jobs say it (JobRow.RolloutID).
+type RolloutRow struct {
+	ID               int64
+	Product, Version string
+	State, Reason    string
+	// Waves are the cumulative percentages asked for; Canary: wave 0 is
+	// the canary sites.
+	Waves       []float64
+	Canary      bool
+	MaxParallel int
+	MaxFailures string
+	Soak        time.Duration
+	Hold        bool
+	// Wave is the wave being worked on; its sites start from WaveAt.
+	Wave   int
+	WaveAt time.Time
+	// FailuresSeen is the failure count when the rollout last paused for
+	// failures: a resumed rollout pauses again at its next failure.
+	FailuresSeen int
+	CreatedAt    time.Time
+	CreatedBy    string
+	EndedAt      *time.Time
+}
+
+// RolloutSiteRow is one site of a rollout: its wave, the outcome the
+// scheduler recorded without a job ("" when its jobs tell, or it has not
+// started), and its jobs of the rollout, oldest first.
+type RolloutSiteRow struct {
+	Site            string
+	Wave            int
+	Outcome, Reason string
+	Jobs            []RolloutJob
+}
+
+// RolloutJob is a job a rollout made.
+type RolloutJob struct {
+	ID, Result, Reason string
+}
+
+const rolloutColumns = `id, product, version, state, reason, waves, canary, max_parallel, max_failures, soak_ns, hold, wave, wave_at_ns,
+	failures_seen, created_at, created_by, ended_at`
+
+func scanRollout(r scanner) (RolloutRow, error) {
+	var ro RolloutRow
+	var waves, created string
+	var soak, waveAt int64
+	var ended sql.NullString
+	err := r.Scan(&ro.ID, &ro.Product, &ro.Version, &ro.State, &ro.Reason, &waves, &ro.Canary, &ro.MaxParallel, &ro.MaxFailures, &soak, &ro.Hold,
+		&ro.Wave, &waveAt, &ro.FailuresSeen, &created, &ro.CreatedBy, &ended)
+	for _, w := range strings.Split(waves, ",") {
+		if p, err := strconv.ParseFloat(w, 64); err == nil {
+			ro.Waves = append(ro.Waves, p)
+		}
+	}
+	ro.Soak, ro.WaveAt = time.Duration(soak), time.Unix(0, waveAt).UTC()
+	ro.CreatedAt, ro.EndedAt = parseTime(created), nullTime(ended)
+	return ro, err
+}
+
+// Rollout returns one rollout; ErrNotFound when there is none.
+func (s *Store) Rollout(ctx context.Context, id int64) (RolloutRow, error) {
+	ro, err := scanRollout(s.db.QueryRowContext(ctx, `SELECT `+rolloutColumns+` FROM rollouts WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return ro, ErrNotFound
+	}
+	return ro, err
+}
+
+// Rollouts returns the rollouts, newest first; with states, only those
+// in one of them.
+func (s *Store) Rollouts(ctx context.Context, states ...string) ([]RolloutRow, error) {
+	q := `SELECT ` + rolloutColumns + ` FROM rollouts`
+	var args []any
+	if len(states) > 0 {
+		q += ` WHERE state IN (?` + strings.Repeat(",?", len(states)-1) + `)`
+		for _, st := range states {
+			args = append(args, st)
+		}
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY id DESC`, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanRollout)
+}
+
+// RolloutSites returns a rollout's sites in order (wave, then position),
+// each with its jobs of the rollout.
+func (s *Store) RolloutSites(ctx context.Context, id int64) ([]RolloutSiteRow, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT site, wave, outcome, reason FROM rollout_sites WHERE rollout_id = ? ORDER BY wave, pos`, id)
+	if err != nil {
+		return nil, err
+	}
+	sites, err := collect(rows, func(r scanner) (RolloutSiteRow, error) {
+		var rs RolloutSiteRow
+		err := r.Scan(&rs.Site, &rs.Wave, &rs.Outcome, &rs.Reason)
+		return rs, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	idx := make(map[string]int, len(sites))
+	for i, rs := range sites {
+		idx[rs.Site] = i
+	}
+	jrows, err := s.db.QueryContext(ctx, `SELECT site, id, result, reason FROM jobs WHERE rollout_id = ? ORDER BY rowid`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer jrows.Close()
+	for jrows.Next() {
+		var site string
+		var j RolloutJob
+		if err := jrows.Scan(&site, &j.ID, &j.Result, &j.Reason); err != nil {
+			return nil, err
+		}
+		if i, ok := idx[site]; ok {
+			sites[i].Jobs = append(sites[i].Jobs, j)
+		}
+	}
+	return sites, jrows.Err()
+}
+
+// NewRolloutSite is a site of a new rollout, in its wave.
+type NewRolloutSite struct {
+	Site string
+	Wave int
+}
+
+// CreateRollout stores a new rollout and its sites (in order) and
+// returns its ID.
+func (t *JobTx) CreateRollout(ro RolloutRow, sites []NewRolloutSite) (int64, error) {
+	waves := make([]string, len(ro.Waves))
+	for i, w := range ro.Waves {
+		waves[i] = strconv.FormatFloat(w, 'f', -1, 64)
+	}
+	res, err := t.tx.Exec(`INSERT INTO rollouts (product, version, state, waves, canary, max_parallel, max_failures, soak_ns, hold, wave, wave_at_ns, created_at, created_by)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		ro.Product, ro.Version, ro.State, strings.Join(waves, ","), ro.Canary, ro.MaxParallel, ro.MaxFailures, int64(ro.Soak), ro.Hold,
+		ro.Wave, ro.WaveAt.UnixNano(), formatTime(ro.CreatedAt), ro.CreatedBy)
+	if err != nil {
+		return 0, err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	for i, rs := range sites {
+		if err := t.exec(`INSERT INTO rollout_sites (rollout_id, site, wave, pos) VALUES (?, ?, ?, ?)`, id, rs.Site, rs.Wave, i); err != nil {
+			return 0, err
+		}
+	}
+	return id, nil
+}
+
+// ActiveRolloutSites maps each site in a running or paused rollout of
+// product to that rollout's ID.
+func (t *JobTx) ActiveRolloutSites(product string) (map[string]int64, error) {
+	rows, err := t.tx.Query(`SELECT rs.site, r.id FROM rollout_sites rs JOIN rollouts r ON r.id = rs.rollout_id
+		WHERE r.product = ? AND r.state IN ('running','paused')`, product)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var site string
+		var id int64
+		if err := rows.Scan(&site, &id); err != nil {
+			return nil, err
+		}
+		out[site] = id
+	}
+	return out, rows.Err()
+}
+
+// Rollout returns one rollout as the transaction sees it.
+func (t *JobTx) Rollout(id int64) (RolloutRow, error) {
+	st, err := t.stmt(`SELECT ` + rolloutColumns + ` FROM rollouts WHERE id = ?`)
+	if err != nil {
+		return RolloutRow{}, err
+	}
+	ro, err := scanRollout(st.QueryRow(id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return ro, ErrNotFound
+	}
+	return ro, err
+}
+
+// UpdateRollout writes a rollout's state, reason, wave, WaveAt,
+// FailuresSeen and EndedAt.
+func (t *JobTx) UpdateRollout(ro RolloutRow) error {
+	var ended sql.NullString
+	if ro.EndedAt != nil {
+		ended = sql.NullString{String: formatTime(*ro.EndedAt), Valid: true}
+	}
+	return t.exec(`UPDATE rollouts SET state = ?, reason = ?, wave = ?, wave_at_ns = ?, failures_seen = ?, ended_at = ? WHERE id = ?`,
+		ro.State, ro.Reason, ro.Wave, ro.WaveAt.UnixNano(), ro.FailuresSeen, ended, ro.ID)
+}
+
+// RolloutSiteStarted reports whether the rollout has started the site:
+// it made a job for it, or recorded its outcome without one.
+func (t *JobTx) RolloutSiteStarted(id int64, site string) (bool, error) {
+	st, err := t.stmt(`SELECT EXISTS (SELECT 1 FROM jobs WHERE rollout_id = ? AND site = ?)
+		OR EXISTS (SELECT 1 FROM rollout_sites WHERE rollout_id = ? AND site = ? AND outcome != '')`)
+	if err != nil {
+		return false, err
+	}
+	var started bool
+	err = st.QueryRow(id, site, id, site).Scan(&started)
+	return started, err
+}
+
+// SetRolloutSiteOutcome records how a site of the rollout ended without
+// a job of it: it ran the version already (succeeded), it could not be
+// planned (failed), or the rollout was cancelled before it started.
+func (t *JobTx) SetRolloutSiteOutcome(id int64, site, outcome, reason string) error {
+	return t.exec(`UPDATE rollout_sites SET outcome = ?, reason = ? WHERE rollout_id = ? AND site = ?`, outcome, reason, id, site)
+}
+
+// CancelWaitingRolloutSites marks the rollout's sites that never started
+// cancelled.
+func (t *JobTx) CancelWaitingRolloutSites(id int64, reason string) error {
+	return t.exec(`UPDATE rollout_sites SET outcome = 'cancelled', reason = ? WHERE rollout_id = ? AND outcome = ''
+		AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.rollout_id = rollout_sites.rollout_id AND jobs.site = rollout_sites.site)`, reason, id)
+}
+
+// RolloutJobsNotStarted returns the rollout's pending jobs no agent has
+// picked up, oldest first.
+func (t *JobTx) RolloutJobsNotStarted(id int64) ([]JobRow, error) {
+	return t.jobRows(`jobs.rollout_id = ? AND jobs.result = 'pending' AND jobs.handed_out_at IS NULL`, id)
+}
