@@ -105,6 +105,7 @@ certificate your own CA signed, also --ca-file or UPDATESERVER_CA_FILE).`,
 		newHistoryCmd(stdio),
 		newWindowCmd(stdio),
 		newFreezeCmd(stdio),
+		newWebhookCmd(stdio),
 		newAuditCmd(stdio),
 		newVersionCmd(stdio),
 	)

@@ -235,7 +235,7 @@ func retryAfter(v string, now time.Time) time.Duration {
 		return 0
 	}
 	if n, err := strconv.Atoi(v); err == nil && n > 0 {
-		return time.Duration(n) * time.Second
+		return time.Duration(min(n, 86400)) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		return max(t.Sub(now), 0)
