@@ -34,9 +34,6 @@ type Sender struct {
 
 	once sync.Once
 	wake chan struct{}
-
-	mu      sync.Mutex
-	holdOff map[int64]time.Time // webhook → no attempt before
 }
 
 // Outcomes of an attempt.
@@ -49,7 +46,6 @@ const (
 func (s *Sender) init() {
 	s.once.Do(func() {
 		s.wake = make(chan struct{}, 1)
-		s.holdOff = map[int64]time.Time{}
 		if s.Client == nil {
 			s.Client = &http.Client{
 				Timeout:       10 * time.Second,
@@ -82,10 +78,11 @@ func (s *Sender) Wake() {
 const maxBatch = 200
 
 // Run delivers until ctx ends. Each round reads the due rows, oldest
-// first, and sends each webhook's in order on a goroutine of its own; a
-// webhook whose attempt failed gets nothing more until its backoff has
-// passed, so its events keep their order and a dead receiver is not
-// hammered.
+// first, and sends each webhook's in order on a goroutine of its own.
+// Every row keeps its own backoff: one event a receiver refuses never
+// holds up the others (so after a failure events may arrive out of
+// order: receivers order by the body's timestamp), and a dead receiver
+// gets each waiting event about once per backoff.
 func (s *Sender) Run(ctx context.Context) {
 	s.init()
 	for {
@@ -117,17 +114,12 @@ func (s *Sender) round(ctx context.Context) (int, error) {
 	}
 	byHook := map[int64][]store.Delivery{}
 	var order []int64
-	s.mu.Lock()
 	for _, d := range due {
-		if now.Before(s.holdOff[d.WebhookID]) {
-			continue
-		}
 		if _, ok := byHook[d.WebhookID]; !ok {
 			order = append(order, d.WebhookID)
 		}
 		byHook[d.WebhookID] = append(byHook[d.WebhookID], d)
 	}
-	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, id := range order {
 		wg.Add(1)
@@ -145,7 +137,8 @@ func (s *Sender) round(ctx context.Context) (int, error) {
 }
 
 // deliver makes one attempt and records its outcome; it reports whether
-// the webhook's next row may follow at once.
+// the webhook's next row may follow (not when it is gone, or the server
+// is stopping).
 func (s *Sender) deliver(ctx context.Context, d store.Delivery) bool {
 	status, retryAfter, err := s.post(ctx, d)
 	if ctx.Err() != nil {
@@ -181,12 +174,10 @@ func (s *Sender) deliver(ctx context.Context, d store.Delivery) bool {
 	log.Info("webhook delivery failed; will retry", "status", text, "retry_in", wait.Round(time.Millisecond))
 	if err := s.Store.DeliveryFailed(ctx, now, d, text, next); err != nil {
 		log.Warn("recording a failed webhook attempt failed", "err", err)
+		return false
 	}
-	s.mu.Lock()
-	s.holdOff[d.WebhookID] = next
-	s.mu.Unlock()
 	s.attempted(OutcomeFailed)
-	return false
+	return true
 }
 
 func (s *Sender) attempted(outcome string) {
