@@ -34,6 +34,10 @@ type Sender struct {
 
 	once sync.Once
 	wake chan struct{}
+
+	mu      sync.Mutex
+	busy    map[int64]bool // webhooks with a delivery goroutine running
+	workers sync.WaitGroup
 }
 
 // Outcomes of an attempt.
@@ -46,6 +50,7 @@ const (
 func (s *Sender) init() {
 	s.once.Do(func() {
 		s.wake = make(chan struct{}, 1)
+		s.busy = map[int64]bool{}
 		if s.Client == nil {
 			s.Client = &http.Client{
 				Timeout:       10 * time.Second,
@@ -74,24 +79,24 @@ func (s *Sender) Wake() {
 	}
 }
 
-// maxBatch bounds the rows read in one round.
-const maxBatch = 200
+// perHook bounds the rows of one webhook read in one round.
+const perHook = 50
 
-// Run delivers until ctx ends. Each round reads the due rows, oldest
-// first, and sends each webhook's in order on a goroutine of its own.
-// Every row keeps its own backoff: one event a receiver refuses never
-// holds up the others (so after a failure events may arrive out of
-// order: receivers order by the body's timestamp), and a dead receiver
-// gets each waiting event about once per backoff.
+// Run delivers until ctx ends, then waits for the attempts in flight. Each
+// round reads the due rows, oldest first, and hands each webhook's to a
+// goroutine of its own (unless one is still busy with that webhook's
+// earlier rows), which sends them in order and wakes the next round: a
+// slow or dead receiver holds up only its own webhook. Every row keeps
+// its own backoff: one event a receiver refuses never holds up the
+// others (so after a failure events may arrive out of order: receivers
+// order by the body's timestamp), and a dead receiver gets each waiting
+// event about once per backoff.
 func (s *Sender) Run(ctx context.Context) {
 	s.init()
+	defer s.workers.Wait()
 	for {
-		n, err := s.round(ctx)
-		if err != nil && ctx.Err() == nil {
+		if err := s.round(ctx); err != nil && ctx.Err() == nil {
 			s.Log.Warn("reading the webhook outbox failed", "err", err)
-		}
-		if n == maxBatch {
-			continue
 		}
 		t := time.NewTimer(s.Poll)
 		select {
@@ -105,12 +110,11 @@ func (s *Sender) Run(ctx context.Context) {
 	}
 }
 
-// round delivers the rows due now and reports how many it read.
-func (s *Sender) round(ctx context.Context) (int, error) {
-	now := time.Now()
-	due, err := s.Store.DueDeliveries(ctx, now, maxBatch)
+// round starts delivering the rows due now.
+func (s *Sender) round(ctx context.Context) error {
+	due, err := s.Store.DueDeliveries(ctx, time.Now(), perHook)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	byHook := map[int64][]store.Delivery{}
 	var order []int64
@@ -120,20 +124,31 @@ func (s *Sender) round(ctx context.Context) (int, error) {
 		}
 		byHook[d.WebhookID] = append(byHook[d.WebhookID], d)
 	}
-	var wg sync.WaitGroup
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, id := range order {
-		wg.Add(1)
+		if s.busy[id] {
+			continue
+		}
+		s.busy[id] = true
+		s.workers.Add(1)
 		go func() {
-			defer wg.Done()
+			defer s.workers.Done()
+			all := true
 			for _, d := range byHook[id] {
-				if !s.deliver(ctx, d) {
-					return
+				if all = s.deliver(ctx, d); !all {
+					break
 				}
+			}
+			s.mu.Lock()
+			delete(s.busy, id)
+			s.mu.Unlock()
+			if all && ctx.Err() == nil {
+				s.Wake() // more may be due: a backlog, or rows that came meanwhile
 			}
 		}()
 	}
-	wg.Wait()
-	return len(due), nil
+	return nil
 }
 
 // deliver makes one attempt and records its outcome; it reports whether

@@ -94,7 +94,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func runSender(t *testing.T, st *store.Store) *Sender {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Sender{Store: st, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Poll: 50 * time.Millisecond}
+	s := &Sender{Store: st, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Poll: 50 * time.Millisecond, Client: &http.Client{Timeout: time.Minute}}
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
@@ -180,4 +180,46 @@ func TestBackoffGrowsWithJitterUpToTheCap(t *testing.T) {
 			t.Fatalf("Backoff(%d) = %s, want within [%s, %s]", a, d, full/2, full)
 		}
 	}
+}
+
+// A receiver that never answers holds up only its own webhook: another
+// webhook gets events that arrive meanwhile.
+func TestSlowReceiverHoldsUpOnlyItself(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	hung := make(chan struct{})
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case hung <- struct{}{}:
+		default:
+		}
+		<-release
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(release) })
+	fast := newReceiver(t, func(int, string) (int, string) { return http.StatusNoContent, "" })
+	for _, u := range []struct{ url, secret string }{{slow.URL, NewSecret()}, {fast.srv.URL, fast.secret}} {
+		if _, err := st.CreateWebhook(ctx, time.Now(), store.NewWebhook{URL: u.url, Secret: u.secret, By: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enqueue := func() Event {
+		e := ReleasePublishedEvent(protocol.Release{Product: "erp", Version: "1.0.0"}, "ci", time.Now())
+		if err := st.Enqueue(ctx, time.Now(), []store.OutboxEvent{e.Outbox()}); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	first := enqueue()
+	s := runSender(t, st)
+	<-hung // the slow receiver holds the first event
+	second := enqueue()
+	s.Wake()
+	waitFor(t, "both events at the fast receiver", func() bool {
+		got := fast.delivered()
+		_, ok1 := got[first.ID]
+		_, ok2 := got[second.ID]
+		return ok1 && ok2
+	})
 }

@@ -193,12 +193,14 @@ type Delivery struct {
 	Attempts int
 }
 
-// DueDeliveries returns up to limit outbox rows of enabled webhooks due
-// at now, oldest first.
-func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]Delivery, error) {
+// DueDeliveries returns the outbox rows of enabled webhooks due at now,
+// up to perHook of each webhook, oldest first: one webhook's backlog does
+// not hide the others'.
+func (s *Store) DueDeliveries(ctx context.Context, now time.Time, perHook int) ([]Delivery, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT o.id, o.webhook_id, w.url, w.secret, o.msg_id, o.event_type, o.body, o.attempts
-		FROM webhook_outbox o JOIN webhooks w ON w.id = o.webhook_id
-		WHERE o.next_ns <= ? AND w.disabled_at IS NULL ORDER BY o.id LIMIT ?`, unixNano(now), limit)
+		FROM (SELECT *, row_number() OVER (PARTITION BY webhook_id ORDER BY id) AS n FROM webhook_outbox WHERE next_ns <= ?) o
+		JOIN webhooks w ON w.id = o.webhook_id
+		WHERE o.n <= ? AND w.disabled_at IS NULL ORDER BY o.id`, unixNano(now), perHook)
 	if err != nil {
 		return nil, err
 	}
