@@ -223,3 +223,60 @@ func TestSlowReceiverHoldsUpOnlyItself(t *testing.T) {
 		return ok1 && ok2
 	})
 }
+
+// A receiver answering 429 with Retry-After is not tried again before
+// then.
+func TestSenderHonoursRetryAfter(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	rcv := newReceiver(t, func(int, string) (int, string) { return http.StatusTooManyRequests, "3600" })
+	hook, err := st.CreateWebhook(ctx, time.Now(), store.NewWebhook{URL: rcv.srv.URL, Secret: rcv.secret, By: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := ReleaseYankedEvent(protocol.Release{Product: "erp", Version: "1.0.0"}, "", "ci", time.Now())
+	if err := st.Enqueue(ctx, time.Now(), []store.OutboxEvent{e.Outbox()}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	runSender(t, st)
+	waitFor(t, "the 429 recorded", func() bool {
+		h, err := st.Webhook(ctx, hook.ID)
+		return err == nil && h.LastStatus == "429" && h.Failures == 1 && h.Pending == 1
+	})
+	next, ok, err := st.NextDue(ctx)
+	if err != nil || !ok || next.Before(start.Add(time.Hour)) {
+		t.Fatalf("next attempt at %v (%t, %v): want an hour after the 429", next, ok, err)
+	}
+}
+
+// The rollout events carry what a person needs: a paused one its reason.
+func TestRolloutEvents(t *testing.T) {
+	r := Rollout{RolloutID: "r-1", Product: "erp", Version: "3.2.0", Wave: 2, Waves: 3, Reason: "2 failures, more than --max-failures 1", By: "updateserver"}
+	now := time.Now()
+	for _, tt := range []struct {
+		e        Event
+		typ, has string
+	}{
+		{RolloutStarted(r, now), RolloutStartedType, "r-1"},
+		{RolloutWaveStarted(r, now), RolloutWaveStartedType, "Wave 2 of 3"},
+		{RolloutPaused(r, now), RolloutPausedType, "2 failures, more than --max-failures 1"},
+		{RolloutCompleted(r, now), RolloutCompletedType, "erp 3.2.0"},
+		{RolloutCancelled(r, now), RolloutCancelledType, "Cancelled"},
+	} {
+		var body struct {
+			Type string  `json:"type"`
+			Text string  `json:"text"`
+			Data Rollout `json:"data"`
+		}
+		if err := json.Unmarshal(tt.e.Outbox().Body, &body); err != nil {
+			t.Fatal(err)
+		}
+		if body.Type != tt.typ || !strings.Contains(body.Text, tt.has) || body.Data.RolloutID != "r-1" || !strings.HasPrefix(tt.e.ID, "msg_") {
+			t.Errorf("%s: %+v, want type %s and %q in its text", tt.typ, body, tt.typ, tt.has)
+		}
+		if ValidPattern("rollout.*") != nil || !store.EventMatches([]string{"rollout.*"}, body.Type) || store.EventMatches([]string{"job.*"}, body.Type) {
+			t.Errorf("%s: not matched by rollout.* alone", body.Type)
+		}
+	}
+}
