@@ -236,3 +236,41 @@ func ParseTargetCustom(raw []byte) (TargetCustom, error) {
 func TargetPath(product, version string) string {
 	return product + "/" + product + "-" + version + ".tar.gz"
 }
+
+// CreateWebhookRequest is the body of POST /api/v1/webhooks.
+type CreateWebhookRequest struct {
+	URL string `json:"url"`
+	// Events are event types or patterns ending in ".*" (job.*); empty
+	// means every event.
+	Events []string `json:"events,omitempty"`
+	// Secret is whsec_ followed by base64 of 24 to 64 bytes; empty: the
+	// server makes one.
+	Secret string `json:"secret,omitempty"`
+}
+
+// CreateWebhookResponse is the answer to POST /api/v1/webhooks: the
+// webhook and its signing secret, shown this once.
+type CreateWebhookResponse struct {
+	Webhook
+	Secret string `json:"secret"`
+}
+
+// Webhook is an endpoint events are POSTed to (never with its secret).
+type Webhook struct {
+	ID        int64     `json:"id"`
+	URL       string    `json:"url"`
+	Events    []string  `json:"events"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+	// Disabled is set when the receiver answered 410 Gone: nothing is
+	// sent to it any more.
+	DisabledAt *time.Time `json:"disabled_at"`
+	// LastStatus is the last delivery attempt's outcome ("200", "503",
+	// or the network error); empty before the first.
+	LastStatus    string     `json:"last_status"`
+	LastAttemptAt *time.Time `json:"last_attempt_at"`
+	// Failures counts failed attempts since the last success.
+	Failures int64 `json:"failures"`
+	// Pending counts the events waiting to be delivered.
+	Pending int64 `json:"pending"`
+}

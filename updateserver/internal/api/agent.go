@@ -91,6 +91,8 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 		// The body is read; a held call must not be cut by the read deadline.
 		http.NewResponseController(w).SetReadDeadline(time.Time{})
 	}
+	done := s.Metrics.CheckIn(wait > 0)
+	defer done()
 	resp, err := s.Fleet.Checkin(r.Context(), agentSite(r), req, wait)
 	s.reply(w, r, resp, err)
 }

@@ -1,5 +1,6 @@
 // Package api is the server's HTTP surface: the operator API under /api/v1
-// (one file per resource), the TUF repository under /tuf/, and /healthz.
+// (one file per resource), the TUF repository under /tuf/, /healthz and
+// /metrics.
 // Every /api/v1 call is authenticated with a bearer token and checked
 // against the caller's role; every error is JSON
 // {"error":{"code":"...","message":"..."}} with the matching status.
@@ -19,6 +20,7 @@ import (
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/fault"
 	"github.com/dropless/dropless/updateserver/internal/fleet"
+	"github.com/dropless/dropless/updateserver/internal/metrics"
 	"github.com/dropless/dropless/updateserver/internal/publish"
 	"github.com/dropless/dropless/updateserver/internal/store"
 )
@@ -32,6 +34,11 @@ type Server struct {
 	Now       func() time.Time
 	// Limits are the rate limits (DefaultLimits when zero).
 	Limits Limits
+	// Metrics, when set, is served at /metrics and counts requests.
+	Metrics *metrics.Metrics
+	// MetricsPublic serves /metrics without a token; otherwise it needs
+	// an operator token (viewer or above).
+	MetricsPublic bool
 
 	limits *limiters
 	spec   []byte // /api/v1/openapi.json

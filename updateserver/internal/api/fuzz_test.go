@@ -32,6 +32,7 @@ func FuzzRequestBodies(f *testing.F) {
 		"/api/v1/tokens", "/api/v1/releases", "/api/v1/releases/p/1.0.0/promote", "/api/v1/releases/p/1.0.0/yank",
 		"/api/v1/enroll-tokens", "/api/v1/upgrades", "/api/v1/agent/enroll", "/api/v1/agent/checkin?wait=0",
 		"/api/v1/agent/events", "/api/v1/uploads", "/api/v1/rollouts", "/api/v1/rollouts/1/cancel",
+		"/api/v1/webhooks",
 	}
 	seeds := []string{
 		`{"role":"viewer","name":"x"}`, `{"upload_id":"00000000000000000000000000000000","product":"p","version":"1.0.0","targets_metadata":{"signed":{}}}`,
@@ -50,6 +51,10 @@ func FuzzRequestBodies(f *testing.F) {
 	}
 	for i, s := range seeds {
 		f.Add(uint8(i), []byte(s))
+	}
+	for _, s := range []string{`{"url":"http://127.0.0.1:9/","events":["job.*","release.yanked"],"secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}`,
+		`{"url":"javascript:alert(1)"}`, `{"url":"http://[::1"}`, `{"url":"http://h/","events":["x.*",""]}`, `{"url":"http://h/","secret":"whsec_%%%"}`} {
+		f.Add(uint8(10), []byte(s)) // POST /api/v1/webhooks
 	}
 	h, admin, agent := fuzzServer(f)
 	f.Fuzz(func(t *testing.T, which uint8, body []byte) {

@@ -85,6 +85,8 @@ func (s *Server) routes() []route {
 	return []route{
 		{pattern: "GET /healthz", summary: "The server answers and its store too", resp: healthStatus{}, handler: s.healthz},
 		{pattern: "GET " + v1 + "/openapi.json", summary: "This description of the API", rawResp: "application/json", handler: s.openAPI},
+		{pattern: "GET /metrics", access: s.metricsAccess(), role: protocol.RoleViewer, summary: "Prometheus metrics (text format); public with serve --metrics-public",
+			rawResp: "text/plain", handler: s.metrics},
 		{pattern: "GET /tuf/metadata/{name}", summary: "TUF metadata: N.root.json, timestamp.json, N.snapshot.json, N.targets.json", rawResp: "application/json", handler: s.tufMetadata},
 		{pattern: "GET /tuf/targets/{path...}", summary: "A TUF target (a bundle), by its hash-prefixed name", rawResp: "application/octet-stream", handler: s.tufTarget},
 
@@ -98,6 +100,13 @@ func (s *Server) routes() []route {
 			query: []param{{name: "since", desc: "a duration back from now (24h) or an RFC 3339 time"}, {name: "actor", desc: "a token's name"},
 				{name: "limit", desc: "entries per page", integer: true}, {name: "before", desc: "only entries older than this ID", integer: true}},
 			resp: []protocol.AuditEntry{}, handler: s.auditLog},
+
+		{pattern: "POST " + v1 + "/webhooks", access: operator, role: protocol.RoleAdmin, summary: "Create a webhook; the answer holds its secret, shown this once",
+			body: protocol.CreateWebhookRequest{}, status: http.StatusCreated, resp: protocol.CreateWebhookResponse{}, handler: s.createWebhook},
+		{pattern: "GET " + v1 + "/webhooks", access: operator, role: protocol.RoleAdmin, summary: "List webhooks with their last delivery status (never their secrets)",
+			resp: []protocol.Webhook{}, handler: s.listWebhooks},
+		{pattern: "DELETE " + v1 + "/webhooks/{id}", access: operator, role: protocol.RoleAdmin, summary: "Delete a webhook and the events still waiting for it",
+			status: http.StatusNoContent, handler: s.deleteWebhook},
 
 		{pattern: "POST " + v1 + "/uploads", access: operator, role: protocol.RoleRelease, summary: "Upload a bundle (.tar.gz) to publish",
 			rawBody: "application/gzip", status: http.StatusCreated, resp: protocol.Upload{}, handler: s.upload},
@@ -181,7 +190,16 @@ func (s *Server) handle(mux *http.ServeMux, rt route) {
 	case agent:
 		h = s.agentAuth(rt.handler)
 	}
-	mux.Handle(rt.pattern, h)
+	mux.Handle(rt.pattern, s.Metrics.Route(rt.pattern, h))
+}
+
+// metricsAccess is who may read /metrics: anyone with MetricsPublic, else
+// an operator token.
+func (s *Server) metricsAccess() access {
+	if s.MetricsPublic {
+		return 0
+	}
+	return operator
 }
 
 func (s *Server) openAPI(w http.ResponseWriter, r *http.Request) {

@@ -39,6 +39,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.Metrics.Published(rel.Length)
 	writeJSON(w, http.StatusCreated, rel)
 }
 

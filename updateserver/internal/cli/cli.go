@@ -107,6 +107,7 @@ certificate your own CA signed, also --ca-file or UPDATESERVER_CA_FILE).`,
 		newWindowCmd(stdio),
 		newFreezeCmd(stdio),
 		newRolloutCmd(stdio),
+		newWebhookCmd(stdio),
 		newAuditCmd(stdio),
 		newVersionCmd(stdio),
 	)

@@ -23,6 +23,7 @@ type serverFlags struct {
 	tlsCert, tlsKey                    string
 	expiry                             tufrepo.Expiry
 	refresh, poll, jobTimeout          time.Duration
+	metricsPublic                      bool
 }
 
 func (f *serverFlags) register(cmd *cobra.Command, listen bool) {
@@ -37,6 +38,7 @@ func (f *serverFlags) register(cmd *cobra.Command, listen bool) {
 		fs.DurationVar(&f.jobTimeout, "job-timeout", daemon.DefaultJobTimeout, "fail a job without progress for this long")
 		fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS only with; read again when it changes (with --tls-key)")
 		fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+		fs.BoolVar(&f.metricsPublic, "metrics-public", false, "serve /metrics to anyone; without it a scrape needs an operator token (any role)")
 	}
 	def := tufrepo.DefaultExpiry()
 	fs.DurationVar(&f.expiry.Timestamp, "timestamp-expiry", def.Timestamp, "lifetime of timestamp metadata (re-signed before it runs out)")
@@ -49,6 +51,7 @@ func (f *serverFlags) config(stdio IO) (daemon.Config, error) {
 	cfg := daemon.Config{DataDir: f.data, Listen: f.listen, Expiry: f.expiry, RefreshInterval: f.refresh, MaxBundleSize: daemon.DefaultMaxBundleSize}
 	cfg.PollInterval, cfg.JobTimeout = f.poll, f.jobTimeout
 	cfg.TLSCert, cfg.TLSKey = f.tlsCert, f.tlsKey
+	cfg.MetricsPublic = f.metricsPublic
 	if cfg.RefreshInterval == 0 {
 		cfg.RefreshInterval = time.Minute
 	}

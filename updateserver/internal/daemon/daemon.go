@@ -27,6 +27,8 @@ import (
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/api"
 	"github.com/dropless/dropless/updateserver/internal/fleet"
+	"github.com/dropless/dropless/updateserver/internal/metrics"
+	"github.com/dropless/dropless/updateserver/internal/notify"
 	"github.com/dropless/dropless/updateserver/internal/publish"
 	"github.com/dropless/dropless/updateserver/internal/store"
 	"github.com/dropless/dropless/updateserver/internal/tufrepo"
@@ -60,6 +62,9 @@ type Config struct {
 	// only, and reads the files again when they change.
 	TLSCert, TLSKey string
 	Log             *slog.Logger
+	// MetricsPublic serves /metrics without a token (serve
+	// --metrics-public); otherwise Prometheus sends an operator token.
+	MetricsPublic bool
 	// WrapHandler, when set, wraps the HTTP handler: tests check every
 	// request and answer against the API description with it (spectest).
 	WrapHandler func(http.Handler) http.Handler
@@ -101,10 +106,13 @@ type Daemon struct {
 	Store     *store.Store
 	Publisher *publish.Publisher
 	Fleet     *fleet.Fleet
-	log       *slog.Logger
-	ln        net.Listener
-	lock      *dirLock
-	certs     *certReloader // nil: plain HTTP
+	Metrics   *metrics.Metrics
+	// Webhooks delivers the webhook outbox.
+	Webhooks *notify.Sender
+	log      *slog.Logger
+	ln       net.Listener
+	lock     *dirLock
+	certs    *certReloader // nil: plain HTTP
 }
 
 // Open opens the data directory, initialising it on first use: keys, the
@@ -166,9 +174,15 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		MaxUpload:  cfg.MaxBundleSize,
 		Log:        log,
 	}
-	d.Fleet = &fleet.Fleet{Store: st, Log: log, PollInterval: cfg.PollInterval, JobTimeout: cfg.JobTimeout}
-	// Sites that follow a channel react to its releases.
-	d.Publisher.Subscribe(func(c publish.ReleaseChange) { d.Fleet.ReleaseChanged(c.Product) })
+	d.Fleet = &fleet.Fleet{Store: st, Log: log, PollInterval: cfg.PollInterval, JobTimeout: cfg.JobTimeout, Outbox: notify.JobOutbox}
+	d.Metrics = metrics.New(st, cfg.PollInterval, log)
+	d.Webhooks = &notify.Sender{Store: st, Log: log, Attempted: d.Metrics.WebhookAttempt}
+	// Sites that follow a channel react to its releases; the webhook
+	// sender delivers the events the change committed.
+	d.Publisher.Subscribe(func(c publish.ReleaseChange) {
+		d.Fleet.ReleaseChanged(c.Product)
+		d.Webhooks.Wake()
+	})
 	if err := d.init(ctx); err != nil {
 		return nil, err
 	}
@@ -265,7 +279,11 @@ func (d *Daemon) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	a := &api.Server{Store: d.Store, Publisher: d.Publisher, Fleet: d.Fleet, Log: d.log}
+	a := &api.Server{Store: d.Store, Publisher: d.Publisher, Fleet: d.Fleet, Log: d.log, Metrics: d.Metrics, MetricsPublic: d.cfg.MetricsPublic}
+	// Job changes wake the webhook sender (their outbox rows are
+	// committed by then); the metrics count ended jobs.
+	defer d.Fleet.Subscribe(func(fleet.JobEvent) { d.Webhooks.Wake() })()
+	defer d.Metrics.Jobs(d.Fleet)()
 	h := a.Handler()
 	if d.cfg.WrapHandler != nil {
 		h = d.cfg.WrapHandler(h)
@@ -292,6 +310,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		func(ctx context.Context) { d.Fleet.RunSweeper(ctx, min(time.Minute, d.cfg.JobTimeout/4)) },
 		d.Fleet.RunFollower,
 		func(ctx context.Context) { d.Fleet.RunRollouts(ctx, fleet.DefaultRolloutTick) },
+		d.Webhooks.Run,
 	} {
 		wg.Add(1)
 		go func() {

@@ -47,6 +47,11 @@ type Fleet struct {
 	PollInterval time.Duration
 	// JobTimeout fails a job without progress for this long.
 	JobTimeout time.Duration
+	// Outbox, when set, is called inside each job transaction with the
+	// signals its changes will emit once it commits: webhooks write their
+	// outbox rows there (notify.JobOutbox), durable with the change. An
+	// error rolls the transaction back.
+	Outbox func(tx *store.JobTx, now time.Time, sigs []JobEvent) error
 
 	hub     hub
 	signals signals

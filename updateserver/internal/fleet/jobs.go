@@ -56,7 +56,13 @@ func (f *Fleet) jobs(ctx context.Context, now time.Time, fn func(*jobRun) error)
 	var r *jobRun
 	err := f.Store.WithJobs(ctx, func(tx *store.JobTx) error {
 		r = &jobRun{tx: tx, now: now}
-		return fn(r)
+		if err := fn(r); err != nil {
+			return err
+		}
+		if f.Outbox != nil && len(r.out) > 0 {
+			return f.Outbox(tx, now, r.out)
+		}
+		return nil
 	})
 	if err == nil && r != nil {
 		f.emit(r.out)

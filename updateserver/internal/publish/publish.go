@@ -20,6 +20,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/fault"
+	"github.com/dropless/dropless/updateserver/internal/notify"
 	"github.com/dropless/dropless/updateserver/internal/store"
 	"github.com/dropless/dropless/updateserver/internal/tufrepo"
 )
@@ -42,7 +44,6 @@ type Publisher struct {
 	MaxUpload  int64 // largest bundle accepted, compressed bytes
 	Now        func() time.Time
 	Log        *slog.Logger
-
 	// mu serialises signing: two publishes, or a publish and a refresh,
 	// must not both sign version N+1.
 	mu sync.Mutex
@@ -394,6 +395,7 @@ func (p *Publisher) Publish(ctx context.Context, req protocol.PublishRequest, ac
 		Release:  rel,
 		Metadata: metadataRows(next, tufrepo.RoleTargets, tufrepo.RoleSnapshot, tufrepo.RoleTimestamp),
 		UploadID: su.ID,
+		Events:   []store.OutboxEvent{notify.ReleasePublishedEvent(rel, actor, now).Outbox()},
 		Audit: store.Audit{Actor: actor, Action: "release.publish", Object: rel.Product + " " + rel.Version,
 			Detail: fmt.Sprintf("sha256=%s length=%d channels=%s offline_signed=%t", rel.SHA256, rel.Length, strings.Join(rel.Channels, ","), len(req.TargetsMetadata) > 0)},
 	})
@@ -432,7 +434,9 @@ func (p *Publisher) Promote(ctx context.Context, product, version, channel, acto
 	if r.Yanked {
 		return r, fault.New(fault.Conflict, "%s %s is yanked (%s) and cannot be promoted", r.Product, r.Version, r.YankReason)
 	}
-	added, err := p.Store.Promote(ctx, p.now(), r, channel, store.Audit{Actor: actor, Action: "release.promote", Object: r.Product + " " + r.Version, Detail: "channel=" + channel})
+	now := p.now()
+	added, err := p.Store.Promote(ctx, now, r, channel, store.Audit{Actor: actor, Action: "release.promote", Object: r.Product + " " + r.Version, Detail: "channel=" + channel},
+		notify.ReleasePromotedEvent(withChannel(r, channel), channel, actor, now).Outbox())
 	if err != nil {
 		return r, fmt.Errorf("promote: %w", err)
 	}
@@ -440,6 +444,14 @@ func (p *Publisher) Promote(ctx context.Context, product, version, channel, acto
 		p.changed(ReleaseChange{Kind: ChangePromote, Product: r.Product, Version: r.Version, Channel: channel})
 	}
 	return p.Release(ctx, product, version)
+}
+
+// withChannel is r with channel added to its channels.
+func withChannel(r protocol.Release, channel string) protocol.Release {
+	if !slices.Contains(r.Channels, channel) {
+		r.Channels = append(slices.Clip(r.Channels), channel)
+	}
+	return r
 }
 
 // Yank withdraws a release: it is never offered again.
@@ -451,7 +463,9 @@ func (p *Publisher) Yank(ctx context.Context, product, version, reason, actor st
 	if err != nil {
 		return r, err
 	}
-	yanked, err := p.Store.Yank(ctx, p.now(), r, reason, store.Audit{Actor: actor, Action: "release.yank", Object: r.Product + " " + r.Version, Detail: "reason=" + reason})
+	now := p.now()
+	yanked, err := p.Store.Yank(ctx, now, r, reason, store.Audit{Actor: actor, Action: "release.yank", Object: r.Product + " " + r.Version, Detail: "reason=" + reason},
+		notify.ReleaseYankedEvent(r, reason, actor, now).Outbox())
 	if err != nil {
 		return r, err
 	}

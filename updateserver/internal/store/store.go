@@ -368,6 +368,36 @@ CREATE INDEX rollout_sites_by_site ON rollout_sites (site);
 ALTER TABLE jobs ADD COLUMN rollout_id INTEGER REFERENCES rollouts (id);
 CREATE INDEX jobs_by_rollout ON jobs (rollout_id, site) WHERE rollout_id IS NOT NULL;
 `,
+	// 11: webhooks and their durable outbox: one row per (event, webhook)
+	// written in the transaction of the change that caused the event,
+	// deleted once the receiver answered 2xx. msg_id is the event's
+	// webhook-id, the same on every retry; times are Unix nanoseconds.
+	`
+CREATE TABLE webhooks (
+	id              INTEGER PRIMARY KEY,
+	url             TEXT NOT NULL,
+	events          TEXT NOT NULL DEFAULT '',
+	secret          TEXT NOT NULL,
+	created_at      TEXT NOT NULL,
+	created_by      TEXT NOT NULL,
+	disabled_at     TEXT,
+	last_status     TEXT NOT NULL DEFAULT '',
+	last_attempt_at TEXT,
+	failures        INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE webhook_outbox (
+	id          INTEGER PRIMARY KEY,
+	webhook_id  INTEGER NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+	msg_id      TEXT NOT NULL,
+	event_type  TEXT NOT NULL,
+	body        BLOB NOT NULL,
+	created_ns  INTEGER NOT NULL,
+	attempts    INTEGER NOT NULL DEFAULT 0,
+	next_ns     INTEGER NOT NULL,
+	UNIQUE (webhook_id, msg_id)
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox (next_ns);
+`,
 }
 
 // SchemaVersion is the schema version this code writes.

@@ -21,6 +21,8 @@ type Publish struct {
 	Metadata []Metadata
 	UploadID string
 	Audit    Audit
+	// Events go to the webhook outbox in the same transaction.
+	Events []OutboxEvent
 }
 
 // PublishRelease commits p in one transaction: either all of it is stored or
@@ -61,6 +63,9 @@ func (s *Store) PublishRelease(ctx context.Context, p Publish) error {
 			if _, err := tx.Exec(`DELETE FROM uploads WHERE id = ?`, p.UploadID); err != nil {
 				return err
 			}
+		}
+		if err := enqueue(tx, r.PublishedAt, p.Events); err != nil {
+			return err
 		}
 		return insertAudit(ctx, tx, r.PublishedAt, p.Audit)
 	})
@@ -156,7 +161,9 @@ func (s *Store) GetRelease(ctx context.Context, product, version string) (protoc
 }
 
 // Promote puts a release on channel. It reports false when it already was.
-func (s *Store) Promote(ctx context.Context, now time.Time, r protocol.Release, channel string, a Audit) (bool, error) {
+// events go to the webhook outbox in the same transaction (none when it
+// already was).
+func (s *Store) Promote(ctx context.Context, now time.Time, r protocol.Release, channel string, a Audit, events ...OutboxEvent) (bool, error) {
 	added := false
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.Exec(`INSERT OR IGNORE INTO release_channels (product, version, channel, added_at, added_by) VALUES (?, ?, ?, ?, ?)`,
@@ -168,14 +175,18 @@ func (s *Store) Promote(ctx context.Context, now time.Time, r protocol.Release, 
 		if added = n > 0; !added {
 			return nil
 		}
+		if err := enqueue(tx, now, events); err != nil {
+			return err
+		}
 		return insertAudit(ctx, tx, now, a)
 	})
 	return added, err
 }
 
 // Yank marks a release as never to be offered again. It reports false when
-// it already was yanked.
-func (s *Store) Yank(ctx context.Context, now time.Time, r protocol.Release, reason string, a Audit) (bool, error) {
+// it already was yanked. events go to the webhook outbox in the same
+// transaction (none when it already was).
+func (s *Store) Yank(ctx context.Context, now time.Time, r protocol.Release, reason string, a Audit, events ...OutboxEvent) (bool, error) {
 	yanked := false
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.Exec(`UPDATE releases SET yanked_at = ?, yanked_by = ?, yank_reason = ?
@@ -187,6 +198,9 @@ func (s *Store) Yank(ctx context.Context, now time.Time, r protocol.Release, rea
 		n, _ := res.RowsAffected()
 		if yanked = n > 0; !yanked {
 			return nil
+		}
+		if err := enqueue(tx, now, events); err != nil {
+			return err
 		}
 		return insertAudit(ctx, tx, now, a)
 	})
