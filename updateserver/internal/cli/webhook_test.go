@@ -171,3 +171,45 @@ func TestWebhooks(t *testing.T) {
 		t.Errorf("audit %v: want webhook.create and webhook.delete", audit)
 	}
 }
+
+// TestRolloutWebhooks: a rollout's life reaches a rollout.* webhook: it
+// started, its wave started, it paused itself when its site rolled back
+// (the andon cord, with the site and why in the text), it was cancelled.
+func TestRolloutWebhooks(t *testing.T) {
+	s := startServer(t)
+	rcv := newHookReceiver(t)
+	rcv.secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	s.mustCLI(s.Admin, "webhook", "create", "--url", rcv.URL, "--events", "rollout.*", "--secret", rcv.secret)
+	s.publish(t, "1.0.0", "")
+	s.publish(t, "1.1.0", ">= 1.0")
+	support := s.newToken(protocol.RoleSupport)
+	tok := strings.TrimSpace(s.mustCLI(support, "enroll-token", "create", "--client", "acme"))
+	a := s.enroll(t, tok, "acme-prod", "acme")
+	ctx := context.Background()
+	report := protocol.CheckinRequest{InstalledVersion: "1.0.0", AgentVersion: "test", OS: "linux", Arch: "amd64", Hostname: "h", State: protocol.StateIdle}
+	if _, err := a.Checkin(ctx, report, 0); err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(s.mustCLI(support, "rollout", "create", "--product", "acme-erp", "--version", "1.1.0", "--site", "acme-prod"))
+	var job string
+	waitFor(t, func() bool {
+		if h := s.history(t, support, "acme-prod"); len(h) > 0 {
+			job = h[0].ID
+		}
+		return job != ""
+	})
+	if _, err := a.SendEvents(ctx, []protocol.Event{{JobID: job, Seq: 1, State: "downloading", At: time.Now()},
+		{JobID: job, Seq: 2, State: "rolled_back", Message: "health check failed", At: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(rcv.types()) >= 3 })
+	s.mustCLI(support, "rollout", "cancel", id)
+	want := []string{"rollout.started", "rollout.wave_started", "rollout.paused", "rollout.cancelled"}
+	waitFor(t, func() bool { return len(rcv.types()) >= len(want) })
+	if got := rcv.types(); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("the receiver got %v, want %v (in order, each once)", got, want)
+	}
+	if p, _ := rcv.find("rollout.paused"); !strings.Contains(p.Text, "PAUSED") || !strings.Contains(p.Text, "acme-prod") || !strings.Contains(p.Text, "health check failed") {
+		t.Errorf("rollout.paused text %q: want PAUSED, the failed site and why", p.Text)
+	}
+}

@@ -174,9 +174,10 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		MaxUpload:  cfg.MaxBundleSize,
 		Log:        log,
 	}
-	d.Fleet = &fleet.Fleet{Store: st, Log: log, PollInterval: cfg.PollInterval, JobTimeout: cfg.JobTimeout, Outbox: notify.JobOutbox}
+	d.Fleet = &fleet.Fleet{Store: st, Log: log, PollInterval: cfg.PollInterval, JobTimeout: cfg.JobTimeout, Outbox: notify.JobOutbox, RolloutOutbox: notify.RolloutOutbox}
 	d.Metrics = metrics.New(st, cfg.PollInterval, log)
 	d.Webhooks = &notify.Sender{Store: st, Log: log, Attempted: d.Metrics.WebhookAttempt}
+	d.Fleet.RolloutsChanged = d.Webhooks.Wake
 	// Sites that follow a channel react to its releases; the webhook
 	// sender delivers the events the change committed.
 	d.Publisher.Subscribe(func(c publish.ReleaseChange) {

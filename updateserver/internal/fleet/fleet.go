@@ -52,6 +52,11 @@ type Fleet struct {
 	// outbox rows there (notify.JobOutbox), durable with the change. An
 	// error rolls the transaction back.
 	Outbox func(tx *store.JobTx, now time.Time, sigs []JobEvent) error
+	// RolloutOutbox, likewise, is called inside a transaction that
+	// changed rollouts (notify.RolloutOutbox), and RolloutsChanged once
+	// it committed (the webhook sender wakes).
+	RolloutOutbox   func(tx *store.JobTx, now time.Time, evs []RolloutEvent) error
+	RolloutsChanged func()
 
 	hub     hub
 	signals signals

@@ -48,6 +48,8 @@ type jobRun struct {
 	tx  *store.JobTx
 	now time.Time
 	out []JobEvent
+	// rollouts are the rollout changes made, for RolloutOutbox.
+	rollouts []RolloutEvent
 }
 
 // jobs runs fn in one store transaction at now and emits the signals of
@@ -60,12 +62,20 @@ func (f *Fleet) jobs(ctx context.Context, now time.Time, fn func(*jobRun) error)
 			return err
 		}
 		if f.Outbox != nil && len(r.out) > 0 {
-			return f.Outbox(tx, now, r.out)
+			if err := f.Outbox(tx, now, r.out); err != nil {
+				return err
+			}
+		}
+		if f.RolloutOutbox != nil && len(r.rollouts) > 0 {
+			return f.RolloutOutbox(tx, now, r.rollouts)
 		}
 		return nil
 	})
 	if err == nil && r != nil {
 		f.emit(r.out)
+		if len(r.rollouts) > 0 && f.RolloutsChanged != nil {
+			f.RolloutsChanged()
+		}
 	}
 	return err
 }

@@ -71,6 +71,7 @@ func (f *Fleet) CreateRollout(ctx context.Context, req protocol.RolloutRequest, 
 		if ro.ID, err = r.tx.CreateRollout(ro, rows); err != nil {
 			return err
 		}
+		r.rolloutChanged(store.RolloutRow{}, ro, actor)
 		return r.tx.Audit(r.now, store.Audit{Actor: actor, Action: "rollout.create", Object: rolloutName(ro.ID),
 			Detail: fmt.Sprintf("product=%s version=%s sites=%d waves=%s canary=%s max_parallel=%d max_failures=%s soak=%s hold=%t",
 				ro.Product, ro.Version, len(rows), fmtWaves(ro.Waves), strings.Join(canary, ","), ro.MaxParallel, ro.MaxFailures, ro.Soak, ro.Hold)})
@@ -420,6 +421,7 @@ func (f *Fleet) changeRollout(ctx context.Context, id int64, actor, action strin
 		if err != nil {
 			return err
 		}
+		before := ro
 		detail, err := change(r, &ro)
 		if err != nil {
 			return err
@@ -427,6 +429,7 @@ func (f *Fleet) changeRollout(ctx context.Context, id int64, actor, action strin
 		if err := r.tx.UpdateRollout(ro); err != nil {
 			return err
 		}
+		r.rolloutChanged(before, ro, actor)
 		return r.tx.Audit(r.now, store.Audit{Actor: actor, Action: action, Object: rolloutName(id), Detail: detail})
 	})
 }

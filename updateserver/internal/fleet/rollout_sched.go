@@ -186,10 +186,12 @@ func (f *Fleet) updateItself(ctx context.Context, ro store.RolloutRow, action, d
 		if err != nil || cur.State != ro.State || cur.Wave != ro.Wave {
 			return err
 		}
+		before := cur
 		change(&cur)
 		if err := r.tx.UpdateRollout(cur); err != nil {
 			return err
 		}
+		r.rolloutChanged(before, cur, rolloutName(ro.ID))
 		return r.tx.Audit(r.now, store.Audit{Actor: rolloutName(ro.ID), Action: action, Object: rolloutName(ro.ID), Detail: detail})
 	})
 }

@@ -27,6 +27,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -251,4 +252,32 @@ func RolloutCancelled(r Rollout, at time.Time) Event {
 		text += " by " + r.By
 	}
 	return newEvent(RolloutCancelledType, at, r, chat(text))
+}
+
+// RolloutOutbox is fleet.Fleet's RolloutOutbox: it writes the webhook
+// events of a transaction's rollout changes in that transaction.
+func RolloutOutbox(tx *store.JobTx, now time.Time, evs []fleet.RolloutEvent) error {
+	out := make([]store.OutboxEvent, 0, len(evs))
+	for _, e := range evs {
+		r := Rollout{RolloutID: strconv.FormatInt(e.ID, 10), Product: e.Product, Version: e.Version, Reason: e.Reason, By: e.By}
+		var ev Event
+		switch e.Kind {
+		case fleet.RolloutEventStarted:
+			ev = RolloutStarted(r, now)
+		case fleet.RolloutEventWaveStarted:
+			r.Wave, r.Waves = e.Wave, e.Waves
+			ev = RolloutWaveStarted(r, now)
+		case fleet.RolloutEventPaused:
+			ev = RolloutPaused(r, now)
+		case fleet.RolloutEventCompleted:
+			r.Reason = ""
+			ev = RolloutCompleted(r, now)
+		case fleet.RolloutEventCancelled:
+			ev = RolloutCancelled(r, now)
+		default:
+			continue
+		}
+		out = append(out, ev.Outbox())
+	}
+	return tx.Enqueue(now, out)
 }
