@@ -263,13 +263,8 @@ func (d *Daemon) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	a := &api.Server{Store: d.Store, Publisher: d.Publisher, Fleet: d.Fleet, Log: d.log}
-	h := a.Handler()
-	if d.cfg.WrapHandler != nil {
-		h = d.cfg.WrapHandler(h)
-	}
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           d.handler(),
 		ReadHeaderTimeout: cmp.Or(d.cfg.ReadHeaderTimeout, 10*time.Second),
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
