@@ -160,7 +160,7 @@ func TestButtonsFollowTheRole(t *testing.T) {
 	yankForm := `action="/ui/releases/acme-erp/1.1.0/yank"`
 	auditLink := `href="/ui/audit"`
 	for _, tc := range []struct {
-		role          string
+		role           string
 		want, unwanted []string
 	}{
 		{protocol.RoleViewer, nil, []string{upgradeForm, promoteForm, yankForm, auditLink}},
@@ -181,7 +181,7 @@ func TestButtonsFollowTheRole(t *testing.T) {
 	b.signIn(e.token("vera", protocol.RoleViewer))
 	csrf := b.csrf()
 	for path, form := range map[string]url.Values{
-		"/ui/sites/acme-prod/upgrade":          {"to": {"1.1.0"}, "csrf": {csrf}},
+		"/ui/sites/acme-prod/upgrade":         {"to": {"1.1.0"}, "csrf": {csrf}},
 		"/ui/releases/acme-erp/1.1.0/promote": {"channel": {"stable"}, "csrf": {csrf}},
 		"/ui/releases/acme-erp/1.1.0/yank":    {"reason": {"x"}, "csrf": {csrf}},
 	} {
