@@ -291,3 +291,19 @@ func mustURL(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+func TestFailedSignInsAreRateLimited(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	var last *http.Response
+	for range 101 { // the API's burst of failed authentications, and one more
+		last, _ = b.post("/ui/signin", url.Values{"token": {"dlo_guess"}})
+	}
+	if last.StatusCode != http.StatusTooManyRequests || last.Header.Get("Retry-After") == "" {
+		t.Fatalf("the 101st wrong token: %s, want 429 with Retry-After", last.Status)
+	}
+	// The API refuses that source too: the limit is shared.
+	if resp, _ := b.get("/api/v1/sites"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("the API after 101 failed sign-ins: %s, want 429", resp.Status)
+	}
+}
