@@ -72,8 +72,11 @@ func (s *Store) SitesPage(ctx context.Context, q SitePageQuery) (SitePage, error
 	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sites`+where, args...).Scan(&p.Total); err != nil {
 		return p, err
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT `+siteColumns+` FROM sites`+where+` ORDER BY client, site LIMIT ? OFFSET ?`,
-		append(args, q.Limit, q.Offset)...)
+	// The page's rows are picked first by rowid, so that the rows an
+	// offset skips are skipped in the index (sites_by_client_site), not
+	// read from the table.
+	rows, err := s.db.QueryContext(ctx, `SELECT `+siteColumns+` FROM sites WHERE rowid IN (SELECT rowid FROM sites`+where+
+		` ORDER BY client, site LIMIT ? OFFSET ?) ORDER BY client, site`, append(args, q.Limit, q.Offset)...)
 	if err != nil {
 		return p, err
 	}
