@@ -97,3 +97,28 @@ func caller(r *http.Request) store.Token {
 	t, _ := r.Context().Value(tokenKey).(store.Token)
 	return t
 }
+
+// Allowed says whether a token of role have may call a route that needs
+// role need: the dashboard (package ui) shows and accepts an action only
+// where the API would.
+func Allowed(have, need string) bool { return allowed(have, need) }
+
+// RoleOf returns the role an operator route of the API needs, by its
+// pattern ("POST /api/v1/upgrades"): the dashboard's actions need what the
+// API's do. It panics for a pattern that is not an operator route, a
+// programming error the dashboard's tests catch.
+func RoleOf(pattern string) string {
+	for _, rt := range (&Server{}).routes() {
+		if rt.pattern == pattern && rt.access == operator {
+			return rt.role
+		}
+	}
+	panic("api.RoleOf: no operator route " + pattern)
+}
+
+// LimitAuthFailures wraps h (another handler of the same server, such as
+// the dashboard) so that its 401 answers count against the source's limit
+// of failed authentications, shared with the API. Call it after Handler.
+func (s *Server) LimitAuthFailures(h http.Handler) http.Handler {
+	return s.limits.limitAuthFailures(h)
+}

@@ -280,17 +280,12 @@ func (d *Daemon) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	a := &api.Server{Store: d.Store, Publisher: d.Publisher, Fleet: d.Fleet, Log: d.log, Metrics: d.Metrics, MetricsPublic: d.cfg.MetricsPublic}
 	// Job changes wake the webhook sender (their outbox rows are
 	// committed by then); the metrics count ended jobs.
 	defer d.Fleet.Subscribe(func(fleet.JobEvent) { d.Webhooks.Wake() })()
 	defer d.Metrics.Jobs(d.Fleet)()
-	h := a.Handler()
-	if d.cfg.WrapHandler != nil {
-		h = d.cfg.WrapHandler(h)
-	}
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           d.handler(),
 		ReadHeaderTimeout: cmp.Or(d.cfg.ReadHeaderTimeout, 10*time.Second),
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

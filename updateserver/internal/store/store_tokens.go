@@ -143,10 +143,23 @@ func liveTokensNamed(tx *sql.Tx, name string, now time.Time) (int, error) {
 // there is none, ErrTokenRevoked or ErrTokenExpired (with the token) when
 // it exists but may no longer be used.
 func (s *Store) Authenticate(ctx context.Context, secret string, now time.Time) (Token, error) {
+	return s.liveToken(ctx, `hash = ?`, HashSecret(secret), now)
+}
+
+// TokenByID finds the token with the given ID, with the same errors as
+// Authenticate: the dashboard checks its session's token on every request
+// (a revoked or expired token ends the session).
+func (s *Store) TokenByID(ctx context.Context, id int64, now time.Time) (Token, error) {
+	return s.liveToken(ctx, `id = ?`, id, now)
+}
+
+// liveToken finds the token that where (one column = ?) selects, and says
+// whether it may still be used.
+func (s *Store) liveToken(ctx context.Context, where string, arg any, now time.Time) (Token, error) {
 	var t Token
 	var exp, revoked sql.NullString
 	err := s.db.QueryRowContext(ctx,
-		`SELECT id, name, role, expires_at, revoked_at FROM tokens WHERE hash = ?`, HashSecret(secret)).
+		`SELECT id, name, role, expires_at, revoked_at FROM tokens WHERE `+where, arg).
 		Scan(&t.ID, &t.Name, &t.Role, &exp, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Token{}, ErrNotFound
