@@ -212,4 +212,9 @@ func TestRolloutWebhooks(t *testing.T) {
 	if p, _ := rcv.find("rollout.paused"); !strings.Contains(p.Text, "PAUSED") || !strings.Contains(p.Text, "acme-prod") || !strings.Contains(p.Text, "health check failed") {
 		t.Errorf("rollout.paused text %q: want PAUSED, the failed site and why", p.Text)
 	}
+	m := s.scrape(t, support)
+	if m[`updateserver_rollouts{state=cancelled}`] != 1 || m[`updateserver_rollouts{state=running}`] != 0 || m[`updateserver_rollout_failures{state=cancelled}`] != 1 {
+		t.Errorf("/metrics rollouts: cancelled %v running %v, failures of cancelled %v; want 1, 0, 1",
+			m[`updateserver_rollouts{state=cancelled}`], m[`updateserver_rollouts{state=running}`], m[`updateserver_rollout_failures{state=cancelled}`])
+	}
 }

@@ -14,7 +14,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -172,26 +171,10 @@ func (m *Metrics) Jobs(f *fleet.Fleet) (cancel func()) {
 			return
 		}
 		m.jobDuration.Observe(evs[len(evs)-1].At.Sub(evs[0].At).Seconds())
-		if d, ok := Downtime(evs); ok {
-			m.downtime.Observe(d.Seconds())
+		if ms := fleet.Downtime(protocol.Job{Result: e.Result, Events: evs}); ms != nil && *ms > 0 {
+			m.downtime.Observe((time.Duration(*ms) * time.Millisecond).Seconds())
 		}
 	})
-}
-
-// Downtime is how long a job's events had the application stopped: from
-// its first stopping to the committed or rolled_back after it; false
-// when the job never stopped it or never got it back.
-func Downtime(evs []protocol.Event) (time.Duration, bool) {
-	i := slices.IndexFunc(evs, func(e protocol.Event) bool { return e.State == protocol.StateStopping })
-	if i < 0 {
-		return 0, false
-	}
-	for _, e := range evs[i:] {
-		if e.State == protocol.StateCommitted || e.State == protocol.StateRolledBack {
-			return e.At.Sub(evs[i].At), true
-		}
-	}
-	return 0, false
 }
 
 // field reads the sites from the store at each scrape.
@@ -202,13 +185,17 @@ type field struct {
 }
 
 var (
-	sitesDesc  = prometheus.NewDesc(ns+"_sites", "Sites by product, installed version and state (other: a product or version with no release here).", []string{"product", "version", "state"}, nil)
-	onlineDesc = prometheus.NewDesc(ns+"_sites_online", "Sites that checked in within three poll intervals, by product.", []string{"product"}, nil)
+	sitesDesc           = prometheus.NewDesc(ns+"_sites", "Sites by product, installed version and state (other: a product or version with no release here).", []string{"product", "version", "state"}, nil)
+	rolloutsDesc        = prometheus.NewDesc(ns+"_rollouts", "Rollouts by state.", []string{"state"}, nil)
+	rolloutFailuresDesc = prometheus.NewDesc(ns+"_rollout_failures", "Failures (jobs failed or rolled back, sites that could not be planned) of the rollouts in each state.", []string{"state"}, nil)
+	onlineDesc          = prometheus.NewDesc(ns+"_sites_online", "Sites that checked in within three poll intervals, by product.", []string{"product"}, nil)
 )
 
 func (c *field) Describe(ch chan<- *prometheus.Desc) {
 	ch <- sitesDesc
 	ch <- onlineDesc
+	ch <- rolloutsDesc
+	ch <- rolloutFailuresDesc
 }
 
 func (c *field) Collect(ch chan<- prometheus.Metric) {
@@ -253,5 +240,15 @@ func (c *field) Collect(ch chan<- prometheus.Metric) {
 	}
 	for p, n := range online {
 		ch <- prometheus.MustNewConstMetric(onlineDesc, prometheus.GaugeValue, n, p)
+	}
+	rollouts, failures, err := c.st.RolloutCounts(ctx)
+	if err != nil {
+		c.log.Warn("metrics: reading the rollouts failed", "err", err)
+		ch <- prometheus.NewInvalidMetric(rolloutsDesc, err)
+		return
+	}
+	for _, state := range []string{protocol.RolloutRunning, protocol.RolloutPaused, protocol.RolloutCompleted, protocol.RolloutCancelled} {
+		ch <- prometheus.MustNewConstMetric(rolloutsDesc, prometheus.GaugeValue, float64(rollouts[state]), state)
+		ch <- prometheus.MustNewConstMetric(rolloutFailuresDesc, prometheus.GaugeValue, float64(failures[state]), state)
 	}
 }

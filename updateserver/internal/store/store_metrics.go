@@ -48,3 +48,41 @@ func (s *Store) ReleaseVersions(ctx context.Context) (map[string]map[string]bool
 	}
 	return out, rows.Err()
 }
+
+// RolloutCounts is how many rollouts are in each state, and how many
+// failures (jobs of the rollout that failed or rolled back, sites it
+// could not plan) the rollouts in each state have.
+func (s *Store) RolloutCounts(ctx context.Context) (rollouts, failures map[string]int, err error) {
+	rollouts, failures = map[string]int{}, map[string]int{}
+	for _, q := range []struct {
+		into map[string]int
+		sql  string
+	}{
+		{rollouts, `SELECT state, COUNT(*) FROM rollouts GROUP BY state`},
+		{failures, `SELECT r.state, COUNT(*) FROM jobs j JOIN rollouts r ON r.id = j.rollout_id
+			WHERE j.result IN ('failed','rolled_back') GROUP BY r.state`},
+		{failures, `SELECT r.state, COUNT(*) FROM rollout_sites rs JOIN rollouts r ON r.id = rs.rollout_id
+			WHERE rs.outcome = 'failed' GROUP BY r.state`},
+	} {
+		rows, err := s.db.QueryContext(ctx, q.sql)
+		if err != nil {
+			return nil, nil, err
+		}
+		for rows.Next() {
+			var state string
+			var n int
+			if err := rows.Scan(&state, &n); err != nil {
+				rows.Close()
+				return nil, nil, err
+			}
+			q.into[state] += n
+		}
+		if err := rows.Close(); err != nil {
+			return nil, nil, err
+		}
+		if err := rows.Err(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return rollouts, failures, nil
+}

@@ -234,22 +234,11 @@ func dur(d time.Duration) string {
 	return d.Round(time.Second).String()
 }
 
-// downtime is how long a job kept the app down, from its events: from
-// stopping the app to the job's end (committed, rolled back or failed);
-// 0 when the app was never stopped or the job has not ended.
-func downtime(events []protocol.Event) time.Duration {
-	var stop time.Time
-	for _, e := range events {
-		switch e.State {
-		case protocol.StateStopping:
-			if stop.IsZero() {
-				stop = e.At
-			}
-		case protocol.StateCommitted, protocol.StateRolledBack, protocol.StateFailed:
-			if !stop.IsZero() {
-				return e.At.Sub(stop)
-			}
-		}
+// downtime is how long a job kept the app down (fleet.Downtime); 0 when
+// the app was never stopped or it is not known.
+func downtime(j protocol.Job) time.Duration {
+	if ms := fleet.Downtime(j); ms != nil {
+		return time.Duration(*ms) * time.Millisecond
 	}
 	return 0
 }
