@@ -27,6 +27,19 @@ func (s *server) enroll(t *testing.T, token, site, client string) *simAgent {
 	return &simAgent{Client: c, site: site}
 }
 
+// idleOn enrolls site of client acme with a new support enroll token and
+// checks it in idle on version: a site ready for an upgrade.
+func (s *server) idleOn(t *testing.T, support, site, version string) *simAgent {
+	t.Helper()
+	tok := strings.TrimSpace(s.mustCLI(support, "enroll-token", "create", "--client", "acme"))
+	a := s.enroll(t, tok, site, "acme")
+	report := protocol.CheckinRequest{InstalledVersion: version, AgentVersion: "test", OS: "linux", Arch: "amd64", Hostname: "h", State: protocol.StateIdle}
+	if _, err := a.Checkin(context.Background(), report, 0); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 // longPoll starts a check-in that waits up to wait for something new, and
 // returns where its answer arrives.
 func (a *simAgent) longPoll(t *testing.T, report protocol.CheckinRequest, wait time.Duration) <-chan protocol.CheckinResponse {

@@ -92,13 +92,8 @@ func TestWebhooks(t *testing.T) {
 	s.mustCLI(s.Admin, "release", "yank", "--product", "acme-erp", "--version", "1.0.0", "--reason", "<!channel> broken")
 
 	support := s.newToken(protocol.RoleSupport)
-	tok := strings.TrimSpace(s.mustCLI(support, "enroll-token", "create", "--client", "acme"))
-	a := s.enroll(t, tok, "acme-prod", "acme")
+	a := s.idleOn(t, support, "acme-prod", "1.0.0")
 	ctx := context.Background()
-	report := protocol.CheckinRequest{InstalledVersion: "1.0.0", AgentVersion: "test", OS: "linux", Arch: "amd64", Hostname: "h", State: protocol.StateIdle}
-	if _, err := a.Checkin(ctx, report, 0); err != nil {
-		t.Fatal(err)
-	}
 	s.mustCLI(support, "upgrade", "--site", "acme-prod", "--to", "1.1.0", "--now")
 	job := s.history(t, support, "acme-prod")[0].ID
 	if _, err := a.SendEvents(ctx, []protocol.Event{{JobID: job, Seq: 1, State: "downloading", At: time.Now()},
@@ -183,13 +178,8 @@ func TestRolloutWebhooks(t *testing.T) {
 	s.publish(t, "1.0.0", "")
 	s.publish(t, "1.1.0", ">= 1.0")
 	support := s.newToken(protocol.RoleSupport)
-	tok := strings.TrimSpace(s.mustCLI(support, "enroll-token", "create", "--client", "acme"))
-	a := s.enroll(t, tok, "acme-prod", "acme")
+	a := s.idleOn(t, support, "acme-prod", "1.0.0")
 	ctx := context.Background()
-	report := protocol.CheckinRequest{InstalledVersion: "1.0.0", AgentVersion: "test", OS: "linux", Arch: "amd64", Hostname: "h", State: protocol.StateIdle}
-	if _, err := a.Checkin(ctx, report, 0); err != nil {
-		t.Fatal(err)
-	}
 	id := strings.TrimSpace(s.mustCLI(support, "rollout", "create", "--product", "acme-erp", "--version", "1.1.0", "--site", "acme-prod"))
 	var job string
 	waitFor(t, func() bool {
