@@ -9,6 +9,14 @@
 //     triggers one client-wide upgrade and records, per agent, when the
 //     assignment arrived; agents then report the job done as a real agent
 //     would. It prints p50/p90/p99/max per round and overall.
+//   - rollout: the same agents, but each round creates a rollout over the
+//     client (--max-parallel sites at once; agents report their job done
+//     at once, so the next sites start as they end) and records create ->
+//     assignment received per agent: the last one is the rollout's whole
+//     run. A last step creates one more rollout, pauses it once
+//     --max-parallel sites have their job, and says how long the pause
+//     took to answer and how many sites still started after it answered.
+//     With --pid it prints the server's CPU time per round.
 //   - event-flood: one agent credential posts --flood-requests batches of
 //     --flood-events events with --flood-message bytes each for its job,
 //     then asks for the site's history, while --agents normal agents check
@@ -44,6 +52,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,7 +66,8 @@ import (
 func main() {
 	server := flag.String("server", "http://127.0.0.1:8080", "update server URL (loopback only)")
 	token := flag.String("token", os.Getenv("UPDATESERVER_TOKEN"), "admin token")
-	scenario := flag.String("scenario", "upgrade", "upgrade, event-flood, checkin-flood or auth-flood")
+	scenario := flag.String("scenario", "upgrade", "upgrade, rollout, event-flood, checkin-flood or auth-flood")
+	maxParallel := flag.Int("max-parallel", 500, "the rollout's --max-parallel (rollout)")
 	agents := flag.Int("agents", 0, "simulated agents (default 1000 for upgrade, 50 normal agents beside a flood)")
 	rounds := flag.Int("rounds", 3, "upgrades to trigger (upgrade)")
 	timeout := flag.Duration("timeout", 5*time.Minute, "give up after this long")
@@ -79,12 +90,14 @@ func main() {
 	var err error
 	switch *scenario {
 	case "upgrade":
-		err = run(ctx, *server, *token, *client, cmp.Or(*agents, 1000), *rounds)
+		err = run(ctx, *server, *token, *client, cmp.Or(*agents, 1000), *rounds, 0, 0)
+	case "rollout":
+		err = run(ctx, *server, *token, *client, cmp.Or(*agents, 1000), *rounds, *maxParallel, fl.pid)
 	case "event-flood", "checkin-flood", "auth-flood":
 		fl.scenario, fl.normal = *scenario, cmp.Or(*agents, 50)
 		err = fl.run(ctx, *server, *token, *client)
 	default:
-		fmt.Fprintf(os.Stderr, "loadgen: --scenario %q: use upgrade, event-flood, checkin-flood or auth-flood\n", *scenario)
+		fmt.Fprintf(os.Stderr, "loadgen: --scenario %q: use upgrade, rollout, event-flood, checkin-flood or auth-flood\n", *scenario)
 		os.Exit(2)
 	}
 	if err != nil {
@@ -146,11 +159,17 @@ type agent struct {
 	got       chan time.Time // assignment arrival, per round
 }
 
-func run(ctx context.Context, server, token, client string, n, rounds int) error {
+// run runs the upgrade scenario, or with maxParallel > 0 the rollout
+// scenario (pid: the server's, for its CPU time).
+func run(ctx context.Context, server, token, client string, n, rounds, maxParallel, pid int) error {
 	o := op{base: server, token: token, hc: &http.Client{Timeout: time.Minute}}
 	product := client + "-app"
 	versions := []string{"1.0.0"}
-	for i := 1; i <= rounds; i++ {
+	extra := 0
+	if maxParallel > 0 {
+		extra = 1 // the version the pause step's rollout assigns
+	}
+	for i := 1; i <= rounds+extra; i++ {
 		versions = append(versions, fmt.Sprintf("1.%d.0", i))
 	}
 	for _, v := range versions[1:] {
@@ -210,12 +229,20 @@ func run(ctx context.Context, server, token, client string, n, rounds int) error
 	var all []time.Duration
 	for r := 1; r <= rounds; r++ {
 		to := versions[r]
-		body, _ := json.Marshal(protocol.UpgradeRequest{Client: client, To: to, Now: true})
+		cpu0 := cpuTime(pid)
 		t0 := time.Now()
-		if err := o.call(ctx, "POST", "/api/v1/upgrades", "application/json", bytes.NewReader(body), nil); err != nil {
-			return err
+		if maxParallel > 0 {
+			if _, err := o.rollout(ctx, product, to, client, maxParallel); err != nil {
+				return err
+			}
+			fmt.Printf("round %d: rollout create for %d sites answered in %v\n", r, n, time.Since(t0).Round(time.Millisecond))
+		} else {
+			body, _ := json.Marshal(protocol.UpgradeRequest{Client: client, To: to, Now: true})
+			if err := o.call(ctx, "POST", "/api/v1/upgrades", "application/json", bytes.NewReader(body), nil); err != nil {
+				return err
+			}
+			fmt.Printf("round %d: upgrade call for %d sites answered in %v\n", r, n, time.Since(t0).Round(time.Millisecond))
 		}
-		fmt.Printf("round %d: upgrade call for %d sites answered in %v\n", r, n, time.Since(t0).Round(time.Millisecond))
 		lat := make([]time.Duration, 0, n)
 		for _, a := range as {
 			select {
@@ -226,12 +253,93 @@ func run(ctx context.Context, server, token, client string, n, rounds int) error
 			}
 		}
 		report(fmt.Sprintf("round %d (-> %s)", r, to), lat)
+		if pid > 0 {
+			fmt.Printf("round %d: server CPU %v over %v\n", r, (cpuTime(pid) - cpu0).Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+		}
 		all = append(all, lat...)
 		// Wait for every agent to finish its job before the next round.
 		time.Sleep(time.Second)
 	}
 	report("all rounds", all)
+	if maxParallel > 0 {
+		return pauseStep(ctx, o, as, product, versions[rounds+1], client, maxParallel)
+	}
 	return nil
+}
+
+func (o op) rollout(ctx context.Context, product, version, client string, maxParallel int) (protocol.Rollout, error) {
+	body, _ := json.Marshal(protocol.RolloutRequest{Product: product, Version: version, Clients: []string{client}, MaxParallel: maxParallel})
+	var ro protocol.Rollout
+	err := o.call(ctx, "POST", "/api/v1/rollouts", "application/json", bytes.NewReader(body), &ro)
+	return ro, err
+}
+
+// pauseStep creates a rollout, pauses it once maxParallel sites have
+// their job, and counts the sites that started after the pause answered.
+func pauseStep(ctx context.Context, o op, as []*agent, product, version, client string, maxParallel int) error {
+	ro, err := o.rollout(ctx, product, version, client, maxParallel)
+	if err != nil {
+		return err
+	}
+	started := 0
+	for _, a := range as {
+		if started == maxParallel {
+			break
+		}
+		select {
+		case <-a.got:
+			started++
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	t0 := time.Now()
+	if err := o.call(ctx, "POST", fmt.Sprintf("/api/v1/rollouts/%d/pause", ro.ID), "", nil, nil); err != nil {
+		return err
+	}
+	answered := time.Now()
+	time.Sleep(2 * time.Second)
+	var before, after int
+	for _, a := range as {
+		for drained := false; !drained; {
+			select {
+			case t := <-a.got:
+				if t.Before(answered) {
+					before++
+				} else {
+					after++
+				}
+			default:
+				drained = true
+			}
+		}
+	}
+	// An assignment that arrives after the pause answered is of a job made
+	// before the pause committed (the scheduler re-reads the rollout's
+	// state in the transaction that makes jobs), still on its way.
+	fmt.Printf("pause: answered in %v; assignments received while it was asked %d (beyond the first %d), after it answered %d (jobs made before it, in flight)\n",
+		answered.Sub(t0).Round(time.Millisecond), before, maxParallel, after)
+	return o.call(ctx, "POST", fmt.Sprintf("/api/v1/rollouts/%d/cancel", ro.ID), "", nil, nil)
+}
+
+// cpuTime is the user+system CPU time pid has used (Linux /proc; 0
+// without a pid).
+func cpuTime(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command (which may hold spaces) end with ")".
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * (time.Second / 100) // clock ticks of 1/100 s (USER_HZ)
 }
 
 // loop is one simulated agent: long-poll, and on an assignment report the
