@@ -28,13 +28,16 @@ func TestKillAgentAtEveryState(t *testing.T) {
 		"post-start": "#!/bin/sh\nexit 0\n",
 	}
 	// Release n (1.n.0) holds migrations 0001..000n: migration k creates
-	// table tk.
+	// table tk; 0001 also the client's table customers (a table made by
+	// hand would be a SQL drop, and block the upgrades).
 	release := func(n int, healthy bool) {
 		ms := map[string]string{}
 		for k := 1; k <= n; k++ {
 			ms[fmt.Sprintf("%04d_t%d.up.sql", k, k)] = fmt.Sprintf("CREATE TABLE t%d (x INTEGER);", k)
 			ms[fmt.Sprintf("%04d_t%d.down.sql", k, k)] = fmt.Sprintf("DROP TABLE t%d;", k)
 		}
+		ms["0001_t1.up.sql"] += " CREATE TABLE customers (name TEXT);"
+		ms["0001_t1.down.sql"] += " DROP TABLE customers;"
 		files := map[string]string{}
 		if !healthy {
 			files["unhealthy"] = "x"
@@ -47,7 +50,7 @@ func TestKillAgentAtEveryState(t *testing.T) {
 	site.Upgrade(t, "1.1.0")
 	site.AwaitHealthy(t, "1.1.0")
 	site.AwaitJob(t)
-	sqlExec(t, db, `CREATE TABLE customers (name TEXT); INSERT INTO customers VALUES ('Globex'), ('Initech');`)
+	sqlExec(t, db, `INSERT INTO customers VALUES ('Globex'), ('Initech');`)
 
 	installed := 1 // the n of the running release
 	tests := []struct {

@@ -46,6 +46,7 @@ func TestDataRolledBack(t *testing.T) {
 	fmt.Fprintf(f, "\n[[data]]\npath = %q\n", data)
 	f.Close()
 	site.StartAgent(t)
+	Await(t, "the agent enrolled and checked in", func() bool { return site.Info(t).LastSeen != nil })
 	site.Upgrade(t, "1.0.0")
 	site.AwaitHealthy(t, "1.0.0")
 	site.AwaitJob(t)

@@ -95,11 +95,21 @@ func upgradeAgent(t *testing.T, e *Env, s *Site, version string) string {
 func awaitJobEnd(t *testing.T, s *Site, id string) protocol.Job {
 	t.Helper()
 	var job protocol.Job
-	Await(t, "job "+id+" to end", func() bool {
+	// The agent's check-in may end the job before its last events (with
+	// the reason) are delivered: wait for the end event too.
+	Await(t, "job "+id+" to end, with its end event", func() bool {
 		for _, j := range s.History(t) {
 			if j.ID == id {
 				job = j
-				return j.Result != protocol.ResultPending && j.Result != protocol.ResultRunning
+				ended := j.Result != protocol.ResultPending && j.Result != protocol.ResultRunning
+				if !ended || len(j.Events) == 0 {
+					return false
+				}
+				switch j.Events[len(j.Events)-1].State {
+				case protocol.StateCommitted, protocol.StateRolledBack, protocol.StateFailed:
+					return true
+				}
+				return false
 			}
 		}
 		return false
