@@ -115,6 +115,24 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("evil-site's page has %v img elements", n)
 	}
 
+	// Support pauses a rollout from its page; the CLI sees it paused. (Its
+	// site's agent never picks the job up: the rollout stays running.)
+	fakeAgent(t, env, "quiet-site", "quiet", protocol.CheckinRequest{InstalledVersion: "1.0.0"})
+	if id := strings.TrimSpace(env.MustCLI(t, "rollout", "create", "--product", Product, "--version", "1.1.0", "--site", "quiet-site")); id != "1" {
+		t.Fatalf("rollout create printed %q", id)
+	}
+	b.do(chromedp.Navigate(env.URL + "/ui/rollouts"))
+	b.click(`a[href="/ui/rollouts/1"]`)
+	b.click(`form[action="/ui/rollouts/1/pause"] button`)
+	if txt := b.text(".flash"); !strings.Contains(txt, "Rollout 1 is paused.") {
+		t.Fatalf("after the pause button: %q", txt)
+	}
+	b.shot("rollout")
+	var ro protocol.Rollout
+	if err := json.Unmarshal([]byte(env.MustCLI(t, "rollout", "show", "1", "--json")), &ro); err != nil || ro.State != protocol.RolloutPaused {
+		t.Errorf("rollout show 1 after the dashboard paused it: %s %v", ro.State, err)
+	}
+
 	// The audit view (admin) names support's token.
 	b.signOut()
 	b.signIn(env.URL, env.Admin)
@@ -129,7 +147,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	// A viewer sees no buttons.
 	b.signOut()
 	b.signIn(env.URL, viewer)
-	for _, p := range []string{"/ui/sites/acme-prod", "/ui/releases"} {
+	for _, p := range []string{"/ui/sites/acme-prod", "/ui/releases", "/ui/rollouts/1"} {
 		b.do(chromedp.Navigate(env.URL + p))
 		if n := b.eval(`document.querySelectorAll("form[method=post]:not(.signout)").length`); n != 0 {
 			t.Errorf("a viewer's %s has %v forms that change something", p, n)

@@ -9,7 +9,8 @@
 // By file: session.go (sessions and their CSRF tokens), auth.go (sign in
 // and out, the per-request session check), fleet.go (the fleet and a
 // site, the upgrade form), releases.go (releases, promote and yank),
-// audit.go (the audit log).
+// rollouts.go (rollouts, their waves, pause, resume and cancel), audit.go
+// (the audit log).
 //
 // Everything an agent sent (state, drift, messages) reaches the page only
 // through html/template's contextual escaping, never as template.HTML.
@@ -62,16 +63,13 @@ var (
 	roleYank    = api.RoleOf("POST " + protocol.APIVersion + "/releases/{product}/{version}/yank")
 	roleAudit   = api.RoleOf("GET " + protocol.APIVersion + "/audit")
 	roleView    = api.RoleOf("GET " + protocol.APIVersion + "/sites")
+	rolePause   = api.RoleOf("POST " + protocol.APIVersion + "/rollouts/{id}/pause")
+	roleResume  = api.RoleOf("POST " + protocol.APIVersion + "/rollouts/{id}/resume")
+	roleCancel  = api.RoleOf("POST " + protocol.APIVersion + "/rollouts/{id}/cancel")
+	roleRollout = api.RoleOf("GET " + protocol.APIVersion + "/rollouts/{id}")
 )
 
 // Handler returns the dashboard's routes, all under Prefix.
-//
-// TODO(rollouts, at merge): add the Rollouts view here: GET /ui/rollouts
-// (progress per wave, failures, a paused rollout standing out with its
-// reason) and POST /ui/rollouts/{id}/{pause|resume|cancel} through
-// s.action with the roles of the API's rollout routes (api.RoleOf), a
-// "Rollouts" entry in layout.html's nav, and rollouts.html. Rollouts do
-// not exist on the branch the dashboard was made on.
 func (s *Server) Handler() http.Handler {
 	if s.IdleTimeout == 0 {
 		s.IdleTimeout = time.Hour
@@ -91,6 +89,11 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /ui/releases", s.view(s.releasesView, roleView))
 	mux.Handle("POST /ui/releases/{product}/{version}/promote", s.action(s.promote, rolePromote))
 	mux.Handle("POST /ui/releases/{product}/{version}/yank", s.action(s.yank, roleYank))
+	mux.Handle("GET /ui/rollouts", s.view(s.rolloutsView, roleRollout))
+	mux.Handle("GET /ui/rollouts/{id}", s.view(s.rolloutView, roleRollout))
+	mux.Handle("POST /ui/rollouts/{id}/pause", s.action(s.rolloutAction("pause"), rolePause))
+	mux.Handle("POST /ui/rollouts/{id}/resume", s.action(s.rolloutAction("resume"), roleResume))
+	mux.Handle("POST /ui/rollouts/{id}/cancel", s.action(s.rolloutAction("cancel"), roleCancel))
 	mux.Handle("GET /ui/audit", s.view(s.auditView, roleAudit))
 	mux.Handle("GET /ui/static/", http.StripPrefix("/ui/", http.FileServerFS(files)))
 	mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
@@ -139,7 +142,7 @@ type page struct {
 
 // can says which actions the signed-in token's role allows: the page
 // offers only those.
-type can struct{ Upgrade, Promote, Yank, Audit bool }
+type can struct{ Upgrade, Promote, Yank, Audit, Rollout bool }
 
 func canFor(role string) can {
 	return can{
@@ -147,6 +150,9 @@ func canFor(role string) can {
 		Promote: api.Allowed(role, rolePromote),
 		Yank:    api.Allowed(role, roleYank),
 		Audit:   api.Allowed(role, roleAudit),
+		// Rollout: pause, resume and cancel (the page shows the ones the
+		// rollout's state admits).
+		Rollout: api.Allowed(role, rolePause) && api.Allowed(role, roleResume) && api.Allowed(role, roleCancel),
 	}
 }
 
