@@ -175,7 +175,7 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		Log:        log,
 	}
 	d.Fleet = &fleet.Fleet{Store: st, Log: log, PollInterval: cfg.PollInterval, JobTimeout: cfg.JobTimeout, Outbox: notify.JobOutbox, RolloutOutbox: notify.RolloutOutbox}
-	d.Metrics = metrics.New(st, cfg.PollInterval, log)
+	d.Metrics = metrics.New(st, d.Fleet.OnlineSince, log)
 	d.Webhooks = &notify.Sender{Store: st, Log: log, Attempted: d.Metrics.WebhookAttempt}
 	d.Fleet.RolloutsChanged = d.Webhooks.Wake
 	// Sites that follow a channel react to its releases; the webhook

@@ -1,6 +1,8 @@
 package fleet
 
 import (
+	"time"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -113,8 +115,13 @@ func (f *Fleet) Upgrade(ctx context.Context, req protocol.UpgradeRequest, actor 
 // Online reports whether the site checked in within three poll
 // intervals.
 func (f *Fleet) Online(st protocol.Site) bool {
-	return st.LastSeen != nil && f.now().Sub(*st.LastSeen) <= 3*f.PollInterval
+	return st.LastSeen != nil && !st.LastSeen.Before(f.OnlineSince())
 }
+
+// OnlineSince is when a site must have last checked in, at the latest, to
+// count as online: three poll intervals ago. Everything that says online
+// (sites list, the dashboard, the metrics) asks here.
+func (f *Fleet) OnlineSince() time.Time { return f.now().Add(-3 * f.PollInterval) }
 
 // PlanOptions is what support confirmed for an upgrade; each planned job
 // carries it.

@@ -46,9 +46,9 @@ type Metrics struct {
 }
 
 // New makes the collectors; the field gauges read st at each scrape,
-// counting a site online when it checked in within three poll intervals
-// (as sites list does).
-func New(st *store.Store, pollInterval time.Duration, log *slog.Logger) *Metrics {
+// counting a site online when it checked in at or after onlineSince()
+// (fleet.Fleet.OnlineSince, as sites list does).
+func New(st *store.Store, onlineSince func() time.Time, log *slog.Logger) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.checkins = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "checkins_total", Help: "Agent check-ins answered or held."})
 	m.longPolls = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "long_polls_held", Help: "Agent check-ins held open now (long-polls)."})
@@ -73,7 +73,7 @@ func New(st *store.Store, pollInterval time.Duration, log *slog.Logger) *Metrics
 		m.webhooks.WithLabelValues(o)
 	}
 	m.reg.MustRegister(m.checkins, m.longPolls, m.jobsEnded, m.jobDuration, m.downtime, m.webhooks, m.publishBytes, m.published,
-		m.httpRequests, m.httpDuration, &field{st: st, poll: pollInterval, log: log},
+		m.httpRequests, m.httpDuration, &field{st: st, onlineSince: onlineSince, log: log},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -179,9 +179,9 @@ func (m *Metrics) Jobs(f *fleet.Fleet) (cancel func()) {
 
 // field reads the sites from the store at each scrape.
 type field struct {
-	st   *store.Store
-	poll time.Duration
-	log  *slog.Logger
+	st          *store.Store
+	onlineSince func() time.Time
+	log         *slog.Logger
 }
 
 var (
@@ -214,7 +214,7 @@ func (c *field) Collect(ch chan<- prometheus.Metric) {
 	}
 	type key struct{ product, version, state string }
 	counts, online := map[key]float64{}, map[string]float64{}
-	now := time.Now()
+	since := c.onlineSince()
 	for _, s := range sites {
 		k := key{"other", "other", "other"}
 		if vs, ok := known[s.Product]; ok {
@@ -229,7 +229,7 @@ func (c *field) Collect(ch chan<- prometheus.Metric) {
 			k.state = s.State
 		}
 		counts[k]++
-		if s.LastSeen != nil && now.Sub(*s.LastSeen) <= 3*c.poll {
+		if s.LastSeen != nil && !s.LastSeen.Before(since) {
 			online[k.product]++
 		} else if _, ok := online[k.product]; !ok {
 			online[k.product] = 0

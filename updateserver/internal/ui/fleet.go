@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/fleet"
@@ -17,10 +16,6 @@ const PageSize = 50
 
 // maxFilter bounds a filter's value: longer than any name.
 const maxFilter = 256
-
-// onlineWithin is how many poll intervals since its last check-in a
-// site still counts as online (as sites list says).
-const onlineWithin = 3
 
 type fleetData struct {
 	Filter       store.SitePageQuery
@@ -65,7 +60,7 @@ func (s *Server) fleetView(w http.ResponseWriter, r *http.Request, p page, _ str
 		pageNo = n
 	}
 	f.Offset = (pageNo - 1) * PageSize
-	f.OnlineSince = s.now().Add(-onlineWithin * s.pollInterval())
+	f.OnlineSince = s.Fleet.OnlineSince()
 
 	ctx := r.Context()
 	res, err := s.Store.SitesPage(ctx, f)
@@ -124,13 +119,6 @@ func (s *Server) fleetView(w http.ResponseWriter, r *http.Request, p page, _ str
 	s.render(w, http.StatusOK, "fleet.html", p)
 }
 
-func (s *Server) pollInterval() time.Duration {
-	if s.Fleet.PollInterval > 0 {
-		return s.Fleet.PollInterval
-	}
-	return 30 * time.Second
-}
-
 // historyPage is how many jobs a site's page shows at a time.
 const historyPage = 10
 
@@ -167,7 +155,7 @@ func (s *Server) siteView(w http.ResponseWriter, r *http.Request, p page, _ stri
 		s.errorPage(w, r, status, msg)
 		return
 	}
-	d.Online = st.LastSeen != nil && s.now().Sub(*st.LastSeen) < onlineWithin*s.pollInterval()
+	d.Online = s.Fleet.Online(st)
 	if hist.Next != "" {
 		d.Next = Prefix + "sites/" + url.PathEscape(name) + "?" + url.Values{"before": {hist.Next}}.Encode()
 	}
