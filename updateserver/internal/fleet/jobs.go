@@ -330,60 +330,57 @@ func (f *Fleet) recordEvents(ctx context.Context, now time.Time, site string, ev
 // recordEvents is Fleet.recordEvents inside the transaction r.
 func (r *jobRun) recordEvents(site string, events []protocol.Event) (int, error) {
 	added := 0
-	err := func() error {
-		type seenJob struct {
-			row   store.JobRow
-			moved bool // its progress was recorded in this batch
-		}
-		seen := map[string]*seenJob{}
-		var order []string
-		for _, e := range events {
-			sj, ok := seen[e.JobID]
-			if !ok {
-				j, err := r.tx.Job(e.JobID)
-				if errors.Is(err, store.ErrNotFound) || (err == nil && j.Site != site) {
-					return fault.New(fault.Forbidden, "job %s is not a job of site %s", e.JobID, site)
-				}
-				if err != nil {
-					return err
-				}
-				sj = &seenJob{row: j}
-				seen[e.JobID] = sj
-				order = append(order, e.JobID)
+	type seenJob struct {
+		row   store.JobRow
+		moved bool // its progress was recorded in this batch
+	}
+	seen := map[string]*seenJob{}
+	var order []string
+	for _, e := range events {
+		sj, ok := seen[e.JobID]
+		if !ok {
+			j, err := r.tx.Job(e.JobID)
+			if errors.Is(err, store.ErrNotFound) || (err == nil && j.Site != site) {
+				return added, fault.New(fault.Forbidden, "job %s is not a job of site %s", e.JobID, site)
 			}
-			if e.Seq <= sj.row.EventsDroppedThrough {
-				continue // delivered before, and dropped by the cap since
-			}
-			added1, err := r.tx.AddEvent(e, r.now)
 			if err != nil {
-				return err
+				return added, err
 			}
-			if !added1 {
-				continue // delivered before
-			}
-			added++
-			if !sj.moved {
-				sj.moved = true
-				if err := r.progress(&sj.row, e.At); err != nil {
-					return err
-				}
-			}
-			if result := finalResult(e.State); result != "" {
-				if err := r.agentEnded(e, result); err != nil {
-					return err
-				}
+			sj = &seenJob{row: j}
+			seen[e.JobID] = sj
+			order = append(order, e.JobID)
+		}
+		if e.Seq <= sj.row.EventsDroppedThrough {
+			continue // delivered before, and dropped by the cap since
+		}
+		added1, err := r.tx.AddEvent(e, r.now)
+		if err != nil {
+			return added, err
+		}
+		if !added1 {
+			continue // delivered before
+		}
+		added++
+		if !sj.moved {
+			sj.moved = true
+			if err := r.progress(&sj.row, e.At); err != nil {
+				return added, err
 			}
 		}
-		for _, id := range order {
-			if seen[id].moved {
-				if err := r.tx.TrimEvents(id); err != nil {
-					return err
-				}
+		if result := finalResult(e.State); result != "" {
+			if err := r.agentEnded(e, result); err != nil {
+				return added, err
 			}
 		}
-		return nil
-	}()
-	return added, err
+	}
+	for _, id := range order {
+		if seen[id].moved {
+			if err := r.tx.TrimEvents(id); err != nil {
+				return added, err
+			}
+		}
+	}
+	return added, nil
 }
 
 // progress records that the agent reported on open job j: a pending job
