@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -179,12 +178,13 @@ func offlineReport(ctx context.Context, cfg *config.Config, eng *engine.Engine, 
 		}
 		rep.Jobs = append(rep.Jobs, airgap.ReportJob{ID: id, From: st.From, To: st.To, Target: target, Result: st.Result, Events: evs})
 	}
-	key := ""
-	switch b, err := os.ReadFile(filepath.Join(cfg.DataDir, CredentialFile)); {
-	case err == nil:
-		key = airgap.CredentialKey(strings.TrimSpace(string(b)))
-	case !errors.Is(err, fs.ErrNotExist):
+	cred, err := ReadCredential(cfg.DataDir)
+	if err != nil {
 		return nil, err
+	}
+	key := ""
+	if cred != "" {
+		key = airgap.CredentialKey(cred)
 	}
 	return airgap.Sign(rep, key)
 }

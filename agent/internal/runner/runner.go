@@ -393,20 +393,30 @@ func (r *Runner) checkinRequest(st engine.Status) protocol.CheckinRequest {
 // credential from before the agent remembered which enroll token it came
 // from is taken to come from the enroll_token in the config now.
 func (r *Runner) loadCredential() error {
-	b, err := os.ReadFile(filepath.Join(r.cfg.DataDir, CredentialFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+	cred, err := ReadCredential(r.cfg.DataDir)
+	if err != nil || cred == "" {
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("read the agent's credential: %w", err)
-	}
-	r.api.SetCredential(strings.TrimSpace(string(b)))
+	r.api.SetCredential(cred)
 	if _, err := os.Stat(filepath.Join(r.cfg.DataDir, EnrollTokenFile)); errors.Is(err, fs.ErrNotExist) && r.cfg.EnrollToken != "" {
 		if err := r.rememberEnrollToken(); err != nil {
 			r.log.Warn("cannot record which enroll token was used", "err", err)
 		}
 	}
 	return nil
+}
+
+// ReadCredential returns the agent's credential kept in dataDir, or ""
+// when it has none yet (it has not enrolled).
+func ReadCredential(dataDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, CredentialFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the agent's credential: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // ensureCredential enrolls when the agent has no credential yet.

@@ -166,8 +166,8 @@ func (c *collector) collectSecrets(cfg *config.Config) {
 		c.red.addDSN(cfg.Database.DSN)
 	}
 	if cfg.DataDir != "" {
-		if b, err := os.ReadFile(filepath.Join(cfg.DataDir, runner.CredentialFile)); err == nil {
-			c.red.add(string(b))
+		if cred, err := runner.ReadCredential(cfg.DataDir); err == nil {
+			c.red.add(cred)
 		}
 	}
 }
