@@ -65,6 +65,13 @@ type JobSummary struct {
 	LastResult, LastReason string
 }
 
+// newestEndedJob is the SQL that selects the ID of the newest ended job
+// (the one that ended last) of the site site (an SQL expression): what
+// last_result means wherever it is shown.
+func newestEndedJob(site string) string {
+	return `SELECT id FROM jobs WHERE site = ` + site + ` AND result NOT IN ('pending','running') ORDER BY ended_at DESC, rowid DESC LIMIT 1`
+}
+
 // JobSummaries returns the job summary of every site that matches f and
 // has jobs, by site.
 func (s *Store) JobSummaries(ctx context.Context, f SiteFilter) (map[string]JobSummary, error) {
@@ -103,8 +110,7 @@ func (s *Store) JobSummaries(ctx context.Context, f SiteFilter) (map[string]JobS
 		out[o.site] = sum
 	}
 	// The newest ended job of each site.
-	rows, err = s.db.QueryContext(ctx, `SELECT s.site, j.result, j.reason FROM sites s JOIN jobs j ON j.id = (
-		SELECT id FROM jobs WHERE site = s.site AND result NOT IN ('pending','running') ORDER BY ended_at DESC, rowid DESC LIMIT 1)`+where, args...)
+	rows, err = s.db.QueryContext(ctx, `SELECT s.site, j.result, j.reason FROM sites s JOIN jobs j ON j.id = (`+newestEndedJob("s.site")+`)`+where, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -89,8 +89,7 @@ func (s *Store) SitesPage(ctx context.Context, q SitePageQuery) (SitePage, error
 		p.Sites[i] = SiteRow{Site: st, Online: st.LastSeen != nil && !st.LastSeen.Before(q.OnlineSince)}
 		// One indexed look-up per listed site (jobs_by_site): a page
 		// holds tens of sites.
-		err := s.db.QueryRowContext(ctx, `SELECT result FROM jobs WHERE site = ? AND result NOT IN ('pending','running')
-			ORDER BY created_at DESC, rowid DESC LIMIT 1`, st.Site).Scan(&p.Sites[i].LastResult)
+		err := s.db.QueryRowContext(ctx, `SELECT result FROM jobs WHERE id = (`+newestEndedJob("?")+`)`, st.Site).Scan(&p.Sites[i].LastResult)
 		if err != nil && err != sql.ErrNoRows {
 			return p, err
 		}
