@@ -70,15 +70,18 @@ const maxAgentBody = 2 << 20
 const maxWait = 5 * time.Minute
 
 func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
-	if ok, retry := s.limits.checkins.allow(agentSite(r)); !ok {
-		tooMany(w, retry, "too many check-ins from site "+agentSite(r)+" (an agent checks in about once per poll interval)")
-		return
-	}
 	deadline(w, time.Minute)
 	var req protocol.CheckinRequest
 	if err := decodeMax(w, r, &req, maxAgentBody); err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	// Only a check-in that costs a write is charged (see Limits).
+	if s.Fleet.CheckinWrites(agentSite(r), req) {
+		if ok, retry := s.limits.checkins.allow(agentSite(r)); !ok {
+			tooMany(w, retry, "too many changing check-ins from site "+agentSite(r)+" (an agent reports a change about once per poll interval)")
+			return
+		}
 	}
 	var wait time.Duration
 	if v := r.URL.Query().Get("wait"); v != "" {

@@ -28,7 +28,7 @@ func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRe
 		return protocol.CheckinResponse{}, err
 	}
 	now := f.now()
-	if err := f.Store.Checkin(ctx, now, site, req); err != nil {
+	if _, err := f.Store.Checkin(ctx, now, site, req); err != nil {
 		return protocol.CheckinResponse{}, err
 	}
 	known := ""
@@ -111,6 +111,21 @@ func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRe
 			}
 		}
 	}
+}
+
+// CheckinWrites says whether a check-in of site would cost a write: a
+// report that differs from what the store holds, or a job's progress or
+// result. One that changes nothing costs none (its time is kept in
+// memory; store.Store.Checkin).
+func (f *Fleet) CheckinWrites(site string, req protocol.CheckinRequest) bool {
+	if req.Job != nil {
+		return true
+	}
+	req.Drift = append([]string(nil), req.Drift...)
+	if validateCheckin(&req) != nil {
+		return false // refused without a write
+	}
+	return f.Store.CheckinWrites(site, req)
 }
 
 // handOut records that the site's agent gets job id in this answer,
