@@ -24,8 +24,22 @@ import (
 // the answer is recorded as picked up before the answer leaves, so that
 // an upgrade made meanwhile cannot supersede it.
 func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRequest, wait time.Duration) (protocol.CheckinResponse, error) {
+	return f.CheckinCharged(ctx, site, req, wait, nil)
+}
+
+// CheckinCharged is Checkin, calling charge first when the check-in
+// costs a write: a report that differs from what the store holds, or a
+// job's progress or result. One that changes nothing costs none (its
+// time is kept in memory; store.Store.Checkin) and is not charged. An
+// error from charge is returned as it is, and nothing is recorded.
+func (f *Fleet) CheckinCharged(ctx context.Context, site string, req protocol.CheckinRequest, wait time.Duration, charge func() error) (protocol.CheckinResponse, error) {
 	if err := validateCheckin(&req); err != nil {
 		return protocol.CheckinResponse{}, err
+	}
+	if charge != nil && (req.Job != nil || f.Store.CheckinWrites(site, req)) {
+		if err := charge(); err != nil {
+			return protocol.CheckinResponse{}, err
+		}
 	}
 	now := f.now()
 	if _, err := f.Store.Checkin(ctx, now, site, req); err != nil {
@@ -111,21 +125,6 @@ func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRe
 			}
 		}
 	}
-}
-
-// CheckinWrites says whether a check-in of site would cost a write: a
-// report that differs from what the store holds, or a job's progress or
-// result. One that changes nothing costs none (its time is kept in
-// memory; store.Store.Checkin).
-func (f *Fleet) CheckinWrites(site string, req protocol.CheckinRequest) bool {
-	if req.Job != nil {
-		return true
-	}
-	req.Drift = append([]string(nil), req.Drift...)
-	if validateCheckin(&req) != nil {
-		return false // refused without a write
-	}
-	return f.Store.CheckinWrites(site, req)
 }
 
 // handOut records that the site's agent gets job id in this answer,
