@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dropless/dropless/pkg/agentapi"
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/api"
 	"github.com/dropless/dropless/updateserver/internal/daemon"
@@ -125,4 +126,48 @@ func newIdleFixture(tb testing.TB) *idleFixture {
 		os.RemoveAll(dir)
 	}
 	return fx
+}
+
+// TestReenrolledCredentialRefusedAtOnce: an agent's credential, just used
+// for a check-in, is refused on its next one once the site is enrolled
+// again; the new credential works, and an unchanged check-in still
+// answers the site's fresh last_seen.
+func TestReenrolledCredentialRefusedAtOnce(t *testing.T) {
+	s := startHTTP(t)
+	ctx := context.Background()
+	idle := protocol.CheckinRequest{State: "idle", InstalledVersion: "1.0.0"}
+	for range 2 {
+		if _, err := s.A.Checkin(ctx, idle, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, body, _ := s.call(t, "POST", "/api/v1/enroll-tokens", s.Admin, `{"client":"acme","site":"site-0","replace":true}`)
+	if code != 201 {
+		t.Fatalf("enroll token: %d %s", code, body)
+	}
+	var et protocol.CreateEnrollTokenResponse
+	jsonUnmarshal(t, body, &et)
+	old := s.A.Credential
+	fresh := agentapi.New(s.URL)
+	if _, err := fresh.Enroll(ctx, protocol.EnrollRequest{Token: et.Token, Site: "site-0", Client: "acme", Product: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	code, body, _ = s.call(t, "POST", "/api/v1/agent/checkin", old, `{"state":"idle","installed_version":"1.0.0"}`)
+	if code != http.StatusUnauthorized {
+		t.Errorf("old credential after re-enrollment: %d %s, want 401", code, body)
+	}
+	if _, err := fresh.Checkin(ctx, idle, 0); err != nil {
+		t.Fatalf("new credential: %v", err)
+	}
+	// The second check-in changes nothing: not written, yet answered.
+	before := time.Now()
+	if _, err := fresh.Checkin(ctx, idle, 0); err != nil {
+		t.Fatalf("new credential: %v", err)
+	}
+	code, body, _ = s.call(t, "GET", "/api/v1/sites/site-0", s.Admin, "")
+	var st protocol.Site
+	jsonUnmarshal(t, body, &st)
+	if code != 200 || st.LastSeen == nil || st.LastSeen.Before(before) {
+		t.Errorf("site after the new agent's check-in: %d last_seen %v, want at or after %s", code, st.LastSeen, before)
+	}
 }
