@@ -3,6 +3,8 @@ package fleet
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
@@ -162,16 +164,42 @@ func validateCheckin(req *protocol.CheckinRequest) error {
 	if err := req.Validate(); err != nil {
 		return fault.New(fault.Invalid, "check-in %v", err)
 	}
-	if v := req.InstalledVersion; v != "" {
+	if v := req.InstalledVersion; v != "" && !validVersions.has(v) {
 		if _, err := versions.Parse(v); err != nil {
 			return fault.New(fault.Invalid, "check-in installed_version: %q is not a version", v)
 		}
+		validVersions.add(v)
 	}
 	if req.State == "" {
 		req.State = protocol.StateIdle
 	}
 	req.Drift = protocol.CleanDrift(req.Drift)
 	return nil
+}
+
+// validVersions remembers installed versions that parsed: a fleet
+// reports a few versions over and over, and parsing one is a good part of
+// an idle check-in's cost. It holds at most maxValidVersions.
+var validVersions versionSet
+
+const maxValidVersions = 4096
+
+type versionSet struct {
+	m sync.Map
+	n atomic.Int32
+}
+
+func (s *versionSet) has(v string) bool {
+	_, ok := s.m.Load(v)
+	return ok
+}
+
+func (s *versionSet) add(v string) {
+	if s.n.Load() < maxValidVersions {
+		if _, loaded := s.m.LoadOrStore(v, struct{}{}); !loaded {
+			s.n.Add(1)
+		}
+	}
 }
 
 // Events stores a batch of a site's job events. Messages are kept up to
