@@ -66,8 +66,12 @@ func (f *Fleet) CheckinCharged(ctx context.Context, site string, req protocol.Ch
 	}
 	deadline := time.Now().Add(wait)
 	for {
-		// Subscribe before reading, so a job created in between wakes us.
-		ch := f.hub.subscribe(site)
+		// Subscribe before reading, so a job created in between wakes us
+		// (only a call that may wait: an answer at once needs no wake-up).
+		var ch chan *protocol.Assignment
+		if wait > 0 {
+			ch = f.hub.subscribe(site)
+		}
 		resp, handedOut, err := f.assignment(ctx, site)
 		if err != nil {
 			f.hub.unsubscribe(site, ch)

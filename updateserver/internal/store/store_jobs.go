@@ -37,11 +37,11 @@ type OpenJob struct {
 // OpenJob returns the site's oldest pending or running job (of any
 // product) as the agent's assignment.
 func (s *Store) OpenJob(ctx context.Context, site string) (OpenJob, error) {
-	var o OpenJob
 	gen := s.c.jobGen.Load()
 	if s.noOpenJob(site) {
-		return o, ErrNotFound
+		return OpenJob{}, ErrNotFound
 	}
+	var o OpenJob
 	a := &o.Assignment
 	row := s.db.QueryRowContext(ctx, `SELECT `+jobColumns+`, target, accept_drift, allow_downgrade, allow_irreversible, handed_out_at IS NOT NULL, now FROM jobs
 		WHERE site = ? AND result IN ('pending','running') ORDER BY rowid LIMIT 1`, site)
