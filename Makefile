@@ -9,7 +9,7 @@ FUZZTIME  ?= 60s
 # Linux architectures `make packages` builds .deb and .rpm for.
 PKG_ARCH  ?= amd64 arm64
 
-.PHONY: help build run test test-race test-postgres e2e race lint check cross packages test-packages fuzz bench bench-publish bench-rollout clean
+.PHONY: help build run test test-race test-postgres e2e race lint check cross packages test-packages fuzz bench bench-publish bench-rollout bench-checkin clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ bench: ## run the benchmarks (publish throughput, bundle scan)
 
 bench-publish: ## publish a 1 GiB bundle: throughput against cp, server peak RSS
 	bash testenv/bench/publish.sh
+
+bench-checkin: ## the check-in hot path: idle check-ins of 1000 agents through the API handler (see ../shared/perf/checkin-throughput for HTTP)
+	$(GO) test -run '^$$' -bench BenchmarkCheckinIdle -benchtime 3s -benchmem ./updateserver/internal/api/
 
 bench-rollout: ## a rollout over 10,000 simulated agents, 500 at once: create -> all assigned, server CPU, pause
 	bash testenv/bench/rollout.sh

@@ -28,6 +28,9 @@ func (h *hub) subscribe(site string) chan *protocol.Assignment {
 }
 
 func (h *hub) unsubscribe(site string, ch chan *protocol.Assignment) {
+	if ch == nil {
+		return // never subscribed
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.subs[site], ch)

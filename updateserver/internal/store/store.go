@@ -64,6 +64,9 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	c        caches // the check-in's in-memory state (store_presence.go)
+	flushing bool   // the flusher runs
+
 	usedMu sync.Mutex
 	usedAt map[int64]time.Time // when TokenUsed last wrote each token's use
 }
@@ -101,6 +104,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// Unbuffered: a request is either taken by the writer or refused once
 	// the store closes, never stranded in a buffer.
 	s := &Store{DSN: path, dialect: SQLite, wdb: wdb, writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{})}
+	s.c.init()
 	go s.writer()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
@@ -118,6 +122,8 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
 	s.db = db
+	s.flushing = true
+	go s.flusher()
 	return s, nil
 }
 
@@ -139,10 +145,13 @@ func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
 	}
 	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], quit: make(chan struct{}), closed: make(chan struct{})}
 	close(s.closed) // no writer goroutine: PostgreSQL takes concurrent transactions
+	s.c.init()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", redactDSN(dsn), err)
 	}
+	s.flushing = true
+	go s.flusher()
 	return s, nil
 }
 
@@ -157,12 +166,22 @@ func (s *Store) DB() *sql.DB { return s.db }
 // Close stops the writer and closes the database.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.flushing {
+			// The last check-in times, before the writer stops.
+			close(s.c.flushStop)
+			<-s.c.flushDone
+			if err := s.FlushSeen(context.Background()); err != nil {
+				s.closeErr = fmt.Errorf("writing the agents' last check-in times: %w", err)
+			}
+		}
 		close(s.quit)
 		<-s.closed
 		if s.db != nil {
 			s.db.Close()
 		}
-		s.closeErr = s.wdb.Close()
+		if err := s.wdb.Close(); err != nil {
+			s.closeErr = err
+		}
 	})
 	return s.closeErr
 }
