@@ -27,6 +27,7 @@ import (
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/api"
 	"github.com/dropless/dropless/updateserver/internal/fleet"
+	"github.com/dropless/dropless/updateserver/internal/lease"
 	"github.com/dropless/dropless/updateserver/internal/metrics"
 	"github.com/dropless/dropless/updateserver/internal/notify"
 	"github.com/dropless/dropless/updateserver/internal/publish"
@@ -109,10 +110,14 @@ type Daemon struct {
 	Metrics   *metrics.Metrics
 	// Webhooks delivers the webhook outbox.
 	Webhooks *notify.Sender
-	log      *slog.Logger
-	ln       net.Listener
-	lock     *dirLock
-	certs    *certReloader // nil: plain HTTP
+	// Leases runs the background jobs that must run once across
+	// replicas on the replica holding their lease (always this one on
+	// SQLite).
+	Leases *lease.Runner
+	log    *slog.Logger
+	ln     net.Listener
+	lock   *dirLock
+	certs  *certReloader // nil: plain HTTP
 }
 
 // Open opens the data directory, initialising it on first use: keys, the
@@ -165,6 +170,10 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		return nil, err
 	}
 	d.Store = st
+	d.Leases = lease.Always()
+	if st.Shared() {
+		d.Leases = &lease.Runner{Store: st, Holder: lease.Holder(), Log: log}
+	}
 	d.Publisher = &publish.Publisher{
 		Store:      st,
 		Repo:       tufrepo.Repo{Keys: tufrepo.KeyStore{Dir: filepath.Join(cfg.DataDir, KeysDir)}, Expiry: cfg.Expiry},
@@ -176,6 +185,7 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	d.Fleet = &fleet.Fleet{Store: st, Log: log, PollInterval: cfg.PollInterval, JobTimeout: cfg.JobTimeout, Outbox: notify.JobOutbox, RolloutOutbox: notify.RolloutOutbox}
 	d.Metrics = metrics.New(st, d.Fleet.OnlineSince, log)
+	d.Metrics.Leases(d.Leases.Held)
 	d.Webhooks = &notify.Sender{Store: st, Log: log, Attempted: d.Metrics.WebhookAttempt}
 	d.Fleet.RolloutsChanged = d.Webhooks.Wake
 	// Sites that follow a channel react to its releases; the webhook
@@ -300,18 +310,21 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		stopBG()
 		wg.Wait()
 	}()
-	for _, job := range []func(context.Context){
-		func(ctx context.Context) { d.Publisher.RunRefresher(ctx, d.cfg.RefreshInterval) },
-		d.cleanUploads,
-		func(ctx context.Context) { d.Fleet.RunSweeper(ctx, min(time.Minute, d.cfg.JobTimeout/4)) },
-		d.Fleet.RunFollower,
-		func(ctx context.Context) { d.Fleet.RunRollouts(ctx, fleet.DefaultRolloutTick) },
-		d.Webhooks.Run,
+	// Each job runs on one replica at a time, the holder of its lease:
+	// two re-signers would sign two versions with the same number, two
+	// webhook senders deliver a webhook twice.
+	for name, job := range map[string]func(context.Context){
+		"tuf-refresh":     func(ctx context.Context) { d.Publisher.RunRefresher(ctx, d.cfg.RefreshInterval) },
+		"uploads-cleanup": d.cleanUploads,
+		"job-sweeper":     func(ctx context.Context) { d.Fleet.RunSweeper(ctx, min(time.Minute, d.cfg.JobTimeout/4)) },
+		"follow":          d.Fleet.RunFollower,
+		"rollouts":        func(ctx context.Context) { d.Fleet.RunRollouts(ctx, fleet.DefaultRolloutTick) },
+		"webhooks":        d.Webhooks.Run,
 	} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			job(bg)
+			d.Leases.Run(bg, name, job)
 		}()
 	}
 
