@@ -26,6 +26,7 @@ import (
 	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/api"
+	"github.com/dropless/dropless/updateserver/internal/bus"
 	"github.com/dropless/dropless/updateserver/internal/fleet"
 	"github.com/dropless/dropless/updateserver/internal/lease"
 	"github.com/dropless/dropless/updateserver/internal/metrics"
@@ -114,10 +115,12 @@ type Daemon struct {
 	// replicas on the replica holding their lease (always this one on
 	// SQLite).
 	Leases *lease.Runner
-	log    *slog.Logger
-	ln     net.Listener
-	lock   *dirLock
-	certs  *certReloader // nil: plain HTTP
+	// Bus carries wake-ups between replicas (bus.Local alone on SQLite).
+	Bus   bus.Bus
+	log   *slog.Logger
+	ln    net.Listener
+	lock  *dirLock
+	certs *certReloader // nil: plain HTTP
 }
 
 // Open opens the data directory, initialising it on first use: keys, the
@@ -170,9 +173,10 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		return nil, err
 	}
 	d.Store = st
-	d.Leases = lease.Always()
+	d.Leases, d.Bus = lease.Always(), bus.Local{}
 	if st.Shared() {
 		d.Leases = &lease.Runner{Store: st, Holder: lease.Holder(), Log: log}
+		d.Bus = &bus.Postgres{DSN: st.DSN(), Log: log}
 	}
 	d.Publisher = &publish.Publisher{
 		Store:      st,
@@ -183,7 +187,7 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		MaxUpload:  cfg.MaxBundleSize,
 		Log:        log,
 	}
-	d.Fleet = &fleet.Fleet{Store: st, Log: log, PollInterval: cfg.PollInterval, JobTimeout: cfg.JobTimeout, Outbox: notify.JobOutbox, RolloutOutbox: notify.RolloutOutbox}
+	d.Fleet = &fleet.Fleet{Store: st, Log: log, PollInterval: cfg.PollInterval, JobTimeout: cfg.JobTimeout, Outbox: notify.JobOutbox, RolloutOutbox: notify.RolloutOutbox, Bus: d.Bus}
 	d.Metrics = metrics.New(st, d.Fleet.OnlineSince, log)
 	d.Metrics.Leases(d.Leases.Held)
 	d.Webhooks = &notify.Sender{Store: st, Log: log, Attempted: d.Metrics.WebhookAttempt}
@@ -193,6 +197,12 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	d.Publisher.Subscribe(func(c publish.ReleaseChange) {
 		d.Fleet.ReleaseChanged(c.Product)
 		d.Webhooks.Wake()
+		// The follower and the webhook sender may run on another
+		// replica. Sent after the commit: a replica that dies in between
+		// leaves the change to the follower's next catch-up pass.
+		if err := d.Bus.Send(context.WithoutCancel(ctx), bus.Msg{Topic: bus.Release, Payload: c.Product}); err != nil {
+			log.Warn("telling the other replicas about a release change failed", "err", err)
+		}
 	})
 	if err := d.init(ctx); err != nil {
 		return nil, err
@@ -294,6 +304,17 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	// committed by then); the metrics count ended jobs.
 	defer d.Fleet.Subscribe(func(fleet.JobEvent) { d.Webhooks.Wake() })()
 	defer d.Metrics.Jobs(d.Fleet)()
+	// What other replicas change wakes the parts running here.
+	defer d.Fleet.Listen(d.Bus)()
+	for _, topic := range []string{bus.Outbox, bus.Rollouts, bus.Release} {
+		defer d.Bus.Subscribe(topic, func(string) { d.Webhooks.Wake() })()
+	}
+	defer d.Bus.Subscribe(bus.Release, func(p string) {
+		if p == bus.Resync {
+			p = "" // every product
+		}
+		d.Fleet.ReleaseChanged(p)
+	})()
 	srv := &http.Server{
 		Handler:           d.handler(),
 		ReadHeaderTimeout: cmp.Or(d.cfg.ReadHeaderTimeout, 10*time.Second),
@@ -313,6 +334,13 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	// Each job runs on one replica at a time, the holder of its lease:
 	// two re-signers would sign two versions with the same number, two
 	// webhook senders deliver a webhook twice.
+	if pg, ok := d.Bus.(*bus.Postgres); ok {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pg.Run(bg)
+		}()
+	}
 	for name, job := range map[string]func(context.Context){
 		"tuf-refresh":     func(ctx context.Context) { d.Publisher.RunRefresher(ctx, d.cfg.RefreshInterval) },
 		"uploads-cleanup": d.cleanUploads,

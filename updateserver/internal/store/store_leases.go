@@ -67,3 +67,7 @@ func (s *Store) Leases(ctx context.Context) ([]Lease, error) {
 // server's (its data directory is locked): the PostgreSQL store answers
 // true.
 func (s *Store) Shared() bool { return false }
+
+// DSN is the connection string of a shared store, for the replicas' bus
+// to LISTEN on a connection of its own ("" for SQLite).
+func (s *Store) DSN() string { return "" }
