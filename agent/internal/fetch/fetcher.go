@@ -73,9 +73,9 @@ type fetchRecord struct {
 type httpFetcher struct {
 	client   *http.Client
 	log      *slog.Logger
-	timeout  time.Duration // per metadata request
-	attempts int           // tries per file, for transient failures
-	backoff  time.Duration // first pause between tries, doubled each time
+	timeout  time.Duration    // per metadata request
+	attempts int              // tries per file, for transient failures
+	backoff  time.Duration    // first pause between tries, doubled each time
 	failed   func(url string) // a try got no answer or a 5xx (Config.Unreachable)
 
 	mu   sync.Mutex
