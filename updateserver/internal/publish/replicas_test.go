@@ -155,4 +155,3 @@ func smallBundle(t *testing.T, version string) []byte {
 	}
 	return out.Bytes()
 }
-
