@@ -207,6 +207,12 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.init(ctx); err != nil {
 		return nil, err
 	}
+	if st.Shared() {
+		// Another replica may be receiving an upload into the shared
+		// staging area now: leftovers wait for the leased cleaner
+		// (cleanUploads), which removes them after a day.
+		return d, nil
+	}
 	n, err := d.Publisher.CleanStaging(ctx)
 	if err != nil {
 		return nil, err
