@@ -54,10 +54,10 @@ func TestJobChangesTellTheOtherReplicas(t *testing.T) {
 	}
 }
 
-// TestAnotherReplicasUpgradeWakesTheLongPoll: replica B (a Fleet on the
-// same store, listening on the PostgreSQL bus) holds an agent's
-// long-poll; the upgrade is made through replica A, whose wake-up
-// reaches B over PostgreSQL: B answers the long-poll with the new job,
+// TestAnotherReplicasUpgradeWakesTheLongPoll: replicas A and B (two
+// Fleets on one PostgreSQL store, each with its own bus connection); B
+// holds an agent's long-poll, the upgrade is made through A, whose job
+// transaction notifies B: B answers the long-poll with the new job,
 // before its wait ran out.
 func TestAnotherReplicasUpgradeWakesTheLongPoll(t *testing.T) {
 	dsn := os.Getenv("TEST_POSTGRES_DSN")
@@ -75,6 +75,7 @@ func TestAnotherReplicasUpgradeWakesTheLongPoll(t *testing.T) {
 		<-p.Listening()
 	}
 	defer b.Listen(busB)()
+	a.Bus = busA
 
 	a.publish("acme-erp", "1.1.0", "")
 	a.enroll("s1", "acme", "1.0.0", "1.0.0")
@@ -91,12 +92,9 @@ func TestAnotherReplicasUpgradeWakesTheLongPoll(t *testing.T) {
 	for b.hubWaiting("s1") == 0 {
 		time.Sleep(5 * time.Millisecond)
 	}
+	// A's job transaction sends its wake-up with pg_notify: B hears it
+	// once the upgrade committed.
 	jobs := a.upgrade(protocol.UpgradeRequest{Site: "s1", To: "1.1.0", Now: true})
-	// What A's job transaction sends on PostgreSQL (pg_notify in the
-	// transaction); on this SQLite store A sends it once committed.
-	if err := busA.Send(ctx, bus.Lines(bus.Wake, []string{"s1"})...); err != nil {
-		t.Fatal(err)
-	}
 	resp := <-answer
 	if resp.Assignment == nil || resp.Assignment.JobID != jobs[0].ID {
 		t.Fatalf("replica B answered the long-poll with %+v, want job %s", resp.Assignment, jobs[0].ID)

@@ -2,12 +2,12 @@ package lease
 
 import (
 	"context"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/dropless/dropless/updateserver/internal/store"
+	"github.com/dropless/dropless/updateserver/internal/store/storetest"
 )
 
 // replicaJob counts how many replicas run a job at once.
@@ -38,7 +38,7 @@ func (j *replicaJob) run(holder string) func(context.Context) {
 // one at a time; when the holder stops, the other takes over; when the
 // holder loses its lease, its job is stopped.
 func TestRunOneReplicaAtATime(t *testing.T) {
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"))
+	st, err := store.Open(context.Background(), storetest.Path(t))
 	if err != nil {
 		t.Fatal(err)
 	}

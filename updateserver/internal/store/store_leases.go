@@ -63,11 +63,7 @@ func (s *Store) Leases(ctx context.Context) ([]Lease, error) {
 }
 
 // Shared says whether several servers may use this store at once
-// (replicas), so that periodic jobs must run under a lease. SQLite is one
-// server's (its data directory is locked): the PostgreSQL store answers
-// true.
-func (s *Store) Shared() bool { return false }
-
-// DSN is the connection string of a shared store, for the replicas' bus
-// to LISTEN on a connection of its own ("" for SQLite).
-func (s *Store) DSN() string { return "" }
+// (replicas on PostgreSQL), so that periodic jobs must run under a lease
+// and wake-ups travel between processes. SQLite is one server's (its data
+// directory is locked).
+func (s *Store) Shared() bool { return s.dialect == Postgres }
