@@ -175,8 +175,13 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	if d.lock, err = lockDataDir(cfg.DataDir); err != nil {
-		return nil, err
+	// On PostgreSQL several replicas share the data directory (the
+	// store's leases and write lock keep them apart); on SQLite it is
+	// one server's.
+	if !store.IsPostgresURL(cfg.Store) {
+		if d.lock, err = lockDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
 	}
 	for _, dir := range []string{filepath.Join(cfg.DataDir, TargetsDir), filepath.Join(cfg.DataDir, UploadsDir)} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
