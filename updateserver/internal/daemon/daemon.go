@@ -391,7 +391,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	} else {
 		go func() { errc <- srv.Serve(d.ln) }()
 	}
-	d.log.Info("update server listening", "addr", scheme+d.Addr(), "data", d.cfg.DataDir)
+	d.log.Info("update server listening", "addr", scheme+d.Addr(), "data", d.cfg.DataDir, "store", string(d.Store.Dialect()))
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)

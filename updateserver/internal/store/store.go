@@ -57,7 +57,7 @@ type Store struct {
 	DSN       string
 	dialect   Dialect
 	db        *sql.DB // reads
-	wdb       *sql.DB // the single write connection (SQLite); the pool (PostgreSQL)
+	wdb       *sql.DB // the single write connection (SQLite); the write pool (PostgreSQL)
 	writes    chan *writeReq
 	quit      chan struct{} // closed by Close
 	closed    chan struct{} // closed when the writer has stopped
@@ -121,18 +121,26 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
+// openPostgresStore opens two pools, as on SQLite: write transactions
+// (which wait for the write lock holding a connection) in one, reads in the
+// other, so a read made while a write transaction runs never waits for a
+// connection that a writer queued behind it holds.
 func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
-	db, err := openPostgres(dsn)
-	if err != nil {
-		return nil, err
-	}
 	n := 4 + 2*runtime.NumCPU()
-	db.SetMaxOpenConns(n)
-	db.SetMaxIdleConns(n)
-	s := &Store{DSN: dsn, dialect: Postgres, db: db, wdb: db, quit: make(chan struct{}), closed: make(chan struct{})}
+	var pools [2]*sql.DB
+	for i := range pools {
+		db, err := openPostgres(dsn)
+		if err != nil {
+			return nil, err
+		}
+		db.SetMaxOpenConns(n)
+		db.SetMaxIdleConns(n)
+		pools[i] = db
+	}
+	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], quit: make(chan struct{}), closed: make(chan struct{})}
 	close(s.closed) // no writer goroutine: PostgreSQL takes concurrent transactions
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
+		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", redactDSN(dsn), err)
 	}
 	return s, nil
@@ -141,8 +149,9 @@ func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
 // Dialect is the database the store runs on.
 func (s *Store) Dialect() Dialect { return s.dialect }
 
-// DB is the store's read pool (on PostgreSQL, its only pool): for what
-// needs the database itself, e.g. a LISTEN connection.
+// DB is the store's read pool: for what needs the database itself, e.g.
+// a LISTEN connection on PostgreSQL (whose pool takes the store's ?
+// placeholders too).
 func (s *Store) DB() *sql.DB { return s.db }
 
 // Close stops the writer and closes the database.
@@ -150,7 +159,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.closed
-		if s.db != nil && s.db != s.wdb {
+		if s.db != nil {
 			s.db.Close()
 		}
 		s.closeErr = s.wdb.Close()
