@@ -49,3 +49,18 @@ func (h *hub) notify(site string, a *protocol.Assignment) {
 		}
 	}
 }
+
+// notifyAll wakes every long-poll to read its assignment again (the bus
+// reconnected: a wake-up from another replica may have been missed).
+func (h *hub) notifyAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, chans := range h.subs {
+		for ch := range chans {
+			select {
+			case ch <- nil:
+			default:
+			}
+		}
+	}
+}

@@ -474,6 +474,17 @@ CREATE INDEX sites_by_client_site ON sites (client, site);
 CREATE INDEX sites_by_version ON sites (product, installed_version);
 CREATE INDEX sites_by_state ON sites (state);
 `,
+	// 13: leases: a periodic job that must run once across replicas
+	// (the re-signer, the rollout scheduler, the sweeper, the webhook
+	// sender) runs on the replica holding its lease until expires_ns
+	// (Unix nanoseconds: compared in SQL, which text times do not allow).
+	`
+CREATE TABLE leases (
+	name       TEXT PRIMARY KEY,
+	holder     TEXT NOT NULL,
+	expires_ns BIGINT NOT NULL
+);
+`,
 }
 
 // SchemaVersion is the schema version this code writes.

@@ -278,3 +278,8 @@ func (t *JobTx) TrimEvents(id string) error { return trimEvents(t.tx, id) }
 func (t *JobTx) Audit(now time.Time, a Audit) error {
 	return insertAudit(context.Background(), t.tx, now, a)
 }
+
+// Exec runs one statement in the transaction, for what must commit or
+// roll back with the job changes but is no row of the store's: the
+// replicas' bus sends its notifications so (package bus).
+func (t *JobTx) Exec(q string, args ...any) error { return t.exec(q, args...) }
