@@ -186,7 +186,13 @@ func (o *opWriter) zstdRef(base io.ReaderAt, b, e entry) error {
 	if _, err := o.result.ReadAt(data, e.off); err != nil {
 		return err
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithWindowSize(refWindow), zstd.WithEncoderDictRaw(0, ref),
+	// The window covers the reference and the file, no more: a larger one
+	// costs memory and time for nothing.
+	window := zstd.MinWindowSize
+	for window < len(ref)+len(data) && window < refWindow {
+		window <<= 1
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithWindowSize(window), zstd.WithEncoderDictRaw(0, ref),
 		zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		return err
