@@ -187,7 +187,7 @@ func TestDeltaFallsBackToFullDownload(t *testing.T) {
 	zw.Write(tarBytes)
 	zw.Close()
 	os.WriteFile(kept, altered.Bytes(), 0o600)
-	step("1.0.1", "not the signed one")
+	step("1.0.1", "the rebuilt bundle")
 
 	// A delta altered in transit: the TUF client refuses it.
 	mirror.mu.Lock()
