@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -138,4 +139,21 @@ func FuzzApply(f *testing.F) {
 			t.Fatalf("wrote %d bytes, more than the %d allowed", out.Len(), len(resGz))
 		}
 	})
+}
+
+// BenchmarkApply rebuilds a 6 MiB bundle with one changed file: the
+// agent's cost of a delta update (the gzip recompression dominates).
+func BenchmarkApply(b *testing.B) {
+	big, lib := randBytes(1, 4<<20), randBytes(2, 2<<20)
+	changed := bytes.Clone(lib)
+	copy(changed[1000:], "patched!")
+	_, base := packDir(b, map[string][]byte{"files/big.bin": big, "files/lib.so": lib})
+	resGz, res := packDir(b, map[string][]byte{"files/big.bin": big, "files/lib.so": changed})
+	d := makeDelta(b, base, res, resGz)
+	b.SetBytes(int64(len(res)))
+	for b.Loop() {
+		if _, err := Apply(io.Discard, bytes.NewReader(base), int64(len(base)), bytes.NewReader(d), Limits{MaxOut: int64(len(resGz))}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -46,9 +46,11 @@ const (
 
 // Config is how the server is run.
 type Config struct {
-	DataDir         string
-	Listen          string
-	MaxBundleSize   int64
+	DataDir       string
+	Listen        string
+	MaxBundleSize int64
+	// DeltaBases is publish.Publisher.DeltaBases (0: the default, negative: none).
+	DeltaBases      int
 	Expiry          tufrepo.Expiry
 	RefreshInterval time.Duration
 	// PollInterval is what agents are told to wait between check-ins.
@@ -172,6 +174,7 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		UploadsDir: filepath.Join(cfg.DataDir, UploadsDir),
 		Limits:     bundle.DefaultLimits(),
 		MaxUpload:  cfg.MaxBundleSize,
+		DeltaBases: cfg.DeltaBases,
 		Log:        log,
 	}
 	d.Fleet = &fleet.Fleet{Store: st, Log: log, PollInterval: cfg.PollInterval, JobTimeout: cfg.JobTimeout, Outbox: notify.JobOutbox, RolloutOutbox: notify.RolloutOutbox}
