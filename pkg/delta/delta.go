@@ -239,7 +239,10 @@ func (a *applier) zstdRef() error {
 	if err != nil {
 		return err
 	}
-	if err := a.take(int64(min(outLen, 1<<62))); err != nil {
+	if outLen > 4*MaxRef {
+		return corrupt("a changed file of %d bytes", outLen)
+	}
+	if err := a.take(int64(outLen)); err != nil {
 		return err
 	}
 	// The frame cannot be larger than what it rebuilds plus zstd's
@@ -254,7 +257,13 @@ func (a *applier) zstdRef() error {
 	if _, err := a.base.ReadAt(ref, off); err != nil && !(err == io.EOF && refLen == 0) {
 		return fmt.Errorf("read base: %w", err)
 	}
-	opts := []zstd.DOption{zstd.WithDecoderMaxWindow(refWindow), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true)}
+	// Create's window covers the reference and the file and no more; a
+	// frame asking for more is refused before the decoder allocates it.
+	window := uint64(zstd.MinWindowSize)
+	for window < uint64(refLen)+outLen && window < refWindow {
+		window <<= 1
+	}
+	opts := []zstd.DOption{zstd.WithDecoderMaxWindow(window), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true)}
 	if refLen > 0 {
 		opts = append(opts, zstd.WithDecoderDictRaw(0, ref))
 	}
