@@ -29,7 +29,6 @@ package delta
 
 import (
 	"bufio"
-	"bytes"
 	"compress/gzip"
 	"encoding/binary"
 	"errors"
@@ -311,14 +310,4 @@ func Gunzip(w io.Writer, r io.Reader) (int64, error) {
 	}
 	defer zr.Close()
 	return io.Copy(w, zr)
-}
-
-// recompress is Apply's compression, for Create's check.
-func recompress(tar []byte) []byte {
-	var b bytes.Buffer
-	gw, _ := gzip.NewWriterLevel(&b, 6)
-	gw.Header = gzip.Header{OS: 255}
-	gw.Write(tar)
-	gw.Close()
-	return b.Bytes()
 }
