@@ -146,6 +146,9 @@ type Release struct {
 	YankedAt    *time.Time `json:"yanked_at,omitempty"`
 	PublishedAt time.Time  `json:"published_at"`
 	PublishedBy string     `json:"published_by"`
+	// Deltas are the deltas published next to the full bundle, one per
+	// earlier release of the same line (release show).
+	Deltas []Delta `json:"deltas,omitempty"`
 }
 
 // PromoteRequest is the body of POST /api/v1/releases/{product}/{version}/promote.

@@ -40,6 +40,9 @@ type Config struct {
 	// KeepReleases is how many release directories stay installed
 	// (the running one included). Default 3.
 	KeepReleases int `toml:"keep_releases"`
+	// BundleCacheSize bounds the bundles kept in data_dir/bundles as bases
+	// for delta updates (default 2GiB; "0": keep none, no deltas).
+	BundleCacheSize Size `toml:"bundle_cache_size"`
 	// MetadataURL and TargetsURL override where the TUF repository is
 	// read (a mirror); by default <server>/tuf/metadata/ and /tuf/targets/.
 	MetadataURL string `toml:"metadata_url"`

@@ -27,6 +27,9 @@ type tufFetcher struct {
 	c      *fetch.Client
 	log    *slog.Logger
 	bootMu *sync.Mutex // held around Bootstrap (see Runner.checkRoot)
+	// cache keeps downloaded bundles as bases for delta updates (delta.go);
+	// nil: no deltas.
+	cache *bundleCache
 
 	mu       sync.Mutex
 	resolved *fetch.Target // from the last Target call, taken by Download
@@ -75,9 +78,5 @@ func (f *tufFetcher) Download(ctx context.Context, path, dst string) error {
 			return err
 		}
 	}
-	res, err := f.c.Download(ctx, t, dst)
-	if err == nil && res.Resumes > 0 {
-		f.log.Info("download resumed after broken connections", "target", path, "resumes", res.Resumes)
-	}
-	return err
+	return f.downloadVia(ctx, t, dst)
 }

@@ -113,7 +113,7 @@ func ApplyOffline(ctx context.Context, cfg *config.Config, file string, log *slo
 		return res, err
 	}
 	r := New(cfg, log)
-	ecfg := EngineConfig(cfg, app, &tufFetcher{c: fc, log: log, bootMu: &sync.Mutex{}}, log)
+	ecfg := EngineConfig(cfg, app, &tufFetcher{c: fc, log: log, bootMu: &sync.Mutex{}, cache: newBundleCache(cfg)}, log)
 	ecfg.HealthOverride = r.healthOverride
 	if err := os.MkdirAll(cfg.InstallDir, 0o755); err != nil {
 		return res, fmt.Errorf("create %s: %w", cfg.InstallDir, err)

@@ -143,7 +143,7 @@ func (r *Runner) runOnce(ctx context.Context) (*handover, error) {
 	if err != nil {
 		return nil, err
 	}
-	ecfg := EngineConfig(r.cfg, app, &tufFetcher{c: fc, log: r.log, bootMu: &r.bootMu}, r.log)
+	ecfg := EngineConfig(r.cfg, app, &tufFetcher{c: fc, log: r.log, bootMu: &r.bootMu, cache: newBundleCache(r.cfg)}, r.log)
 	ecfg.HealthOverride = r.healthOverride
 	if r.engineConfig != nil {
 		r.engineConfig(&ecfg)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dropless/dropless/pkg/atomicfile"
 	"github.com/dropless/dropless/updateserver/internal/daemon"
+	"github.com/dropless/dropless/updateserver/internal/publish"
 	"github.com/dropless/dropless/updateserver/internal/tufrepo"
 )
 
@@ -24,6 +25,7 @@ type serverFlags struct {
 	expiry                                    tufrepo.Expiry
 	refresh, poll, jobTimeout                 time.Duration
 	metricsPublic                             bool
+	deltaBases                                int
 }
 
 func (f *serverFlags) register(cmd *cobra.Command, listen bool) {
@@ -40,6 +42,7 @@ func (f *serverFlags) register(cmd *cobra.Command, listen bool) {
 		fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS only with; read again when it changes (with --tls-key)")
 		fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 		fs.BoolVar(&f.metricsPublic, "metrics-public", false, "serve /metrics to anyone; without it a scrape needs an operator token (any role)")
+		fs.IntVar(&f.deltaBases, "delta-bases", publish.DefaultDeltaBases, "publish a delta to each new release from this many earlier releases of its line (same major.minor); 0: none")
 	}
 	def := tufrepo.DefaultExpiry()
 	fs.DurationVar(&f.expiry.Timestamp, "timestamp-expiry", def.Timestamp, "lifetime of timestamp metadata (re-signed before it runs out)")
@@ -53,6 +56,13 @@ func (f *serverFlags) config(stdio IO) (daemon.Config, error) {
 	cfg.PollInterval, cfg.JobTimeout = f.poll, f.jobTimeout
 	cfg.TLSCert, cfg.TLSKey = f.tlsCert, f.tlsKey
 	cfg.MetricsPublic = f.metricsPublic
+	cfg.DeltaBases = f.deltaBases
+	if f.deltaBases < 0 {
+		return cfg, usagef("--delta-bases %d: give 0 (no deltas) or more", f.deltaBases)
+	}
+	if f.deltaBases == 0 {
+		cfg.DeltaBases = -1 // none
+	}
 	if cfg.RefreshInterval == 0 {
 		cfg.RefreshInterval = time.Minute
 	}

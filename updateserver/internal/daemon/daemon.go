@@ -51,9 +51,11 @@ type Config struct {
 	DataDir string
 	// Store is where the state is: empty for the SQLite file in DataDir,
 	// or a postgres:// URL (--store).
-	Store           string
-	Listen          string
-	MaxBundleSize   int64
+	Store         string
+	Listen        string
+	MaxBundleSize int64
+	// DeltaBases is publish.Publisher.DeltaBases (0: the default, negative: none).
+	DeltaBases      int
 	Expiry          tufrepo.Expiry
 	RefreshInterval time.Duration
 	// PollInterval is what agents are told to wait between check-ins.
@@ -205,6 +207,7 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		UploadsDir: filepath.Join(cfg.DataDir, UploadsDir),
 		Limits:     bundle.DefaultLimits(),
 		MaxUpload:  cfg.MaxBundleSize,
+		DeltaBases: cfg.DeltaBases,
 		Log:        log,
 	}
 	d.Fleet = &fleet.Fleet{Store: st, Log: log, PollInterval: cfg.PollInterval, JobTimeout: cfg.JobTimeout, Outbox: notify.JobOutbox, RolloutOutbox: notify.RolloutOutbox, Bus: d.Bus}

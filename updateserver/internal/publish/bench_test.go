@@ -89,7 +89,7 @@ func makeBenchBundle() ([]byte, error) {
 }
 
 // newBenchPublisher is a Publisher on a real SQLite store and temp dirs.
-func newBenchPublisher(b *testing.B) *Publisher {
+func newBenchPublisher(b testing.TB) *Publisher {
 	b.Helper()
 	dir := b.TempDir()
 	targets, uploads := filepath.Join(dir, "targets"), filepath.Join(dir, "uploads")

@@ -41,6 +41,9 @@ type Publisher struct {
 	TargetsDir string // served at /tuf/targets/
 	UploadsDir string // staged uploads
 	Limits     bundle.Limits
+	// DeltaBases is how many earlier releases of the same line get a
+	// delta to each new release (0: DefaultDeltaBases; negative: none).
+	DeltaBases int
 	MaxUpload  int64 // largest bundle accepted, compressed bytes
 	Now        func() time.Time
 	Log        *slog.Logger
@@ -365,6 +368,16 @@ func (p *Publisher) publishOnce(ctx context.Context, req protocol.PublishRequest
 		rel.Channels = []string{}
 	}
 
+	// Deltas are made before taking the lock (they take seconds) and only
+	// where this server signs: an offline signer signs one target.
+	var deltas []madeDelta
+	if len(req.TargetsMetadata) == 0 {
+		if _, err := p.Store.GetRelease(ctx, rel.Product, rel.Version); errors.Is(err, store.ErrNotFound) {
+			deltas = p.makeDeltas(ctx, rel, p.uploadPath(su.ID))
+		}
+	}
+	defer func() { discardDeltas(deltas) }()
+
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, err := p.Store.GetRelease(ctx, rel.Product, rel.Version); err == nil {
@@ -391,7 +404,7 @@ func (p *Publisher) publishOnce(ctx context.Context, req protocol.PublishRequest
 		if err != nil {
 			return protocol.Release{}, err
 		}
-		if targets, err = tufrepo.AddTarget(cur.Targets, targetPath, tf, now.Add(p.Repo.Expiry.Targets), signer); err != nil {
+		if targets, err = tufrepo.AddTargets(cur.Targets, deltaTargets(targetPath, tf, deltas), now.Add(p.Repo.Expiry.Targets), signer); err != nil {
 			return protocol.Release{}, err
 		}
 	}
@@ -408,7 +421,12 @@ func (p *Publisher) publishOnce(ctx context.Context, req protocol.PublishRequest
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return protocol.Release{}, fmt.Errorf("place target: %w", err)
 	}
+	placedDeltas, err := p.placeDeltas(deltas)
+	if err != nil {
+		return protocol.Release{}, err
+	}
 	if err := atomicfile.Rename(p.uploadPath(su.ID), dst); err != nil {
+		removeAll(placedDeltas)
 		return protocol.Release{}, fmt.Errorf("place target: %w", err)
 	}
 	err = p.Store.PublishRelease(ctx, store.Publish{
@@ -420,6 +438,7 @@ func (p *Publisher) publishOnce(ctx context.Context, req protocol.PublishRequest
 			Detail: fmt.Sprintf("sha256=%s length=%d channels=%s offline_signed=%t", rel.SHA256, rel.Length, strings.Join(rel.Channels, ","), len(req.TargetsMetadata) > 0)},
 	})
 	if err != nil {
+		removeAll(placedDeltas)
 		if rerr := os.Rename(dst, p.uploadPath(su.ID)); rerr != nil {
 			p.Log.Error("could not return target to staging", "path", dst, "err", rerr)
 		}
@@ -428,7 +447,10 @@ func (p *Publisher) publishOnce(ctx context.Context, req protocol.PublishRequest
 		}
 		return protocol.Release{}, fmt.Errorf("publish %s %s: %w", rel.Product, rel.Version, err)
 	}
-	p.Log.Info("release published", "product", rel.Product, "version", rel.Version, "sha256", rel.SHA256, "channels", rel.Channels, "by", actor)
+	for _, d := range deltas {
+		rel.Deltas = append(rel.Deltas, d.Delta)
+	}
+	p.Log.Info("release published", "product", rel.Product, "version", rel.Version, "sha256", rel.SHA256, "channels", rel.Channels, "deltas", len(deltas), "by", actor)
 	p.changed(ReleaseChange{Kind: ChangePublish, Product: rel.Product, Version: rel.Version})
 	return rel, nil
 }
@@ -439,6 +461,10 @@ func (p *Publisher) Release(ctx context.Context, product, version string) (proto
 	if errors.Is(err, store.ErrNotFound) {
 		return r, fault.New(fault.NotFound, "%s %s is not published: see release list", product, version)
 	}
+	if err != nil {
+		return r, err
+	}
+	r.Deltas, err = p.ReleaseDeltas(ctx, product, version)
 	return r, err
 }
 

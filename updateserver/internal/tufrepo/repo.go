@@ -246,14 +246,22 @@ func NewTargetFile(custom protocol.TargetCustom, sha256Hex string, length int64)
 // AddTarget returns targets metadata cur extended by target path -> tf, with
 // the version bumped, a fresh expiry and s's signature only.
 func AddTarget(cur []byte, path string, tf *metadata.TargetFiles, exp time.Time, s *Signer) ([]byte, error) {
+	return AddTargets(cur, map[string]*metadata.TargetFiles{path: tf}, exp, s)
+}
+
+// AddTargets is AddTarget for several targets at once (a release and its
+// deltas), in one new version.
+func AddTargets(cur []byte, add map[string]*metadata.TargetFiles, exp time.Time, s *Signer) ([]byte, error) {
 	md, err := parse[metadata.TargetsType](cur)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := md.Signed.Targets[path]; ok {
-		return nil, fmt.Errorf("target %s is already in the targets metadata", path)
+	for path, tf := range add {
+		if _, ok := md.Signed.Targets[path]; ok {
+			return nil, fmt.Errorf("target %s is already in the targets metadata", path)
+		}
+		md.Signed.Targets[path] = tf
 	}
-	md.Signed.Targets[path] = tf
 	md.Signed.Version++
 	md.Signed.Expires = exp.UTC().Truncate(time.Second)
 	md.ClearSignatures()
