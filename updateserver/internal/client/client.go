@@ -77,7 +77,9 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any)
 	switch b := body.(type) {
 	case nil:
 	case fileBody:
-		rd, ctype, length = b.f, "application/gzip", b.size
+		// NopCloser: the caller closes the file (the transport would after
+		// sending); the transport unwraps it to reach sendfile.
+		rd, ctype, length = io.NopCloser(b.f), "application/gzip", b.size
 	case io.Reader:
 		rd, ctype = b, "application/gzip"
 	default:
