@@ -243,7 +243,8 @@ func uploadBundle(ctx context.Context, c *client.Client, src io.Reader, size int
 		} else {
 			done <- hashed{}
 		}
-		up, err = c.UploadFile(ctx, f, size)
+		// Its own descriptor, which the HTTP transport closes.
+		up, err = c.UploadFile(ctx, f.Name(), size)
 		res := <-done
 		if err == nil && res.err != nil {
 			err = fmt.Errorf("hash the bundle: %w", res.err)

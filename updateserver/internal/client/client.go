@@ -77,9 +77,9 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any)
 	switch b := body.(type) {
 	case nil:
 	case fileBody:
-		// NopCloser: the caller closes the file (the transport would after
-		// sending); the transport unwraps it to reach sendfile.
-		rd, ctype, length = io.NopCloser(b.f), "application/gzip", b.size
+		// The *os.File itself, which the transport closes: only then does
+		// it reach net's sendfile.
+		rd, ctype, length = b.f, "application/gzip", b.size
 	case io.Reader:
 		rd, ctype = b, "application/gzip"
 	default:
@@ -189,13 +189,18 @@ func (c *Client) Upload(ctx context.Context, r io.Reader) (protocol.Upload, erro
 	return out, err
 }
 
-// UploadFile streams the bundle file f, size bytes from its current
-// offset, to the server's staging area. The body is the file itself with
-// its length (not chunks), so that over plain HTTP the transport hands it
-// to the kernel (sendfile) instead of copying it through the process.
-func (c *Client) UploadFile(ctx context.Context, f *os.File, size int64) (protocol.Upload, error) {
+// UploadFile streams the bundle file name, of size bytes, to the server's
+// staging area. The body is the file itself with its length (not chunks),
+// so that over plain HTTP the transport hands it to the kernel (sendfile)
+// instead of copying it through the process. The file is opened here, and
+// closed by the transport.
+func (c *Client) UploadFile(ctx context.Context, name string, size int64) (protocol.Upload, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return protocol.Upload{}, err
+	}
 	var out protocol.Upload
-	err := c.Do(ctx, http.MethodPost, protocol.APIVersion+"/uploads", fileBody{f, size}, &out)
+	err = c.Do(ctx, http.MethodPost, protocol.APIVersion+"/uploads", fileBody{f, size}, &out)
 	return out, err
 }
 
