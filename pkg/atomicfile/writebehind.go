@@ -7,9 +7,10 @@ import (
 // writeBehindStep is how much is written between two writeback requests;
 // writeBehindLag is how far behind the write position the writeback is
 // waited for, which bounds the file's dirty pages to about lag + step.
-const (
-	writeBehindStep = 8 << 20
-	writeBehindLag  = 32 << 20
+// (Variables so that tests can make them small.)
+var (
+	writeBehindStep int64 = 8 << 20
+	writeBehindLag  int64 = 32 << 20
 )
 
 // WriteBehind writes sequentially to a file and, on Linux, has the kernel

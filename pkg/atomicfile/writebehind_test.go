@@ -13,6 +13,8 @@ import (
 // steps, from a resumed offset and again after a truncation (an agent
 // resuming a .part, then a server restarting the transfer from zero).
 func TestWriteBehindContent(t *testing.T) {
+	defer func(step, lag int64) { writeBehindStep, writeBehindLag = step, lag }(writeBehindStep, writeBehindLag)
+	writeBehindStep, writeBehindLag = 256<<10, 1<<20
 	data := make([]byte, writeBehindLag+3*writeBehindStep+12345)
 	rand.NewChaCha8([32]byte{7}).Read(data)
 	name := filepath.Join(t.TempDir(), "f.part")
@@ -31,7 +33,7 @@ func TestWriteBehindContent(t *testing.T) {
 	write := func(from int) {
 		t.Helper()
 		for rest := data[from:]; len(rest) > 0; {
-			n := min(len(rest), 1<<20+17) // not aligned to the steps
+			n := min(len(rest), 100<<10+17) // not aligned to the steps
 			if _, err := w.Write(rest[:n]); err != nil {
 				t.Fatal(err)
 			}
