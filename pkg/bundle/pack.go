@@ -3,7 +3,6 @@ package bundle
 import (
 	"archive/tar"
 	"bufio"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -11,9 +10,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/klauspost/pgzip"
 )
 
 const (
@@ -22,7 +24,18 @@ const (
 	packLevel = 6
 	// gzipOSUnknown is the OS byte of the gzip header (RFC 1952 "unknown").
 	gzipOSUnknown = 255
+	// packBlockSize is the size of the independently compressed blocks
+	// of the gzip stream (each with the previous block's last 32 KiB as
+	// its dictionary). The output depends on it, never on how many
+	// blocks are compressed at once: changing it changes the bytes of
+	// every bundle.
+	packBlockSize = 1 << 20
 )
+
+// packBlocks is how many blocks Pack compresses at once (one per core, at
+// least two so that reading the files overlaps compressing them). It does
+// not change the bytes; tests vary it to show that.
+var packBlocks = max(2, runtime.GOMAXPROCS(0))
 
 // packTime returns the modification time of every entry Pack writes.
 func packTime() time.Time { return time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC) }
@@ -43,9 +56,11 @@ type packEntry struct {
 // names, and mode 0755 (directories, files with any executable bit, and
 // every hook), 0644 (other files) or 0777 (symlinks), in the PAX tar
 // format. The gzip header holds no name and no time, and the OS byte 255;
-// the compression level is fixed. The bytes are stable for a given Go
-// release (compress/flate has not changed its output in years, but does
-// not promise it).
+// the compression level is fixed. The gzip stream is one member, compressed
+// in parallel in 1 MiB blocks (klauspost/pgzip, each block ending with a
+// sync flush), which any gunzip reads. The bytes are stable for a given
+// version of klauspost/compress and pgzip (go.mod pins them) and do not
+// depend on the number of cores.
 //
 // Before writing anything Pack checks the whole tree as [Scan] would and
 // refuses, naming the path: a missing files/ directory, an unknown
@@ -230,14 +245,36 @@ func checkManifestFile(root *os.Root, e *packEntry) error {
 	return nil
 }
 
+// NewPackGzip returns the gzip writer Pack compresses a bundle's tar
+// with: the same tar gives the same bytes through it (package delta
+// rebuilds bundles with it, and they must hash as the signed ones).
+// Close it to flush the stream and stop its goroutines.
+func NewPackGzip(w io.Writer) (*pgzip.Writer, error) {
+	zw, err := pgzip.NewWriterLevel(w, packLevel)
+	if err != nil {
+		return nil, err
+	}
+	if err := zw.SetConcurrency(packBlockSize, packBlocks); err != nil {
+		return nil, err
+	}
+	// pgzip writes a zero ModTime as a negative Unix time: say 0 (none).
+	zw.Header = pgzip.Header{OS: gzipOSUnknown, ModTime: time.Unix(0, 0)}
+	return zw, nil
+}
+
 // writeBundle writes the checked entries as a .tar.gz.
 func writeBundle(ctx context.Context, root *os.Root, list []*packEntry, w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
-	zw, err := gzip.NewWriterLevel(bw, packLevel)
+	zw, err := NewPackGzip(bw)
 	if err != nil {
 		return err
 	}
-	zw.Header = gzip.Header{OS: gzipOSUnknown}
+	closed := false
+	defer func() {
+		if !closed {
+			zw.Close() // stops its goroutines; the error is already ours
+		}
+	}()
 	tw := tar.NewWriter(zw)
 	buf := make([]byte, 256<<10)
 	for _, e := range list {
@@ -279,6 +316,7 @@ func writeBundle(ctx context.Context, root *os.Root, list []*packEntry, w io.Wri
 	if err := tw.Close(); err != nil {
 		return err
 	}
+	closed = true
 	if err := zw.Close(); err != nil {
 		return err
 	}

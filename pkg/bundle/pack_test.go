@@ -6,8 +6,10 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -187,5 +189,125 @@ func TestPackCancelled(t *testing.T) {
 	cancel()
 	if err := Pack(ctx, sampleDir(t), io.Discard); !errors.Is(err, context.Canceled) {
 		t.Errorf("Pack with a cancelled context = %v", err)
+	}
+}
+
+// bigSpecs is a bundle whose files span many compression blocks: one
+// compressible (a repeated text with a counter), one incompressible.
+func bigSpecs() []spec {
+	var text strings.Builder
+	for i := 0; text.Len() < 3*packBlockSize+12345; i++ {
+		fmt.Fprintf(&text, "line %d of a log that compresses well\n", i)
+	}
+	noise := make([]byte, 2*packBlockSize+777)
+	rand.NewChaCha8([32]byte{1}).Read(noise)
+	return []spec{
+		{path: "bundle.toml", content: "product = \"big\"\nversion = \"1.0.0\"\n"},
+		{path: "files/a.log", content: text.String()},
+		{path: "files/b.bin", content: string(noise)},
+		{path: "files/c/small.txt", content: "small\n"},
+	}
+}
+
+// Packing is parallel: the bytes must not depend on how many blocks are
+// compressed at once, nor on the order or times of the files on disk, and
+// any gunzip must read them back to the same content.
+func TestPackDeterministicAcrossBlocksAndCores(t *testing.T) {
+	specs := bigSpecs()
+	one := filepath.Join(t.TempDir(), "one")
+	writeSpecs(t, one, specs)
+	other := filepath.Join(t.TempDir(), "other")
+	rev := slices.Clone(specs)
+	slices.Reverse(rev)
+	writeSpecs(t, other, rev)
+	old := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	for _, s := range specs {
+		if err := os.Chtimes(filepath.Join(other, filepath.FromSlash(s.path)), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	defer func(n int) { packBlocks = n }(packBlocks)
+	var first []byte
+	for _, c := range []struct {
+		dir    string
+		blocks int
+	}{{one, 1}, {one, 2}, {other, 7}, {other, 1}} {
+		packBlocks = c.blocks
+		got := packDir(t, c.dir)
+		if first == nil {
+			first = got
+			continue
+		}
+		if !bytes.Equal(first, got) {
+			t.Fatalf("packing %s with %d blocks at once gave different bytes (%d, want %d)", filepath.Base(c.dir), c.blocks, len(got), len(first))
+		}
+	}
+
+	// The standard library's gunzip reads it: one member, the content back.
+	zr, err := gzip.NewReader(bytes.NewReader(first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr.Multistream(false)
+	tr := tar.NewReader(zr)
+	want := map[string]string{}
+	for _, s := range specs {
+		want[s.path] = s.content
+	}
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != want[hdr.Name] {
+			t.Errorf("%s: %d bytes back, want %d", hdr.Name, len(b), len(want[hdr.Name]))
+		}
+		delete(want, hdr.Name)
+	}
+	if _, err := io.Copy(io.Discard, zr); err != nil {
+		t.Fatal(err)
+	}
+	if rest, _ := io.ReadAll(zr); len(rest) != 0 {
+		t.Errorf("%d bytes after the gzip member", len(rest))
+	}
+	if len(want) != 0 {
+		t.Errorf("missing from the pack: %v", want)
+	}
+	if _, err := Scan(bytes.NewReader(first), DefaultLimits()); err != nil {
+		t.Errorf("Scan of the pack: %v", err)
+	}
+}
+
+// BenchmarkPack packs a directory holding 64 MiB of incompressible data
+// (the worst case for time) and 16 MiB of text.
+func BenchmarkPack(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "bundle")
+	noise := make([]byte, 64<<20)
+	rand.NewChaCha8([32]byte{2}).Read(noise)
+	var text strings.Builder
+	for i := 0; text.Len() < 16<<20; i++ {
+		fmt.Fprintf(&text, "line %d of a log that compresses well\n", i)
+	}
+	writeSpecs(b, dir, []spec{
+		{path: "bundle.toml", content: "product = \"bench\"\nversion = \"1.0.0\"\n"},
+		{path: "files/noise.bin", content: string(noise)},
+		{path: "files/app.log", content: text.String()},
+	})
+	b.SetBytes(int64(len(noise) + text.Len()))
+	for b.Loop() {
+		if err := Pack(context.Background(), dir, io.Discard); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

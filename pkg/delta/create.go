@@ -3,13 +3,14 @@ package delta
 import (
 	"archive/tar"
 	"bufio"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/dropless/dropless/pkg/bundle"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -69,11 +70,10 @@ func (c *countReader) Read(p []byte) (int, error) {
 // does) gives exactly the bundle whose sha256 is fullSHA256.
 func Reproducible(result io.ReaderAt, size int64, fullSHA256 string) error {
 	h := sha256.New()
-	gw, err := gzip.NewWriterLevel(h, 6)
+	gw, err := bundle.NewPackGzip(h)
 	if err != nil {
 		return err
 	}
-	gw.Header = gzip.Header{OS: 255}
 	if _, err := io.Copy(gw, io.NewSectionReader(result, 0, size)); err != nil {
 		return err
 	}

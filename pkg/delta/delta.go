@@ -35,6 +35,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/dropless/dropless/pkg/bundle"
+
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -43,7 +45,7 @@ const Magic = "DLDELTA1"
 
 // Codec names how the rebuilt tar is compressed into the bundle.
 const (
-	// CodecGzipPack is bundle.Pack's gzip: level 6, empty header, OS 255.
+	// CodecGzipPack is bundle.Pack's gzip (bundle.NewPackGzip).
 	CodecGzipPack = 1
 )
 
@@ -115,11 +117,10 @@ func Apply(out io.Writer, base io.ReaderAt, baseSize int64, d io.Reader, lim Lim
 		return 0, corrupt("it rebuilds %d bytes, more than the %d allowed", tarSize, lim.MaxTar)
 	}
 	cw := &countWriter{w: out, max: lim.MaxOut}
-	gw, err := gzip.NewWriterLevel(cw, 6)
+	gw, err := bundle.NewPackGzip(cw)
 	if err != nil {
 		return 0, err
 	}
-	gw.Header = gzip.Header{OS: 255}
 	a := applier{base: base, baseSize: baseSize, br: br, w: gw, left: int64(tarSize)}
 	if err := a.run(); err != nil {
 		return cw.n, err

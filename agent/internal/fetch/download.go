@@ -141,6 +141,10 @@ func (c *Client) consistentSnapshot() bool {
 	return true
 }
 
+// bufSize is the buffer of a download: one read from the connection, one
+// write to the .part, one update of each hash.
+const bufSize = 1 << 20
+
 // download is one Download call in progress.
 type download struct {
 	c      *Client
@@ -150,6 +154,7 @@ type download struct {
 	dst    string
 	part   string
 	f      *os.File
+	w      *atomicfile.WriteBehind // writes to f, flushing behind
 	hashes map[string]hash.Hash
 	// written is how much of the target the .part holds.
 	written int64
@@ -212,7 +217,7 @@ func (d *download) resetHashes() {
 // hashFrom feeds r to the hashes, checking ctx between reads.
 func (d *download) hashFrom(ctx context.Context, r io.Reader) (int64, error) {
 	if d.buf == nil {
-		d.buf = make([]byte, 256<<10)
+		d.buf = make([]byte, bufSize)
 	}
 	var n int64
 	for {
@@ -276,6 +281,7 @@ func (d *download) open(ctx context.Context) error {
 		d.written = n
 		d.c.log.Info("resuming target download from an earlier .part", "target", d.t.Path, "bytes", n)
 	}
+	d.w = atomicfile.NewWriteBehind(f, d.written)
 	return nil
 }
 
@@ -288,6 +294,9 @@ func (d *download) restart() error {
 		return d.fail(ErrLocal, err.Error(), err)
 	}
 	d.written = 0
+	if d.w != nil {
+		d.w.Reset(0)
+	}
 	d.resetHashes()
 	return nil
 }
@@ -480,10 +489,12 @@ func (d *download) transferError(ctx, reqCtx context.Context, err error) *Error 
 
 // copy moves up to limit bytes from body into the .part and the hashes,
 // never writing past the trusted length. It counts the bytes read; the
-// watchdog is pushed back at each read that brings data.
+// watchdog is pushed back at each read that brings data. The .part is
+// flushed to disk behind the write position as it grows, so the fsync
+// before the rename finds little left to write.
 func (d *download) copy(body io.Reader, limit int64, watchdog *time.Timer) (n int64, readErr, writeErr error) {
 	if d.buf == nil {
-		d.buf = make([]byte, 256<<10)
+		d.buf = make([]byte, bufSize)
 	}
 	r := io.LimitReader(body, limit)
 	for {
@@ -493,7 +504,7 @@ func (d *download) copy(body io.Reader, limit int64, watchdog *time.Timer) (n in
 			n += int64(m)
 			keep := min(int64(m), d.t.Length-d.written)
 			if keep > 0 {
-				if _, werr := d.f.Write(d.buf[:keep]); werr != nil {
+				if _, werr := d.w.Write(d.buf[:keep]); werr != nil {
 					return n, nil, werr
 				}
 				for _, h := range d.hashes {

@@ -3,6 +3,8 @@ package cli_test
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -65,9 +67,30 @@ func TestOfflineTargetsKey(t *testing.T) {
 		t.Fatalf("offline-signed target does not verify: %v", err)
 	}
 
-	// A second offline publish extends the first (version chain intact).
+	// A second offline publish extends the first (version chain intact),
+	// from a ready-made .tar.gz: sent as the file itself and hashed by a
+	// second reader meanwhile; what was signed is what agents verify.
 	dir3 := writeBundle(t, "", map[string]string{"files/app": "v3"})
-	s.mustCLI(rel, "release", "publish", "--product", "acme-erp", "--version", "3.0.0", "--sign-key", keyFile, dir3)
+	tgz3 := filepath.Join(t.TempDir(), "acme-erp-3.0.0.tar.gz")
+	if err := os.WriteFile(tgz3, packDir(t, dir3), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.mustCLI(rel, "release", "publish", "--product", "acme-erp", "--version", "3.0.0", "--sign-key", keyFile, tgz3)
+	up = tufClient(t, root, s.URL+"/tuf/metadata/", s.URL+"/tuf/targets/")
+	if err := up.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	ti3, err := up.GetTargetInfo(protocol.TargetPath("acme-erp", "3.0.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want3 := sha256.Sum256(packDir(t, dir3))
+	if got := ti3.Hashes["sha256"].String(); got != hex.EncodeToString(want3[:]) {
+		t.Errorf("signed sha256 %s, want the file's %x", got, want3)
+	}
+	if _, _, err := up.DownloadTarget(ti3, "", ""); err != nil {
+		t.Fatalf("offline-signed target from a .tar.gz does not verify: %v", err)
+	}
 
 	// Someone with another key (a thief of the server, say) is refused,
 	// whether through the CLI (which checks the server's metadata first)

@@ -161,10 +161,10 @@ func BenchmarkUpload(b *testing.B) {
 }
 
 // BenchmarkUploadParts runs each stage of Upload alone on the same bundle,
-// to show which one bounds its throughput: Upload runs sha256 and
-// write+fsync in one goroutine, in turn, and the scan (gunzip + tar) in
-// another, so with two or more cores its time is about
-// max(sha256 + write, scan-via-pipe).
+// to show which one bounds its throughput: Upload receives and writes
+// (flushing behind) in one goroutine, and hashes and scans (sha256, gunzip
+// + tar) in another, so with two or more cores its time is about
+// max(write+fsync, sha256 + scan-via-pipe).
 func BenchmarkUploadParts(b *testing.B) {
 	data := loadBenchBundle(b)
 	run := func(name string, f func(b *testing.B)) {

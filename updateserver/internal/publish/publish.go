@@ -162,29 +162,33 @@ func (p *Publisher) Upload(ctx context.Context, body io.Reader, actor string) (p
 		}
 	}()
 
-	// The scanner checks the bundle in its own goroutine while this one
-	// writes and hashes.
+	// Two goroutines share the work: this one receives the body and
+	// writes it to disk, the other hashes it and checks it is a bundle
+	// (sha256 costs about as much as the receiving and writing together).
 	pipe := newAsyncPipe(8)
 	type scanResult struct {
 		info *bundle.Info
 		err  error
 	}
 	scanned := make(chan scanResult, 1)
+	h := sha256.New()
 	go func() {
 		// On success Scan has read to EOF and refused anything after the
-		// gzip stream itself, so every byte the hash saw was checked.
-		info, err := bundle.Scan(pipe, p.Limits)
+		// gzip stream itself, so the hash saw every byte, and every byte
+		// it saw was checked.
+		info, err := bundle.Scan(io.TeeReader(pipe, h), p.Limits)
 		pipe.CloseRead(err)
 		scanned <- scanResult{info, err}
 	}()
 
-	h := sha256.New()
 	limited := &io.LimitedReader{R: body, N: p.MaxUpload + 1}
 	// Whole chunks: an HTTP body gives at most one transfer chunk (32 KiB
 	// from Go's client) per Read, and passing each on would cost a write(2)
-	// and a goroutine hand-off to the scanner per 32 KiB.
+	// and a goroutine hand-off to the scanner per 32 KiB. The staged file
+	// is flushed behind the write position, so the fsync below finds
+	// little left to write.
 	buf := make([]byte, pipeChunk)
-	n, copyErr := io.CopyBuffer(io.MultiWriter(f, h, pipe), fullReader{ctxReader{ctx, limited}}, buf)
+	n, copyErr := io.CopyBuffer(io.MultiWriter(atomicfile.NewWriteBehind(f, 0), pipe), fullReader{ctxReader{ctx, limited}}, buf)
 	pipe.CloseWrite()
 	res := <-scanned
 	switch {
