@@ -74,6 +74,9 @@ cleanup() {
 	local rc=$? i
 	trap - EXIT
 	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop "${PIDS[i]%%:*}"; done
+	# A script's own last step (e.g. dropping a scratch database), once
+	# everything it started is stopped.
+	if [[ -n ${ON_EXIT:-} ]]; then "$ON_EXIT" || log "WARNING: $ON_EXIT failed"; fi
 	if [[ -n ${KEEP:-} ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 	exit "$rc"
 }
