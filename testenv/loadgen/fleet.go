@@ -179,10 +179,12 @@ func (f *fleet) hold(ctx context.Context) error {
 	arrivals := make([]int64, n)
 	done := make(chan struct{})
 	var firstErr atomic.Value
-	fail := func(err error) {
+	var kinds tally
+	fail := func(what string, err error) {
 		if errCount.Add(1) == 1 {
 			firstErr.Store(err.Error())
 		}
+		kinds.addKey(errKind(what, err))
 	}
 	step := time.Second / time.Duration(max(1, f.ramp))
 	for i, cred := range creds {
@@ -202,7 +204,7 @@ func (f *fleet) hold(ctx context.Context) error {
 				resp, err := c.Checkin(ctx, req, 60*time.Second)
 				if err != nil {
 					if ctx.Err() == nil {
-						fail(err)
+						fail("poll", err)
 						time.Sleep(time.Second)
 					}
 					continue
@@ -217,13 +219,13 @@ func (f *fleet) hold(ctx context.Context) error {
 					{JobID: asg.JobID, Seq: 1, State: protocol.StateDownloading, At: now},
 					{JobID: asg.JobID, Seq: 2, State: protocol.StateCommitted, At: now},
 				}); err != nil && ctx.Err() == nil {
-					fail(err)
+					fail("events", err)
 				}
 				installed = asg.Version
 				req = protocol.CheckinRequest{InstalledVersion: installed, AgentVersion: "loadgen", OS: "linux", Arch: "amd64", State: protocol.StateIdle,
 					Job: &protocol.JobStatus{ID: asg.JobID, From: asg.From, To: asg.Version, State: protocol.StateCommitted, Result: protocol.ResultSucceeded}}
 				if _, err := c.Checkin(ctx, req, 0); err != nil && ctx.Err() == nil {
-					fail(err)
+					fail("report", err)
 				}
 				if reported.Add(1) == int64(n) {
 					close(done)
@@ -258,7 +260,7 @@ func (f *fleet) hold(ctx context.Context) error {
 			return err
 		}
 	}
-	fmt.Printf("SHARD %d/%d agents=%d assigned=%d reported=%d errors=%d\n", f.shard+1, f.shards, n, len(got), reported.Load(), errCount.Load())
+	fmt.Printf("SHARD %d/%d agents=%d assigned=%d reported=%d errors=%d %s\n", f.shard+1, f.shards, n, len(got), reported.Load(), errCount.Load(), kinds.String())
 	if e := errCount.Load(); e > 0 {
 		return fmt.Errorf("%d errors, the first: %v", e, firstErr.Load())
 	}
@@ -266,6 +268,19 @@ func (f *fleet) hold(ctx context.Context) error {
 		return fmt.Errorf("only %d of %d agents got %s: %w", len(got), n, f.version, ctx.Err())
 	}
 	return nil
+}
+
+// errKind names a failed call for the summary: what-STATUS for an error
+// answer, what-timeout for none in time, what-error otherwise.
+func errKind(what string, err error) string {
+	var ae *agentapi.Error
+	switch {
+	case errors.As(err, &ae):
+		return what + "-" + strconv.Itoa(ae.Status)
+	case errors.Is(err, agentapi.ErrTimeout):
+		return what + "-timeout"
+	}
+	return what + "-error"
 }
 
 // probe makes a fresh agent's check-in (a new connection each, no wait)
