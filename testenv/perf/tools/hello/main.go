@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 
@@ -18,20 +17,11 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "loopback address to listen on")
 	flag.Parse()
-	host, _, err := net.SplitHostPort(*listen)
-	if err == nil {
-		err = loopback.CheckHost(host)
-	}
+	ln, err := loopback.Listen(*listen)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hello:", err)
 		os.Exit(2)
 	}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "hello:", err)
-		os.Exit(1)
-	}
-	fmt.Printf("listening http://%s\n", ln.Addr())
 	body := []byte("{\n  \"poll_seconds\": 30,\n  \"window\": {\n    \"open\": true\n  }\n}\n")
 	err = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)

@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -60,10 +59,7 @@ type server struct {
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "loopback address to listen on")
 	flag.Parse()
-	host, _, err := net.SplitHostPort(*listen)
-	if err == nil {
-		err = loopback.CheckHost(host)
-	}
+	ln, err := loopback.Listen(*listen)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "refserver:", err)
 		os.Exit(2)
@@ -102,12 +98,6 @@ func main() {
 	})
 	mux.HandleFunc("POST /api/v1/upgrades", s.upgrade)
 
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "refserver:", err)
-		os.Exit(1)
-	}
-	fmt.Printf("listening http://%s\n", ln.Addr())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	fmt.Fprintln(os.Stderr, "refserver:", srv.Serve(ln))
 	os.Exit(1)
