@@ -104,6 +104,10 @@ type Option func(*setup)
 // ServerArgs adds flags to `updateserver serve`.
 func ServerArgs(args ...string) Option { return func(s *setup) { s.args = append(s.args, args...) } }
 
+// Store keeps the server's state in the store url names (serve --store),
+// e.g. a PostgreSQL schema of the test's own (dbtest.PostgresSchema).
+func Store(url string) Option { return ServerArgs("--store", url) }
+
 // TLS serves HTTPS with the certificate and key files and makes the CLI
 // and the sites' agents trust caFile.
 func TLS(certFile, keyFile, caFile string) Option {

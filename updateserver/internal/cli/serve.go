@@ -19,7 +19,7 @@ import (
 const defaultDataDir = "./updateserver-data"
 
 type serverFlags struct {
-	data, listen, maxBundle, logFormat string
+	data, store, listen, maxBundle, logFormat string
 	tlsCert, tlsKey                    string
 	expiry                             tufrepo.Expiry
 	refresh, poll, jobTimeout          time.Duration
@@ -29,6 +29,7 @@ type serverFlags struct {
 func (f *serverFlags) register(cmd *cobra.Command, listen bool) {
 	fs := cmd.Flags()
 	fs.StringVar(&f.data, "data", defaultDataDir, "data directory (created and initialised on first start)")
+	fs.StringVar(&f.store, "store", "", "where the server keeps its state: a postgres://user:password@host:5432/db URL, or empty for the embedded SQLite in --data")
 	if listen {
 		fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to listen on")
 		fs.StringVar(&f.maxBundle, "max-bundle-size", humanize.IBytes(daemon.DefaultMaxBundleSize), "largest bundle accepted (e.g. 16GiB, 500MB)")
@@ -48,7 +49,7 @@ func (f *serverFlags) register(cmd *cobra.Command, listen bool) {
 }
 
 func (f *serverFlags) config(stdio IO) (daemon.Config, error) {
-	cfg := daemon.Config{DataDir: f.data, Listen: f.listen, Expiry: f.expiry, RefreshInterval: f.refresh, MaxBundleSize: daemon.DefaultMaxBundleSize}
+	cfg := daemon.Config{DataDir: f.data, Store: f.store, Listen: f.listen, Expiry: f.expiry, RefreshInterval: f.refresh, MaxBundleSize: daemon.DefaultMaxBundleSize}
 	cfg.PollInterval, cfg.JobTimeout = f.poll, f.jobTimeout
 	cfg.TLSCert, cfg.TLSKey = f.tlsCert, f.tlsKey
 	cfg.MetricsPublic = f.metricsPublic
@@ -100,8 +101,12 @@ func newServeCmd(stdio IO) *cobra.Command {
 		Use:   "serve",
 		Short: "Run the update server until SIGINT or SIGTERM",
 		Long: `Run the update server. On first start in an empty data directory it
-initialises everything: the SQLite store, a TUF repository with fresh keys,
+initialises everything: the store, a TUF repository with fresh keys,
 DIR/root.json (what agents pin) and an admin token in DIR/admin.token.
+
+The store is SQLite in DIR unless --store names a PostgreSQL database
+(postgres://user:password@host:5432/db?sslmode=disable; the database must
+exist, the server creates and migrates its tables).
 
 With --tls-cert and --tls-key it serves HTTPS only (TLS 1.2 or later). The
 files are read again when they change (checked every few seconds), so a

@@ -46,7 +46,10 @@ const (
 
 // Config is how the server is run.
 type Config struct {
-	DataDir         string
+	DataDir string
+	// Store is where the state is: empty for the SQLite file in DataDir,
+	// or a postgres:// URL (--store).
+	Store           string
 	Listen          string
 	MaxBundleSize   int64
 	Expiry          tufrepo.Expiry
@@ -70,6 +73,15 @@ type Config struct {
 	WrapHandler func(http.Handler) http.Handler
 }
 
+// StorePath is what store.Open takes: the --store URL, or the SQLite file
+// in the data directory.
+func (c Config) StorePath() string {
+	if c.Store != "" {
+		return c.Store
+	}
+	return filepath.Join(c.DataDir, DBFile)
+}
+
 // Defaults.
 const (
 	DefaultMaxBundleSize = 16 << 30
@@ -81,6 +93,9 @@ const (
 func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("--data: give the data directory")
+	}
+	if c.Store != "" && !store.IsPostgresURL(c.Store) {
+		return errors.New("--store: give a postgres://user:password@host:5432/db URL, or leave it out for the SQLite store in --data")
 	}
 	if c.MaxBundleSize <= 0 {
 		return errors.New("--max-bundle-size must be positive")
@@ -160,7 +175,7 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			return nil, fmt.Errorf("create data dir: %w", err)
 		}
 	}
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, DBFile))
+	st, err := store.Open(ctx, cfg.StorePath())
 	if err != nil {
 		return nil, err
 	}

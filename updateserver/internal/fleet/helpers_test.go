@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/store"
+	"github.com/dropless/dropless/updateserver/internal/store/storetest"
 )
 
 // testFleet is a Fleet on a real SQLite store in t.TempDir(), with a
@@ -30,7 +30,7 @@ const testTimeout = 10 * time.Minute
 
 func newTestFleet(t *testing.T) *testFleet {
 	t.Helper()
-	return newTestFleetOn(t, filepath.Join(t.TempDir(), "s.db"))
+	return newTestFleetOn(t, storetest.Path(t))
 }
 
 func newTestFleetOn(t *testing.T, path string) *testFleet {

@@ -1,7 +1,6 @@
 package fleet
 
 import (
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +9,7 @@ import (
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/fault"
 	"github.com/dropless/dropless/updateserver/internal/store"
+	"github.com/dropless/dropless/updateserver/internal/store/storetest"
 )
 
 // rolloutFleet is a test fleet with acme-erp 1.0.0 and 1.1.0 published
@@ -258,7 +258,7 @@ func TestRolloutPlansEachSite(t *testing.T) {
 // TestRolloutRestart: a server restarted mid-rollout goes on where it
 // was and never starts a site twice.
 func TestRolloutRestart(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "s.db")
+	path := storetest.Path(t)
 	tf := newTestFleetOn(t, path)
 	tf.publish("acme-erp", "1.0.0", "")
 	tf.publish("acme-erp", "1.1.0", "")

@@ -12,6 +12,13 @@
 // full fsync on commit; write transactions take the write lock up front
 // (BEGIN IMMEDIATE) so two writers queue instead of failing. The schema is
 // versioned with PRAGMA user_version and migrated forward at Open.
+//
+// The same store runs on PostgreSQL (Open with a postgres:// URL), through
+// pgx's database/sql driver: the same SQL (? placeholders are rewritten to
+// $n, see postgres.go), a schema of its own (postgres_schema.go), and plain
+// transactions that each take a transaction-level advisory lock, so writes
+// are serialized as they are on SQLite and no read-then-write of the store
+// needs locks of its own.
 package store
 
 import (
@@ -46,8 +53,11 @@ var ErrClosed = errors.New("store is closed")
 // checking in at once cost a handful of fsyncs, not a thousand, and
 // writers never meet SQLITE_BUSY from each other.
 type Store struct {
+	// DSN is where the store is: a SQLite file path or a postgres:// URL.
+	DSN       string
+	dialect   Dialect
 	db        *sql.DB // reads
-	wdb       *sql.DB // the single write connection
+	wdb       *sql.DB // the single write connection (SQLite); the pool (PostgreSQL)
 	writes    chan *writeReq
 	quit      chan struct{} // closed by Close
 	closed    chan struct{} // closed when the writer has stopped
@@ -68,8 +78,13 @@ type writeReq struct {
 const maxGroup = 256
 
 // Open opens (creating if needed) the database at path and migrates its
-// schema to the current version.
+// schema to the current version. A path that is a postgres:// URL opens
+// that PostgreSQL database instead (which must exist; the schema is created
+// in the connection's search_path, normally "public").
 func Open(ctx context.Context, path string) (*Store, error) {
+	if IsPostgresURL(path) {
+		return openPostgresStore(ctx, path)
+	}
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "busy_timeout(10000)")
@@ -85,7 +100,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	wdb.SetConnMaxIdleTime(0)
 	// Unbuffered: a request is either taken by the writer or refused once
 	// the store closes, never stranded in a buffer.
-	s := &Store{wdb: wdb, writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{})}
+	s := &Store{DSN: path, dialect: SQLite, wdb: wdb, writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{})}
 	go s.writer()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
@@ -106,12 +121,36 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
+func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
+	db, err := openPostgres(dsn)
+	if err != nil {
+		return nil, err
+	}
+	n := 4 + 2*runtime.NumCPU()
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	s := &Store{DSN: dsn, dialect: Postgres, db: db, wdb: db, quit: make(chan struct{}), closed: make(chan struct{})}
+	close(s.closed) // no writer goroutine: PostgreSQL takes concurrent transactions
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", redactDSN(dsn), err)
+	}
+	return s, nil
+}
+
+// Dialect is the database the store runs on.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// DB is the store's read pool (on PostgreSQL, its only pool): for what
+// needs the database itself, e.g. a LISTEN connection.
+func (s *Store) DB() *sql.DB { return s.db }
+
 // Close stops the writer and closes the database.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.closed
-		if s.db != nil {
+		if s.db != nil && s.db != s.wdb {
 			s.db.Close()
 		}
 		s.closeErr = s.wdb.Close()
@@ -413,6 +452,9 @@ CREATE INDEX sites_by_state ON sites (state);
 var SchemaVersion = len(migrations)
 
 func (s *Store) migrate(ctx context.Context) error {
+	if s.dialect == Postgres {
+		return s.migratePostgres(ctx)
+	}
 	var v int
 	if err := s.wdb.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
@@ -438,6 +480,9 @@ func (s *Store) migrate(ctx context.Context) error {
 // tx runs fn in a write transaction: fn's changes are committed (durably)
 // when tx returns nil, and none of them are when it returns an error.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if s.dialect == Postgres {
+		return s.txPostgres(ctx, fn)
+	}
 	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case s.writes <- r:

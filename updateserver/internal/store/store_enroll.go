@@ -28,12 +28,9 @@ type NewEnrollToken struct {
 func (s *Store) CreateEnrollToken(ctx context.Context, now time.Time, et NewEnrollToken) (int64, error) {
 	var id int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.Exec(`INSERT INTO enroll_tokens (hash, client, site, replace_site, expires_at, uses_left, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			HashSecret(et.Secret), et.Client, et.Site, et.Replace, formatTime(et.ExpiresAt), et.Uses, formatTime(now), et.By)
+		err := tx.QueryRow(`INSERT INTO enroll_tokens (hash, client, site, replace_site, expires_at, uses_left, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			HashSecret(et.Secret), et.Client, et.Site, et.Replace, formatTime(et.ExpiresAt), et.Uses, formatTime(now), et.By).Scan(&id)
 		if err != nil {
-			return err
-		}
-		if id, err = res.LastInsertId(); err != nil {
 			return err
 		}
 		return insertAudit(ctx, tx, now, Audit{Actor: et.By, Action: "enroll_token.create", Object: fmt.Sprintf("enroll token %d", id),

@@ -122,12 +122,12 @@ func trimEvents(tx *sql.Tx, id string) error {
 		return nil
 	}
 	var through int64
-	if err := tx.QueryRow(`SELECT MAX(seq) FROM (SELECT seq FROM job_events WHERE job_id = ? ORDER BY seq LIMIT ? OFFSET 1)`, id, excess).Scan(&through); err != nil {
+	if err := tx.QueryRow(`SELECT MAX(seq) FROM (SELECT seq FROM job_events WHERE job_id = ? ORDER BY seq LIMIT ? OFFSET 1) AS dropped`, id, excess).Scan(&through); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(`DELETE FROM job_events WHERE job_id = ? AND seq > (SELECT MIN(seq) FROM job_events WHERE job_id = ?) AND seq <= ?`, id, id, through); err != nil {
 		return err
 	}
-	_, err := tx.Exec(`UPDATE jobs SET events_dropped = events_dropped + ?, events_dropped_through = MAX(events_dropped_through, ?) WHERE id = ?`, excess, through, id)
+	_, err := tx.Exec(`UPDATE jobs SET events_dropped = events_dropped + ?, events_dropped_through = CASE WHEN events_dropped_through > ? THEN events_dropped_through ELSE ? END WHERE id = ?`, excess, through, through, id)
 	return err
 }

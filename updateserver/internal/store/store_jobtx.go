@@ -224,7 +224,7 @@ func (t *JobTx) SetReason(id, reason string) error {
 // AddEvent stores one event of a job, received at now; it reports false
 // when (job, seq) was stored before.
 func (t *JobTx) AddEvent(e protocol.Event, now time.Time) (bool, error) {
-	st, err := t.stmt(`INSERT OR IGNORE INTO job_events (job_id, seq, state, message, at, received_at) VALUES (?, ?, ?, ?, ?, ?)`)
+	st, err := t.stmt(`INSERT INTO job_events (job_id, seq, state, message, at, received_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
 	if err != nil {
 		return false, err
 	}

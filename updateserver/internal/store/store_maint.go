@@ -93,12 +93,9 @@ func (s *Store) Windows(ctx context.Context) ([]protocol.Window, error) {
 func (s *Store) CreateFreeze(ctx context.Context, now time.Time, f protocol.Freeze, a Audit) (int64, error) {
 	var id int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.Exec(`INSERT INTO freezes (client, from_ns, to_ns, reason, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)`,
-			f.Client, unixNano(f.From), unixNano(f.To), f.Reason, formatTime(now), f.CreatedBy)
+		err := tx.QueryRow(`INSERT INTO freezes (client, from_ns, to_ns, reason, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+			f.Client, unixNano(f.From), unixNano(f.To), f.Reason, formatTime(now), f.CreatedBy).Scan(&id)
 		if err != nil {
-			return err
-		}
-		if id, err = res.LastInsertId(); err != nil {
 			return err
 		}
 		return insertAudit(ctx, tx, now, a)

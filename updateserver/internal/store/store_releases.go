@@ -51,7 +51,7 @@ func (s *Store) PublishRelease(ctx context.Context, p Publish) error {
 			return err
 		}
 		for _, ch := range r.Channels {
-			if _, err := tx.Exec(`INSERT OR IGNORE INTO release_channels (product, version, channel, added_at, added_by) VALUES (?, ?, ?, ?, ?)`,
+			if _, err := tx.Exec(`INSERT INTO release_channels (product, version, channel, added_at, added_by) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 				r.Product, r.Version, ch, formatTime(r.PublishedAt), r.PublishedBy); err != nil {
 				return err
 			}
@@ -98,8 +98,8 @@ type ReleaseFilter struct {
 func (s *Store) ListReleases(ctx context.Context, f ReleaseFilter) ([]protocol.Release, error) {
 	q := `SELECT product, version, target_path, sha256, length, upgrade_from, notes, published_at, published_by,
 		yanked_at, yank_reason,
-		COALESCE((SELECT group_concat(channel, char(10)) FROM (SELECT channel FROM release_channels c
-			WHERE c.product = r.product AND c.version = r.version ORDER BY added_at, channel)), '')
+		COALESCE((SELECT string_agg(channel, '` + "\n" + `' ORDER BY added_at, channel) FROM release_channels c
+			WHERE c.product = r.product AND c.version = r.version), '')
 		FROM releases r WHERE 1=1`
 	var args []any
 	if f.Product != "" {
@@ -166,7 +166,7 @@ func (s *Store) GetRelease(ctx context.Context, product, version string) (protoc
 func (s *Store) Promote(ctx context.Context, now time.Time, r protocol.Release, channel string, a Audit, events ...OutboxEvent) (bool, error) {
 	added := false
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.Exec(`INSERT OR IGNORE INTO release_channels (product, version, channel, added_at, added_by) VALUES (?, ?, ?, ?, ?)`,
+		res, err := tx.Exec(`INSERT INTO release_channels (product, version, channel, added_at, added_by) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 			r.Product, r.Version, channel, formatTime(now), a.Actor)
 		if err != nil {
 			return err

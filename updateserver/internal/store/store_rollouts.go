@@ -146,14 +146,11 @@ func (t *JobTx) CreateRollout(ro RolloutRow, sites []NewRolloutSite) (int64, err
 	for i, w := range ro.Waves {
 		waves[i] = strconv.FormatFloat(w, 'f', -1, 64)
 	}
-	res, err := t.tx.Exec(`INSERT INTO rollouts (product, version, state, waves, canary, max_parallel, max_failures, soak_ns, hold, wave, wave_at_ns, created_at, created_by)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	var id int64
+	err := t.tx.QueryRow(`INSERT INTO rollouts (product, version, state, waves, canary, max_parallel, max_failures, soak_ns, hold, wave, wave_at_ns, created_at, created_by)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		ro.Product, ro.Version, ro.State, strings.Join(waves, ","), ro.Canary, ro.MaxParallel, ro.MaxFailures, int64(ro.Soak), ro.Hold,
-		ro.Wave, ro.WaveAt.UnixNano(), formatTime(ro.CreatedAt), ro.CreatedBy)
-	if err != nil {
-		return 0, err
-	}
-	id, err := res.LastInsertId()
+		ro.Wave, ro.WaveAt.UnixNano(), formatTime(ro.CreatedAt), ro.CreatedBy).Scan(&id)
 	if err != nil {
 		return 0, err
 	}

@@ -12,11 +12,12 @@ import (
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/store/storetest"
 )
 
 func openTemp(t *testing.T) (*Store, string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "s.db")
+	path := storetest.Path(t)
 	s, err := Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
@@ -25,10 +26,20 @@ func openTemp(t *testing.T) (*Store, string) {
 	return s, path
 }
 
+// sqliteOnly skips a test of SQLite's own schema and files when the suite
+// runs on PostgreSQL (its twin is in postgres_test.go).
+func sqliteOnly(t *testing.T) {
+	t.Helper()
+	if storetest.Postgres() {
+		t.Skip("a test of the SQLite store's files; the PostgreSQL twin is in postgres_test.go")
+	}
+}
+
 // TestSchemaFrozen: the released schema is frozen in testdata. Changing a
 // released migration breaks every server that already ran it; add a new
 // migration instead (and freeze its schema as testdata/schema-N.sql).
 func TestSchemaFrozen(t *testing.T) {
+	sqliteOnly(t)
 	s, _ := openTemp(t)
 	got := dumpSchema(t, s.db)
 	name := filepath.Join("testdata", fmt.Sprintf("schema-%d.sql", SchemaVersion))
@@ -60,6 +71,7 @@ func dumpSchema(t *testing.T, db *sql.DB) string {
 // TestSchemaMigratesFromFrozen: a database created by every frozen schema
 // opens and reaches the current version.
 func TestSchemaMigratesFromFrozen(t *testing.T) {
+	sqliteOnly(t)
 	frozen, _ := filepath.Glob(filepath.Join("testdata", "schema-*.sql"))
 	if len(frozen) == 0 {
 		t.Fatal("no frozen schemas in testdata")
@@ -96,6 +108,7 @@ func TestSchemaMigratesFromFrozen(t *testing.T) {
 }
 
 func TestNewerSchemaRefused(t *testing.T) {
+	sqliteOnly(t)
 	s, path := openTemp(t)
 	s.wdb.Exec(`PRAGMA user_version = 999`)
 	s.Close()

@@ -100,13 +100,10 @@ func (s *Store) AddToken(ctx context.Context, now time.Time, nt NewToken) (Token
 			exp = formatTime(*nt.ExpiresAt)
 			detail = fmt.Sprintf("name=%s role=%s expires=%s", nt.Name, nt.Role, formatTime(*nt.ExpiresAt))
 		}
-		res, err := tx.Exec(
-			`INSERT INTO tokens (name, role, hash, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			nt.Name, nt.Role, HashSecret(nt.Secret), formatTime(now), nt.By, exp)
+		err = tx.QueryRow(
+			`INSERT INTO tokens (name, role, hash, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+			nt.Name, nt.Role, HashSecret(nt.Secret), formatTime(now), nt.By, exp).Scan(&t.ID)
 		if err != nil {
-			return err
-		}
-		if t.ID, err = res.LastInsertId(); err != nil {
 			return err
 		}
 		return insertAudit(ctx, tx, now, Audit{Actor: nt.By, Action: "token.create", Object: fmt.Sprintf("token %d", t.ID), Detail: detail})

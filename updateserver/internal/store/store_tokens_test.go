@@ -15,6 +15,7 @@ import (
 // openFrozen makes a database of frozen schema version v holding rows,
 // then opens it with the current code, which migrates it.
 func openFrozen(t *testing.T, v string, rows string) *Store {
+	sqliteOnly(t)
 	t.Helper()
 	ddl, err := os.ReadFile(filepath.Join("testdata", "schema-"+v+".sql"))
 	if err != nil {

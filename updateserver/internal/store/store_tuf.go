@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -94,8 +93,4 @@ func insertMetadata(ctx context.Context, tx *sql.Tx, now time.Time, mds []Metada
 		}
 	}
 	return nil
-}
-
-func isUniqueViolation(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 }

@@ -63,7 +63,7 @@ func enqueue(tx *sql.Tx, now time.Time, evs []OutboxEvent) error {
 	if err != nil || len(hooks) == 0 {
 		return err
 	}
-	st, err := tx.Prepare(`INSERT OR IGNORE INTO webhook_outbox (webhook_id, msg_id, event_type, body, created_ns, next_ns) VALUES (?, ?, ?, ?, ?, ?)`)
+	st, err := tx.Prepare(`INSERT INTO webhook_outbox (webhook_id, msg_id, event_type, body, created_ns, next_ns) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
 	if err != nil {
 		return err
 	}
@@ -110,12 +110,9 @@ type NewWebhook struct {
 func (s *Store) CreateWebhook(ctx context.Context, now time.Time, w NewWebhook) (protocol.Webhook, error) {
 	var id int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.Exec(`INSERT INTO webhooks (url, events, secret, created_at, created_by) VALUES (?, ?, ?, ?, ?)`,
-			w.URL, strings.Join(w.Events, ","), w.Secret, formatTime(now), w.By)
+		err := tx.QueryRow(`INSERT INTO webhooks (url, events, secret, created_at, created_by) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+			w.URL, strings.Join(w.Events, ","), w.Secret, formatTime(now), w.By).Scan(&id)
 		if err != nil {
-			return err
-		}
-		if id, err = res.LastInsertId(); err != nil {
 			return err
 		}
 		return insertAudit(ctx, tx, now, Audit{Actor: w.By, Action: "webhook.create", Object: "webhook " + strconv.FormatInt(id, 10),
