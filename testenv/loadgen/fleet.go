@@ -165,7 +165,8 @@ func (f *fleet) mine() (creds []string, first int, err error) {
 // once all of them have sent their first long-poll. Each agent waits for
 // an assignment to f.version, records when it arrived, reports the job
 // done (events, then a check-in with the job's result) and goes on
-// long-polling. When every agent has reported, the arrival times go to
+// long-polling, the job's result in every check-in as the agent sends it
+// (so a report that timed out still arrives). When every agent has reported, the arrival times go to
 // f.out and the shard prints its summary and returns; errors (failed
 // check-ins or reports) make it fail.
 func (f *fleet) hold(ctx context.Context) error {
@@ -195,8 +196,9 @@ func (f *fleet) hold(ctx context.Context) error {
 		c := &agentapi.Client{BaseURL: f.servers[k%len(f.servers)], Credential: cred, HTTP: hc}
 		go func() {
 			installed, sentFirst := "1.0.0", false
+			var last *protocol.JobStatus // sent with every check-in, as the agent does
 			for ctx.Err() == nil {
-				req := protocol.CheckinRequest{InstalledVersion: installed, AgentVersion: "loadgen", OS: "linux", Arch: "amd64", State: protocol.StateIdle}
+				req := protocol.CheckinRequest{InstalledVersion: installed, AgentVersion: "loadgen", OS: "linux", Arch: "amd64", State: protocol.StateIdle, Job: last}
 				if !sentFirst {
 					sentFirst = true
 					polling.Add(1)
@@ -222,8 +224,8 @@ func (f *fleet) hold(ctx context.Context) error {
 					fail("events", err)
 				}
 				installed = asg.Version
-				req = protocol.CheckinRequest{InstalledVersion: installed, AgentVersion: "loadgen", OS: "linux", Arch: "amd64", State: protocol.StateIdle,
-					Job: &protocol.JobStatus{ID: asg.JobID, From: asg.From, To: asg.Version, State: protocol.StateCommitted, Result: protocol.ResultSucceeded}}
+				last = &protocol.JobStatus{ID: asg.JobID, From: asg.From, To: asg.Version, State: protocol.StateCommitted, Result: protocol.ResultSucceeded}
+				req = protocol.CheckinRequest{InstalledVersion: installed, AgentVersion: "loadgen", OS: "linux", Arch: "amd64", State: protocol.StateIdle, Job: last}
 				if _, err := c.Checkin(ctx, req, 0); err != nil && ctx.Err() == nil {
 					fail("report", err)
 				}
