@@ -9,7 +9,7 @@ FUZZTIME  ?= 60s
 # Linux architectures `make packages` builds .deb and .rpm for.
 PKG_ARCH  ?= amd64 arm64
 
-.PHONY: help build run test test-race test-postgres e2e race lint check cross packages test-packages fuzz bench bench-publish bench-rollout bench-checkin bench-trigger bench-fleet-scale bench-serving bench-download bench-fleet bench-smoke clean
+.PHONY: help build run test test-race test-postgres e2e race lint check cross packages test-packages fuzz bench bench-publish bench-rollout bench-checkin bench-checkin-http bench-trigger bench-fleet-scale bench-serving bench-download bench-fleet bench-smoke clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,9 +28,9 @@ test: ## run every test that needs nothing outside the repo (fuzz seed corpora i
 test-race: ## the agent's tests (and its API client's) under the race detector, as CI runs them
 	$(GO) test -race -count=1 ./agent/... ./pkg/agentapi/...
 
-test-postgres: ## the migration and engine tests, and the server's store and fleet on a real PostgreSQL (needs TEST_POSTGRES_DSN)
+test-postgres: ## the migration and engine tests, and the server's store, fleet, webhooks, CLI, publishing and replica bus on a real PostgreSQL (needs TEST_POSTGRES_DSN)
 	@test -n "$$TEST_POSTGRES_DSN" || { echo "set TEST_POSTGRES_DSN=postgres://user:pass@127.0.0.1:5432/db?sslmode=disable"; exit 2; }
-	$(GO) test -p 1 -count=1 ./pkg/migrate/ ./agent/internal/engine/ ./updateserver/internal/store/... ./updateserver/internal/fleet/
+	$(GO) test -p 1 -count=1 ./pkg/migrate/ ./agent/internal/engine/ ./updateserver/internal/store/... ./updateserver/internal/fleet/ ./updateserver/internal/notify/ ./updateserver/internal/cli/ ./updateserver/internal/publish/ ./updateserver/internal/bus/ ./updateserver/internal/lease/
 
 e2e: ## end-to-end tests: a real server, real agents and sample apps (as root also a real OS service)
 	$(GO) test -tags e2e -count=1 -parallel 4 -timeout 20m ./testenv/...
@@ -81,6 +81,9 @@ bench: ## run the benchmarks (publish throughput, bundle scan)
 bench-publish: ## publish a 1 GiB bundle: throughput against cp, server peak RSS
 	bash testenv/bench/publish.sh
 
+bench-checkin: ## the check-in hot path: idle check-ins of 1000 agents through the API handler (make bench-checkin-http for HTTP)
+	$(GO) test -run '^$$' -bench BenchmarkCheckinIdle -benchtime 3s -benchmem ./updateserver/internal/api/
+
 bench-rollout: ## a rollout over 10,000 simulated agents, 500 at once: create -> all assigned, server CPU, pause
 	bash testenv/bench/rollout.sh
 
@@ -97,7 +100,7 @@ CHECKIN_AGENTS := AGENTS=$${AGENTS:-9000}
 FLEET_SCALE_LEVELS := LEVELS=$${LEVELS:-5000,10000,18500}
 FLEET_SCALE_SMOKE  := LEVELS=200,500 PROBES=50 WAIT=30 SETTLE=1s DURATION=2m PORTS_PER_SOURCE=200
 
-bench-checkin: build ## check-ins/s (wrk, 1000 enrolled agents) against a bare net/http handler
+bench-checkin-http: build ## check-ins/s over HTTP (wrk, 9000 enrolled agents) against a bare net/http handler
 	$(if $(SMOKE),AGENTS=1000 DURATION=2s WARMUP=1s CONNS=50,$(CHECKIN_AGENTS)) bash $(PERF)/checkin-throughput .
 
 bench-trigger: build ## trigger -> assignment p50/p99 over 10,000 long-polling agents, against an in-memory long-poll server
@@ -116,7 +119,7 @@ bench-fleet: build ## N agents (100,000) over R replicas and loadgen shards, one
 	$(if $(SMOKE),AGENTS=600 REPLICAS=1 SHARDS=2 STORE=sqlite TIMEOUT=3m) bash $(PERF)/fleet .
 
 bench-smoke: ## every testenv/perf bench once with small numbers (not in CI: load, wrk, nginx)
-	$(MAKE) bench-checkin bench-trigger bench-fleet-scale bench-serving bench-download bench-fleet SMOKE=1
+	$(MAKE) bench-checkin-http bench-trigger bench-fleet-scale bench-serving bench-download bench-fleet SMOKE=1
 
 clean: ## remove build output
 	rm -rf bin dist

@@ -49,7 +49,51 @@ type Client struct {
 	// take; 0 means DefaultCheckinGrace.
 	CheckinGrace time.Duration
 
-	mu sync.Mutex // guards Credential once the client is shared
+	mu sync.Mutex // guards Credential, servers and cur once the client is shared
+	// servers are the replicas to try in turn (SetServers); cur is the
+	// one in use.
+	servers []string
+	cur     int
+}
+
+// SetServers gives the client several servers (replicas of one update
+// server) instead of BaseURL: it sticks to one and, when a request to it
+// gets no answer or a 5xx, moves on to the next for the following
+// requests (the caller's backoff paces the retries). Set it before the
+// client is shared.
+func (c *Client) SetServers(urls []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.servers = nil
+	for _, u := range urls {
+		c.servers = append(c.servers, strings.TrimRight(u, "/"))
+	}
+	c.cur = 0
+}
+
+// Server is the server requests go to now.
+func (c *Client) Server() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.servers) == 0 {
+		return c.BaseURL
+	}
+	return c.servers[c.cur]
+}
+
+// Failover moves on to the next server if server is still the one in use
+// (two requests failing at once move on once). It returns the server in
+// use afterwards.
+func (c *Client) Failover(server string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.servers) == 0 {
+		return c.BaseURL
+	}
+	if c.servers[c.cur] == strings.TrimRight(server, "/") {
+		c.cur = (c.cur + 1) % len(c.servers)
+	}
+	return c.servers[c.cur]
 }
 
 // SetCredential replaces the credential the client sends ("" for none).
@@ -155,7 +199,8 @@ func (c *Client) post(ctx context.Context, path string, in, out any, bearer stri
 }
 
 func (c *Client) do(ctx context.Context, path string, body []byte, out any, bearer string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+path, bytes.NewReader(body))
+	server := c.Server()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, server+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -165,9 +210,15 @@ func (c *Client) do(ctx context.Context, path string, body []byte, out any, bear
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
+		if ctx.Err() == nil || errors.Is(context.Cause(ctx), ErrTimeout) {
+			c.Failover(server) // no answer: the next server next time
+		}
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 500 {
+		c.Failover(server)
+	}
 	if resp.StatusCode >= 300 {
 		var er protocol.ErrorResponse
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))

@@ -132,3 +132,46 @@ func TestTLSConfigSharedWithHTTP2(t *testing.T) {
 		t.Fatalf("enroll over TLS with a config an HTTP/2 transport shares: %v", err)
 	}
 }
+
+// TestFailover: with several servers the client sticks to the one that
+// answers, and moves on to the next after no answer or a 5xx.
+func TestFailover(t *testing.T) {
+	hits := map[string]int{}
+	var mu sync.Mutex
+	server := func(name string, status int) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			hits[name]++
+			mu.Unlock()
+			w.WriteHeader(status)
+			io.WriteString(w, `{"accepted":0}`)
+		}))
+	}
+	failing := server("failing", http.StatusServiceUnavailable)
+	defer failing.Close()
+	ok := server("ok", http.StatusOK)
+	defer ok.Close()
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL
+	down.Close() // nothing listens there now
+
+	c := New("")
+	c.SetServers([]string{downURL, failing.URL, ok.URL + "/"})
+	for i := 0; i < 2; i++ {
+		if _, err := c.SendEvents(context.Background(), nil); err == nil {
+			t.Fatalf("try %d succeeded against %s", i, c.Server())
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := c.SendEvents(context.Background(), nil); err != nil {
+			t.Fatalf("against the working server: %v", err)
+		}
+	}
+	if c.Server() != ok.URL || hits["failing"] != 1 || hits["ok"] != 3 {
+		t.Fatalf("in use %s, hits %v: want one try of the failing server, then sticking to the working one", c.Server(), hits)
+	}
+	// Failover from a server no longer in use changes nothing.
+	if got := c.Failover(failing.URL); got != ok.URL {
+		t.Fatalf("a stale failover moved the client to %s", got)
+	}
+}

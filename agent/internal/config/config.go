@@ -22,7 +22,13 @@ import (
 
 // Config is the agent's configuration.
 type Config struct {
-	Server       string   `toml:"server"`
+	Server string `toml:"server"`
+	// Servers, instead of server, lists several URLs of one update
+	// server (replicas): the agent talks to one and, when it does not
+	// answer or answers 5xx, moves on to the next (TUF metadata and
+	// targets move with it unless metadata_url/targets_url are set).
+	// Server is then the first.
+	Servers      []string `toml:"servers"`
 	Site         string   `toml:"site"`
 	Client       string   `toml:"client"`
 	Product      string   `toml:"product"`
@@ -171,6 +177,9 @@ func Parse(b []byte) (*Config, error) {
 	if und := md.Undecoded(); len(und) > 0 {
 		return nil, fmt.Errorf("unknown key %q: check the spelling (see the agent's README)", und[0].String())
 	}
+	if c.Server != "" && len(c.Servers) > 0 {
+		return nil, errors.New("server and servers: give one of them (servers = [...] for several replicas)")
+	}
 	c.setDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -194,6 +203,12 @@ func (c *Config) setDefaults() {
 	if c.KeepReleases == 0 {
 		c.KeepReleases = DefaultKeepReleases
 	}
+	for i, u := range c.Servers {
+		c.Servers[i] = strings.TrimRight(u, "/")
+	}
+	if c.Server == "" && len(c.Servers) > 0 {
+		c.Server = c.Servers[0]
+	}
 	c.Server = strings.TrimRight(c.Server, "/")
 	if c.MetadataURL == "" && c.Server != "" {
 		c.MetadataURL = c.Server + "/tuf/metadata/"
@@ -205,11 +220,13 @@ func (c *Config) setDefaults() {
 
 // Validate checks every key and names the first bad one.
 func (c *Config) Validate() error {
-	if err := checkURL("server", c.Server); err != nil {
-		return err
-	}
-	if c.InsecureHTTP() && !c.AllowInsecureHTTP {
-		return fmt.Errorf("server %q: plain http:// to a host that is not loopback sends the agent's credential in clear: use https:// (with ca_file for your own CA), or set allow_insecure_http = true", c.Server)
+	for _, u := range c.ServerURLs() {
+		if err := checkURL("server", u); err != nil {
+			return err
+		}
+		if insecureHTTP(u) && !c.AllowInsecureHTTP {
+			return fmt.Errorf("server %q: plain http:// to a host that is not loopback sends the agent's credential in clear: use https:// (with ca_file for your own CA), or set allow_insecure_http = true", u)
+		}
 	}
 	if c.CAFile != "" && !filepath.IsAbs(c.CAFile) {
 		return fmt.Errorf("ca_file %q: must be an absolute path", c.CAFile)
@@ -403,7 +420,32 @@ func (a App) validate() error {
 // InsecureHTTP reports whether the server is plain http:// on a host that
 // is not loopback (localhost, 127.0.0.0/8, ::1).
 func (c *Config) InsecureHTTP() bool {
-	u, err := url.Parse(c.Server)
+	for _, u := range c.ServerURLs() {
+		if insecureHTTP(u) {
+			return true
+		}
+	}
+	return false
+}
+
+// ServerURLs is the servers the agent may talk to: servers, or server
+// alone.
+func (c *Config) ServerURLs() []string {
+	if len(c.Servers) > 0 {
+		return c.Servers
+	}
+	return []string{c.Server}
+}
+
+// TUFFollowsServer says whether the TUF repository is read from the
+// server the agent talks to now: several servers, and neither
+// metadata_url nor targets_url set to a mirror.
+func (c *Config) TUFFollowsServer() bool {
+	return len(c.Servers) > 1 && c.MetadataURL == c.Servers[0]+"/tuf/metadata/" && c.TargetsURL == c.Servers[0]+"/tuf/targets/"
+}
+
+func insecureHTTP(s string) bool {
+	u, err := url.Parse(s)
 	if err != nil || u.Scheme != "http" {
 		return false
 	}

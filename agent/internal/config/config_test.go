@@ -42,6 +42,30 @@ func TestParseValid(t *testing.T) {
 	}
 }
 
+// TestServers: servers = [...] lists replicas; server is the first, and
+// the TUF repository follows the server in use unless a mirror is set.
+func TestServers(t *testing.T) {
+	in := strings.Replace(valid, `server       = "http://127.0.0.1:8080/"`, `servers = ["http://127.0.0.1:8080/", "http://127.0.0.1:8081"]`, 1)
+	c, err := Parse([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Server != "http://127.0.0.1:8080" || strings.Join(c.ServerURLs(), " ") != "http://127.0.0.1:8080 http://127.0.0.1:8081" || !c.TUFFollowsServer() {
+		t.Errorf("server %q, servers %q, TUF follows %t", c.Server, c.ServerURLs(), c.TUFFollowsServer())
+	}
+	c, err = Parse([]byte(strings.Replace(in, "[app]", "metadata_url = \"https://mirror.example.com/metadata/\"\n[app]", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TUFFollowsServer() {
+		t.Error("with a mirror set the TUF repository still follows the server")
+	}
+	c, err = Parse([]byte(valid))
+	if err != nil || strings.Join(c.ServerURLs(), " ") != "http://127.0.0.1:8080" || c.TUFFollowsServer() {
+		t.Errorf("one server: %q, %v", c.ServerURLs(), err)
+	}
+}
+
 func TestParseErrorsNameTheKey(t *testing.T) {
 	tests := []struct {
 		name, replace, with, wantErr string
@@ -63,6 +87,9 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"relative ca_file", `[app]`, "ca_file = \"ca.pem\"\n[app]", "ca_file"},
 		{"bad drift_ignore", `[app]`, "drift_ignore = [\"[a-\"]\n[app]", "drift_ignore"},
 		{"short self_update_trial", `[app]`, "self_update_trial = \"1s\"\n[app]", "self_update_trial"},
+		{"server and servers", `[app]`, "servers = [\"http://127.0.0.1:8081\"]\n[app]", "server and servers"},
+		{"a bad one of servers", `server       = "http://127.0.0.1:8080/"`, `servers = ["http://127.0.0.1:8080", "ftp://x"]`, `server "ftp://x"`},
+		{"plain http to another replica", `server       = "http://127.0.0.1:8080/"`, `servers = ["http://127.0.0.1:8080", "http://b.example.com"]`, "allow_insecure_http"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

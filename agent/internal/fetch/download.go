@@ -52,7 +52,7 @@ func (c *Client) Download(ctx context.Context, t *Target, dst string) (Result, e
 	if t == nil {
 		return Result{}, &Error{Kind: ErrConfig, Msg: "Download needs a target"}
 	}
-	if c.targetsURL == "" {
+	if _, targetsURL := c.urls(); targetsURL == "" {
 		return Result{}, &Error{Kind: ErrConfig, Target: t.Path, Msg: "no targets URL to download from"}
 	}
 	want, err := wantHashes(t)
@@ -120,7 +120,8 @@ func (c *Client) targetURL(t *Target, want map[string][]byte) string {
 	for i, s := range segs {
 		segs[i] = url.PathEscape(s)
 	}
-	return c.targetsURL + strings.Join(segs, "/")
+	_, targetsURL := c.urls()
+	return targetsURL + strings.Join(segs, "/")
 }
 
 // consistentSnapshot reads the trusted root's consistent_snapshot: from the
@@ -376,6 +377,10 @@ func (d *download) fill(ctx context.Context) error {
 		if sleep(ctx, delay) != nil {
 			return d.canceled(ctx)
 		}
+		// With several servers, the next try (resuming) may go to
+		// another one.
+		d.c.failed(d.url)
+		d.url = d.c.targetURL(d.t, d.want)
 	}
 	return nil
 }

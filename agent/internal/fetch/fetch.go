@@ -62,6 +62,16 @@ type Config struct {
 	// time.Now. The tuf-client command sets it from FAKETIME.
 	RefTime func() time.Time
 	Log     *slog.Logger
+	// Server, when set, is asked before each request for the server the
+	// repository is read from now: metadata and targets are then under
+	// <Server()>/tuf/metadata/ and /tuf/targets/ (MetadataURL and
+	// TargetsURL are not used). An agent with several servers (replicas)
+	// reads the repository from the one it talks to.
+	Server func() string
+	// Unreachable, when set, is called with the server of a request that
+	// got no answer or a 5xx, before it is tried again: the agent moves
+	// on to its next server.
+	Unreachable func(server string)
 }
 
 // rootMaxLength bounds a root.json fetched by Bootstrap, as go-tuf's
@@ -96,6 +106,8 @@ type Client struct {
 	dir         string
 	metadataURL string // with a trailing slash, or ""
 	targetsURL  string // with a trailing slash, or ""
+	server      func() string
+	unreachable func(string)
 	pin         string // lower-case hex, or ""
 	http        *http.Client
 	now         func() time.Time
@@ -125,6 +137,8 @@ func New(cfg Config) (*Client, error) {
 		dir:           cfg.MetadataDir,
 		metadataURL:   withSlash(cfg.MetadataURL),
 		targetsURL:    withSlash(cfg.TargetsURL),
+		server:        cfg.Server,
+		unreachable:   cfg.Unreachable,
 		pin:           strings.ToLower(cfg.RootSHA256),
 		http:          cfg.HTTPClient,
 		now:           cfg.RefTime,
@@ -149,6 +163,26 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
+// urls is where metadata and targets are read now (with trailing
+// slashes, or "").
+func (c *Client) urls() (metadataURL, targetsURL string) {
+	if c.server != nil {
+		s := strings.TrimRight(c.server(), "/")
+		return s + "/tuf/metadata/", s + "/tuf/targets/"
+	}
+	return c.metadataURL, c.targetsURL
+}
+
+// failed tells Config.Unreachable that the server of url gave no answer.
+func (c *Client) failed(url string) {
+	if c.server == nil || c.unreachable == nil {
+		return
+	}
+	if s := c.server(); strings.HasPrefix(url, strings.TrimRight(s, "/")+"/") {
+		c.unreachable(s)
+	}
+}
+
 func withSlash(u string) string {
 	if u == "" || strings.HasSuffix(u, "/") {
 		return u
@@ -165,6 +199,7 @@ func (c *Client) newFetcher() *httpFetcher {
 		timeout:  c.metaTimeout,
 		attempts: c.metaAttempts,
 		backoff:  c.backoff,
+		failed:   c.failed,
 	}
 }
 
@@ -209,10 +244,11 @@ func (c *Client) Bootstrap(ctx context.Context) error {
 	if c.pin == "" {
 		return &Error{Kind: ErrNoRoot, Role: metadata.ROOT, Msg: fmt.Sprintf("no trusted root.json in %s and no root_sha256 pin: give the root with init or set root_sha256", c.dir)}
 	}
-	if c.metadataURL == "" {
+	metadataURL, _ := c.urls()
+	if metadataURL == "" {
 		return &Error{Kind: ErrConfig, Role: metadata.ROOT, Msg: "no metadata URL to fetch the initial root from"}
 	}
-	u := c.metadataURL + "1.root.json"
+	u := metadataURL + "1.root.json"
 	f := c.newFetcher()
 	unbind := f.bind(ctx)
 	data, err = f.DownloadFile(u, c.maxRootLength, 0)
@@ -261,7 +297,8 @@ func (c *Client) Refresh(ctx context.Context) error {
 // refreshLocked is Refresh; c.mu must be held.
 func (c *Client) refreshLocked(ctx context.Context) error {
 	c.up, c.fetcher, c.refreshed = nil, nil, false
-	if c.metadataURL == "" {
+	metadataURL, targetsURL := c.urls()
+	if metadataURL == "" {
 		return &Error{Kind: ErrConfig, Msg: "no metadata URL to refresh from"}
 	}
 	rootBytes, err := os.ReadFile(c.rootPath())
@@ -272,14 +309,14 @@ func (c *Client) refreshLocked(ctx context.Context) error {
 		return &Error{Kind: ErrLocal, Role: metadata.ROOT, Msg: oneLine(err.Error()), Err: err}
 	}
 	c.cleanCache()
-	cfg, err := config.New(c.metadataURL, rootBytes)
+	cfg, err := config.New(metadataURL, rootBytes)
 	if err != nil {
 		return &Error{Kind: ErrConfig, Msg: oneLine(err.Error()), Err: err}
 	}
 	cfg.LocalMetadataDir = c.dir
 	cfg.LocalTargetsDir = c.dir // never written: we download targets ourselves
-	if c.targetsURL != "" {
-		cfg.RemoteTargetsURL = c.targetsURL
+	if targetsURL != "" {
+		cfg.RemoteTargetsURL = targetsURL
 	}
 	f := c.newFetcher()
 	cfg.Fetcher = f

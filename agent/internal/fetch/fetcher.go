@@ -73,9 +73,10 @@ type fetchRecord struct {
 type httpFetcher struct {
 	client   *http.Client
 	log      *slog.Logger
-	timeout  time.Duration // per metadata request
-	attempts int           // tries per file, for transient failures
-	backoff  time.Duration // first pause between tries, doubled each time
+	timeout  time.Duration    // per metadata request
+	attempts int              // tries per file, for transient failures
+	backoff  time.Duration    // first pause between tries, doubled each time
+	failed   func(url string) // a try got no answer or a 5xx (Config.Unreachable)
 
 	mu   sync.Mutex
 	ctx  context.Context
@@ -127,6 +128,9 @@ func (f *httpFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Durat
 			break
 		}
 		f.log.Debug("metadata download failed; trying again", "url", urlPath, "attempt", attempt, "err", err)
+		if f.failed != nil {
+			f.failed(urlPath)
+		}
 		if serr := sleep(ctx, backoffDelay(f.backoff, attempt)); serr != nil {
 			err = serr
 			break

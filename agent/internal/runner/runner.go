@@ -110,6 +110,9 @@ func (r *Runner) runOnce(ctx context.Context) (*handover, error) {
 		return nil, fmt.Errorf("ca_file: %w: give the PEM file of the CA that signed the server's certificate", err)
 	}
 	r.api = agentapi.New(r.cfg.Server, agentapi.WithTLS(tlsCfg))
+	if urls := r.cfg.ServerURLs(); len(urls) > 1 {
+		r.api.SetServers(urls)
+	}
 	if r.cfg.InsecureHTTP() {
 		r.log.Warn("allow_insecure_http = true: talking plain http:// to a server that is not on loopback; the agent's credential and reports travel in clear (TUF still checks what is installed): use https://",
 			"server", r.cfg.Server)
@@ -129,6 +132,8 @@ func (r *Runner) runOnce(ctx context.Context) (*handover, error) {
 		RootSHA256:  r.cfg.RootSHA256,
 		TLS:         tlsCfg,
 		Log:         r.log,
+		Server:      r.tufServer(),
+		Unreachable: r.serverUnreachable,
 	})
 	if err != nil {
 		return nil, err
@@ -222,11 +227,15 @@ func (r *Runner) loop(ctx context.Context) {
 			r.checkDrift(ctx)
 		}
 		st := r.engine.Status()
+		server := r.api.Server()
 		resp, err := r.api.Checkin(ctx, r.checkinRequest(st), wait)
 		r.recordContact(err, false)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
+			}
+			if next := r.api.Server(); next != server {
+				r.log.Warn("server not answering: moving on to the next one", "server", server, "next", next, "err", err)
 			}
 			if agentapi.IsUnauthorized(err) {
 				r.credentialRefused(ctx, err)
@@ -437,9 +446,13 @@ var errNoEnrollToken = errors.New("the agent has no credential and the config ha
 func (r *Runner) enroll(ctx context.Context) error {
 	host, _ := os.Hostname()
 	// Same server and transport; r.api gets the credential once it is saved.
-	api := &agentapi.Client{BaseURL: r.api.BaseURL, HTTP: r.api.HTTP, Timeout: r.api.Timeout}
+	server := r.api.Server()
+	api := &agentapi.Client{BaseURL: server, HTTP: r.api.HTTP, Timeout: r.api.Timeout}
 	resp, err := api.Enroll(ctx, protocol.EnrollRequest{Token: r.cfg.EnrollToken, Site: r.cfg.Site, Client: r.cfg.Client, Product: r.cfg.Product, Hostname: host})
 	if err != nil {
+		if !agentapi.IsUnauthorized(err) {
+			r.serverUnreachable(server)
+		}
 		return err
 	}
 	if err := atomicfile.WriteFile(filepath.Join(r.cfg.DataDir, CredentialFile), []byte(resp.Credential+"\n"), 0o600); err != nil {
@@ -625,5 +638,22 @@ func sleep(ctx context.Context, d time.Duration) {
 	select {
 	case <-ctx.Done():
 	case <-t.C:
+	}
+}
+
+// tufServer is where the TUF repository is read from with several
+// servers: the one the agent talks to now (nil: the configured URLs).
+func (r *Runner) tufServer() func() string {
+	if !r.cfg.TUFFollowsServer() {
+		return nil
+	}
+	return func() string { return r.api.Server() }
+}
+
+// serverUnreachable moves the agent on to its next server (with several)
+// when server did not answer.
+func (r *Runner) serverUnreachable(server string) {
+	if next := r.api.Failover(server); next != server {
+		r.log.Warn("server not answering: moving on to the next one", "server", server, "next", next)
 	}
 }

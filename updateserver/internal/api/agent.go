@@ -66,19 +66,28 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 // below it.
 const maxAgentBody = 2 << 20
 
+// errLimited is what a check-in's charge returns past the limit.
+var errLimited = errors.New("past the limit of check-ins that write")
+
 // maxWait caps a long-poll.
 const maxWait = 5 * time.Minute
 
 func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
-	if ok, retry := s.limits.checkins.allow(agentSite(r)); !ok {
-		tooMany(w, retry, "too many check-ins from site "+agentSite(r)+" (an agent checks in about once per poll interval)")
-		return
-	}
 	deadline(w, time.Minute)
 	var req protocol.CheckinRequest
 	if err := decodeMax(w, r, &req, maxAgentBody); err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	// Only a check-in that costs a write is charged (see Limits).
+	var retry time.Duration
+	charge := func() error {
+		ok, wait := s.limits.checkins.allow(agentSite(r))
+		if !ok {
+			retry = wait
+			return errLimited
+		}
+		return nil
 	}
 	var wait time.Duration
 	if v := r.URL.Query().Get("wait"); v != "" {
@@ -93,7 +102,11 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 	}
 	done := s.Metrics.CheckIn(wait > 0)
 	defer done()
-	resp, err := s.Fleet.Checkin(r.Context(), agentSite(r), req, wait)
+	resp, err := s.Fleet.CheckinCharged(r.Context(), agentSite(r), req, wait, charge)
+	if errors.Is(err, errLimited) {
+		tooMany(w, retry, "too many changing check-ins from site "+agentSite(r)+" (an agent reports a change about once per poll interval)")
+		return
+	}
 	s.reply(w, r, resp, err)
 }
 

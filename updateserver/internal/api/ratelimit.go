@@ -22,8 +22,16 @@ import (
 //     credential or enroll token) per source address: many agents behind
 //     one NAT address share it, but only failures count, so good agents
 //     there keep working while a bad one is answered 429;
-//   - check-ins per agent credential: a long-polling agent checks in
-//     about once per poll interval, far below the limit;
+//   - check-ins that cost a write, per agent credential: a report that
+//     changes the site's row (state, versions, drift, host), or a job's
+//     progress or result. An agent reports a change about once per poll
+//     interval at most, far below the limit. A check-in that changes
+//     nothing is not charged: it costs no write (only its time is kept
+//     in memory, store.Store.Checkin) nor, for a site without a job, any
+//     query, so it is about as cheap as /healthz, which is not limited
+//     either; a credential hammering them costs what any client
+//     hammering the server does. Failed authentication stays limited
+//     below;
 //   - event batches per agent credential: an agent sends a batch about
 //     every 250ms during a job, and faster only to catch up.
 //
@@ -32,7 +40,7 @@ import (
 // callers from many addresses cannot grow its memory without bound.
 type Limits struct {
 	AuthFailures Rate // per source address (IPv6: per /64)
-	Checkins     Rate // per agent credential
+	Checkins     Rate // check-ins that write, per agent credential
 	Events       Rate // per agent credential
 	MaxKeys      int  // entries per limiter
 }

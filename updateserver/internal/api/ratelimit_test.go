@@ -157,16 +157,23 @@ func TestFailedAuthenticationIsLimited(t *testing.T) {
 	}
 }
 
-// TestCheckinsPerCredentialAreLimited: one credential checking in without
-// pause is answered 429 past its burst; another agent is not affected.
+// TestCheckinsPerCredentialAreLimited: one credential reporting a change
+// on every check-in without pause (each one a write) is answered 429 past
+// its burst; another agent is not affected. Check-ins that change
+// nothing cost no write and are not charged: an agent may repeat them.
 func TestCheckinsPerCredentialAreLimited(t *testing.T) {
 	s := startHTTP(t)
 	ctx := context.Background()
 	burst := api.DefaultLimits.Checkins.Burst
+	for n := 1; n <= 3*burst; n++ {
+		if _, err := s.A.Checkin(ctx, protocol.CheckinRequest{State: "idle", InstalledVersion: "1.0.0"}, 0); err != nil {
+			t.Fatalf("unchanged check-in %d: %v, want it served (it writes nothing)", n, err)
+		}
+	}
 	var err error
 	n := 0
 	for n = 1; n <= 3*burst; n++ {
-		if _, err = s.A.Checkin(ctx, protocol.CheckinRequest{State: "idle"}, 0); err != nil {
+		if _, err = s.A.Checkin(ctx, protocol.CheckinRequest{State: "idle", InstalledVersion: fmt.Sprintf("1.0.%d", n)}, 0); err != nil {
 			break
 		}
 	}
@@ -174,7 +181,7 @@ func TestCheckinsPerCredentialAreLimited(t *testing.T) {
 	if n < burst || !asAgentErr(err, &ae) || ae.Status != http.StatusTooManyRequests || ae.Code != protocol.CodeTooManyRequests {
 		t.Fatalf("check-in %d: %v, want 429 after %d", n, err, burst)
 	}
-	code, body, h := s.call(t, "POST", "/api/v1/agent/checkin", s.A.Credential, `{"state":"idle"}`)
+	code, body, h := s.call(t, "POST", "/api/v1/agent/checkin", s.A.Credential, `{"state":"idle","installed_version":"2.0.0"}`)
 	wantTooMany(t, "check-in past the limit", code, body, h)
 	if _, err := s.B.Checkin(ctx, protocol.CheckinRequest{State: "idle"}, 0); err != nil {
 		t.Errorf("another agent: %v", err)

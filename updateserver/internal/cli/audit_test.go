@@ -1,12 +1,10 @@
 package cli_test
 
 import (
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,7 +13,6 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/dropless/dropless/pkg/protocol"
-	"github.com/dropless/dropless/updateserver/internal/daemon"
 )
 
 func (s *server) auditJSON(t *testing.T, args ...string) []protocol.AuditEntry {
@@ -32,11 +29,7 @@ func (s *server) auditJSON(t *testing.T, args ...string) []protocol.AuditEntry {
 // as a server that ran long ago would have: n entries by actor at when.
 func (s *server) insertOldAudit(t *testing.T, when time.Time, actor string, n int) {
 	t.Helper()
-	db, err := sql.Open("sqlite", filepath.Join(s.Data, daemon.DBFile)+"?_pragma=busy_timeout(10000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := s.rawDB(t)
 	tx, err := db.Begin()
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,6 +25,8 @@ import (
 	"github.com/dropless/dropless/updateserver/internal/api/spectest"
 	"github.com/dropless/dropless/updateserver/internal/cli"
 	"github.com/dropless/dropless/updateserver/internal/daemon"
+	"github.com/dropless/dropless/updateserver/internal/store"
+	"github.com/dropless/dropless/updateserver/internal/store/storetest"
 	"github.com/dropless/dropless/updateserver/internal/tufrepo"
 )
 
@@ -36,6 +39,22 @@ type server struct {
 	d     *daemon.Daemon
 
 	tokens int // how many newToken made
+}
+
+// rawDB is the server's database opened behind its back, as an
+// operator's SQL would: the SQLite file, or on PostgreSQL the store's own
+// pool (which takes the same ? placeholders).
+func (s *server) rawDB(t *testing.T) *sql.DB {
+	t.Helper()
+	if s.d.Store.Dialect() == store.Postgres {
+		return s.d.Store.DB()
+	}
+	db, err := sql.Open("sqlite", filepath.Join(s.Data, daemon.DBFile)+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 type serverOpt func(*daemon.Config)
@@ -66,6 +85,9 @@ func startServer(t *testing.T, opts ...serverOpt) *server {
 		JobTimeout:      daemon.DefaultJobTimeout,
 		Log:             testutil.NewLog(t, slog.LevelInfo).Logger(),
 		WrapHandler:     spectest.Wrap(t, apiDescription(t)),
+	}
+	if storetest.Postgres() { // make test-postgres: every CLI test on PostgreSQL too
+		cfg.Store = storetest.Schema(t)
 	}
 	for _, o := range opts {
 		o(&cfg)

@@ -94,6 +94,8 @@ func TestMetrics(t *testing.T) {
 		"updateserver_sites_online{product=acme-erp}":                                       1,
 		"updateserver_checkins_total{}":                                                     1,
 		"updateserver_long_polls_held{}":                                                    0,
+		"updateserver_lease_held{lease=rollouts}":                                           1,
+		"updateserver_lease_held{lease=tuf-refresh}":                                        1,
 		"updateserver_releases_published_total{}":                                           2,
 		"updateserver_publish_bytes_total{}":                                                float64(rs[0].Length + rs[1].Length),
 		"updateserver_http_requests_total{code=200,route=POST /api/v1/agent/events}":        1,

@@ -20,10 +20,10 @@ const defaultDataDir = "./updateserver-data"
 
 type serverFlags struct {
 	data, store, listen, maxBundle, logFormat string
-	tlsCert, tlsKey                    string
-	expiry                             tufrepo.Expiry
-	refresh, poll, jobTimeout          time.Duration
-	metricsPublic                      bool
+	tlsCert, tlsKey                           string
+	expiry                                    tufrepo.Expiry
+	refresh, poll, jobTimeout                 time.Duration
+	metricsPublic                             bool
 }
 
 func (f *serverFlags) register(cmd *cobra.Command, listen bool) {

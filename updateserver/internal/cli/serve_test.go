@@ -174,6 +174,20 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// TestStoreFlag: --store takes a postgres:// URL only, and a store that
+// cannot be opened is named without its password.
+func TestStoreFlag(t *testing.T) {
+	s := startServer(t)
+	dir := t.TempDir()
+	if r := s.cli("", "init", "--data", filepath.Join(dir, "a"), "--store", "mysql://db"); r.code != 2 || !strings.Contains(r.stderr, "give a postgres://") {
+		t.Errorf("--store mysql://: exit %d, %q; want 2 and what to give", r.code, r.stderr)
+	}
+	r := s.cli("", "init", "--data", filepath.Join(dir, "b"), "--store", "postgres://u:s3cret@127.0.0.1:1/db?sslmode=disable&connect_timeout=5")
+	if r.code != 1 || !strings.Contains(r.stderr, "open store postgres://u:***@127.0.0.1:1/db") || strings.Contains(r.stderr, "s3cret") {
+		t.Errorf("unreachable PostgreSQL: exit %d, %q; want 1, the URL without its password", r.code, r.stderr)
+	}
+}
+
 // TestServeBinary runs the real binary: first start initialises the data
 // dir (admin.token 0600, root.json), root sha256 prints its hash, and
 // SIGTERM shuts it down cleanly with exit 0.

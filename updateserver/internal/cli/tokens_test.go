@@ -2,10 +2,8 @@ package cli_test
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,7 +11,6 @@ import (
 
 	"github.com/dropless/dropless/pkg/agentapi"
 	"github.com/dropless/dropless/pkg/protocol"
-	"github.com/dropless/dropless/updateserver/internal/daemon"
 	"github.com/dropless/dropless/updateserver/internal/store"
 )
 
@@ -105,11 +102,7 @@ func TestTokenCommands(t *testing.T) {
 	s.mustCLI(s.Admin, "token", "create", "--role", "release", "--name", "ci")
 
 	// Names given twice before they were unique: revoke takes them all and says so.
-	db, err := sql.Open("sqlite", filepath.Join(s.Data, daemon.DBFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := s.rawDB(t)
 	if _, err := db.Exec(`INSERT INTO tokens (name, role, hash, created_at, created_by) VALUES
 		('legacy', 'viewer', 'h1', '2024-01-01T00:00:00Z', 'old server'), ('legacy', 'viewer', 'h2', '2024-01-01T00:00:00Z', 'old server')`); err != nil {
 		t.Fatal(err)

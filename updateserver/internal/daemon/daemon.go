@@ -26,7 +26,9 @@ import (
 	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/api"
+	"github.com/dropless/dropless/updateserver/internal/bus"
 	"github.com/dropless/dropless/updateserver/internal/fleet"
+	"github.com/dropless/dropless/updateserver/internal/lease"
 	"github.com/dropless/dropless/updateserver/internal/metrics"
 	"github.com/dropless/dropless/updateserver/internal/notify"
 	"github.com/dropless/dropless/updateserver/internal/publish"
@@ -124,10 +126,16 @@ type Daemon struct {
 	Metrics   *metrics.Metrics
 	// Webhooks delivers the webhook outbox.
 	Webhooks *notify.Sender
-	log      *slog.Logger
-	ln       net.Listener
-	lock     *dirLock
-	certs    *certReloader // nil: plain HTTP
+	// Leases runs the background jobs that must run once across
+	// replicas on the replica holding their lease (always this one on
+	// SQLite).
+	Leases *lease.Runner
+	// Bus carries wake-ups between replicas (bus.Local alone on SQLite).
+	Bus   bus.Bus
+	log   *slog.Logger
+	ln    net.Listener
+	lock  *dirLock
+	certs *certReloader // nil: plain HTTP
 }
 
 // Open opens the data directory, initialising it on first use: keys, the
@@ -167,8 +175,13 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	if d.lock, err = lockDataDir(cfg.DataDir); err != nil {
-		return nil, err
+	// On PostgreSQL several replicas share the data directory (the
+	// store's leases and write lock keep them apart); on SQLite it is
+	// one server's.
+	if !store.IsPostgresURL(cfg.Store) {
+		if d.lock, err = lockDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
 	}
 	for _, dir := range []string{filepath.Join(cfg.DataDir, TargetsDir), filepath.Join(cfg.DataDir, UploadsDir)} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -180,6 +193,11 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		return nil, err
 	}
 	d.Store = st
+	d.Leases, d.Bus = lease.Always(), bus.Local{}
+	if st.Shared() {
+		d.Leases = &lease.Runner{Store: st, Holder: lease.Holder(), Log: log}
+		d.Bus = &bus.Postgres{DSN: st.DSN, Log: log}
+	}
 	d.Publisher = &publish.Publisher{
 		Store:      st,
 		Repo:       tufrepo.Repo{Keys: tufrepo.KeyStore{Dir: filepath.Join(cfg.DataDir, KeysDir)}, Expiry: cfg.Expiry},
@@ -189,8 +207,9 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		MaxUpload:  cfg.MaxBundleSize,
 		Log:        log,
 	}
-	d.Fleet = &fleet.Fleet{Store: st, Log: log, PollInterval: cfg.PollInterval, JobTimeout: cfg.JobTimeout, Outbox: notify.JobOutbox, RolloutOutbox: notify.RolloutOutbox}
+	d.Fleet = &fleet.Fleet{Store: st, Log: log, PollInterval: cfg.PollInterval, JobTimeout: cfg.JobTimeout, Outbox: notify.JobOutbox, RolloutOutbox: notify.RolloutOutbox, Bus: d.Bus}
 	d.Metrics = metrics.New(st, d.Fleet.OnlineSince, log)
+	d.Metrics.Leases(d.Leases.Held)
 	d.Webhooks = &notify.Sender{Store: st, Log: log, Attempted: d.Metrics.WebhookAttempt}
 	d.Fleet.RolloutsChanged = d.Webhooks.Wake
 	// Sites that follow a channel react to its releases; the webhook
@@ -198,9 +217,21 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	d.Publisher.Subscribe(func(c publish.ReleaseChange) {
 		d.Fleet.ReleaseChanged(c.Product)
 		d.Webhooks.Wake()
+		// The follower and the webhook sender may run on another
+		// replica. Sent after the commit: a replica that dies in between
+		// leaves the change to the follower's next catch-up pass.
+		if err := d.Bus.Send(context.WithoutCancel(ctx), bus.Msg{Topic: bus.Release, Payload: c.Product}); err != nil {
+			log.Warn("telling the other replicas about a release change failed", "err", err)
+		}
 	})
 	if err := d.init(ctx); err != nil {
 		return nil, err
+	}
+	if st.Shared() {
+		// Another replica may be receiving an upload into the shared
+		// staging area now: leftovers wait for the leased cleaner
+		// (cleanUploads), which removes them after a day.
+		return d, nil
 	}
 	n, err := d.Publisher.CleanStaging(ctx)
 	if err != nil {
@@ -299,6 +330,17 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	// committed by then); the metrics count ended jobs.
 	defer d.Fleet.Subscribe(func(fleet.JobEvent) { d.Webhooks.Wake() })()
 	defer d.Metrics.Jobs(d.Fleet)()
+	// What other replicas change wakes the parts running here.
+	defer d.Fleet.Listen(d.Bus)()
+	for _, topic := range []string{bus.Outbox, bus.Rollouts, bus.Release} {
+		defer d.Bus.Subscribe(topic, func(string) { d.Webhooks.Wake() })()
+	}
+	defer d.Bus.Subscribe(bus.Release, func(p string) {
+		if p == bus.Resync {
+			p = "" // every product
+		}
+		d.Fleet.ReleaseChanged(p)
+	})()
 	srv := &http.Server{
 		Handler:           d.handler(),
 		ReadHeaderTimeout: cmp.Or(d.cfg.ReadHeaderTimeout, 10*time.Second),
@@ -315,18 +357,28 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		stopBG()
 		wg.Wait()
 	}()
-	for _, job := range []func(context.Context){
-		func(ctx context.Context) { d.Publisher.RunRefresher(ctx, d.cfg.RefreshInterval) },
-		d.cleanUploads,
-		func(ctx context.Context) { d.Fleet.RunSweeper(ctx, min(time.Minute, d.cfg.JobTimeout/4)) },
-		d.Fleet.RunFollower,
-		func(ctx context.Context) { d.Fleet.RunRollouts(ctx, fleet.DefaultRolloutTick) },
-		d.Webhooks.Run,
+	// Each job runs on one replica at a time, the holder of its lease:
+	// two re-signers would sign two versions with the same number, two
+	// webhook senders deliver a webhook twice.
+	if pg, ok := d.Bus.(*bus.Postgres); ok {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pg.Run(bg)
+		}()
+	}
+	for name, job := range map[string]func(context.Context){
+		"tuf-refresh":     func(ctx context.Context) { d.Publisher.RunRefresher(ctx, d.cfg.RefreshInterval) },
+		"uploads-cleanup": d.cleanUploads,
+		"job-sweeper":     func(ctx context.Context) { d.Fleet.RunSweeper(ctx, min(time.Minute, d.cfg.JobTimeout/4)) },
+		"follow":          d.Fleet.RunFollower,
+		"rollouts":        func(ctx context.Context) { d.Fleet.RunRollouts(ctx, fleet.DefaultRolloutTick) },
+		"webhooks":        d.Webhooks.Run,
 	} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			job(bg)
+			d.Leases.Run(bg, name, job)
 		}()
 	}
 
@@ -339,7 +391,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	} else {
 		go func() { errc <- srv.Serve(d.ln) }()
 	}
-	d.log.Info("update server listening", "addr", scheme+d.Addr(), "data", d.cfg.DataDir)
+	d.log.Info("update server listening", "addr", scheme+d.Addr(), "data", d.cfg.DataDir, "store", string(d.Store.Dialect()))
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)

@@ -3,6 +3,8 @@ package fleet
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
@@ -24,11 +26,25 @@ import (
 // the answer is recorded as picked up before the answer leaves, so that
 // an upgrade made meanwhile cannot supersede it.
 func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRequest, wait time.Duration) (protocol.CheckinResponse, error) {
+	return f.CheckinCharged(ctx, site, req, wait, nil)
+}
+
+// CheckinCharged is Checkin, calling charge first when the check-in
+// costs a write: a report that differs from what the store holds, or a
+// job's progress or result. One that changes nothing costs none (its
+// time is kept in memory; store.Store.Checkin) and is not charged. An
+// error from charge is returned as it is, and nothing is recorded.
+func (f *Fleet) CheckinCharged(ctx context.Context, site string, req protocol.CheckinRequest, wait time.Duration, charge func() error) (protocol.CheckinResponse, error) {
 	if err := validateCheckin(&req); err != nil {
 		return protocol.CheckinResponse{}, err
 	}
+	if charge != nil && (req.Job != nil || f.Store.CheckinWrites(site, req)) {
+		if err := charge(); err != nil {
+			return protocol.CheckinResponse{}, err
+		}
+	}
 	now := f.now()
-	if err := f.Store.Checkin(ctx, now, site, req); err != nil {
+	if _, err := f.Store.Checkin(ctx, now, site, req); err != nil {
 		return protocol.CheckinResponse{}, err
 	}
 	known := ""
@@ -50,8 +66,12 @@ func (f *Fleet) Checkin(ctx context.Context, site string, req protocol.CheckinRe
 	}
 	deadline := time.Now().Add(wait)
 	for {
-		// Subscribe before reading, so a job created in between wakes us.
-		ch := f.hub.subscribe(site)
+		// Subscribe before reading, so a job created in between wakes us
+		// (only a call that may wait: an answer at once needs no wake-up).
+		var ch chan *protocol.Assignment
+		if wait > 0 {
+			ch = f.hub.subscribe(site)
+		}
 		resp, handedOut, err := f.assignment(ctx, site)
 		if err != nil {
 			f.hub.unsubscribe(site, ch)
@@ -148,16 +168,42 @@ func validateCheckin(req *protocol.CheckinRequest) error {
 	if err := req.Validate(); err != nil {
 		return fault.New(fault.Invalid, "check-in %v", err)
 	}
-	if v := req.InstalledVersion; v != "" {
+	if v := req.InstalledVersion; v != "" && !validVersions.has(v) {
 		if _, err := versions.Parse(v); err != nil {
 			return fault.New(fault.Invalid, "check-in installed_version: %q is not a version", v)
 		}
+		validVersions.add(v)
 	}
 	if req.State == "" {
 		req.State = protocol.StateIdle
 	}
 	req.Drift = protocol.CleanDrift(req.Drift)
 	return nil
+}
+
+// validVersions remembers installed versions that parsed: a fleet
+// reports a few versions over and over, and parsing one is a good part of
+// an idle check-in's cost. It holds at most maxValidVersions.
+var validVersions versionSet
+
+const maxValidVersions = 4096
+
+type versionSet struct {
+	m sync.Map
+	n atomic.Int32
+}
+
+func (s *versionSet) has(v string) bool {
+	_, ok := s.m.Load(v)
+	return ok
+}
+
+func (s *versionSet) add(v string) {
+	if s.n.Load() < maxValidVersions {
+		if _, loaded := s.m.LoadOrStore(v, struct{}{}); !loaded {
+			s.n.Add(1)
+		}
+	}
 }
 
 // Events stores a batch of a site's job events. Messages are kept up to

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/bus"
 	"github.com/dropless/dropless/updateserver/internal/fault"
 	"github.com/dropless/dropless/updateserver/internal/store"
 )
@@ -57,6 +58,10 @@ type Fleet struct {
 	// it committed (the webhook sender wakes).
 	RolloutOutbox   func(tx *store.JobTx, now time.Time, evs []RolloutEvent) error
 	RolloutsChanged func()
+	// Bus tells the other replicas of the store about job changes, in
+	// the transaction that makes them (replicas.go); nil: none (one
+	// server alone on its store).
+	Bus bus.Bus
 
 	hub     hub
 	signals signals

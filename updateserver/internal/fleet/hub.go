@@ -28,6 +28,9 @@ func (h *hub) subscribe(site string) chan *protocol.Assignment {
 }
 
 func (h *hub) unsubscribe(site string, ch chan *protocol.Assignment) {
+	if ch == nil {
+		return // never subscribed
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.subs[site], ch)
@@ -43,6 +46,21 @@ func (h *hub) notify(site string, a *protocol.Assignment) {
 		select {
 		case ch <- a:
 		default:
+		}
+	}
+}
+
+// notifyAll wakes every long-poll to read its assignment again (the bus
+// reconnected: a wake-up from another replica may have been missed).
+func (h *hub) notifyAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, chans := range h.subs {
+		for ch := range chans {
+			select {
+			case ch <- nil:
+			default:
+			}
 		}
 	}
 }

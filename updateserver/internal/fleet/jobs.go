@@ -67,7 +67,12 @@ func (f *Fleet) jobs(ctx context.Context, now time.Time, fn func(*jobRun) error)
 			}
 		}
 		if f.RolloutOutbox != nil && len(r.rollouts) > 0 {
-			return f.RolloutOutbox(tx, now, r.rollouts)
+			if err := f.RolloutOutbox(tx, now, r.rollouts); err != nil {
+				return err
+			}
+		}
+		if f.Bus != nil {
+			return f.Bus.InTx(tx.Exec, f.busMsgs(r)...)
 		}
 		return nil
 	})

@@ -50,7 +50,7 @@ func BenchmarkRollout10000(b *testing.B) {
 				errs <- err
 				return
 			}
-			if err := s.Checkin(ctx, now, site, protocol.CheckinRequest{InstalledVersion: "1.0.0", AgentVersion: "1.0.0", State: protocol.StateIdle}); err != nil {
+			if _, err := s.Checkin(ctx, now, site, protocol.CheckinRequest{InstalledVersion: "1.0.0", AgentVersion: "1.0.0", State: protocol.StateIdle}); err != nil {
 				errs <- err
 			}
 		}()

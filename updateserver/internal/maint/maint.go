@@ -219,11 +219,11 @@ func Checkin(ctx context.Context, s *store.Store, now time.Time, site string, ov
 	if override {
 		return protocol.WindowStatus{Open: true}, nil
 	}
-	st, err := s.GetSite(ctx, site)
+	client, err := s.SiteClient(ctx, site)
 	if err != nil {
 		return protocol.WindowStatus{Open: true}, err
 	}
-	d, err := decide(ctx, s, now, st, nil)
+	d, err := decide(ctx, s, now, protocol.Site{Site: site, Client: client}, nil)
 	if err != nil {
 		return protocol.WindowStatus{Open: true}, err
 	}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/fleet"
 	"github.com/dropless/dropless/updateserver/internal/store"
+	"github.com/dropless/dropless/updateserver/internal/store/storetest"
 )
 
 // receiver is a real HTTP endpoint on loopback that verifies every
@@ -75,7 +75,7 @@ func (r *receiver) delivered() map[string]Event {
 }
 
 func openStore(t *testing.T) *store.Store {
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"))
+	st, err := store.Open(context.Background(), storetest.Path(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -314,7 +314,27 @@ func ValidateChannel(ch string) error {
 // Publish makes a staged upload a release: its TUF target, new targets,
 // snapshot and timestamp metadata and the release row appear together, or
 // nothing changes.
+//
+// Replicas sign in parallel: when another one stored the same metadata
+// version first (the store refuses a second version N), Publish signs
+// again on top of it, a few times, unless the release team signed the
+// targets itself (then it is theirs to sign again).
 func (p *Publisher) Publish(ctx context.Context, req protocol.PublishRequest, actor string) (protocol.Release, error) {
+	for attempt := 1; ; attempt++ {
+		rel, err := p.publishOnce(ctx, req, actor)
+		if !errors.Is(err, store.ErrConflict) || len(req.TargetsMetadata) > 0 || attempt == maxSignAttempts {
+			return rel, err
+		}
+		if p.Log != nil {
+			p.Log.Info("another replica signed meanwhile: signing again", "upload", req.UploadID, "err", err)
+		}
+	}
+}
+
+// maxSignAttempts bounds how often Publish signs again after losing a race.
+const maxSignAttempts = 5
+
+func (p *Publisher) publishOnce(ctx context.Context, req protocol.PublishRequest, actor string) (protocol.Release, error) {
 	if !uploadIDRe.MatchString(req.UploadID) {
 		return protocol.Release{}, fault.New(fault.Invalid, "upload_id %q is not valid: upload the bundle first (POST /api/v1/uploads)", req.UploadID)
 	}

@@ -191,7 +191,7 @@ func (s *Store) txPostgres(ctx context.Context, fn func(*sql.Tx) error) error {
 }
 
 func (s *Store) txPostgresOnce(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}

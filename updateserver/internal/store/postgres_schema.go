@@ -236,4 +236,13 @@ CREATE INDEX webhook_outbox_due ON webhook_outbox (next_ns);
 // UPDATE in PostgreSQL's functions), and a testdata/pg-schema-N.sql frozen
 // from it (TestPostgresSchemaFrozen). TestEveryMigrationHasAPostgresTwin
 // fails until it does.
-var postgresMigrations = []string{}
+var postgresMigrations = []string{
+	// 13: leases (migrations[12]).
+	`
+CREATE TABLE leases (
+	name       TEXT PRIMARY KEY,
+	holder     TEXT NOT NULL,
+	expires_ns BIGINT NOT NULL
+);
+`,
+}

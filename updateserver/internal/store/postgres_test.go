@@ -18,10 +18,10 @@ import (
 
 func TestRebind(t *testing.T) {
 	for in, want := range map[string]string{
-		`SELECT a FROM t WHERE b = ? AND c IN (?, ?)`:          `SELECT a FROM t WHERE b = $1 AND c IN ($2, $3)`,
+		`SELECT a FROM t WHERE b = ? AND c IN (?, ?)`:           `SELECT a FROM t WHERE b = $1 AND c IN ($2, $3)`,
 		`SELECT '?', "col?" FROM t WHERE x = ? -- why?` + "\n?": `SELECT '?', "col?" FROM t WHERE x = $1 -- why?` + "\n$2",
-		`SELECT 'it''s ?' WHERE a = ?`:                         `SELECT 'it''s ?' WHERE a = $1`,
-		`CREATE TABLE t (a TEXT)`:                              `CREATE TABLE t (a TEXT)`,
+		`SELECT 'it''s ?' WHERE a = ?`:                          `SELECT 'it''s ?' WHERE a = $1`,
+		`CREATE TABLE t (a TEXT)`:                               `CREATE TABLE t (a TEXT)`,
 	} {
 		if got := rebind(in); got != want {
 			t.Errorf("rebind(%q) = %q, want %q", in, got, want)

@@ -57,12 +57,15 @@ type Store struct {
 	DSN       string
 	dialect   Dialect
 	db        *sql.DB // reads
-	wdb       *sql.DB // the single write connection (SQLite); the pool (PostgreSQL)
+	wdb       *sql.DB // the single write connection (SQLite); the write pool (PostgreSQL)
 	writes    chan *writeReq
 	quit      chan struct{} // closed by Close
 	closed    chan struct{} // closed when the writer has stopped
 	closeOnce sync.Once
 	closeErr  error
+
+	c        caches // the check-in's in-memory state (store_presence.go)
+	flushing bool   // the flusher runs
 
 	usedMu sync.Mutex
 	usedAt map[int64]time.Time // when TokenUsed last wrote each token's use
@@ -101,6 +104,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// Unbuffered: a request is either taken by the writer or refused once
 	// the store closes, never stranded in a buffer.
 	s := &Store{DSN: path, dialect: SQLite, wdb: wdb, writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{})}
+	s.c.init()
 	go s.writer()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
@@ -118,42 +122,66 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
 	s.db = db
+	s.flushing = true
+	go s.flusher()
 	return s, nil
 }
 
+// openPostgresStore opens two pools, as on SQLite: write transactions
+// (which wait for the write lock holding a connection) in one, reads in the
+// other, so a read made while a write transaction runs never waits for a
+// connection that a writer queued behind it holds.
 func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
-	db, err := openPostgres(dsn)
-	if err != nil {
-		return nil, err
-	}
 	n := 4 + 2*runtime.NumCPU()
-	db.SetMaxOpenConns(n)
-	db.SetMaxIdleConns(n)
-	s := &Store{DSN: dsn, dialect: Postgres, db: db, wdb: db, quit: make(chan struct{}), closed: make(chan struct{})}
+	var pools [2]*sql.DB
+	for i := range pools {
+		db, err := openPostgres(dsn)
+		if err != nil {
+			return nil, err
+		}
+		db.SetMaxOpenConns(n)
+		db.SetMaxIdleConns(n)
+		pools[i] = db
+	}
+	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], quit: make(chan struct{}), closed: make(chan struct{})}
 	close(s.closed) // no writer goroutine: PostgreSQL takes concurrent transactions
+	s.c.init()
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
+		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", redactDSN(dsn), err)
 	}
+	s.flushing = true
+	go s.flusher()
 	return s, nil
 }
 
 // Dialect is the database the store runs on.
 func (s *Store) Dialect() Dialect { return s.dialect }
 
-// DB is the store's read pool (on PostgreSQL, its only pool): for what
-// needs the database itself, e.g. a LISTEN connection.
+// DB is the store's read pool: for what needs the database itself, e.g.
+// a LISTEN connection on PostgreSQL (whose pool takes the store's ?
+// placeholders too).
 func (s *Store) DB() *sql.DB { return s.db }
 
 // Close stops the writer and closes the database.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.flushing {
+			// The last check-in times, before the writer stops.
+			close(s.c.flushStop)
+			<-s.c.flushDone
+			if err := s.FlushSeen(context.Background()); err != nil {
+				s.closeErr = fmt.Errorf("writing the agents' last check-in times: %w", err)
+			}
+		}
 		close(s.quit)
 		<-s.closed
-		if s.db != nil && s.db != s.wdb {
+		if s.db != nil {
 			s.db.Close()
 		}
-		s.closeErr = s.wdb.Close()
+		if err := s.wdb.Close(); err != nil {
+			s.closeErr = err
+		}
 	})
 	return s.closeErr
 }
@@ -445,6 +473,17 @@ DROP INDEX sites_by_client; -- sites_by_client_site serves its queries
 CREATE INDEX sites_by_client_site ON sites (client, site);
 CREATE INDEX sites_by_version ON sites (product, installed_version);
 CREATE INDEX sites_by_state ON sites (state);
+`,
+	// 13: leases: a periodic job that must run once across replicas
+	// (the re-signer, the rollout scheduler, the sweeper, the webhook
+	// sender) runs on the replica holding its lease until expires_ns
+	// (Unix nanoseconds: compared in SQL, which text times do not allow).
+	`
+CREATE TABLE leases (
+	name       TEXT PRIMARY KEY,
+	holder     TEXT NOT NULL,
+	expires_ns BIGINT NOT NULL
+);
 `,
 }
 

@@ -193,5 +193,10 @@ func (s *Store) Enroll(ctx context.Context, now time.Time, token string, req pro
 		return insertAudit(ctx, tx, now, Audit{Actor: fmt.Sprintf("enroll token %d", id), Action: action, Object: "site " + req.Site,
 			Detail: fmt.Sprintf("enroll_token=%d client=%s product=%s hostname=%s", id, req.Client, req.Product, req.Hostname)})
 	})
+	if replaced {
+		// The old credential is refused from now on; the hostname changed.
+		s.credentialReplaced(req.Site)
+		s.forgetReport(req.Site)
+	}
 	return replaced, err
 }

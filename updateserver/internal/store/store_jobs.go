@@ -37,6 +37,10 @@ type OpenJob struct {
 // OpenJob returns the site's oldest pending or running job (of any
 // product) as the agent's assignment.
 func (s *Store) OpenJob(ctx context.Context, site string) (OpenJob, error) {
+	gen := s.c.jobGen.Load()
+	if s.noOpenJob(site) {
+		return OpenJob{}, ErrNotFound
+	}
 	var o OpenJob
 	a := &o.Assignment
 	row := s.db.QueryRowContext(ctx, `SELECT `+jobColumns+`, target, accept_drift, allow_downgrade, allow_irreversible, handed_out_at IS NOT NULL, now FROM jobs
@@ -47,6 +51,7 @@ func (s *Store) OpenJob(ctx context.Context, site string) (OpenJob, error) {
 	err := row.Scan(&j.ID, &j.Site, &j.Product, &j.From, &j.To, &j.Result, &j.Reason, &created, &j.CreatedBy, &started, &ended, &j.EventsDropped,
 		&a.Target, &a.AcceptDrift, &a.AllowDowngrade, &a.AllowIrreversible, &o.HandedOut, &o.Now)
 	if errors.Is(err, sql.ErrNoRows) {
+		s.c.noJob.Store(site, gen)
 		return o, ErrNotFound
 	}
 	j.CreatedAt, j.StartedAt, j.EndedAt = parseTime(created), nullTime(started), nullTime(ended)

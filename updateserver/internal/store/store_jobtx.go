@@ -18,7 +18,12 @@ import (
 // A JobTx is valid only inside the function given to WithJobs.
 type JobTx struct {
 	tx    *sql.Tx
+	s     *Store
 	stmts map[string]*sql.Stmt
+	// What the caches learn after the commit: a job was created or
+	// started; sites whose installed version was set.
+	opened    bool
+	installed []string
 }
 
 // WithJobs runs fn in one write transaction through the store's writer
@@ -27,11 +32,22 @@ type JobTx struct {
 // once, on the writer's goroutine: it must not block on anything but the
 // JobTx, and must not call the store's other write methods.
 func (s *Store) WithJobs(ctx context.Context, fn func(*JobTx) error) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		t := &JobTx{tx: tx}
+	var opened bool
+	var installed []string
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		t := &JobTx{tx: tx, s: s}
 		defer t.close()
-		return fn(t)
+		err := fn(t)
+		opened, installed = t.opened, t.installed
+		return err
 	})
+	if opened {
+		s.c.jobGen.Add(1)
+	}
+	for _, site := range installed {
+		s.forgetReport(site)
+	}
+	return err
 }
 
 // stmt prepares q once per transaction: an upgrade of a client with a
@@ -156,7 +172,7 @@ func (t *JobTx) Site(site string) (protocol.Site, error) {
 	if err != nil {
 		return protocol.Site{}, err
 	}
-	s, err := scanSite(st.QueryRow(site))
+	s, err := t.s.scanSite(st.QueryRow(site))
 	if errors.Is(err, sql.ErrNoRows) {
 		return s, ErrNotFound
 	}
@@ -180,6 +196,7 @@ func (t *JobTx) InsertJob(j NewJob, now time.Time) error {
 	if j.RolloutID != 0 {
 		rollout = sql.NullInt64{Int64: j.RolloutID, Valid: true}
 	}
+	t.opened = true
 	return t.exec(`INSERT INTO jobs (id, site, product, from_version, to_version, target, result, now, accept_drift, allow_downgrade, allow_irreversible, created_at, created_by, last_progress_at, rollout_id)
 		VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)`,
 		j.ID, j.Site, j.Product, j.From, j.To, j.Target, j.Now, j.AcceptDrift, j.AllowDowngrade, j.AllowIrreversible, at, j.CreatedBy, at, rollout)
@@ -195,6 +212,7 @@ func (t *JobTx) SetTargetVersion(site, version string) error {
 // start time, the end's, if it never started).
 func (t *JobTx) EndJob(id, result, reason string, now time.Time) error {
 	at := formatTime(now)
+	t.opened = true // whatever result: a cached "no open job" is dropped
 	return t.exec(`UPDATE jobs SET result = ?, reason = ?, ended_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?`,
 		result, reason, at, at, id)
 }
@@ -202,6 +220,7 @@ func (t *JobTx) EndJob(id, result, reason string, now time.Time) error {
 // StartJob marks a job running, started at startedAt unless it had a
 // start already.
 func (t *JobTx) StartJob(id string, startedAt time.Time) error {
+	t.opened = true
 	return t.exec(`UPDATE jobs SET result = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?`, formatTime(startedAt), id)
 }
 
@@ -259,3 +278,8 @@ func (t *JobTx) TrimEvents(id string) error { return trimEvents(t.tx, id) }
 func (t *JobTx) Audit(now time.Time, a Audit) error {
 	return insertAudit(context.Background(), t.tx, now, a)
 }
+
+// Exec runs one statement in the transaction, for what must commit or
+// roll back with the job changes but is no row of the store's: the
+// replicas' bus sends its notifications so (package bus).
+func (t *JobTx) Exec(q string, args ...any) error { return t.exec(q, args...) }

@@ -19,6 +19,7 @@ const (
 // SetWindow stores (replacing) the window of a site or a client. The
 // ranges and zone are stored as given; the caller has validated them.
 func (s *Store) SetWindow(ctx context.Context, now time.Time, scope, name string, weekly []string, zone string, a Audit) error {
+	defer s.maintChanged()
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.Exec(`INSERT INTO windows (scope, name, weekly, zone, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT (scope, name) DO UPDATE SET weekly = excluded.weekly, zone = excluded.zone, updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
@@ -32,6 +33,7 @@ func (s *Store) SetWindow(ctx context.Context, now time.Time, scope, name string
 // ClearWindow removes the window of a site or a client: ErrNotFound when
 // it has none.
 func (s *Store) ClearWindow(ctx context.Context, now time.Time, scope, name string, a Audit) error {
+	defer s.maintChanged()
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.Exec(`DELETE FROM windows WHERE scope = ? AND name = ?`, scope, name)
 		if err != nil {
@@ -60,9 +62,8 @@ func scanWindow(r scanner) (protocol.Window, error) {
 	return w, err
 }
 
-// SiteWindow returns the window that applies to a site of client: its
-// own, else its client's; ErrNotFound when neither has one.
-func (s *Store) SiteWindow(ctx context.Context, site, client string) (protocol.Window, error) {
+// readSiteWindow reads the window that applies to a site of client.
+func (s *Store) readSiteWindow(ctx context.Context, site, client string) (protocol.Window, error) {
 	w, err := scanWindow(s.db.QueryRowContext(ctx, `SELECT `+windowColumns+` FROM windows
 		WHERE (scope = 'site' AND name = ?) OR (scope = 'client' AND name = ?) ORDER BY scope = 'site' DESC LIMIT 1`, site, client))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -92,6 +93,7 @@ func (s *Store) Windows(ctx context.Context) ([]protocol.Window, error) {
 // CreateFreeze stores a freeze and returns its ID.
 func (s *Store) CreateFreeze(ctx context.Context, now time.Time, f protocol.Freeze, a Audit) (int64, error) {
 	var id int64
+	defer s.maintChanged()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		err := tx.QueryRow(`INSERT INTO freezes (client, from_ns, to_ns, reason, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
 			f.Client, unixNano(f.From), unixNano(f.To), f.Reason, formatTime(now), f.CreatedBy).Scan(&id)
@@ -105,6 +107,7 @@ func (s *Store) CreateFreeze(ctx context.Context, now time.Time, f protocol.Free
 
 // DeleteFreeze removes a freeze: ErrNotFound when there is none with id.
 func (s *Store) DeleteFreeze(ctx context.Context, now time.Time, id int64, a Audit) error {
+	defer s.maintChanged()
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.Exec(`DELETE FROM freezes WHERE id = ?`, id)
 		if err != nil {
@@ -117,8 +120,8 @@ func (s *Store) DeleteFreeze(ctx context.Context, now time.Time, id int64, a Aud
 	})
 }
 
-// Freezes returns the freezes not yet ended at now, soonest first.
-func (s *Store) Freezes(ctx context.Context, now time.Time) ([]protocol.Freeze, error) {
+// readFreezes returns the freezes not yet ended at now, soonest first.
+func (s *Store) readFreezes(ctx context.Context, now time.Time) ([]protocol.Freeze, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, client, from_ns, to_ns, reason, created_at, created_by FROM freezes
 		WHERE to_ns > ? ORDER BY from_ns, id`, unixNano(now))
 	if err != nil {

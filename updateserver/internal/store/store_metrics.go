@@ -15,15 +15,16 @@ type SiteState struct {
 // SiteStates returns every site's product, installed version, state and
 // last check-in.
 func (s *Store) SiteStates(ctx context.Context) ([]SiteState, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT product, installed_version, state, last_seen FROM sites`)
+	rows, err := s.db.QueryContext(ctx, `SELECT site, product, installed_version, state, last_seen FROM sites`)
 	if err != nil {
 		return nil, err
 	}
 	return collect(rows, func(r scanner) (SiteState, error) {
 		var st SiteState
+		var site string
 		var seen sql.NullString
-		err := r.Scan(&st.Product, &st.Version, &st.State, &seen)
-		st.LastSeen = nullTime(seen)
+		err := r.Scan(&site, &st.Product, &st.Version, &st.State, &seen)
+		st.LastSeen = s.lastSeen(site, nullTime(seen))
 		return st, err
 	})
 }

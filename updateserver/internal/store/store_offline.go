@@ -24,6 +24,7 @@ func (t *JobTx) CredentialHash(site string) (string, error) {
 // SetInstalledVersion records the version an agent reported installed
 // outside a check-in (the report of its offline jobs).
 func (t *JobTx) SetInstalledVersion(site, version string) error {
+	t.installed = append(t.installed, site)
 	return t.exec(`UPDATE sites SET installed_version = ? WHERE site = ?`, version, site)
 }
 

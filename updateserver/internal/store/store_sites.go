@@ -5,29 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
-	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
 )
-
-// SiteByCredential finds the site whose agent holds credential.
-func (s *Store) SiteByCredential(ctx context.Context, credential string) (string, error) {
-	var site string
-	err := s.db.QueryRowContext(ctx, `SELECT site FROM sites WHERE credential_hash = ?`, HashSecret(credential)).Scan(&site)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", ErrNotFound
-	}
-	return site, err
-}
-
-// Checkin records what an agent reported.
-func (s *Store) Checkin(ctx context.Context, now time.Time, site string, c protocol.CheckinRequest) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`UPDATE sites SET installed_version = ?, state = ?, agent_version = ?, os = ?, arch = ?, hostname = ?, last_seen = ?, drift = ?
-		WHERE site = ?`, c.InstalledVersion, c.State, c.AgentVersion, c.OS, c.Arch, c.Hostname, formatTime(now), strings.Join(c.Drift, "\n"), site)
-		return err
-	})
-}
 
 const siteColumns = `site, client, product, installed_version, target_version, state, agent_version, os, arch, hostname, last_seen, enrolled_at, drift,
 	follow_channel, follow_pin`
@@ -65,12 +45,12 @@ func (s *Store) ListSites(ctx context.Context, f SiteFilter) ([]protocol.Site, e
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanSite)
+	return collect(rows, s.scanSite)
 }
 
 // GetSite returns one site.
 func (s *Store) GetSite(ctx context.Context, site string) (protocol.Site, error) {
-	st, err := scanSite(s.db.QueryRowContext(ctx, `SELECT `+siteColumns+` FROM sites WHERE site = ?`, site))
+	st, err := s.scanSite(s.db.QueryRowContext(ctx, `SELECT `+siteColumns+` FROM sites WHERE site = ?`, site))
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, ErrNotFound
 	}

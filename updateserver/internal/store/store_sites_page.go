@@ -67,8 +67,14 @@ func (q SitePageQuery) where() (string, []any) {
 // q.Offset on, at most q.Limit, each with the result of its newest ended
 // job.
 func (s *Store) SitesPage(ctx context.Context, q SitePageQuery) (SitePage, error) {
-	where, args := q.where()
 	var p SitePage
+	if q.Seen != "" {
+		// The filter runs in SQL: on the check-in times kept in memory too.
+		if err := s.FlushSeen(ctx); err != nil {
+			return p, err
+		}
+	}
+	where, args := q.where()
 	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sites`+where, args...).Scan(&p.Total); err != nil {
 		return p, err
 	}
@@ -80,7 +86,7 @@ func (s *Store) SitesPage(ctx context.Context, q SitePageQuery) (SitePage, error
 	if err != nil {
 		return p, err
 	}
-	sites, err := collect(rows, scanSite)
+	sites, err := collect(rows, s.scanSite)
 	if err != nil {
 		return p, err
 	}

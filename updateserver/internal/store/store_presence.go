@@ -1,0 +1,378 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dropless/dropless/pkg/protocol"
+)
+
+// The check-in hot path. An agent checks in every poll interval and
+// almost always reports what it reported last time; such a check-in
+// must cost no disk write and, ideally, no query. So the store keeps in
+// memory, for this process:
+//
+//   - each site's last report as written (presence): a check-in that
+//     reports the same is not written; only its time is kept, and
+//     flushed as last_seen in one batched transaction every
+//     SeenFlushInterval and at Close. Every reader of a site's
+//     last_seen in this store sees the in-memory time, so the API is
+//     exact while the row may be up to SeenFlushInterval stale (after
+//     a crash, that much is lost);
+//   - credential -> site (creds), dropped when the site's credential is
+//     replaced (re-enrollment), so the old one is refused at once;
+//   - "this site has no open job" (noJob), valid until a job is
+//     created or started anywhere (jobGen);
+//   - the window and freezes a check-in's answer is computed from
+//     (maint), valid until a window or freeze is changed (maintGen);
+//   - each site's client, which never changes.
+//
+// Each cache is filled only from a read that started after the last
+// change it depends on had committed (a generation counter bumped after
+// the commit), so a cache never outlives a change made through this
+// store. Changes made by another process on the same database are not
+// seen by these caches.
+
+// SeenFlushInterval is how often check-in times kept in memory are
+// written to the store as last_seen.
+const SeenFlushInterval = 2 * time.Second
+
+// report is what a check-in writes to a site's row besides last_seen.
+type report struct {
+	installed, state, agent, os, arch, host, drift string
+}
+
+func reportOf(c protocol.CheckinRequest) report {
+	return report{c.InstalledVersion, c.State, c.AgentVersion, c.OS, c.Arch, c.Hostname, strings.Join(c.Drift, "\n")}
+}
+
+// seenEntry is one site's presence.
+type seenEntry struct {
+	mu     sync.Mutex // serializes the site's check-in writes
+	known  bool       // rep is what the row holds
+	rep    report
+	seen   time.Time // the site's last check-in
+	stored time.Time // the last_seen the row holds, as far as known
+}
+
+type caches struct {
+	mu    sync.Mutex
+	sites map[string]*seenEntry
+
+	credMu  sync.RWMutex
+	creds   map[string]string // credential hash -> site
+	credOf  map[string]string // site -> its cached credential hash
+	credGen uint64            // bumped when a credential is replaced
+
+	jobGen atomic.Uint64 // bumped after a job is created or started
+	noJob  sync.Map      // site -> jobGen when it had no open job
+
+	maintGen   atomic.Uint64 // bumped after a window or freeze changes
+	maintMu    sync.Mutex
+	windows    map[string]cachedWindow // site -> its window
+	freezes    []protocol.Freeze       // not ended at freezesAt
+	freezesAt  time.Time
+	freezesGen uint64
+	freezesOK  bool
+
+	clients sync.Map // site -> client
+
+	flushStop chan struct{}
+	flushDone chan struct{}
+}
+
+type cachedWindow struct {
+	gen   uint64
+	w     protocol.Window
+	found bool
+}
+
+func (c *caches) init() {
+	c.sites = map[string]*seenEntry{}
+	c.creds = map[string]string{}
+	c.credOf = map[string]string{}
+	c.windows = map[string]cachedWindow{}
+	c.flushStop = make(chan struct{})
+	c.flushDone = make(chan struct{})
+}
+
+func (c *caches) entry(site string) *seenEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.sites[site]
+	if e == nil {
+		e = &seenEntry{}
+		c.sites[site] = e
+	}
+	return e
+}
+
+// forgetReport makes the next check-in of site write its report: the
+// row was changed by something else. Call it after that change commits.
+func (s *Store) forgetReport(site string) {
+	e := s.c.entry(site)
+	e.mu.Lock()
+	e.known = false
+	e.mu.Unlock()
+}
+
+// Checkin records what an agent reported. A report equal to the one the
+// site's row holds is not written: only its time is kept in memory,
+// written as last_seen within SeenFlushInterval. It says whether it
+// wrote.
+func (s *Store) Checkin(ctx context.Context, now time.Time, site string, c protocol.CheckinRequest) (bool, error) {
+	r := reportOf(c)
+	e := s.c.entry(site)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.known && e.rep == r {
+		if now.After(e.seen) {
+			e.seen = now
+		}
+		return false, nil
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE sites SET installed_version = ?, state = ?, agent_version = ?, os = ?, arch = ?, hostname = ?, last_seen = ?, drift = ?
+		WHERE site = ?`, r.installed, r.state, r.agent, r.os, r.arch, r.host, formatTime(now), r.drift, site)
+		return err
+	})
+	if err != nil {
+		e.known = false
+		return false, err
+	}
+	e.known, e.rep = true, r
+	if now.After(e.seen) {
+		e.seen = now
+	}
+	if now.After(e.stored) {
+		e.stored = now
+	}
+	return true, nil
+}
+
+// CheckinWrites says whether a check-in of site reporting c would be
+// written (its report differs from the one the row holds, or it is not
+// known), without recording anything.
+func (s *Store) CheckinWrites(site string, c protocol.CheckinRequest) bool {
+	r := reportOf(c)
+	e := s.c.entry(site)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return !e.known || e.rep != r
+}
+
+// lastSeen is site's last check-in as this process knows it: at least
+// what the row holds.
+func (s *Store) lastSeen(site string, row *time.Time) *time.Time {
+	s.c.mu.Lock()
+	e := s.c.sites[site]
+	s.c.mu.Unlock()
+	if e == nil {
+		return row
+	}
+	e.mu.Lock()
+	seen := e.seen
+	e.mu.Unlock()
+	if seen.IsZero() || (row != nil && !row.Before(seen)) {
+		return row
+	}
+	t := seen.UTC()
+	return &t
+}
+
+// scanSite is scanSite with the site's in-memory last_seen.
+func (s *Store) scanSite(r scanner) (protocol.Site, error) {
+	st, err := scanSite(r)
+	if err == nil {
+		st.LastSeen = s.lastSeen(st.Site, st.LastSeen)
+	}
+	return st, err
+}
+
+// FlushSeen writes the check-in times kept in memory as last_seen, in
+// batched transactions.
+func (s *Store) FlushSeen(ctx context.Context) error {
+	type pending struct {
+		site string
+		seen time.Time
+	}
+	var todo []pending
+	s.c.mu.Lock()
+	entries := make(map[string]*seenEntry, len(s.c.sites))
+	for k, e := range s.c.sites {
+		entries[k] = e
+	}
+	s.c.mu.Unlock()
+	for site, e := range entries {
+		e.mu.Lock()
+		if e.seen.After(e.stored) {
+			todo = append(todo, pending{site, e.seen})
+		}
+		e.mu.Unlock()
+	}
+	const batch = 500
+	for len(todo) > 0 {
+		n := min(batch, len(todo))
+		part := todo[:n]
+		todo = todo[n:]
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			st, err := tx.Prepare(`UPDATE sites SET last_seen = ? WHERE site = ? AND (last_seen IS NULL OR last_seen < ?)`)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			for _, p := range part {
+				at := formatTime(p.seen)
+				if _, err := st.Exec(at, p.site, at); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, p := range part {
+			e := entries[p.site]
+			e.mu.Lock()
+			if p.seen.After(e.stored) {
+				e.stored = p.seen
+			}
+			e.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// flusher runs FlushSeen every SeenFlushInterval until Close.
+func (s *Store) flusher() {
+	defer close(s.c.flushDone)
+	t := time.NewTicker(SeenFlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.FlushSeen(context.Background()) // retried at the next tick
+		case <-s.c.flushStop:
+			return
+		}
+	}
+}
+
+// SiteByCredential finds the site whose agent holds credential.
+func (s *Store) SiteByCredential(ctx context.Context, credential string) (string, error) {
+	h := HashSecret(credential)
+	s.c.credMu.RLock()
+	site, ok := s.c.creds[h]
+	gen := s.c.credGen
+	s.c.credMu.RUnlock()
+	if ok {
+		return site, nil
+	}
+	err := s.db.QueryRowContext(ctx, `SELECT site FROM sites WHERE credential_hash = ?`, h).Scan(&site)
+	if err == sql.ErrNoRows {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", err
+	}
+	s.c.credMu.Lock()
+	if s.c.credGen == gen {
+		s.c.creds[h] = site
+		s.c.credOf[site] = h
+	}
+	s.c.credMu.Unlock()
+	return site, nil
+}
+
+// credentialReplaced drops site's cached credential. Call it after the
+// change commits.
+func (s *Store) credentialReplaced(site string) {
+	s.c.credMu.Lock()
+	defer s.c.credMu.Unlock()
+	s.c.credGen++
+	if h, ok := s.c.credOf[site]; ok {
+		delete(s.c.creds, h)
+		delete(s.c.credOf, site)
+	}
+}
+
+// SiteClient returns a site's client (which never changes).
+func (s *Store) SiteClient(ctx context.Context, site string) (string, error) {
+	if c, ok := s.c.clients.Load(site); ok {
+		return c.(string), nil
+	}
+	var client string
+	err := s.db.QueryRowContext(ctx, `SELECT client FROM sites WHERE site = ?`, site).Scan(&client)
+	if err == sql.ErrNoRows {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", err
+	}
+	s.c.clients.Store(site, client)
+	return client, nil
+}
+
+// noOpenJob says whether site is known to have no open job.
+func (s *Store) noOpenJob(site string) bool {
+	g, ok := s.c.noJob.Load(site)
+	return ok && g.(uint64) == s.c.jobGen.Load()
+}
+
+// SiteWindow returns the window that applies to a site of client: its
+// own, else its client's; ErrNotFound when neither has one.
+func (s *Store) SiteWindow(ctx context.Context, site, client string) (protocol.Window, error) {
+	gen := s.c.maintGen.Load()
+	s.c.maintMu.Lock()
+	cw, ok := s.c.windows[site]
+	s.c.maintMu.Unlock()
+	if !ok || cw.gen != gen {
+		w, err := s.readSiteWindow(ctx, site, client)
+		if err != nil && err != ErrNotFound {
+			return w, err
+		}
+		cw = cachedWindow{gen: gen, w: w, found: err == nil}
+		s.c.maintMu.Lock()
+		s.c.windows[site] = cw
+		s.c.maintMu.Unlock()
+	}
+	if !cw.found {
+		return protocol.Window{}, ErrNotFound
+	}
+	w := cw.w
+	w.Weekly = append([]string(nil), w.Weekly...)
+	return w, nil
+}
+
+// Freezes returns the freezes not yet ended at now, soonest first.
+func (s *Store) Freezes(ctx context.Context, now time.Time) ([]protocol.Freeze, error) {
+	gen := s.c.maintGen.Load()
+	s.c.maintMu.Lock()
+	fs, ok := s.c.freezes, s.c.freezesOK && s.c.freezesGen == gen && !now.Before(s.c.freezesAt)
+	s.c.maintMu.Unlock()
+	if !ok {
+		var err error
+		if fs, err = s.readFreezes(ctx, now); err != nil {
+			return nil, err
+		}
+		s.c.maintMu.Lock()
+		s.c.freezes, s.c.freezesAt, s.c.freezesGen, s.c.freezesOK = fs, now, gen, true
+		s.c.maintMu.Unlock()
+	}
+	out := []protocol.Freeze{}
+	for _, f := range fs {
+		if f.To.UnixNano() > now.UnixNano() {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// maintChanged invalidates the cached windows and freezes. Call it after
+// the change commits.
+func (s *Store) maintChanged() { s.c.maintGen.Add(1) }

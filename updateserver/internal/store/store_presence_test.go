@@ -1,0 +1,348 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dropless/dropless/pkg/protocol"
+)
+
+// enrollSite enrolls site for client c with credential cred.
+func enrollSite(t *testing.T, s *Store, site, cred string) {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now()
+	tok := "tok-" + site + "-" + cred
+	if _, err := s.CreateEnrollToken(ctx, now, NewEnrollToken{Secret: tok, Client: "c", Site: site, Replace: true, ExpiresAt: now.Add(time.Hour), Uses: 1, By: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Enroll(ctx, now, tok, protocol.EnrollRequest{Site: site, Client: "c", Product: "p", Hostname: "h"}, cred); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rawRow reads a site's row straight from the database file, through a
+// connection of its own: what a crash would leave.
+func rawRow(t *testing.T, path, site string) (state, version, lastSeen string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var seen sql.NullString
+	if err := db.QueryRow(`SELECT state, installed_version, last_seen FROM sites WHERE site = ?`, site).Scan(&state, &version, &seen); err != nil {
+		t.Fatal(err)
+	}
+	return state, version, seen.String
+}
+
+// walStat is the size and modification time of the store's write-ahead
+// log: any committed write appends to it.
+func walStat(t *testing.T, path string) string {
+	t.Helper()
+	fi, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%d bytes, modified %s", fi.Size(), fi.ModTime().Format(time.RFC3339Nano))
+}
+
+// TestUnchangedCheckinWritesNothing: a check-in that reports what the
+// site's row holds commits no write, yet every reader of the site sees
+// its time; a check-in that changes something is written at once.
+func TestUnchangedCheckinWritesNothing(t *testing.T) {
+	s, path := openTemp(t)
+	ctx := context.Background()
+	enrollSite(t, s, "s1", "cred1")
+	t0 := time.Now().UTC().Truncate(time.Second)
+	idle := protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle, Hostname: "h"}
+	if wrote, err := s.Checkin(ctx, t0, "s1", idle); err != nil || !wrote {
+		t.Fatalf("first check-in: wrote %v, %v; want written", wrote, err)
+	}
+	if st, v, seen := rawRow(t, path, "s1"); st != "idle" || v != "1.0.0" || seen != formatTime(t0) {
+		t.Fatalf("row after the first check-in: %s %s %s", st, v, seen)
+	}
+	before := walStat(t, path)
+	var last time.Time
+	for i := 1; i <= 5; i++ {
+		last = t0.Add(time.Duration(i) * time.Second)
+		if wrote, err := s.Checkin(ctx, last, "s1", idle); err != nil || wrote {
+			t.Fatalf("unchanged check-in %d: wrote %v, %v", i, wrote, err)
+		}
+	}
+	if after := walStat(t, path); after != before {
+		t.Errorf("unchanged check-ins wrote to the store: WAL %s, then %s", before, after)
+	}
+	if _, _, seen := rawRow(t, path, "s1"); seen != formatTime(t0) {
+		t.Errorf("row's last_seen %s, want still %s until flushed", seen, formatTime(t0))
+	}
+	// Every reader sees the last check-in.
+	st, err := s.GetSite(ctx, "s1")
+	if err != nil || st.LastSeen == nil || !st.LastSeen.Equal(last) {
+		t.Errorf("GetSite last_seen %v (%v), want %s", st.LastSeen, err, last)
+	}
+	list, err := s.ListSites(ctx, SiteFilter{})
+	if err != nil || len(list) != 1 || list[0].LastSeen == nil || !list[0].LastSeen.Equal(last) {
+		t.Errorf("ListSites: %+v (%v), want last_seen %s", list, err, last)
+	}
+	states, err := s.SiteStates(ctx)
+	if err != nil || len(states) != 1 || states[0].LastSeen == nil || !states[0].LastSeen.Equal(last) {
+		t.Errorf("SiteStates: %+v (%v), want last_seen %s", states, err, last)
+	}
+	page, err := s.SitesPage(ctx, SitePageQuery{Seen: "online", OnlineSince: last, Limit: 10})
+	if err != nil || page.Total != 1 || len(page.Sites) != 1 || !page.Sites[0].Online {
+		t.Errorf("online sites since the last check-in: %+v (%v), want s1", page, err)
+	}
+
+	// A change is written at once, and so is its time.
+	changed := idle
+	changed.State = protocol.StateDownloading
+	tc := last.Add(time.Second)
+	if wrote, err := s.Checkin(ctx, tc, "s1", changed); err != nil || !wrote {
+		t.Fatalf("changed check-in: wrote %v, %v", wrote, err)
+	}
+	if st, _, seen := rawRow(t, path, "s1"); st != "downloading" || seen != formatTime(tc) {
+		t.Errorf("row after a change: state %s last_seen %s, want downloading %s", st, seen, formatTime(tc))
+	}
+
+	// The flush writes the last unchanged check-in's time.
+	tf := tc.Add(time.Second)
+	if wrote, err := s.Checkin(ctx, tf, "s1", changed); err != nil || wrote {
+		t.Fatalf("unchanged check-in: wrote %v, %v", wrote, err)
+	}
+	if err := s.FlushSeen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, seen := rawRow(t, path, "s1"); seen != formatTime(tf) {
+		t.Errorf("row after the flush: last_seen %s, want %s", seen, formatTime(tf))
+	}
+	flushed := walStat(t, path)
+	if err := s.FlushSeen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if again := walStat(t, path); again != flushed {
+		t.Errorf("a flush with nothing new wrote: WAL %s, then %s", flushed, again)
+	}
+}
+
+// TestInstalledVersionSetElsewhereIsWritten: after an offline job's
+// report sets the installed version, an agent reporting its old one is
+// written again (the row no longer holds its report).
+func TestInstalledVersionSetElsewhereIsWritten(t *testing.T) {
+	s, path := openTemp(t)
+	ctx := context.Background()
+	enrollSite(t, s, "s1", "cred1")
+	r := protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle}
+	if _, err := s.Checkin(ctx, time.Now(), "s1", r); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WithJobs(ctx, func(t *JobTx) error { return t.SetInstalledVersion("s1", "2.0.0") }); err != nil {
+		t.Fatal(err)
+	}
+	if wrote, err := s.Checkin(ctx, time.Now(), "s1", r); err != nil || !wrote {
+		t.Fatalf("check-in after the row changed: wrote %v, %v", wrote, err)
+	}
+	if _, v, _ := rawRow(t, path, "s1"); v != "1.0.0" {
+		t.Errorf("installed_version %s, want the agent's 1.0.0", v)
+	}
+}
+
+// TestCloseFlushesLastSeen: a store closed gracefully (a server stopped
+// by SIGTERM) writes the last check-in times it kept in memory.
+func TestCloseFlushesLastSeen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	ctx := context.Background()
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enrollSite(t, s, "s1", "cred1")
+	t0 := time.Now().UTC().Truncate(time.Second)
+	r := protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle}
+	for i := range 3 {
+		if _, err := s.Checkin(ctx, t0.Add(time.Duration(i)*time.Second), "s1", r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, seen := rawRow(t, path, "s1"); seen != formatTime(t0.Add(2*time.Second)) {
+		t.Errorf("last_seen after Close %s, want %s", seen, formatTime(t0.Add(2*time.Second)))
+	}
+}
+
+// TestKilledStoreLosesAtMostOneFlushInterval: a server killed with
+// SIGKILL loses only the check-in times since its last flush (at most
+// SeenFlushInterval old); the flusher runs on its own. The store runs
+// in a child process that is killed.
+func TestKilledStoreLosesAtMostOneFlushInterval(t *testing.T) {
+	if path := os.Getenv("STORE_KILL_CHILD"); path != "" {
+		killChild(path)
+		return
+	}
+	path := filepath.Join(t.TempDir(), "s.db")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledStoreLosesAtMostOneFlushInterval$")
+	cmd.Env = append(os.Environ(), "STORE_KILL_CHILD="+path)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(out)
+	var flushed, unflushed string
+	for sc.Scan() {
+		if _, err := fmt.Sscanf(sc.Text(), "flushed %s unflushed %s", &flushed, &unflushed); err == nil {
+			break
+		}
+	}
+	if flushed == "" {
+		t.Fatal("the child store never reported its flush")
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if _, _, seen := rawRow(t, path, "s1"); seen != flushed {
+		t.Errorf("after SIGKILL last_seen %s, want the flushed %s (the unflushed %s is lost)", seen, flushed, unflushed)
+	}
+}
+
+// killChild is the killed process: it checks in, waits for its flusher
+// to write that check-in's time, checks in again and waits to be killed.
+func killChild(path string) {
+	ctx := context.Background()
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		os.Exit(1)
+	}
+	s, err := Open(ctx, path)
+	if err != nil {
+		fail(err)
+	}
+	now := time.Now()
+	if _, err := s.CreateEnrollToken(ctx, now, NewEnrollToken{Secret: "tok", Client: "c", ExpiresAt: now.Add(time.Hour), Uses: 1, By: "t"}); err != nil {
+		fail(err)
+	}
+	if _, err := s.Enroll(ctx, now, "tok", protocol.EnrollRequest{Site: "s1", Client: "c", Product: "p"}, "cred"); err != nil {
+		fail(err)
+	}
+	r := protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle}
+	t0 := now.UTC().Truncate(time.Second)
+	t1, t2 := t0.Add(time.Second), t0.Add(2*time.Second)
+	for _, at := range []time.Time{t0, t1} {
+		if _, err := s.Checkin(ctx, at, "s1", r); err != nil {
+			fail(err)
+		}
+	}
+	// The flusher writes t1 within SeenFlushInterval; a minute is the
+	// bound of a stuck one.
+	var seen sql.NullString
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		if err := s.wdb.QueryRow(`SELECT last_seen FROM sites WHERE site = 's1'`).Scan(&seen); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			fail(err)
+		}
+		if seen.String == formatTime(t1) {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			fail(fmt.Errorf("the flusher did not write last_seen %s in a minute (row: %s)", formatTime(t1), seen.String))
+		}
+	}
+	if _, err := s.Checkin(ctx, t2, "s1", r); err != nil {
+		fail(err)
+	}
+	fmt.Printf("flushed %s unflushed %s\n", formatTime(t1), formatTime(t2))
+	time.Sleep(time.Hour)
+}
+
+// TestReplacedCredentialRefusedAtOnce: once a site is enrolled again, its
+// old credential finds no site, though it was just used (and cached).
+func TestReplacedCredentialRefusedAtOnce(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	enrollSite(t, s, "s1", "old")
+	if site, err := s.SiteByCredential(ctx, "old"); err != nil || site != "s1" {
+		t.Fatalf("old credential: %q %v", site, err)
+	}
+	enrollSite(t, s, "s1", "new")
+	if site, err := s.SiteByCredential(ctx, "old"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("replaced credential: %q %v, want refused", site, err)
+	}
+	if site, err := s.SiteByCredential(ctx, "new"); err != nil || site != "s1" {
+		t.Errorf("new credential: %q %v", site, err)
+	}
+}
+
+// TestCachedReadsSeeChanges: what a check-in reads from memory (no open
+// job, the window, the freezes) follows a job created, a window set or
+// cleared and a freeze made or deleted at once.
+func TestCachedReadsSeeChanges(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	enrollSite(t, s, "s1", "cred")
+	now := time.Now()
+	if _, err := s.OpenJob(ctx, "s1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("open job before any: %v", err)
+	}
+	err := s.WithJobs(ctx, func(t *JobTx) error {
+		return t.InsertJob(NewJob{ID: "j1", Site: "s1", Product: "p", To: "1.0.0", Target: "p/p-1.0.0.tar.gz", CreatedBy: "t"}, now)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, err := s.OpenJob(ctx, "s1"); err != nil || o.Job.ID != "j1" {
+		t.Errorf("open job after one was created: %+v %v", o, err)
+	}
+
+	if _, err := s.SiteWindow(ctx, "s1", "c"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("window before any: %v", err)
+	}
+	if err := s.SetWindow(ctx, now, ScopeClient, "c", []string{"Sat 02:00-06:00"}, "UTC", Audit{Actor: "t", Action: "window.set"}); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := s.SiteWindow(ctx, "s1", "c"); err != nil || w.Client != "c" || len(w.Weekly) != 1 {
+		t.Errorf("window after one was set: %+v %v", w, err)
+	}
+	if err := s.ClearWindow(ctx, now, ScopeClient, "c", Audit{Actor: "t", Action: "window.clear"}); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := s.SiteWindow(ctx, "s1", "c"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("window after it was cleared: %+v %v", w, err)
+	}
+
+	if fs, err := s.Freezes(ctx, now); err != nil || len(fs) != 0 {
+		t.Fatalf("freezes before any: %+v %v", fs, err)
+	}
+	end := now.Add(time.Hour)
+	id, err := s.CreateFreeze(ctx, now, protocol.Freeze{Client: "c", From: now, To: end, Reason: "r", CreatedBy: "t"}, Audit{Actor: "t", Action: "freeze.create"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fs, err := s.Freezes(ctx, now); err != nil || len(fs) != 1 {
+		t.Errorf("freezes after one was made: %+v %v", fs, err)
+	}
+	if fs, err := s.Freezes(ctx, end); err != nil || len(fs) != 0 {
+		t.Errorf("freezes once it ended: %+v %v", fs, err)
+	}
+	if err := s.DeleteFreeze(ctx, now, id, Audit{Actor: "t", Action: "freeze.delete"}); err != nil {
+		t.Fatal(err)
+	}
+	if fs, err := s.Freezes(ctx, now); err != nil || len(fs) != 0 {
+		t.Errorf("freezes after it was deleted: %+v %v", fs, err)
+	}
+}
