@@ -9,7 +9,7 @@ FUZZTIME  ?= 60s
 # Linux architectures `make packages` builds .deb and .rpm for.
 PKG_ARCH  ?= amd64 arm64
 
-.PHONY: help build run test test-race test-postgres e2e race lint check cross packages test-packages fuzz bench bench-publish bench-rollout bench-checkin clean
+.PHONY: help build run test test-race test-postgres e2e race lint check cross packages test-packages fuzz bench bench-publish bench-rollout bench-checkin bench-checkin-http bench-trigger bench-fleet-scale bench-serving bench-download bench-fleet bench-smoke clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -81,11 +81,45 @@ bench: ## run the benchmarks (publish throughput, bundle scan)
 bench-publish: ## publish a 1 GiB bundle: throughput against cp, server peak RSS
 	bash testenv/bench/publish.sh
 
-bench-checkin: ## the check-in hot path: idle check-ins of 1000 agents through the API handler (see ../shared/perf/checkin-throughput for HTTP)
+bench-checkin: ## the check-in hot path: idle check-ins of 1000 agents through the API handler (make bench-checkin-http for HTTP)
 	$(GO) test -run '^$$' -bench BenchmarkCheckinIdle -benchtime 3s -benchmem ./updateserver/internal/api/
 
 bench-rollout: ## a rollout over 10,000 simulated agents, 500 at once: create -> all assigned, server CPU, pause
 	bash testenv/bench/rollout.sh
+
+# testenv/perf: each script measures the product beside a reference measured
+# in the same run and ends with one "RESULT <name> ratio=..." line. SMOKE=1
+# runs it with small numbers (seconds; figures meaningless), to see it work.
+# Settings are environment variables listed at the top of each script.
+PERF := testenv/perf
+# The server allows one check-in a second per agent (burst 10): the agents
+# wrk rotates over must outnumber the check-ins per second, or it measures
+# 429s; and its limiter tracks 10,000 agents (beyond, they share a bucket).
+CHECKIN_AGENTS := AGENTS=$${AGENTS:-9000}
+# fleet-scale's levels: the most a 20,000 open-files limit allows by default.
+FLEET_SCALE_LEVELS := LEVELS=$${LEVELS:-5000,10000,18500}
+FLEET_SCALE_SMOKE  := LEVELS=200,500 PROBES=50 WAIT=30 SETTLE=1s DURATION=2m PORTS_PER_SOURCE=200
+
+bench-checkin-http: build ## check-ins/s over HTTP (wrk, 9000 enrolled agents) against a bare net/http handler
+	$(if $(SMOKE),AGENTS=1000 DURATION=2s WARMUP=1s CONNS=50,$(CHECKIN_AGENTS)) bash $(PERF)/checkin-throughput .
+
+bench-trigger: build ## trigger -> assignment p50/p99 over 10,000 long-polling agents, against an in-memory long-poll server
+	$(if $(SMOKE),AGENTS=300 ROUNDS=2 TIMEOUT=2m) bash $(PERF)/trigger-latency .
+
+bench-fleet-scale: build ## agents one server holds in long-poll (RSS, fds, fresh check-in p99 per level)
+	$(if $(SMOKE),$(FLEET_SCALE_SMOKE),$(FLEET_SCALE_LEVELS)) bash $(PERF)/fleet-scale .
+
+bench-serving: build ## download of a 1 GiB bundle from the server against nginx sendfile (and Range)
+	$(if $(SMOKE),SIZE=64M) bash $(PERF)/artifact-serving .
+
+bench-download: build ## the agent's verified download of a 1 GiB target against curl (MB/s, peak RSS)
+	$(if $(SMOKE),SIZE=64M RUNS=2) bash $(PERF)/agent-download .
+
+bench-fleet: build ## N agents (100,000) over R replicas and loadgen shards, one rollout in waves (STORE=postgres|sqlite)
+	$(if $(SMOKE),AGENTS=600 REPLICAS=1 SHARDS=2 STORE=sqlite TIMEOUT=3m) bash $(PERF)/fleet .
+
+bench-smoke: ## every testenv/perf bench once with small numbers (not in CI: load, wrk, nginx)
+	$(MAKE) bench-checkin-http bench-trigger bench-fleet-scale bench-serving bench-download bench-fleet SMOKE=1
 
 clean: ## remove build output
 	rm -rf bin dist

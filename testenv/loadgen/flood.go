@@ -54,6 +54,10 @@ func (t *tally) add(err error) {
 	case err != nil:
 		k = "error"
 	}
+	t.addKey(k)
+}
+
+func (t *tally) addKey(k string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {

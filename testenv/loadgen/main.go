@@ -27,6 +27,16 @@
 //   - auth-flood: check-ins with made-up agent credentials as fast as
 //     --flood-workers connections allow, for --duration, beside the normal
 //     agents.
+//   - fleet: one shard (--shard i/n) of a large fleet enrolled beforehand
+//     (--creds, a file of credentials), spread over several servers
+//     (--servers, replicas) and source addresses (--source-ips): every
+//     agent long-polls, "READY n" says they all do, then each records when
+//     its assignment to --version arrived (unix nanoseconds into --out),
+//     reports the job done and goes on polling. It ends when all have
+//     reported (testenv/perf/fleet triggers the rollout and pools shards).
+//   - probe: a fresh agent's check-in (new connection, no wait) every
+//     --interval over --servers until --duration or SIGTERM; prints
+//     p50/p99/max and errors.
 //
 // The flood scenarios print, benchmark-style, the server's peak resident
 // memory during the flood (with --pid, read from /proc), the growth of its
@@ -35,6 +45,8 @@
 //
 //	loadgen --server http://127.0.0.1:8080 --token "$(cat DATA/admin.token)" --agents 1000 --rounds 3
 //	loadgen --token "$(cat DATA/admin.token)" --scenario event-flood --pid "$SERVER_PID" --db DATA/updateserver.db
+//	loadgen --scenario fleet --creds creds.txt --shard 2/6 --servers http://127.0.0.1:8080,http://127.0.0.1:8081 \
+//	        --source-ips 127.0.0.2-127.0.0.9 --version 1.1.0 --out arrivals-2.txt --timeout 20m
 //
 // Bounded: it stops after --rounds (or --duration) or --timeout.
 package main
@@ -50,12 +62,14 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dropless/dropless/pkg/agentapi"
@@ -66,7 +80,7 @@ import (
 func main() {
 	server := flag.String("server", "http://127.0.0.1:8080", "update server URL (loopback only)")
 	token := flag.String("token", os.Getenv("UPDATESERVER_TOKEN"), "admin token")
-	scenario := flag.String("scenario", "upgrade", "upgrade, rollout, event-flood, checkin-flood or auth-flood")
+	scenario := flag.String("scenario", "upgrade", "upgrade, rollout, event-flood, checkin-flood, auth-flood, fleet or probe")
 	maxParallel := flag.Int("max-parallel", 500, "the rollout's --max-parallel (rollout)")
 	agents := flag.Int("agents", 0, "simulated agents (default 1000 for upgrade, 50 normal agents beside a flood)")
 	rounds := flag.Int("rounds", 3, "upgrades to trigger (upgrade)")
@@ -80,7 +94,40 @@ func main() {
 	flag.IntVar(&fl.requests, "flood-requests", 20, "event batches the event flood posts")
 	flag.IntVar(&fl.events, "flood-events", 500, "events per batch (event-flood)")
 	flag.IntVar(&fl.message, "flood-message", 12<<10, "bytes per event message (event-flood)")
+	var fs fleet
+	servers := flag.String("servers", "", "fleet, probe: comma-separated server URLs (replicas); agent k uses the (k mod n)th")
+	sources := flag.String("source-ips", "", "fleet, probe: dial from these loopback addresses in turn (127.0.0.2-127.0.0.9 or a list)")
+	shard := flag.String("shard", "1/1", "fleet, probe: this process's share of --creds, i/n (a contiguous block)")
+	flag.StringVar(&fs.creds, "creds", "", "fleet, probe: file of agent credentials, one a line")
+	flag.StringVar(&fs.version, "version", "", "fleet: the version the rollout assigns")
+	flag.StringVar(&fs.out, "out", "", "fleet: file for the arrival times (unix nanoseconds, one a line)")
+	flag.IntVar(&fs.ramp, "ramp", 2000, "fleet: agents that start long-polling per second (0: all at once)")
+	flag.DurationVar(&fs.interval, "interval", 100*time.Millisecond, "probe: time between fresh check-ins")
 	flag.Parse()
+	if *scenario == "fleet" || *scenario == "probe" {
+		if err := fs.setup(*servers, *sources, *shard); err != nil || (*scenario == "fleet" && fs.version == "") {
+			fmt.Fprintln(os.Stderr, "loadgen:", cmp.Or(err, errors.New("--version is required")))
+			os.Exit(2)
+		}
+		limit := *timeout
+		if *scenario == "probe" {
+			limit = fl.duration
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), limit)
+		ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+		run := fs.hold
+		if *scenario == "probe" {
+			run = fs.probe
+		}
+		err := run(ctx)
+		stop()
+		cancel()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *token == "" {
 		fmt.Fprintln(os.Stderr, "loadgen: --token (admin) is required")
 		os.Exit(2)
