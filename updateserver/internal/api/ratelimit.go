@@ -36,13 +36,17 @@ import (
 //     every 250ms during a job, and faster only to catch up.
 //
 // Refused calls are answered 429 with Retry-After and a JSON error. Each
-// limiter keeps at most MaxKeys entries and forgets idle ones, so that
-// callers from many addresses cannot grow its memory without bound.
+// limiter forgets idle entries. The one keyed by source address keeps at
+// most MaxKeys, so that callers from many addresses cannot grow its memory
+// without bound; the ones keyed by agent credential hold only callers that
+// authenticated, so their size is the fleet's (MaxAgents, set far above
+// any fleet: past it, new agents would share one bucket).
 type Limits struct {
 	AuthFailures Rate // per source address (IPv6: per /64)
 	Checkins     Rate // check-ins that write, per agent credential
 	Events       Rate // per agent credential
-	MaxKeys      int  // entries per limiter
+	MaxKeys      int  // entries of the per-address limiter
+	MaxAgents    int  // entries of each per-credential limiter
 }
 
 // Rate is a token bucket: Burst calls at once, then PerSecond.
@@ -57,6 +61,7 @@ var DefaultLimits = Limits{
 	Checkins:     Rate{PerSecond: 1, Burst: 10},
 	Events:       Rate{PerSecond: 5, Burst: 30},
 	MaxKeys:      10000,
+	MaxAgents:    1 << 20,
 }
 
 // logEvery is how often a source's refused authentications are logged:
@@ -202,8 +207,8 @@ func newLimiters(l Limits, log *slog.Logger, now func() time.Time) *limiters {
 	}
 	ls := &limiters{
 		auth:     newKeyLimiter(l.AuthFailures, l.MaxKeys, now),
-		checkins: newKeyLimiter(l.Checkins, l.MaxKeys, now),
-		events:   newKeyLimiter(l.Events, l.MaxKeys, now),
+		checkins: newKeyLimiter(l.Checkins, l.MaxAgents, now),
+		events:   newKeyLimiter(l.Events, l.MaxAgents, now),
 		log:      log,
 		logLines: rate.NewLimiter(1, 10),
 	}

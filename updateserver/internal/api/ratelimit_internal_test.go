@@ -53,3 +53,20 @@ func TestLimiterMemoryIsBounded(t *testing.T) {
 		t.Errorf("%d log lines", lines)
 	}
 }
+
+// TestEveryAgentHasItsOwnBucket: the per-credential limiters hold the
+// whole fleet. With the address limiter's cap (10,000) they did not, and
+// the agents past it shared one bucket of one check-in a second.
+func TestEveryAgentHasItsOwnBucket(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	ls := newLimiters(DefaultLimits, slog.New(slog.DiscardHandler), clock.now)
+	const agents = 30_000
+	for i := range agents {
+		if ok, _ := ls.checkins.allow(fmt.Sprintf("agent-%d", i)); !ok {
+			t.Fatalf("agent %d of %d refused its first check-in", i, agents)
+		}
+	}
+	if n := ls.checkins.size(); n != agents {
+		t.Errorf("%d check-in buckets for %d agents", n, agents)
+	}
+}
