@@ -59,6 +59,7 @@ type Fleet struct {
 	RolloutsChanged func()
 
 	hub     hub
+	pickUps pickUps
 	signals signals
 	follow  follower
 
