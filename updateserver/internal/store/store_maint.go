@@ -141,4 +141,3 @@ func (s *Store) Freezes(ctx context.Context, now time.Time) ([]protocol.Freeze, 
 	}
 	return out, rows.Err()
 }
-
