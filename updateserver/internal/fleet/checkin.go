@@ -68,7 +68,7 @@ func (f *Fleet) CheckinCharged(ctx context.Context, site string, req protocol.Ch
 	for {
 		// Subscribe before reading, so a job created in between wakes us
 		// (only a call that may wait: an answer at once needs no wake-up).
-		var ch chan *protocol.Assignment
+		var ch chan *wakeUp
 		if wait > 0 {
 			ch = f.hub.subscribe(site)
 		}
@@ -96,7 +96,7 @@ func (f *Fleet) CheckinCharged(ctx context.Context, site string, req protocol.Ch
 			remaining = min(remaining, max(n.Sub(f.now()), 10*time.Millisecond))
 		}
 		t := time.NewTimer(remaining)
-		var woke *protocol.Assignment
+		var woke *wakeUp
 		select {
 		case woke = <-ch:
 		case <-t.C:
@@ -107,25 +107,21 @@ func (f *Fleet) CheckinCharged(ctx context.Context, site string, req protocol.Ch
 		if ctx.Err() != nil {
 			return resp, nil
 		}
-		if woke != nil && woke.JobID != known {
-			// The new job, straight from the transaction that created it:
-			// a woken agent reads only its --now flag and the site's
-			// window, not the job. May it start now?
-			override, err := f.Store.JobOverridesWindow(ctx, woke.JobID)
-			if err != nil {
-				return resp, err
-			}
-			ws, err := maint.Checkin(ctx, f.Store, f.now(), site, override)
+		if woke != nil && woke.a != nil && woke.a.JobID != known {
+			// The new job and its --now flag, straight from the
+			// transaction that created it: a woken agent reads only the
+			// site's window (none for --now), not the job.
+			ws, err := maint.Checkin(ctx, f.Store, f.now(), site, woke.now)
 			if err != nil {
 				return resp, err
 			}
 			if ws.Open {
-				ok, err := f.handOut(ctx, site, woke.JobID, false)
+				ok, err := f.handOut(ctx, site, woke.a.JobID, false)
 				if err != nil {
 					return resp, err
 				}
 				if ok {
-					resp.Assignment, resp.Window = woke, ws
+					resp.Assignment, resp.Window = woke.a, ws
 					return resp, nil
 				}
 			}

@@ -64,6 +64,7 @@ type Fleet struct {
 	Bus bus.Bus
 
 	hub     hub
+	pickUps pickUps
 	signals signals
 	follow  follower
 

@@ -8,26 +8,37 @@ import (
 
 // hub wakes long-polling check-ins when their site gets a job, handing
 // them the new assignment.
-type hub struct {
-	mu   sync.Mutex
-	subs map[string]map[chan *protocol.Assignment]struct{}
+
+// wakeUp is a site whose long-poll a new job wakes, with what the woken
+// call needs to answer without reading the store: the job as its
+// assignment, and whether it was made with --now (then it starts
+// whatever the site's window says).
+type wakeUp struct {
+	site string
+	a    *protocol.Assignment
+	now  bool
 }
 
-func (h *hub) subscribe(site string) chan *protocol.Assignment {
+type hub struct {
+	mu   sync.Mutex
+	subs map[string]map[chan *wakeUp]struct{}
+}
+
+func (h *hub) subscribe(site string) chan *wakeUp {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.subs == nil {
-		h.subs = map[string]map[chan *protocol.Assignment]struct{}{}
+		h.subs = map[string]map[chan *wakeUp]struct{}{}
 	}
-	ch := make(chan *protocol.Assignment, 1)
+	ch := make(chan *wakeUp, 1)
 	if h.subs[site] == nil {
-		h.subs[site] = map[chan *protocol.Assignment]struct{}{}
+		h.subs[site] = map[chan *wakeUp]struct{}{}
 	}
 	h.subs[site][ch] = struct{}{}
 	return ch
 }
 
-func (h *hub) unsubscribe(site string, ch chan *protocol.Assignment) {
+func (h *hub) unsubscribe(site string, ch chan *wakeUp) {
 	if ch == nil {
 		return // never subscribed
 	}
@@ -39,12 +50,12 @@ func (h *hub) unsubscribe(site string, ch chan *protocol.Assignment) {
 	}
 }
 
-func (h *hub) notify(site string, a *protocol.Assignment) {
+func (h *hub) notify(w *wakeUp) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for ch := range h.subs[site] {
+	for ch := range h.subs[w.site] {
 		select {
-		case ch <- a:
+		case ch <- w:
 		default:
 		}
 	}
@@ -63,4 +74,15 @@ func (h *hub) notifyAll() {
 			}
 		}
 	}
+}
+
+// waiting is how many long-polls wait.
+func (h *hub) waiting() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, subs := range h.subs {
+		n += len(subs)
+	}
+	return n
 }

@@ -155,18 +155,16 @@ func (r *jobRun) finish(j store.JobRow, result, reason string, byAgent bool) err
 }
 
 // supersede makes way for a new upgrade (its first job by) of a site's
-// product: the product's pending jobs no agent has picked up end,
-// superseded; a job the agent has picked up refuses the upgrade. It
-// returns how many jobs of the site's other products stay open.
-func (r *jobRun) supersede(site, product, by string) (others int, err error) {
-	open, err := r.tx.OpenJobs(site)
-	if err != nil {
-		return 0, err
-	}
+// product, whose open jobs are open: the product's pending jobs no agent
+// has picked up end, superseded; a job the agent has picked up refuses
+// the upgrade. It returns how many jobs of the site's other products stay
+// open, and the site's jobs left open.
+func (r *jobRun) supersede(open []store.JobRow, site, product, by string) (others int, left []store.JobRow, err error) {
 	var gone []store.JobRow
 	for _, o := range open {
 		if o.Product != product {
 			others++
+			left = append(left, o)
 			continue
 		}
 		if o.Result == protocol.ResultRunning || o.PickedUp {
@@ -174,16 +172,16 @@ func (r *jobRun) supersede(site, product, by string) (others int, err error) {
 			if from == "" {
 				from = "(nothing)"
 			}
-			return 0, fault.New(fault.Conflict, "site %s is running job %s (%s -> %s): wait for it to end", site, o.ID, from, o.To)
+			return 0, nil, fault.New(fault.Conflict, "site %s is running job %s (%s -> %s): wait for it to end", site, o.ID, from, o.To)
 		}
 		gone = append(gone, o)
 	}
 	for _, o := range gone {
 		if err := r.end(o, protocol.ResultFailed, "cancelled: superseded by job "+by, false); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 	}
-	return others, nil
+	return others, left, nil
 }
 
 // CreateJobs creates jobs in one transaction, in order: the jobs of one
@@ -219,86 +217,74 @@ func (f *Fleet) CreateJobs(ctx context.Context, jobs []store.NewJob, a store.Aud
 	return out, nil
 }
 
-// wakeUp is a site whose long-poll a new job wakes, with the job.
-type wakeUp struct {
-	site string
-	a    *protocol.Assignment
-}
-
 // wake wakes the long-polls of sites with a new next assignment, once
 // the transaction that made it committed.
 func (f *Fleet) wake(ws []wakeUp) {
-	for _, w := range ws {
-		f.hub.notify(w.site, w.a)
+	for i := range ws {
+		f.hub.notify(&ws[i])
 	}
 }
 
 // createJobs is CreateJobs inside a transaction: it supersedes, inserts
 // and signals, and returns the long-polls to wake once committed. A site
 // whose picked-up job refuses the upgrade (fault.Conflict) is refused
-// before anything of it is written.
+// before anything of it is written. The sites and their open jobs are
+// read once for all jobs (a client-wide upgrade of 10,000 sites reads
+// them in a few queries, not two per site); the rules then run on those
+// rows, kept up to date in memory as jobs end and are inserted.
 func (r *jobRun) createJobs(jobs []store.NewJob) ([]wakeUp, error) {
+	var names []string
+	seen := map[string]bool{}
+	for _, j := range jobs {
+		if !seen[j.Site] {
+			seen[j.Site] = true
+			names = append(names, j.Site)
+		}
+	}
+	sites, err := r.tx.SitesOf(names)
+	if err != nil {
+		return nil, err
+	}
+	open, err := r.tx.OpenJobsOf(names)
+	if err != nil {
+		return nil, err
+	}
 	var wake []wakeUp
 	type siteProduct struct{ site, product string }
 	cleared := map[siteProduct]bool{}
-	sites := map[string]protocol.Site{}
 	for _, j := range jobs {
 		st, ok := sites[j.Site]
 		if !ok {
-			var err error
-			if st, err = r.tx.Site(j.Site); errors.Is(err, store.ErrNotFound) {
-				return nil, fault.New(fault.NotFound, "site %s is not enrolled: see sites list", j.Site)
-			} else if err != nil {
-				return nil, err
-			}
-			sites[j.Site] = st
+			return nil, fault.New(fault.NotFound, "site %s is not enrolled: see sites list", j.Site)
 		}
 		if sp := (siteProduct{j.Site, j.Product}); !cleared[sp] {
 			cleared[sp] = true
-			others, err := r.supersede(j.Site, j.Product, j.ID)
+			others, left, err := r.supersede(open[j.Site], j.Site, j.Product, j.ID)
 			if err != nil {
 				return nil, err
 			}
+			open[j.Site] = left
 			// The new job is the site's next assignment when no
 			// other job of the site is open.
 			if others == 0 {
-				wake = append(wake, wakeUp{j.Site, &protocol.Assignment{JobID: j.ID, Product: j.Product, Version: j.To, Target: j.Target, From: j.From,
+				wake = append(wake, wakeUp{site: j.Site, now: j.Now, a: &protocol.Assignment{JobID: j.ID, Product: j.Product, Version: j.To, Target: j.Target, From: j.From,
 					AcceptDrift: j.AcceptDrift, AllowDowngrade: j.AllowDowngrade, AllowIrreversible: j.AllowIrreversible}})
 			}
 		}
 		if err := r.tx.InsertJob(j, r.now); err != nil {
 			return nil, err
 		}
+		row := store.JobRow{ID: j.ID, Site: j.Site, Client: st.Client, Product: j.Product, From: j.From, To: j.To,
+			Result: protocol.ResultPending, CreatedBy: j.CreatedBy, RolloutID: j.RolloutID}
+		open[j.Site] = append(open[j.Site], row)
 		if j.Product == st.Product {
 			if err := r.tx.SetTargetVersion(j.Site, j.To); err != nil {
 				return nil, err
 			}
 		}
-		r.signal(JobCreated, store.JobRow{ID: j.ID, Site: j.Site, Client: st.Client, Product: j.Product, From: j.From, To: j.To,
-			Result: protocol.ResultPending, CreatedBy: j.CreatedBy, RolloutID: j.RolloutID}, false)
+		r.signal(JobCreated, row, false)
 	}
 	return wake, nil
-}
-
-// pickUp records that the site's agent has job id: handed out in a
-// check-in answer, or reported working on it. Only the site's oldest open
-// job is handed out; false means id is not that job (superseded, ended or
-// behind another one meanwhile) and must not be handed out.
-func (f *Fleet) pickUp(ctx context.Context, site, id string) (bool, error) {
-	ok := false
-	err := f.jobs(ctx, f.now(), func(r *jobRun) error {
-		ok = false
-		open, err := r.tx.OpenJobs(site)
-		if err != nil || len(open) == 0 || open[0].ID != id {
-			return err
-		}
-		ok = true
-		if open[0].PickedUp {
-			return nil
-		}
-		return r.tx.PickUp(id, r.now)
-	})
-	return ok, err
 }
 
 // reportEnd ends a site's job with result, as its agent reported it in a

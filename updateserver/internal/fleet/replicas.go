@@ -59,7 +59,7 @@ func (f *Fleet) Listen(b bus.Bus) (cancel func()) {
 				return
 			}
 			for _, site := range strings.Split(p, "\n") {
-				f.hub.notify(site, nil)
+				f.hub.notify(&wakeUp{site: site}) // no job: read it
 			}
 		}),
 		b.Subscribe(bus.Ended, func(p string) {

@@ -209,8 +209,9 @@ type plannedSite struct {
 const startBatch = 256
 
 // startSites starts up to slots of the waiting sites (in order) whose
-// window is open and no freeze holds: plans each (multi-hop paths per
-// site) and creates its jobs. A site on the version already succeeds at
+// window is open and no freeze holds: reads them startBatch at a time (one
+// query each), plans each (multi-hop paths per site) and creates its
+// jobs. It reports whether it started sites and left slots free. A site on the version already succeeds at
 // once, and so does one on a newer version (a rollout never downgrades);
 // a site that cannot be planned (no path, drift) fails with the planner's
 // reason; none of them takes a slot.
@@ -221,11 +222,16 @@ func (f *Fleet) startSites(ctx context.Context, ro store.RolloutRow, waiting []s
 	var chosen []plannedSite
 	taken := 0
 	for i := 0; i < len(waiting) && taken < slots; i += startBatch {
+		names := waiting[i:min(i+startBatch, len(waiting))]
+		byName, err := f.Store.SitesByName(ctx, names)
+		if err != nil {
+			return false, err
+		}
 		var batch []protocol.Site
-		for _, name := range waiting[i:min(i+startBatch, len(waiting))] {
-			st, err := f.Store.GetSite(ctx, name)
-			if err != nil {
-				return false, err
+		for _, name := range names {
+			st, ok := byName[name]
+			if !ok {
+				return false, fmt.Errorf("site %s: %w", name, store.ErrNotFound)
 			}
 			batch = append(batch, st)
 		}
@@ -312,5 +318,8 @@ func (f *Fleet) startSites(ctx context.Context, ro store.RolloutRow, waiting []s
 		return false, err
 	}
 	f.wake(wake)
-	return len(names) > 0, nil
+	// Another step right away may start more only when this one left
+	// slots free (the wave may have ended); with every slot taken, the
+	// next pass comes with the next job end.
+	return len(names) > 0 && taken < slots, nil
 }

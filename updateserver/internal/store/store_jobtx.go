@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
@@ -283,3 +284,62 @@ func (t *JobTx) Audit(now time.Time, a Audit) error {
 // roll back with the job changes but is no row of the store's: the
 // replicas' bus sends its notifications so (package bus).
 func (t *JobTx) Exec(q string, args ...any) error { return t.exec(q, args...) }
+
+// inChunk is how many values one IN (...) list of a batched read or write
+// holds: well below SQLite's and PostgreSQL's limits on parameters.
+const inChunk = 500
+
+// inList returns "?, ?, ..." for n values, and the values as arguments.
+func inList(vals []string) (string, []any) {
+	args := make([]any, len(vals))
+	for i, v := range vals {
+		args[i] = v
+	}
+	return strings.Repeat("?, ", len(vals)-1) + "?", args
+}
+
+// chunks calls fn with vals in slices of at most inChunk.
+func chunks(vals []string, fn func([]string) error) error {
+	for i := 0; i < len(vals); i += inChunk {
+		if err := fn(vals[i:min(i+inChunk, len(vals))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// OpenJobsOf returns OpenJobs of each of sites, read in a few queries
+// (one per inChunk sites) instead of one per site: a site without open
+// jobs has none in the map.
+func (t *JobTx) OpenJobsOf(sites []string) (map[string][]JobRow, error) {
+	out := make(map[string][]JobRow, len(sites))
+	err := chunks(sites, func(part []string) error {
+		in, args := inList(part)
+		rows, err := t.jobRows(`jobs.site IN (`+in+`) AND jobs.result IN ('pending','running')`, args...)
+		for _, j := range rows {
+			out[j.Site] = append(out[j.Site], j)
+		}
+		return err
+	})
+	return out, err
+}
+
+// SitesOf returns the named sites as the transaction sees them, read in
+// a few queries; a site not enrolled is not in the map.
+func (t *JobTx) SitesOf(names []string) (map[string]protocol.Site, error) {
+	return sitesIn(names, func(q string, args ...any) (*sql.Rows, error) {
+		st, err := t.stmt(q)
+		if err != nil {
+			return nil, err
+		}
+		return st.Query(args...)
+	})
+}
+
+// PickUpAll is PickUp of many jobs in a few statements.
+func (t *JobTx) PickUpAll(ids []string, now time.Time) error {
+	return chunks(ids, func(part []string) error {
+		in, args := inList(part)
+		return t.exec(`UPDATE jobs SET handed_out_at = COALESCE(handed_out_at, ?) WHERE id IN (`+in+`)`, append([]any{formatTime(now)}, args...)...)
+	})
+}

@@ -141,14 +141,3 @@ func (s *Store) readFreezes(ctx context.Context, now time.Time) ([]protocol.Free
 	}
 	return out, rows.Err()
 }
-
-// JobOverridesWindow reports whether job id was made with --now: it
-// starts whatever the window and freezes say.
-func (s *Store) JobOverridesWindow(ctx context.Context, id string) (bool, error) {
-	var now bool
-	err := s.db.QueryRowContext(ctx, `SELECT now FROM jobs WHERE id = ?`, id).Scan(&now)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, ErrNotFound
-	}
-	return now, err
-}

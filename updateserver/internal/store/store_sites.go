@@ -56,3 +56,27 @@ func (s *Store) GetSite(ctx context.Context, site string) (protocol.Site, error)
 	}
 	return st, err
 }
+
+// SitesByName returns the named sites, in a few queries (one per
+// inChunk names); a site not enrolled is not in the map.
+func (s *Store) SitesByName(ctx context.Context, names []string) (map[string]protocol.Site, error) {
+	return sitesIn(names, func(q string, args ...any) (*sql.Rows, error) { return s.db.QueryContext(ctx, q, args...) })
+}
+
+// sitesIn reads the named sites with query, inChunk at a time.
+func sitesIn(names []string, query func(q string, args ...any) (*sql.Rows, error)) (map[string]protocol.Site, error) {
+	out := make(map[string]protocol.Site, len(names))
+	err := chunks(names, func(part []string) error {
+		in, args := inList(part)
+		rows, err := query(`SELECT `+siteColumns+` FROM sites WHERE site IN (`+in+`)`, args...)
+		if err != nil {
+			return err
+		}
+		sites, err := collect(rows, scanSite)
+		for _, st := range sites {
+			out[st.Site] = st
+		}
+		return err
+	})
+	return out, err
+}
