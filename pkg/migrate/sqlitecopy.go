@@ -45,13 +45,20 @@ func (db *DB) SetBackupVerify(mode string) error {
 	return errorf(ErrUnsupported, "backup verify %q: use %s or %s", mode, VerifyChecksum, VerifyFingerprint)
 }
 
-// copyBufSize is the copy's buffer: large reads and writes.
-const copyBufSize = 4 << 20
+// copyBufSize is the size of the copy's reads and writes; copyBufs
+// buffers are in flight between the copy and the hash.
+const (
+	copyBufSize = 4 << 20
+	copyBufs    = 4
+)
 
-// copyHashed copies src to a new file dst (perm), returning the sha256 of
-// the bytes written, computed while copying, and their count. dst is not
-// synced.
-func copyHashed(src, dst string, perm fs.FileMode) (sum string, n int64, err error) {
+// copyVerified copies src to a new file dst (perm) and syncs it, in
+// parallel: one goroutine copies, one hashes the bytes as they are
+// written, one reads the copy back behind the writes and hashes what it
+// reads, and check (SQLite's checks) runs meanwhile. It returns the sha256
+// of the bytes written and their count, and an error when the re-read
+// differs or check fails. The caller removes dst on error.
+func copyVerified(src, dst string, perm fs.FileMode, check func() error) (sum string, n int64, err error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return "", 0, err
@@ -61,53 +68,86 @@ func copyHashed(src, dst string, perm fs.FileMode) (sum string, n int64, err err
 	if err != nil {
 		return "", 0, err
 	}
-	h := sha256.New()
-	// Not io.Copy(out, in): copy_file_range would keep the bytes from the
-	// hash. A reader without WriterTo (io.MultiReader hides it) keeps
-	// io.CopyBuffer on the buffer.
-	n, err = io.CopyBuffer(io.MultiWriter(out, h), io.MultiReader(in), make([]byte, copyBufSize))
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
+	defer out.Close()
+	back, err := os.Open(dst)
 	if err != nil {
+		return "", 0, err
+	}
+	defer back.Close()
+
+	type block struct {
+		buf []byte
+		off int64
+	}
+	free := make(chan []byte, copyBufs)
+	for range copyBufs {
+		free <- make([]byte, copyBufSize)
+	}
+	toHash := make(chan block, copyBufs)
+	toReread := make(chan block, copyBufs)
+	var wg sync.WaitGroup
+	var copyErr, rereadErr, checkErr error
+	written, reread := sha256.New(), sha256.New()
+	wg.Add(3)
+	go func() { // hash what is written
+		defer wg.Done()
+		for b := range toHash {
+			written.Write(b.buf)
+			free <- b.buf[:cap(b.buf)]
+		}
+	}()
+	go func() { // read the copy back and hash it
+		defer wg.Done()
+		buf := make([]byte, copyBufSize)
+		for b := range toReread {
+			if rereadErr != nil {
+				continue
+			}
+			m, err := back.ReadAt(buf[:len(b.buf)], b.off)
+			if err != nil && !(errors.Is(err, io.EOF) && m == len(b.buf)) {
+				rereadErr = fmt.Errorf("read back %s: %w", dst, err)
+				continue
+			}
+			reread.Write(buf[:m])
+		}
+	}()
+	go func() { defer wg.Done(); checkErr = check() }()
+	func() { // copy
+		defer close(toHash)
+		defer close(toReread)
+		for {
+			buf := <-free
+			m, err := io.ReadFull(in, buf)
+			if m > 0 {
+				if _, werr := out.Write(buf[:m]); werr != nil {
+					copyErr = werr
+					return
+				}
+				toReread <- block{buf[:m], n}
+				toHash <- block{buf[:m], n}
+				n += int64(m)
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return
+			}
+			if err != nil {
+				copyErr = err
+				return
+			}
+		}
+	}()
+	if copyErr == nil {
+		copyErr = out.Sync()
+	}
+	wg.Wait()
+	if err := errors.Join(copyErr, rereadErr); err != nil {
 		return "", n, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
-}
-
-// hashFile returns the sha256 of a file's content.
-func hashFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
+	sum = hex.EncodeToString(written.Sum(nil))
+	if got := hex.EncodeToString(reread.Sum(nil)); got != sum {
+		return "", n, fmt.Errorf("%s read back has sha256 %.12s, %.12s was written", dst, got, sum)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.CopyBuffer(h, io.MultiReader(f), make([]byte, copyBufSize)); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// verifyWritten checks a copy just written to path with sha256 sum, in
-// parallel: it syncs the file, re-reads it and compares its sha256, and
-// runs check (SQLite's checks on the copy). The first error wins.
-func verifyWritten(path, sum string, check func() error) error {
-	var wg sync.WaitGroup
-	errs := make([]error, 3)
-	wg.Add(3)
-	go func() { defer wg.Done(); errs[0] = atomicfile.SyncFile(path) }()
-	go func() {
-		defer wg.Done()
-		got, err := hashFile(path)
-		if err == nil && got != sum {
-			err = fmt.Errorf("read back, its sha256 is %.12s, %.12s was written", got, sum)
-		}
-		errs[1] = err
-	}()
-	go func() { defer wg.Done(); errs[2] = check() }()
-	wg.Wait()
-	return errors.Join(errs...)
+	return sum, n, checkErr
 }
 
 // sqliteOpenCopy opens a database file that nothing else uses, read-only
@@ -207,15 +247,15 @@ func (d *sqliteDialect) snapshot(ctx context.Context, db *DB, dir string, m *bac
 		os.Remove(tmp)
 		return err
 	}
-	err = verifyWritten(tmp, m.SHA256, func() error {
+	if m.Fingerprint != "" {
+		// The paranoid's check, of the copy itself.
 		recs, err := d.checkCopy(ctx, tmp, m.Fingerprint)
 		if err == nil && !sameRecords(recs, m.Applied) {
 			err = errors.New("its migration records differ from the database's")
 		}
-		return err
-	})
-	if err != nil {
-		return errorf(ErrVerify, "backup %s failed its check: %w; the database was not changed", tmp, err)
+		if err != nil {
+			return errorf(ErrVerify, "backup %s failed its check: %w; the database was not changed", tmp, err)
+		}
 	}
 	if err := atomicfile.Rename(tmp, final); err != nil {
 		return fmt.Errorf("backup: %w", err)
@@ -226,7 +266,9 @@ func (d *sqliteDialect) snapshot(ctx context.Context, db *DB, dir string, m *bac
 
 // copyLocked folds the WAL into the database file and copies the file to
 // tmp under the database's write lock, noting the copy's sha256, size and
-// permissions in m.
+// permissions in m. The copy is verified as it is made (copyVerified);
+// PRAGMA quick_check runs meanwhile on the database file, whose bytes the
+// copy's sha256 shows to be the copy's.
 func (d *sqliteDialect) copyLocked(ctx context.Context, db *DB, tmp string, m *backupMeta) error {
 	conn, err := db.pool.Conn(ctx)
 	if err != nil {
@@ -264,8 +306,17 @@ func (d *sqliteDialect) copyLocked(ctx context.Context, db *DB, tmp string, m *b
 		return fmt.Errorf("backup: %w", err)
 	}
 	m.Perm = uint32(fi.Mode().Perm())
-	if m.SHA256, m.Size, err = copyHashed(d.path, tmp, 0o600); err != nil {
-		return fmt.Errorf("backup: copy %s to %s: %w", d.path, tmp, err)
+	m.SHA256, m.Size, err = copyVerified(d.path, tmp, 0o600, func() error {
+		// A reader of its own: the write lock lets readers in.
+		pool, err := sql.Open("sqlite", sqliteURI(d.path, "mode=ro"))
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		return sqliteQuickCheck(ctx, pool, false)
+	})
+	if err != nil {
+		return errorf(ErrVerify, "backup: copy %s to %s: %w; the database was not changed", d.path, tmp, err)
 	}
 	return nil
 }
@@ -312,20 +363,22 @@ func (d *sqliteDialect) restore(ctx context.Context, db *DB, b *Backup) error {
 			return fmt.Errorf("restore %s: %w", d.path, err)
 		}
 	}
-	sum, _, err := copyHashed(src, tmp, perm)
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("restore %s from %s: %w", d.path, src, err)
-	}
 	defer os.Remove(tmp) // gone once renamed
+	// quick_check of the backup while it is copied: its sha256 shows
+	// the copy to be the same bytes.
+	var checkErr error
+	sum, _, err := copyVerified(src, tmp, perm, func() error {
+		_, checkErr = d.checkCopy(ctx, src, "")
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restore %s from %s: %w; the database was not changed", d.path, src, err)
+	}
 	if b.m.SHA256 != "" && sum != b.m.SHA256 {
 		return damaged(fmt.Errorf("its sha256 is %.12s, the backup recorded %.12s", sum, b.m.SHA256))
 	}
-	if err := verifyWritten(tmp, sum, func() error {
-		_, err := d.checkCopy(ctx, tmp, "")
-		return err
-	}); err != nil {
-		return errorf(ErrVerify, "restore %s: the copy of the backup %s failed its check (%w); the database was not changed", d.path, tmp, err)
+	if checkErr != nil {
+		return damaged(checkErr)
 	}
 	if live != nil {
 		if err := os.Chmod(tmp, live.Mode().Perm()); err != nil { // against the umask

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Database backup benchmark: builds a SQLite database of SIZE_MB megabytes
-# (default 1024; 1 MiB random blobs inserted in one transaction, WAL mode)
+# (default 1024; 1 MiB random blobs inserted in one transaction, then WAL mode)
 # and times, RUNS times in one process, `cp` + fsync of the file against
 # the agent's own backup (migrate.DB.Backup, what the engine runs in
 # backing_up) and restore (migrate.DB.Rollback, what it runs in
@@ -22,4 +22,4 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 export BENCH_DB_MB=${SIZE_MB:-1024}
 export BENCH_DIR=${TMPDIR:-/tmp}
-go test -run '^$' -bench '^BenchmarkSQLiteBackupRestore$' -benchtime "${RUNS:-2}x" -count 1 ./pkg/migrate/ | grep -E '^(RESULT|Benchmark|ok|FAIL)'
+go test -run '^$' -bench '^BenchmarkSQLiteBackupRestore$' -benchtime "${RUNS:-2}x" -count 1 -timeout 0 ./pkg/migrate/ | grep -E '^(RESULT|Benchmark|ok|FAIL)'
