@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dropless/dropless/pkg/atomicfile"
 )
@@ -45,19 +46,21 @@ func (db *DB) SetBackupVerify(mode string) error {
 	return errorf(ErrUnsupported, "backup verify %q: use %s or %s", mode, VerifyChecksum, VerifyFingerprint)
 }
 
-// copyBufSize is the size of the copy's reads and writes; copyBufs
-// buffers are in flight between the copy and the hash.
+// copyChunk is how much the copy hands the kernel at once; copyBufSize
+// the size of the hashing goroutines' reads.
 const (
+	copyChunk   = 64 << 20
 	copyBufSize = 4 << 20
-	copyBufs    = 4
 )
 
-// copyVerified copies src to a new file dst (perm) and syncs it, in
-// parallel: one goroutine copies, one hashes the bytes as they are
-// written, one reads the copy back behind the writes and hashes what it
-// reads, and check (SQLite's checks) runs meanwhile. It returns the sha256
-// of the bytes written and their count, and an error when the re-read
-// differs or check fails. The caller removes dst on error.
+// copyVerified copies src to a new file dst (perm) and syncs it, and
+// verifies the copy, in parallel: the kernel copies (copy_file_range,
+// like cp), one goroutine hashes src, another reads the copy back behind
+// the copy and hashes it, and check (SQLite's checks) runs meanwhile.
+// They share nothing but the count of bytes copied, so that none waits on
+// another's turn (on a busy machine each wake-up costs). It returns the
+// sha256 of the copy and its size, and an error when the copy's sha256
+// differs from src's or check fails. The caller removes dst on error.
 func copyVerified(src, dst string, perm fs.FileMode, check func() error) (sum string, n int64, err error) {
 	in, err := os.Open(src)
 	if err != nil {
@@ -69,85 +72,98 @@ func copyVerified(src, dst string, perm fs.FileMode, check func() error) (sum st
 		return "", 0, err
 	}
 	defer out.Close()
-	back, err := os.Open(dst)
-	if err != nil {
-		return "", 0, err
-	}
-	defer back.Close()
 
-	type block struct {
-		buf []byte
-		off int64
+	var (
+		copied                   atomic.Int64             // bytes copied so far
+		done                     atomic.Bool              // the copy ended
+		progress                 = make(chan struct{}, 1) // wakes the read-back when it waits
+		wg                       sync.WaitGroup
+		srcSum, dstSum           string
+		srcErr, dstErr, checkErr error
+	)
+	wake := func() {
+		select {
+		case progress <- struct{}{}:
+		default:
+		}
 	}
-	free := make(chan []byte, copyBufs)
-	for range copyBufs {
-		free <- make([]byte, copyBufSize)
-	}
-	toHash := make(chan block, copyBufs)
-	toReread := make(chan block, copyBufs)
-	var wg sync.WaitGroup
-	var copyErr, rereadErr, checkErr error
-	written, reread := sha256.New(), sha256.New()
 	wg.Add(3)
-	go func() { // hash what is written
-		defer wg.Done()
-		for b := range toHash {
-			written.Write(b.buf)
-			free <- b.buf[:cap(b.buf)]
-		}
-	}()
-	go func() { // read the copy back and hash it
-		defer wg.Done()
-		buf := make([]byte, copyBufSize)
-		for b := range toReread {
-			if rereadErr != nil {
-				continue
-			}
-			m, err := back.ReadAt(buf[:len(b.buf)], b.off)
-			if err != nil && !(errors.Is(err, io.EOF) && m == len(b.buf)) {
-				rereadErr = fmt.Errorf("read back %s: %w", dst, err)
-				continue
-			}
-			reread.Write(buf[:m])
-		}
-	}()
+	go func() { defer wg.Done(); srcSum, srcErr = hashFile(src, nil, nil, nil) }()
+	go func() { defer wg.Done(); dstSum, dstErr = hashFile(dst, &copied, &done, progress) }()
 	go func() { defer wg.Done(); checkErr = check() }()
-	func() { // copy
-		defer close(toHash)
-		defer close(toReread)
-		for {
-			buf := <-free
-			m, err := io.ReadFull(in, buf)
-			if m > 0 {
-				if _, werr := out.Write(buf[:m]); werr != nil {
-					copyErr = werr
-					return
-				}
-				toReread <- block{buf[:m], n}
-				toHash <- block{buf[:m], n}
-				n += int64(m)
-			}
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return
-			}
-			if err != nil {
-				copyErr = err
-				return
-			}
+	var copyErr error
+	for {
+		// *os.File to *os.File through a LimitedReader: copy_file_range.
+		m, err := io.CopyN(out, in, copyChunk)
+		n += m
+		copied.Store(n)
+		wake()
+		if errors.Is(err, io.EOF) {
+			break
 		}
-	}()
+		if err != nil {
+			copyErr = err
+			break
+		}
+	}
+	done.Store(true)
+	wake()
 	if copyErr == nil {
 		copyErr = out.Sync()
 	}
 	wg.Wait()
-	if err := errors.Join(copyErr, rereadErr); err != nil {
+	if err := errors.Join(copyErr, srcErr, dstErr); err != nil {
 		return "", n, err
 	}
-	sum = hex.EncodeToString(written.Sum(nil))
-	if got := hex.EncodeToString(reread.Sum(nil)); got != sum {
-		return "", n, fmt.Errorf("%s read back has sha256 %.12s, %.12s was written", dst, got, sum)
+	if dstSum != srcSum {
+		return "", n, fmt.Errorf("the copy %s has sha256 %.12s, %s has %.12s", dst, dstSum, src, srcSum)
 	}
-	return sum, n, checkErr
+	return dstSum, n, checkErr
+}
+
+// hashFile returns the sha256 of a file. With upTo, it reads only what
+// upTo says is there, waiting on progress for more until done.
+func hashFile(path string, upTo *atomic.Int64, done *atomic.Bool, progress <-chan struct{}) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	buf := make([]byte, copyBufSize)
+	var off int64
+	for {
+		end := int64(-1)
+		finished := true
+		if upTo != nil {
+			finished = done.Load()
+			end = upTo.Load()
+			if off == end {
+				if finished {
+					break
+				}
+				<-progress
+				continue
+			}
+		}
+		want := int64(len(buf))
+		if end >= 0 {
+			want = min(want, end-off)
+		}
+		m, err := f.ReadAt(buf[:want], off)
+		h.Write(buf[:m])
+		off += int64(m)
+		if errors.Is(err, io.EOF) && end < 0 {
+			break
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", err
+		}
+		if m == 0 {
+			return "", fmt.Errorf("read %s: no progress at %d", path, off)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // sqliteOpenCopy opens a database file that nothing else uses, read-only
