@@ -55,13 +55,14 @@ const (
 
 // copyVerified copies src to a new file dst (perm) and syncs it, and
 // verifies the copy, in parallel: the kernel copies (copy_file_range,
-// like cp), one goroutine hashes src, another reads the copy back behind
-// the copy and hashes it, and check (SQLite's checks) runs meanwhile.
-// They share nothing but the count of bytes copied, so that none waits on
-// another's turn (on a busy machine each wake-up costs). It returns the
-// sha256 of the copy and its size, and an error when the copy's sha256
-// differs from src's or check fails. The caller removes dst on error.
-func copyVerified(src, dst string, perm fs.FileMode, check func() error) (sum string, n int64, err error) {
+// like cp), one goroutine reads the copy back behind the copy and hashes
+// it, another hashes src (unless want, src's sha256 as recorded, is
+// given), and check (SQLite's checks) runs meanwhile. They share nothing
+// but the count of bytes copied, so that none waits on another's turn (on
+// a busy machine each wake-up costs). It returns the sha256 of the copy
+// and its size, and an error when it differs from src's (ErrVerify when
+// from want) or check fails. The caller removes dst on error.
+func copyVerified(src, dst string, perm fs.FileMode, want string, check func() error) (sum string, n int64, err error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return "", 0, err
@@ -88,7 +89,12 @@ func copyVerified(src, dst string, perm fs.FileMode, check func() error) (sum st
 		}
 	}
 	wg.Add(3)
-	go func() { defer wg.Done(); srcSum, srcErr = hashFile(src, nil, nil, nil) }()
+	go func() {
+		defer wg.Done()
+		if srcSum = want; want == "" {
+			srcSum, srcErr = hashFile(src, nil, nil, nil)
+		}
+	}()
 	go func() { defer wg.Done(); dstSum, dstErr = hashFile(dst, &copied, &done, progress) }()
 	go func() { defer wg.Done(); checkErr = check() }()
 	var copyErr error
@@ -116,6 +122,9 @@ func copyVerified(src, dst string, perm fs.FileMode, check func() error) (sum st
 		return "", n, err
 	}
 	if dstSum != srcSum {
+		if want != "" {
+			return dstSum, n, errorf(ErrVerify, "its sha256 is %.12s, %.12s was recorded", dstSum, want)
+		}
 		return "", n, fmt.Errorf("the copy %s has sha256 %.12s, %s has %.12s", dst, dstSum, src, srcSum)
 	}
 	return dstSum, n, checkErr
@@ -322,7 +331,7 @@ func (d *sqliteDialect) copyLocked(ctx context.Context, db *DB, tmp string, m *b
 		return fmt.Errorf("backup: %w", err)
 	}
 	m.Perm = uint32(fi.Mode().Perm())
-	m.SHA256, m.Size, err = copyVerified(d.path, tmp, 0o600, func() error {
+	m.SHA256, m.Size, err = copyVerified(d.path, tmp, 0o600, "", func() error {
 		// A reader of its own: the write lock lets readers in.
 		pool, err := sql.Open("sqlite", sqliteURI(d.path, "mode=ro"))
 		if err != nil {
@@ -380,18 +389,18 @@ func (d *sqliteDialect) restore(ctx context.Context, db *DB, b *Backup) error {
 		}
 	}
 	defer os.Remove(tmp) // gone once renamed
-	// quick_check of the backup while it is copied: its sha256 shows
-	// the copy to be the same bytes.
+	// quick_check of the backup while it is copied: the copy's sha256
+	// shows it to be the same bytes, and the backup's.
 	var checkErr error
-	sum, _, err := copyVerified(src, tmp, perm, func() error {
+	_, _, err = copyVerified(src, tmp, perm, b.m.SHA256, func() error {
 		_, checkErr = d.checkCopy(ctx, src, "")
 		return nil
 	})
+	if errors.Is(err, ErrVerify) {
+		return damaged(err)
+	}
 	if err != nil {
 		return fmt.Errorf("restore %s from %s: %w; the database was not changed", d.path, src, err)
-	}
-	if b.m.SHA256 != "" && sum != b.m.SHA256 {
-		return damaged(fmt.Errorf("its sha256 is %.12s, the backup recorded %.12s", sum, b.m.SHA256))
 	}
 	if checkErr != nil {
 		return damaged(checkErr)
