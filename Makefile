@@ -9,7 +9,7 @@ FUZZTIME  ?= 60s
 # Linux architectures `make packages` builds .deb and .rpm for.
 PKG_ARCH  ?= amd64 arm64
 
-.PHONY: help build run test test-race test-postgres e2e race lint check cross packages test-packages fuzz bench bench-publish bench-rollout bench-checkin bench-checkin-http bench-trigger bench-fleet-scale bench-serving bench-download bench-fleet bench-smoke clean
+.PHONY: help build run test test-race test-postgres e2e race lint check cross packages test-packages fuzz bench bench-publish bench-rollout bench-backup bench-checkin bench-checkin-http bench-trigger bench-fleet-scale bench-serving bench-download bench-fleet bench-smoke clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -83,6 +83,9 @@ bench-publish: ## publish a 1 GiB bundle: throughput against cp, server peak RSS
 
 bench-checkin: ## the check-in hot path: idle check-ins of 1000 agents through the API handler (make bench-checkin-http for HTTP)
 	$(GO) test -run '^$$' -bench BenchmarkCheckinIdle -benchtime 3s -benchmem ./updateserver/internal/api/
+
+bench-backup: ## SQLite backup and restore of a 1 GiB client database by the agent's code, against cp + fsync
+	bash testenv/bench/backup.sh
 
 bench-rollout: ## a rollout over 10,000 simulated agents, 500 at once: create -> all assigned, server CPU, pause
 	bash testenv/bench/rollout.sh

@@ -46,14 +46,23 @@ type backupMeta struct {
 	Extra   []planned `json:"extra"`
 
 	// SQLite. Absent: the database file did not exist. File: the copy's
-	// name in the directory; Fingerprint its fingerprint (equal to the
-	// database's when it was made); JournalMode the database's.
+	// name in the directory; SHA256 and Size its content's; Perm the
+	// database file's permissions; Verify how it was verified
+	// (VerifyChecksum, VerifyFingerprint); Fingerprint, with
+	// VerifyFingerprint, its fingerprint (equal to the database's when it
+	// was made, and to the restored database's); JournalMode the
+	// database's. A backup made before checksums has no SHA256, and a
+	// Fingerprint.
 	Absent bool `json:"absent,omitempty"`
 	// CreatedDirs are the directories of the absent database's path
 	// that did not exist either (outermost first): Up creates them, a
 	// rollback removes them again.
 	CreatedDirs []string `json:"created_dirs,omitempty"`
 	File        string   `json:"file,omitempty"`
+	SHA256      string   `json:"sha256,omitempty"`
+	Size        int64    `json:"size,omitempty"`
+	Perm        uint32   `json:"perm,omitempty"`
+	Verify      string   `json:"verify,omitempty"`
 	Fingerprint string   `json:"fingerprint,omitempty"`
 	JournalMode string   `json:"journal_mode,omitempty"`
 
@@ -94,11 +103,15 @@ func (b *Backup) check(db *DB, p *Plan) error {
 // it creates (0700); the agent passes data_dir/backups/<job>. The app must
 // be stopped: the backup is checked against the live database.
 //
-// SQLite: an online, consistent copy made with VACUUM INTO, synced, and
-// verified: PRAGMA integrity_check, the same migration records as the
-// database, and the same Fingerprint. Its size is about the database's.
-// A database that does not exist yet is noted as such (Rollback removes
-// it).
+// SQLite: a copy of the database file, made after folding the WAL into
+// it (wal_checkpoint(TRUNCATE)) and under the database's write lock, so
+// the file alone is the whole database; synced, and verified: its sha256,
+// computed while copying, against a re-read of the copy, PRAGMA
+// quick_check, and the same migration records as the database. With
+// SetBackupVerify(VerifyFingerprint), also integrity_check and the same
+// Fingerprint as the database (reading every row of both: slower). Its
+// size is the database file's. A database that does not exist yet is
+// noted as such (Rollback removes it).
 //
 // PostgreSQL: no copy; the job's migrations run in one transaction and a
 // committed job is rolled back with its down migrations. The backup notes

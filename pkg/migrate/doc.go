@@ -29,10 +29,14 @@
 // migration unless the bundle is marked irreversible and the caller allows
 // it ([ErrIrreversible]).
 //
-// SQLite: Backup copies the database with VACUUM INTO and verifies the
-// copy (integrity_check, migration records, [DB.Fingerprint]); Up runs
-// each migration in its own transaction; Rollback restores the copy
-// through SQLite's backup API (crash-safe, WAL-safe) and verifies it.
+// SQLite: Backup folds the WAL into the database file and copies the
+// file (copy_file_range, like cp) under the database's write lock, and
+// verifies the copy: its sha256 against the file's, PRAGMA quick_check,
+// the migration records ([DB.SetBackupVerify] with [VerifyFingerprint]
+// adds integrity_check and [DB.Fingerprint]); Up runs each migration in
+// its own transaction; Rollback checks the copy's sha256, copies it next
+// to the database, syncs it and renames it over the database (its -wal,
+// -shm and -journal removed first).
 // PostgreSQL: Up runs the job's migrations in one transaction, so a
 // failure leaves nothing behind; Rollback of a committed job runs the
 // recorded down migrations, newest first, in one transaction and checks

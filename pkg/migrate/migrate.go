@@ -19,8 +19,9 @@ import (
 // DB is a client database the runner migrates. A DB is used by one
 // goroutine at a time (the engine's job); Close it when done.
 type DB struct {
-	d    dialect
-	pool *sql.DB
+	d      dialect
+	pool   *sql.DB
+	verify string // SetBackupVerify
 }
 
 // Open opens the database of the agent's [database] config: driver
@@ -504,10 +505,13 @@ func (db *DB) Down(ctx context.Context, toSet []Migration) error {
 // is idempotent: safe whether Up never ran, failed halfway, finished, or a
 // previous Rollback was interrupted.
 //
-// SQLite: restores the copy (with the app stopped) through SQLite's backup
-// API, then checks integrity and that the fingerprint equals the copy's. A
-// database that did not exist before is removed, with its -wal, -shm and
-// -journal files.
+// SQLite: restores the copy (with the app stopped): copies it next to the
+// database, checking its sha256 against the backup's (a damaged backup is
+// refused, the database untouched), syncs and quick_checks it, removes the
+// database's -wal, -shm and -journal files and renames the copy over the
+// database. A backup made with VerifyFingerprint is checked after the
+// restore with integrity_check and its Fingerprint too. A database that
+// did not exist before is removed, with its -wal, -shm and -journal files.
 //
 // PostgreSQL: in one transaction, runs the recorded down migrations of the
 // migrations recorded since b, newest first, deletes their records (and
@@ -618,7 +622,8 @@ func diffLines(a, b []string) []string {
 
 // BackupSize returns about how many bytes Backup will write, for the
 // engine's free-disk check in preflight: a SQLite database's file sizes
-// (the database and its -wal; the copy is compacted, so no larger), 0 for
+// (the database and its -wal, which Backup folds into the database file
+// before copying it), 0 for
 // PostgreSQL, which Backup does not copy.
 func (db *DB) BackupSize() (int64, error) {
 	d, ok := db.d.(*sqliteDialect)

@@ -107,7 +107,21 @@ type Database struct {
 	// accept it), "report" (reported, upgrades go ahead) or "off" (not
 	// checked), for apps that change their own schema as they run.
 	SchemaDrift string `toml:"schema_drift"`
+	// BackupVerify is how the backup of a SQLite database, made before
+	// migrating and restored on rollback, is verified: "checksum" (the
+	// default: the copy's sha256 and PRAGMA quick_check, about the cost
+	// of a file copy) or "fingerprint" (also integrity_check and a hash
+	// of every row of the database and the copy: several times slower).
+	// PostgreSQL databases are not copied: it does not apply to them.
+	BackupVerify string `toml:"backup_verify"`
 }
+
+// Backup verification settings (Database.BackupVerify), as
+// migrate.SetBackupVerify takes them.
+const (
+	BackupVerifyChecksum    = "checksum"
+	BackupVerifyFingerprint = "fingerprint"
+)
 
 // Schema drift settings (Database.SchemaDrift).
 const (
@@ -303,6 +317,13 @@ func (c *Config) Validate() error {
 		case SchemaDriftBlock, SchemaDriftReport, SchemaDriftOff:
 		default:
 			return fmt.Errorf("database.schema_drift %q: use block, report or off", c.Database.SchemaDrift)
+		}
+		switch c.Database.BackupVerify {
+		case "":
+			c.Database.BackupVerify = BackupVerifyChecksum
+		case BackupVerifyChecksum, BackupVerifyFingerprint:
+		default:
+			return fmt.Errorf("database.backup_verify %q: use checksum (the default) or fingerprint", c.Database.BackupVerify)
 		}
 	}
 	return c.validateData()

@@ -37,7 +37,7 @@ func TestParseValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.DriftIgnore) != 2 || c.Database == nil || c.Database.Driver != "sqlite" || c.Database.SchemaDrift != SchemaDriftBlock {
+	if len(c.DriftIgnore) != 2 || c.Database == nil || c.Database.Driver != "sqlite" || c.Database.SchemaDrift != SchemaDriftBlock || c.Database.BackupVerify != BackupVerifyChecksum {
 		t.Errorf("drift_ignore %q, database %+v", c.DriftIgnore, c.Database)
 	}
 }
@@ -81,6 +81,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"no health", `health_url = "http://127.0.0.1:9000/health"`, ``, "health_url"},
 		{"service and commands", `[app]`, "[app]\nservice = \"acme\"", "either service or start"},
 		{"bad driver", `[app]`, "[database]\ndriver = \"oracle\"\ndsn = \"x\"\n[app]", "database.driver"},
+		{"bad backup_verify", `[app]`, "[database]\ndriver = \"sqlite\"\ndsn = \"x\"\nbackup_verify = \"rows\"\n[app]", "database.backup_verify"},
 		{"bad schema_drift", `[app]`, "[database]\ndriver = \"sqlite\"\ndsn = \"x\"\nschema_drift = \"warn\"\n[app]", "database.schema_drift"},
 		{"not toml", `[app]`, `[app`, "toml"},
 		{"plain http to another host", `"http://127.0.0.1:8080/"`, `"http://updates.example.com"`, "allow_insecure_http"},

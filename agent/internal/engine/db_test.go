@@ -4,6 +4,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -491,10 +492,18 @@ func TestDatabasePreflightRefusals(t *testing.T) {
 
 // A rollback that fails (the old release does not come back healthy)
 // ends the job failed, the site failed, and keeps the database backup for
-// the person who has to look.
+// the person who has to look. The backup is verified as [database]
+// backup_verify says (checksum by default).
 func TestFailedRollbackKeepsBackup(t *testing.T) {
+	for _, verify := range []string{"", config.BackupVerifyFingerprint} {
+		t.Run("backup_verify="+verify, func(t *testing.T) { testFailedRollbackKeepsBackup(t, verify) })
+	}
+}
+
+func testFailedRollbackKeepsBackup(t *testing.T, verify string) {
 	s := newSite(t)
 	withSQLite(t, s)
+	s.Database.BackupVerify = verify
 	e := s.open(t)
 	s.install(t, e, s.releaseWith(t, "1.0.0", relSpec{Migrations: migrations100}))
 	s.dbExec(t, clientRows...)
@@ -518,8 +527,20 @@ func TestFailedRollbackKeepsBackup(t *testing.T) {
 	if !strings.Contains(last, "rollback failed: 1.0.0 started again but its health check failed") || !strings.Contains(last, "the database backup is kept in "+backup) {
 		t.Errorf("last event says %q", last)
 	}
-	if _, err := os.Stat(filepath.Join(backup, "backup.json")); err != nil {
+	data, err := os.ReadFile(filepath.Join(backup, "backup.json"))
+	if err != nil {
 		t.Errorf("the backup is gone: %v", err)
+	}
+	var meta struct{ Verify, Fingerprint string }
+	if err := json.Unmarshal(data, &meta); err != nil {
+		t.Fatal(err)
+	}
+	wantVerify := verify
+	if wantVerify == "" {
+		wantVerify = config.BackupVerifyChecksum
+	}
+	if meta.Verify != wantVerify || (meta.Fingerprint != "") != (wantVerify == config.BackupVerifyFingerprint) {
+		t.Errorf("backup verified as %q (fingerprint %q), want %q", meta.Verify, meta.Fingerprint, wantVerify)
 	}
 	// The database was restored before the old release was started.
 	if got := s.dbFingerprint(t); got != before {

@@ -23,8 +23,10 @@ import (
 //	            assignment allows a downgrade, migrations without a down
 //	            migration unless the manifest marks them irreversible and
 //	            the assignment allows it. Nothing is changed.
-//	backing_up  Backup into <data_dir>/backups/<job>: SQLite a verified
-//	            copy; PostgreSQL notes the schema (its migrations run in
+//	backing_up  Backup into <data_dir>/backups/<job>: SQLite a copy of
+//	            the checkpointed file, verified by sha256 and quick_check
+//	            (or by a fingerprint of every row: [database]
+//	            backup_verify); PostgreSQL notes the schema (its migrations run in
 //	            one transaction, and a committed job is undone by the
 //	            recorded down migrations).
 //	migrating   Up: the plan, downgrade's down migrations first.

@@ -69,6 +69,9 @@ func (e *Engine) preflight(ctx context.Context, jb *job) (string, error) {
 			return "", fmt.Errorf("database unreachable: %w", err)
 		}
 		jb.db = db // closed by backupStep.cleanup
+		if err := db.SetBackupVerify(jb.dbCfg.BackupVerify); err != nil {
+			return "", fmt.Errorf("database: %w", err)
+		}
 		if backupSize, err = db.BackupSize(); err != nil {
 			return "", fmt.Errorf("database: size of the backup: %w", err)
 		}
