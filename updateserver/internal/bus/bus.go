@@ -35,6 +35,10 @@ const (
 	// Release: a release of the payload's product was published,
 	// promoted or yanked.
 	Release = "release"
+	// Cache: rows another replica's in-memory caches depend on changed
+	// (store.Store.ListenCaches); the payload is lines of "cred\tSITE",
+	// "site\tSITE", "jobs" or "maint".
+	Cache = "cache"
 )
 
 // Resync is the payload subscribers get after the bus reconnected:

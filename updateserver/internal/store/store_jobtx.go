@@ -39,7 +39,17 @@ func (s *Store) WithJobs(ctx context.Context, fn func(*JobTx) error) error {
 		defer t.close()
 		err := fn(t)
 		opened, installed = t.opened, t.installed
-		return err
+		if err != nil {
+			return err
+		}
+		var items []string
+		if opened {
+			items = append(items, cacheJobs)
+		}
+		for _, site := range installed {
+			items = append(items, cacheSite+"\t"+site)
+		}
+		return s.tellCaches(tx, items...)
 	})
 	if opened {
 		s.c.jobGen.Add(1)
