@@ -168,3 +168,72 @@ func TestReportChangedThroughAnotherReplicaIsWritten(t *testing.T) {
 		t.Errorf("the row holds %q (%v), want the agent's last report 1.0.0", site.InstalledVersion, err)
 	}
 }
+
+// heldBus is a bus that sends nothing and keeps its subscribers, for a
+// test to deliver to.
+type heldBus struct{ fns map[string]func(string) }
+
+func (b *heldBus) InTx(bus.Exec, ...bus.Msg) error        { return nil }
+func (b *heldBus) Send(context.Context, ...bus.Msg) error { return nil }
+func (b *heldBus) Subscribe(topic string, fn func(string)) func() {
+	b.fns[topic] = fn
+	return func() { delete(b.fns, topic) }
+}
+
+// TestResyncDropsTheCaches: after the bus reconnected (notifications
+// may have been lost), a store forgets every credential, "no open job",
+// window and report it had cached: changes made by another store on the
+// same database behind its back are seen.
+func TestResyncDropsTheCaches(t *testing.T) {
+	a, path := openTemp(t)
+	b, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	held := &heldBus{fns: map[string]func(string){}}
+	defer a.ListenCaches(held)()
+	ctx := context.Background()
+	now := time.Now()
+	enrollSite(t, a, "s1", "old")
+	v1 := protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle}
+	if _, err := a.Checkin(ctx, now, "s1", v1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.SiteByCredential(ctx, "old"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.OpenJob(ctx, "s1"); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+	if _, err := a.SiteWindow(ctx, "s1", "c"); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+
+	enrollSite(t, b, "s1", "new")
+	if err := b.WithJobs(ctx, func(t *JobTx) error {
+		return t.InsertJob(NewJob{ID: "j1", Site: "s1", Product: "p", To: "1.0.0", Target: "p/p-1.0.0.tar.gz", CreatedBy: "t"}, now)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetWindow(ctx, now, ScopeClient, "c", []string{"Sat 02:00-06:00"}, "UTC", Audit{Actor: "t", Action: "window.set"}); err != nil {
+		t.Fatal(err)
+	}
+	if wrote, err := b.Checkin(ctx, now, "s1", protocol.CheckinRequest{InstalledVersion: "2.0.0"}); err != nil || !wrote {
+		t.Fatal(wrote, err)
+	}
+
+	held.fns[bus.Cache](bus.Resync)
+	if site, err := a.SiteByCredential(ctx, "old"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("old credential after a resync: %q %v, want refused", site, err)
+	}
+	if o, err := a.OpenJob(ctx, "s1"); err != nil || o.Job.ID != "j1" {
+		t.Errorf("open job after a resync: %+v %v", o.Job, err)
+	}
+	if w, err := a.SiteWindow(ctx, "s1", "c"); err != nil || len(w.Weekly) != 1 {
+		t.Errorf("window after a resync: %+v %v", w, err)
+	}
+	if wrote, err := a.Checkin(ctx, now, "s1", v1); err != nil || !wrote {
+		t.Errorf("check-in after a resync: wrote %v, %v", wrote, err)
+	}
+}
