@@ -1,7 +1,8 @@
 // Package bus carries wake-ups between the replicas of one server: an
 // upgrade made through one replica wakes the agents long-polling another,
 // a job ending on one wakes the rollout scheduler, the follower and the
-// webhook sender running on another.
+// webhook sender running on another, a change the store's in-memory
+// caches depend on drops them on every replica (topic Cache).
 //
 // Inside one process, the parts wake each other directly (fleet's hub and
 // signals, publish.Subscribe): the bus only carries what another process
@@ -35,6 +36,10 @@ const (
 	// Release: a release of the payload's product was published,
 	// promoted or yanked.
 	Release = "release"
+	// Cache: rows another replica's in-memory caches depend on changed
+	// (store.Store.ListenCaches); the payload is lines of "cred\tSITE",
+	// "site\tSITE", "jobs" or "maint".
+	Cache = "cache"
 )
 
 // Resync is the payload subscribers get after the bus reconnected:

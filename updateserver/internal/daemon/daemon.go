@@ -200,6 +200,8 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		d.Leases = &lease.Runner{Store: st, Holder: lease.Holder(), Log: log}
 		d.Bus = &bus.Postgres{DSN: st.DSN, Log: log}
 	}
+	// The other replicas' caches hear of the changes made here.
+	st.SetBus(d.Bus)
 	d.Publisher = &publish.Publisher{
 		Store:      st,
 		Repo:       tufrepo.Repo{Keys: tufrepo.KeyStore{Dir: filepath.Join(cfg.DataDir, KeysDir)}, Expiry: cfg.Expiry},
@@ -335,6 +337,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	defer d.Metrics.Jobs(d.Fleet)()
 	// What other replicas change wakes the parts running here.
 	defer d.Fleet.Listen(d.Bus)()
+	defer d.Store.ListenCaches(d.Bus)()
 	for _, topic := range []string{bus.Outbox, bus.Rollouts, bus.Release} {
 		defer d.Bus.Subscribe(topic, func(string) { d.Webhooks.Wake() })()
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/bus"
 	"github.com/dropless/dropless/updateserver/internal/store"
+	"github.com/dropless/dropless/updateserver/internal/store/storetest"
 )
 
 // sentBus is a Bus that keeps what job transactions send (it sends
@@ -55,17 +56,18 @@ func TestJobChangesTellTheOtherReplicas(t *testing.T) {
 }
 
 // TestAnotherReplicasUpgradeWakesTheLongPoll: replicas A and B (two
-// Fleets on one PostgreSQL store, each with its own bus connection); B
-// holds an agent's long-poll, the upgrade is made through A, whose job
-// transaction notifies B: B answers the long-poll with the new job,
-// before its wait ran out.
+// Fleets, each on its own Store of one PostgreSQL database, each with
+// its own bus connection); B holds an agent's long-poll (B's store has
+// cached that the site has no open job), the upgrade is made through A,
+// whose job transaction notifies B: B answers the long-poll with the
+// new job, before its wait ran out.
 func TestAnotherReplicasUpgradeWakesTheLongPoll(t *testing.T) {
 	dsn := os.Getenv("TEST_POSTGRES_DSN")
 	if dsn == "" {
 		t.Skip("TEST_POSTGRES_DSN is unset: set it to a PostgreSQL database to test the replicas' bus (CI does: make test-postgres)")
 	}
-	a := newTestFleet(t)
-	b := &Fleet{Store: a.Store, Log: a.Log, PollInterval: a.PollInterval, JobTimeout: a.JobTimeout, Now: a.Now}
+	path := storetest.Schema(t)
+	a, b := newTestFleetOn(t, path), newTestFleetOn(t, path)
 	channel := fmt.Sprintf("dropless_fleet_test_%d", time.Now().UnixNano())
 	busA, busB := &bus.Postgres{DSN: dsn, Channel: channel}, &bus.Postgres{DSN: dsn, Channel: channel}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -75,7 +77,9 @@ func TestAnotherReplicasUpgradeWakesTheLongPoll(t *testing.T) {
 		<-p.Listening()
 	}
 	defer b.Listen(busB)()
+	defer b.Store.ListenCaches(busB)()
 	a.Bus = busA
+	a.Store.SetBus(busA)
 
 	a.publish("acme-erp", "1.1.0", "")
 	a.enroll("s1", "acme", "1.0.0", "1.0.0")

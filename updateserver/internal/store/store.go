@@ -31,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dropless/dropless/updateserver/internal/bus"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -64,8 +65,9 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	c        caches // the check-in's in-memory state (store_presence.go)
-	flushing bool   // the flusher runs
+	c        caches  // the check-in's in-memory state (store_presence.go)
+	bus      bus.Bus // tells other replicas' caches (store_replicas.go); nil: none
+	flushing bool    // the flusher runs
 
 	usedMu sync.Mutex
 	usedAt map[int64]time.Time // when TokenUsed last wrote each token's use

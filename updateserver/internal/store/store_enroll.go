@@ -190,6 +190,11 @@ func (s *Store) Enroll(ctx context.Context, now time.Time, token string, req pro
 			return err
 		}
 		replaced = action == "site.reenroll"
+		if replaced {
+			if err := s.tellCaches(tx, cacheCred+"\t"+req.Site); err != nil {
+				return err
+			}
+		}
 		return insertAudit(ctx, tx, now, Audit{Actor: fmt.Sprintf("enroll token %d", id), Action: action, Object: "site " + req.Site,
 			Detail: fmt.Sprintf("enroll_token=%d client=%s product=%s hostname=%s", id, req.Client, req.Product, req.Hostname)})
 	})

@@ -40,7 +40,14 @@ func (s *Store) WithJobs(ctx context.Context, fn func(*JobTx) error) error {
 		defer t.close()
 		err := fn(t)
 		opened, installed = t.opened, t.installed
-		return err
+		if err != nil {
+			return err
+		}
+		var items []string
+		for _, site := range installed {
+			items = append(items, cacheSite+"\t"+site)
+		}
+		return s.tellCaches(tx, items...)
 	})
 	if opened {
 		s.c.jobGen.Add(1)
@@ -49,6 +56,19 @@ func (s *Store) WithJobs(ctx context.Context, fn func(*JobTx) error) error {
 		s.forgetReport(site)
 	}
 	return err
+}
+
+// open records that a job was created, started or ended. The first time
+// in a transaction it tells the other replicas' caches, before anything
+// else the transaction sends (fleet's wake-ups): a replica woken for a
+// new job has dropped its "no open job" by then, since its bus delivers
+// one notification after the other.
+func (t *JobTx) open() error {
+	if t.opened {
+		return nil
+	}
+	t.opened = true
+	return t.s.tellCaches(t.tx, cacheJobs)
 }
 
 // stmt prepares q once per transaction: an upgrade of a client with a
@@ -197,7 +217,9 @@ func (t *JobTx) InsertJob(j NewJob, now time.Time) error {
 	if j.RolloutID != 0 {
 		rollout = sql.NullInt64{Int64: j.RolloutID, Valid: true}
 	}
-	t.opened = true
+	if err := t.open(); err != nil {
+		return err
+	}
 	return t.exec(`INSERT INTO jobs (id, site, product, from_version, to_version, target, result, now, accept_drift, allow_downgrade, allow_irreversible, created_at, created_by, last_progress_at, rollout_id)
 		VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)`,
 		j.ID, j.Site, j.Product, j.From, j.To, j.Target, j.Now, j.AcceptDrift, j.AllowDowngrade, j.AllowIrreversible, at, j.CreatedBy, at, rollout)
@@ -213,7 +235,10 @@ func (t *JobTx) SetTargetVersion(site, version string) error {
 // start time, the end's, if it never started).
 func (t *JobTx) EndJob(id, result, reason string, now time.Time) error {
 	at := formatTime(now)
-	t.opened = true // whatever result: a cached "no open job" is dropped
+	// Whatever result: a cached "no open job" is dropped.
+	if err := t.open(); err != nil {
+		return err
+	}
 	return t.exec(`UPDATE jobs SET result = ?, reason = ?, ended_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?`,
 		result, reason, at, at, id)
 }
@@ -221,7 +246,9 @@ func (t *JobTx) EndJob(id, result, reason string, now time.Time) error {
 // StartJob marks a job running, started at startedAt unless it had a
 // start already.
 func (t *JobTx) StartJob(id string, startedAt time.Time) error {
-	t.opened = true
+	if err := t.open(); err != nil {
+		return err
+	}
 	return t.exec(`UPDATE jobs SET result = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?`, formatTime(startedAt), id)
 }
 

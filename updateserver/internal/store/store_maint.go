@@ -26,6 +26,9 @@ func (s *Store) SetWindow(ctx context.Context, now time.Time, scope, name string
 			scope, name, strings.Join(weekly, "\n"), zone, formatTime(now), a.Actor); err != nil {
 			return err
 		}
+		if err := s.tellCaches(tx, cacheMaint); err != nil {
+			return err
+		}
 		return insertAudit(ctx, tx, now, a)
 	})
 }
@@ -41,6 +44,9 @@ func (s *Store) ClearWindow(ctx context.Context, now time.Time, scope, name stri
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNotFound
+		}
+		if err := s.tellCaches(tx, cacheMaint); err != nil {
+			return err
 		}
 		return insertAudit(ctx, tx, now, a)
 	})
@@ -100,6 +106,9 @@ func (s *Store) CreateFreeze(ctx context.Context, now time.Time, f protocol.Free
 		if err != nil {
 			return err
 		}
+		if err := s.tellCaches(tx, cacheMaint); err != nil {
+			return err
+		}
 		return insertAudit(ctx, tx, now, a)
 	})
 	return id, err
@@ -115,6 +124,9 @@ func (s *Store) DeleteFreeze(ctx context.Context, now time.Time, id int64, a Aud
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNotFound
+		}
+		if err := s.tellCaches(tx, cacheMaint); err != nil {
+			return err
 		}
 		return insertAudit(ctx, tx, now, a)
 	})

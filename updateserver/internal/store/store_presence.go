@@ -34,8 +34,11 @@ import (
 // Each cache is filled only from a read that started after the last
 // change it depends on had committed (a generation counter bumped after
 // the commit), so a cache never outlives a change made through this
-// store. Changes made by another process on the same database are not
-// seen by these caches.
+// store. Replicas on one PostgreSQL database hear each other's changes
+// through the bus and drop the same entries (store_replicas.go): a
+// change made through another replica is seen here once its
+// notification arrives, a moment after it commits. Any other process
+// writing the database directly is not seen by these caches.
 
 // SeenFlushInterval is how often check-in times kept in memory are
 // written to the store as last_seen.
@@ -138,7 +141,12 @@ func (s *Store) Checkin(ctx context.Context, now time.Time, site string, c proto
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.Exec(`UPDATE sites SET installed_version = ?, state = ?, agent_version = ?, os = ?, arch = ?, hostname = ?, last_seen = ?, drift = ?
 		WHERE site = ?`, r.installed, r.state, r.agent, r.os, r.arch, r.host, formatTime(now), r.drift, site)
-		return err
+		if err != nil {
+			return err
+		}
+		// The agent may check in through another replica next, then
+		// back here: each must write.
+		return s.tellCaches(tx, cacheSite+"\t"+site)
 	})
 	if err != nil {
 		e.known = false

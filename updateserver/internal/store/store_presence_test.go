@@ -60,6 +60,7 @@ func walStat(t *testing.T, path string) string {
 // site's row holds commits no write, yet every reader of the site sees
 // its time; a check-in that changes something is written at once.
 func TestUnchangedCheckinWritesNothing(t *testing.T) {
+	sqliteOnly(t) // reads the SQLite file directly
 	s, path := openTemp(t)
 	if s.Dialect() != SQLite {
 		t.Skip("reads the SQLite file itself (its WAL and rows); the code under test is the same on PostgreSQL")
@@ -141,6 +142,7 @@ func TestUnchangedCheckinWritesNothing(t *testing.T) {
 // report sets the installed version, an agent reporting its old one is
 // written again (the row no longer holds its report).
 func TestInstalledVersionSetElsewhereIsWritten(t *testing.T) {
+	sqliteOnly(t) // reads the SQLite file directly
 	s, path := openTemp(t)
 	if s.Dialect() != SQLite {
 		t.Skip("reads the SQLite file itself (its WAL and rows); the code under test is the same on PostgreSQL")
