@@ -65,9 +65,10 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	c        caches  // the check-in's in-memory state (store_presence.go)
-	bus      bus.Bus // tells other replicas' caches (store_replicas.go); nil: none
-	flushing bool    // the flusher runs
+	c        caches    // the check-in's in-memory state (store_presence.go)
+	reads    stmtCache // the read pool's kept statements (store_stmts.go)
+	bus      bus.Bus   // tells other replicas' caches (store_replicas.go); nil: none
+	flushing bool      // the flusher runs
 
 	usedMu sync.Mutex
 	usedAt map[int64]time.Time // when TokenUsed last wrote each token's use
@@ -178,6 +179,7 @@ func (s *Store) Close() error {
 		}
 		close(s.quit)
 		<-s.closed
+		s.reads.close()
 		if s.db != nil {
 			s.db.Close()
 		}

@@ -60,7 +60,7 @@ func (s *Store) AuditLog(ctx context.Context, q AuditQuery) ([]protocol.AuditEnt
 	}
 	query += " ORDER BY id DESC LIMIT ?"
 	args = append(args, q.Limit)
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -45,7 +45,7 @@ func (s *Store) CreateEnrollToken(ctx context.Context, now time.Time, et NewEnro
 // ListEnrollTokens returns every enroll token, revoked and used-up ones
 // too, oldest first.
 func (s *Store) ListEnrollTokens(ctx context.Context) ([]protocol.EnrollTokenInfo, error) {
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := s.query(ctx,
 		`SELECT id, client, site, replace_site, uses_left, expires_at, created_at, created_by, revoked_at, revoked_by FROM enroll_tokens ORDER BY id`)
 	if err != nil {
 		return nil, err

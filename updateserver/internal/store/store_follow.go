@@ -30,7 +30,7 @@ func (s *Store) SetFollow(ctx context.Context, now time.Time, sites []string, ch
 // SitesFollowing returns the names of the sites of product that follow
 // channel, in name order.
 func (s *Store) SitesFollowing(ctx context.Context, product, channel string) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT site FROM sites WHERE product = ? AND follow_channel = ? ORDER BY site`, product, channel)
+	rows, err := s.query(ctx, `SELECT site FROM sites WHERE product = ? AND follow_channel = ? ORDER BY site`, product, channel)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +50,7 @@ func (s *Store) Followers(ctx context.Context, product string) ([]protocol.Site,
 		q += ` AND product = ?`
 		args = append(args, product)
 	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY site`, args...)
+	rows, err := s.query(ctx, q+` ORDER BY site`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +87,7 @@ func (s *Store) JobSummaries(ctx context.Context, f SiteFilter) (map[string]JobS
 	out := map[string]JobSummary{}
 	// Open jobs: few, found through the jobs_open index. A running job
 	// wins over a pending one; its step is its newest event's state.
-	rows, err := s.db.QueryContext(ctx, `SELECT j.site, j.result,
+	rows, err := s.query(ctx, `SELECT j.site, j.result,
 		COALESCE((SELECT e.state FROM job_events e WHERE e.job_id = j.id ORDER BY e.seq DESC LIMIT 1), '')
 		FROM jobs j JOIN sites s ON s.site = j.site`+where+` AND j.result IN ('pending','running') ORDER BY j.rowid`, args...)
 	if err != nil {
@@ -110,7 +110,7 @@ func (s *Store) JobSummaries(ctx context.Context, f SiteFilter) (map[string]JobS
 		out[o.site] = sum
 	}
 	// The newest ended job of each site.
-	rows, err = s.db.QueryContext(ctx, `SELECT s.site, j.result, j.reason FROM sites s JOIN jobs j ON j.id = (`+newestEndedJob("s.site")+`)`+where, args...)
+	rows, err = s.query(ctx, `SELECT s.site, j.result, j.reason FROM sites s JOIN jobs j ON j.id = (`+newestEndedJob("s.site")+`)`+where, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -43,7 +43,7 @@ func (s *Store) OpenJob(ctx context.Context, site string) (OpenJob, error) {
 	}
 	var o OpenJob
 	a := &o.Assignment
-	row := s.db.QueryRowContext(ctx, `SELECT `+jobColumns+`, target, accept_drift, allow_downgrade, allow_irreversible, handed_out_at IS NOT NULL, now FROM jobs
+	row := s.queryRow(ctx, `SELECT `+jobColumns+`, target, accept_drift, allow_downgrade, allow_irreversible, handed_out_at IS NOT NULL, now FROM jobs
 		WHERE site = ? AND result IN ('pending','running') ORDER BY rowid LIMIT 1`, site)
 	j := &o.Job
 	var created string
@@ -73,7 +73,7 @@ func (s *Store) SiteJobs(ctx context.Context, site, before string, limit int) ([
 	if before != "" {
 		var created string
 		var rowid int64
-		err := s.db.QueryRowContext(ctx, `SELECT created_at, rowid FROM jobs WHERE id = ? AND site = ?`, before, site).Scan(&created, &rowid)
+		err := s.queryRow(ctx, `SELECT created_at, rowid FROM jobs WHERE id = ? AND site = ?`, before, site).Scan(&created, &rowid)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("job %s: %w", before, ErrBadCursor)
 		}
@@ -83,7 +83,7 @@ func (s *Store) SiteJobs(ctx context.Context, site, before string, limit int) ([
 		q += ` AND (created_at < ? OR (created_at = ? AND rowid < ?))`
 		args = append(args, created, created, rowid)
 	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY created_at DESC, rowid DESC LIMIT ?`, append(args, limit)...)
+	rows, err := s.query(ctx, q+` ORDER BY created_at DESC, rowid DESC LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func (s *Store) SiteJobs(ctx context.Context, site, before string, limit int) ([
 
 // JobEvents returns a job's events in order: at most MaxJobEvents.
 func (s *Store) JobEvents(ctx context.Context, jobID string) ([]protocol.Event, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, state, message, at FROM job_events WHERE job_id = ? ORDER BY seq LIMIT ?`, jobID, MaxJobEvents)
+	rows, err := s.query(ctx, `SELECT seq, state, message, at FROM job_events WHERE job_id = ? ORDER BY seq LIMIT ?`, jobID, MaxJobEvents)
 	if err != nil {
 		return nil, err
 	}

@@ -49,7 +49,7 @@ type Lease struct {
 
 // Leases lists the leases, held or expired, by name.
 func (s *Store) Leases(ctx context.Context) ([]Lease, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, holder, expires_ns FROM leases ORDER BY name`)
+	rows, err := s.query(ctx, `SELECT name, holder, expires_ns FROM leases ORDER BY name`)
 	if err != nil {
 		return nil, err
 	}

@@ -70,7 +70,7 @@ func scanWindow(r scanner) (protocol.Window, error) {
 
 // readSiteWindow reads the window that applies to a site of client.
 func (s *Store) readSiteWindow(ctx context.Context, site, client string) (protocol.Window, error) {
-	w, err := scanWindow(s.db.QueryRowContext(ctx, `SELECT `+windowColumns+` FROM windows
+	w, err := scanWindow(s.queryRow(ctx, `SELECT `+windowColumns+` FROM windows
 		WHERE (scope = 'site' AND name = ?) OR (scope = 'client' AND name = ?) ORDER BY scope = 'site' DESC LIMIT 1`, site, client))
 	if errors.Is(err, sql.ErrNoRows) {
 		return w, ErrNotFound
@@ -80,7 +80,7 @@ func (s *Store) readSiteWindow(ctx context.Context, site, client string) (protoc
 
 // Windows returns every stored window, for listing many sites at once.
 func (s *Store) Windows(ctx context.Context) ([]protocol.Window, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+windowColumns+` FROM windows ORDER BY scope, name`)
+	rows, err := s.query(ctx, `SELECT `+windowColumns+` FROM windows ORDER BY scope, name`)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +134,7 @@ func (s *Store) DeleteFreeze(ctx context.Context, now time.Time, id int64, a Aud
 
 // readFreezes returns the freezes not yet ended at now, soonest first.
 func (s *Store) readFreezes(ctx context.Context, now time.Time) ([]protocol.Freeze, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, client, from_ns, to_ns, reason, created_at, created_by FROM freezes
+	rows, err := s.query(ctx, `SELECT id, client, from_ns, to_ns, reason, created_at, created_by FROM freezes
 		WHERE to_ns > ? ORDER BY from_ns, id`, unixNano(now))
 	if err != nil {
 		return nil, err

@@ -15,7 +15,7 @@ type SiteState struct {
 // SiteStates returns every site's product, installed version, state and
 // last check-in.
 func (s *Store) SiteStates(ctx context.Context) ([]SiteState, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT site, product, installed_version, state, last_seen FROM sites`)
+	rows, err := s.query(ctx, `SELECT site, product, installed_version, state, last_seen FROM sites`)
 	if err != nil {
 		return nil, err
 	}
@@ -31,7 +31,7 @@ func (s *Store) SiteStates(ctx context.Context) ([]SiteState, error) {
 
 // ReleaseVersions returns the published versions of each product.
 func (s *Store) ReleaseVersions(ctx context.Context) (map[string]map[string]bool, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT product, version FROM releases`)
+	rows, err := s.query(ctx, `SELECT product, version FROM releases`)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +65,7 @@ func (s *Store) RolloutCounts(ctx context.Context) (rollouts, failures map[strin
 		{failures, `SELECT r.state, COUNT(*) FROM rollout_sites rs JOIN rollouts r ON r.id = rs.rollout_id
 			WHERE rs.outcome = 'failed' GROUP BY r.state`},
 	} {
-		rows, err := s.db.QueryContext(ctx, q.sql)
+		rows, err := s.query(ctx, q.sql)
 		if err != nil {
 			return nil, nil, err
 		}

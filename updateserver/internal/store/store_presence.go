@@ -281,7 +281,7 @@ func (s *Store) SiteByCredential(ctx context.Context, credential string) (string
 	if ok {
 		return site, nil
 	}
-	err := s.db.QueryRowContext(ctx, `SELECT site FROM sites WHERE credential_hash = ?`, h).Scan(&site)
+	err := s.queryRow(ctx, `SELECT site FROM sites WHERE credential_hash = ?`, h).Scan(&site)
 	if err == sql.ErrNoRows {
 		return "", ErrNotFound
 	}
@@ -315,7 +315,7 @@ func (s *Store) SiteClient(ctx context.Context, site string) (string, error) {
 		return c.(string), nil
 	}
 	var client string
-	err := s.db.QueryRowContext(ctx, `SELECT client FROM sites WHERE site = ?`, site).Scan(&client)
+	err := s.queryRow(ctx, `SELECT client FROM sites WHERE site = ?`, site).Scan(&client)
 	if err == sql.ErrNoRows {
 		return "", ErrNotFound
 	}

@@ -110,7 +110,7 @@ func (s *Store) ListReleases(ctx context.Context, f ReleaseFilter) ([]protocol.R
 		q += ` AND EXISTS (SELECT 1 FROM release_channels c WHERE c.product = r.product AND c.version = r.version AND c.channel = ?)`
 		args = append(args, f.Channel)
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list releases: %w", err)
 	}

@@ -71,7 +71,7 @@ func scanRollout(r scanner) (RolloutRow, error) {
 
 // Rollout returns one rollout; ErrNotFound when there is none.
 func (s *Store) Rollout(ctx context.Context, id int64) (RolloutRow, error) {
-	ro, err := scanRollout(s.db.QueryRowContext(ctx, `SELECT `+rolloutColumns+` FROM rollouts WHERE id = ?`, id))
+	ro, err := scanRollout(s.queryRow(ctx, `SELECT `+rolloutColumns+` FROM rollouts WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return ro, ErrNotFound
 	}
@@ -89,7 +89,7 @@ func (s *Store) Rollouts(ctx context.Context, states ...string) ([]RolloutRow, e
 			args = append(args, st)
 		}
 	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY id DESC`, args...)
+	rows, err := s.query(ctx, q+` ORDER BY id DESC`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +99,7 @@ func (s *Store) Rollouts(ctx context.Context, states ...string) ([]RolloutRow, e
 // RolloutSites returns a rollout's sites in order (wave, then position),
 // each with its jobs of the rollout.
 func (s *Store) RolloutSites(ctx context.Context, id int64) ([]RolloutSiteRow, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT site, wave, outcome, reason FROM rollout_sites WHERE rollout_id = ? ORDER BY wave, pos`, id)
+	rows, err := s.query(ctx, `SELECT site, wave, outcome, reason FROM rollout_sites WHERE rollout_id = ? ORDER BY wave, pos`, id)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +115,7 @@ func (s *Store) RolloutSites(ctx context.Context, id int64) ([]RolloutSiteRow, e
 	for i, rs := range sites {
 		idx[rs.Site] = i
 	}
-	jrows, err := s.db.QueryContext(ctx, `SELECT site, id, result, reason FROM jobs WHERE rollout_id = ? ORDER BY rowid`, id)
+	jrows, err := s.query(ctx, `SELECT site, id, result, reason FROM jobs WHERE rollout_id = ? ORDER BY rowid`, id)
 	if err != nil {
 		return nil, err
 	}

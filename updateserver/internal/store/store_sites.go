@@ -41,7 +41,7 @@ func (s *Store) ListSites(ctx context.Context, f SiteFilter) ([]protocol.Site, e
 		q += ` AND product = ?`
 		args = append(args, f.Product)
 	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY client, site`, args...)
+	rows, err := s.query(ctx, q+` ORDER BY client, site`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +50,7 @@ func (s *Store) ListSites(ctx context.Context, f SiteFilter) ([]protocol.Site, e
 
 // GetSite returns one site.
 func (s *Store) GetSite(ctx context.Context, site string) (protocol.Site, error) {
-	st, err := s.scanSite(s.db.QueryRowContext(ctx, `SELECT `+siteColumns+` FROM sites WHERE site = ?`, site))
+	st, err := s.scanSite(s.queryRow(ctx, `SELECT `+siteColumns+` FROM sites WHERE site = ?`, site))
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, ErrNotFound
 	}
@@ -60,7 +60,7 @@ func (s *Store) GetSite(ctx context.Context, site string) (protocol.Site, error)
 // SitesByName returns the named sites, in a few queries (one per
 // inChunk names); a site not enrolled is not in the map.
 func (s *Store) SitesByName(ctx context.Context, names []string) (map[string]protocol.Site, error) {
-	return sitesIn(names, func(q string, args ...any) (*sql.Rows, error) { return s.db.QueryContext(ctx, q, args...) })
+	return sitesIn(names, func(q string, args ...any) (*sql.Rows, error) { return s.query(ctx, q, args...) })
 }
 
 // sitesIn reads the named sites with query, inChunk at a time.

@@ -75,13 +75,13 @@ func (s *Store) SitesPage(ctx context.Context, q SitePageQuery) (SitePage, error
 		}
 	}
 	where, args := q.where()
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sites`+where, args...).Scan(&p.Total); err != nil {
+	if err := s.queryRow(ctx, `SELECT count(*) FROM sites`+where, args...).Scan(&p.Total); err != nil {
 		return p, err
 	}
 	// The page's rows are picked first by rowid, so that the rows an
 	// offset skips are skipped in the index (sites_by_client_site), not
 	// read from the table.
-	rows, err := s.db.QueryContext(ctx, `SELECT `+siteColumns+` FROM sites WHERE rowid IN (SELECT rowid FROM sites`+where+
+	rows, err := s.query(ctx, `SELECT `+siteColumns+` FROM sites WHERE rowid IN (SELECT rowid FROM sites`+where+
 		` ORDER BY client, site LIMIT ? OFFSET ?) ORDER BY client, site`, append(args, q.Limit, q.Offset)...)
 	if err != nil {
 		return p, err
@@ -95,7 +95,7 @@ func (s *Store) SitesPage(ctx context.Context, q SitePageQuery) (SitePage, error
 		p.Sites[i] = SiteRow{Site: st, Online: st.LastSeen != nil && !st.LastSeen.Before(q.OnlineSince)}
 		// One indexed look-up per listed site (jobs_by_site): a page
 		// holds tens of sites.
-		err := s.db.QueryRowContext(ctx, `SELECT result FROM jobs WHERE id = (`+newestEndedJob("?")+`)`, st.Site).Scan(&p.Sites[i].LastResult)
+		err := s.queryRow(ctx, `SELECT result FROM jobs WHERE id = (`+newestEndedJob("?")+`)`, st.Site).Scan(&p.Sites[i].LastResult)
 		if err != nil && err != sql.ErrNoRows {
 			return p, err
 		}
@@ -119,7 +119,7 @@ func (s *Store) VersionDistribution(ctx context.Context, client string) ([]Versi
 		q += ` WHERE client = ?`
 		args = append(args, client)
 	}
-	rows, err := s.db.QueryContext(ctx, q+` GROUP BY product, installed_version ORDER BY product, count(*) DESC, installed_version`, args...)
+	rows, err := s.query(ctx, q+` GROUP BY product, installed_version ORDER BY product, count(*) DESC, installed_version`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +148,7 @@ func (s *Store) Facets(ctx context.Context) (SiteFacets, error) {
 // distinct returns the distinct values of a column of sites (a constant
 // of this package, never input).
 func (s *Store) distinct(ctx context.Context, col string) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT `+col+` FROM sites ORDER BY 1`)
+	rows, err := s.query(ctx, `SELECT DISTINCT `+col+` FROM sites ORDER BY 1`)
 	if err != nil {
 		return nil, err
 	}

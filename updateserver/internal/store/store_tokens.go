@@ -155,7 +155,7 @@ func (s *Store) TokenByID(ctx context.Context, id int64, now time.Time) (Token, 
 func (s *Store) liveToken(ctx context.Context, where string, arg any, now time.Time) (Token, error) {
 	var t Token
 	var exp, revoked sql.NullString
-	err := s.db.QueryRowContext(ctx,
+	err := s.queryRow(ctx,
 		`SELECT id, name, role, expires_at, revoked_at FROM tokens WHERE `+where, arg).
 		Scan(&t.ID, &t.Name, &t.Role, &exp, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -187,7 +187,7 @@ func (s *Store) TokenBySecret(ctx context.Context, secret string) (Token, error)
 // CountTokens returns how many tokens exist, revoked or not.
 func (s *Store) CountTokens(ctx context.Context) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM tokens`).Scan(&n)
+	err := s.queryRow(ctx, `SELECT count(*) FROM tokens`).Scan(&n)
 	return n, err
 }
 
@@ -226,7 +226,7 @@ func (s *Store) TokenUsed(ctx context.Context, id int64, now time.Time) error {
 
 // ListTokens returns every token, revoked ones too, oldest first.
 func (s *Store) ListTokens(ctx context.Context) ([]protocol.TokenInfo, error) {
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := s.query(ctx,
 		`SELECT id, name, role, created_at, created_by, last_used_at, expires_at, revoked_at, revoked_by FROM tokens ORDER BY id`)
 	if err != nil {
 		return nil, err

@@ -29,7 +29,7 @@ func (s *Store) MetadataVersion(ctx context.Context, role string, v int64) (Meta
 // RootVersions returns every root version, oldest first: a mirror needs
 // the whole chain so that clients pinned to an old root can follow it.
 func (s *Store) RootVersions(ctx context.Context) ([]Metadata, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT role, version, data, created_at FROM tuf_metadata WHERE role = 'root' ORDER BY version`)
+	rows, err := s.query(ctx, `SELECT role, version, data, created_at FROM tuf_metadata WHERE role = 'root' ORDER BY version`)
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +37,7 @@ func (s *Store) RootVersions(ctx context.Context) ([]Metadata, error) {
 }
 
 func (s *Store) metadata(ctx context.Context, q string, args ...any) (Metadata, error) {
-	m, err := scanMetadata(s.db.QueryRowContext(ctx, q, args...))
+	m, err := scanMetadata(s.queryRow(ctx, q, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Metadata{}, ErrNotFound
 	}

@@ -30,7 +30,7 @@ func (s *Store) InsertUpload(ctx context.Context, u Upload) error {
 func (s *Store) GetUpload(ctx context.Context, id string) (Upload, error) {
 	var u Upload
 	var at string
-	err := s.db.QueryRowContext(ctx,
+	err := s.queryRow(ctx,
 		`SELECT id, sha256, length, manifest, created_at, created_by FROM uploads WHERE id = ?`, id).
 		Scan(&u.ID, &u.SHA256, &u.Length, &u.Manifest, &at, &u.CreatedBy)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -141,7 +141,7 @@ func scanWebhook(r scanner) (protocol.Webhook, error) {
 // Webhook returns one webhook (never its secret); ErrNotFound when none
 // has that ID.
 func (s *Store) Webhook(ctx context.Context, id int64) (protocol.Webhook, error) {
-	w, err := scanWebhook(s.db.QueryRowContext(ctx, `SELECT `+webhookColumns+` WHERE w.id = ?`, id))
+	w, err := scanWebhook(s.queryRow(ctx, `SELECT `+webhookColumns+` WHERE w.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return w, ErrNotFound
 	}
@@ -150,7 +150,7 @@ func (s *Store) Webhook(ctx context.Context, id int64) (protocol.Webhook, error)
 
 // ListWebhooks returns every webhook, oldest first, never their secrets.
 func (s *Store) ListWebhooks(ctx context.Context) ([]protocol.Webhook, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+webhookColumns+` ORDER BY w.id`)
+	rows, err := s.query(ctx, `SELECT `+webhookColumns+` ORDER BY w.id`)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +194,7 @@ type Delivery struct {
 // up to perHook of each webhook, oldest first: one webhook's backlog does
 // not hide the others'.
 func (s *Store) DueDeliveries(ctx context.Context, now time.Time, perHook int) ([]Delivery, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT o.id, o.webhook_id, w.url, w.secret, o.msg_id, o.event_type, o.body, o.attempts
+	rows, err := s.query(ctx, `SELECT o.id, o.webhook_id, w.url, w.secret, o.msg_id, o.event_type, o.body, o.attempts
 		FROM (SELECT *, row_number() OVER (PARTITION BY webhook_id ORDER BY id) AS n FROM webhook_outbox WHERE next_ns <= ?) o
 		JOIN webhooks w ON w.id = o.webhook_id
 		WHERE o.n <= ? AND w.disabled_at IS NULL ORDER BY o.id`, unixNano(now), perHook)
@@ -212,7 +212,7 @@ func (s *Store) DueDeliveries(ctx context.Context, now time.Time, perHook int) (
 // due; false when there is none.
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	var ns sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT min(o.next_ns) FROM webhook_outbox o JOIN webhooks w ON w.id = o.webhook_id WHERE w.disabled_at IS NULL`).Scan(&ns)
+	err := s.queryRow(ctx, `SELECT min(o.next_ns) FROM webhook_outbox o JOIN webhooks w ON w.id = o.webhook_id WHERE w.disabled_at IS NULL`).Scan(&ns)
 	if err != nil || !ns.Valid {
 		return time.Time{}, false, err
 	}
