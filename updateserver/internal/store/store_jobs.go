@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
 )
@@ -51,7 +52,7 @@ func (s *Store) OpenJob(ctx context.Context, site string) (OpenJob, error) {
 	err := row.Scan(&j.ID, &j.Site, &j.Product, &j.From, &j.To, &j.Result, &j.Reason, &created, &j.CreatedBy, &started, &ended, &j.EventsDropped,
 		&a.Target, &a.AcceptDrift, &a.AllowDowngrade, &a.AllowIrreversible, &o.HandedOut, &o.Now)
 	if errors.Is(err, sql.ErrNoRows) {
-		s.c.noJob.Store(site, gen)
+		s.c.noJob.Store(site, noJobEntry{gen, time.Now()})
 		return o, ErrNotFound
 	}
 	j.CreatedAt, j.StartedAt, j.EndedAt = parseTime(created), nullTime(started), nullTime(ended)

@@ -38,7 +38,19 @@ import (
 // through the bus and drop the same entries (store_replicas.go): a
 // change made through another replica is seen here once its
 // notification arrives, a moment after it commits. Any other process
-// writing the database directly is not seen by these caches.
+// writing the database directly is not seen by these caches, except that
+// "no open job" is believed for NoJobTTL at most: a job written into the
+// database by hand (or by a thief: testenv's TestTrustStolenServer) is
+// handed out at the site's next check-in after that, as before the cache.
+
+// NoJobTTL is how long a site's "no open job" is believed without a read.
+const NoJobTTL = 5 * time.Second
+
+// noJobEntry is a site's "no open job": the jobGen it was read at, and when.
+type noJobEntry struct {
+	gen uint64
+	at  time.Time
+}
 
 // SeenFlushInterval is how often check-in times kept in memory are
 // written to the store as last_seen.
@@ -72,7 +84,7 @@ type caches struct {
 	credGen uint64            // bumped when a credential is replaced
 
 	jobGen atomic.Uint64 // bumped after a job is created or started
-	noJob  sync.Map      // site -> jobGen when it had no open job
+	noJob  sync.Map      // site -> noJobEntry: it had no open job
 
 	maintGen   atomic.Uint64 // bumped after a window or freeze changes
 	maintMu    sync.Mutex
@@ -328,8 +340,12 @@ func (s *Store) SiteClient(ctx context.Context, site string) (string, error) {
 
 // noOpenJob says whether site is known to have no open job.
 func (s *Store) noOpenJob(site string) bool {
-	g, ok := s.c.noJob.Load(site)
-	return ok && g.(uint64) == s.c.jobGen.Load()
+	v, ok := s.c.noJob.Load(site)
+	if !ok {
+		return false
+	}
+	e := v.(noJobEntry)
+	return e.gen == s.c.jobGen.Load() && time.Since(e.at) < NoJobTTL
 }
 
 // SiteWindow returns the window that applies to a site of client: its
