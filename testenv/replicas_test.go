@@ -38,6 +38,8 @@ func TestAgentMovesToItsNextServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	site.StartAgent(t)
+	// As NewSite does: upgrading a site before its agent enrolled is refused.
+	Await(t, "site multi checked in", func() bool { return site.Info(t).LastSeen != nil })
 	site.Upgrade(t, "1.0.0")
 	site.AwaitHealthy(t, "1.0.0")
 	if j := site.AwaitJob(t); j.Result != protocol.ResultSucceeded {
