@@ -60,7 +60,9 @@ func (s *Store) GetSite(ctx context.Context, site string) (protocol.Site, error)
 // SitesByName returns the named sites, in a few queries (one per
 // inChunk names); a site not enrolled is not in the map.
 func (s *Store) SitesByName(ctx context.Context, names []string) (map[string]protocol.Site, error) {
-	return sitesIn(names, func(q string, args ...any) (*sql.Rows, error) { return s.query(ctx, q, args...) })
+	// Not through the kept statements (s.query): each length of the IN
+	// list is a query of its own, and they would fill the cache.
+	return sitesIn(names, func(q string, args ...any) (*sql.Rows, error) { return s.db.QueryContext(ctx, q, args...) })
 }
 
 // sitesIn reads the named sites with query, inChunk at a time.
