@@ -4,9 +4,9 @@ package filelock
 
 import "os"
 
-// Lock cannot lock on this OS: it only opens (creating) path. Callers keep
+// tryLock cannot lock on this OS: it only opens (creating) path. Callers keep
 // their other guards (the agent's journal still refuses a second
 // unfinished job).
-func Lock(path string) (*os.File, error) {
+func tryLock(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 }

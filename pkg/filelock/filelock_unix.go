@@ -8,9 +8,9 @@ import (
 	"syscall"
 )
 
-// Lock opens (creating) path and takes an exclusive flock on it, without
+// tryLock opens (creating) path and takes an exclusive flock on it, without
 // waiting. The lock is held until the returned file is closed.
-func Lock(path string) (*os.File, error) {
+func tryLock(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err

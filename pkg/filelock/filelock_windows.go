@@ -9,10 +9,10 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// Lock opens (creating) path and locks, without waiting, one byte far past
+// tryLock opens (creating) path and locks, without waiting, one byte far past
 // its content: the file stays readable by the process that is refused. The
 // lock is held until the returned file is closed.
-func Lock(path string) (*os.File, error) {
+func tryLock(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
