@@ -84,10 +84,9 @@ func (s *Store) Rollouts(ctx context.Context, states ...string) ([]RolloutRow, e
 	q := `SELECT ` + rolloutColumns + ` FROM rollouts`
 	var args []any
 	if len(states) > 0 {
-		q += ` WHERE state IN (?` + strings.Repeat(",?", len(states)-1) + `)`
-		for _, st := range states {
-			args = append(args, st)
-		}
+		var in string
+		in, args = inList(states)
+		q += ` WHERE state IN (` + in + `)`
 	}
 	rows, err := s.query(ctx, q+` ORDER BY id DESC`, args...)
 	if err != nil {
