@@ -168,7 +168,9 @@ func (m *Metrics) Jobs(f *fleet.Fleet) (cancel func()) {
 		if e.Type != fleet.JobEnded || e.Amends {
 			return
 		}
-		m.jobsEnded.WithLabelValues(e.Result).Inc()
+		// The count last: a scrape that sees the job ended sees its
+		// duration and downtime too.
+		defer m.jobsEnded.WithLabelValues(e.Result).Inc()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		evs, err := f.Store.JobEvents(ctx, e.JobID)
