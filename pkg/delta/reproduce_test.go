@@ -47,7 +47,7 @@ func TestGunzipReproducible(t *testing.T) {
 	tests := []struct {
 		name     string
 		gz       []byte
-		maxWrite int // most tar bytes written before the refusal
+		maxWrite int  // most tar bytes written before the refusal
 		foreign  bool // refused as ErrNotReproducible (else any error)
 	}{
 		{"gzip -1 (another header)", foreignGzip(t, tarBytes, gzip.BestSpeed, gzip.Header{OS: 3}), 0, true},
