@@ -27,8 +27,7 @@ var packHeader = sync.OnceValue(func() []byte {
 
 // PackHeader reports whether the gzip stream in gz starts with the header
 // [bundle.NewPackGzip] writes: when it does not, the bundle was packed by
-// another gzip and cannot be rebuilt ([GunzipReproducible] would say so
-// after its first block). It reads 10 bytes.
+// another gzip and cannot be rebuilt. It reads 10 bytes.
 func PackHeader(gz io.ReaderAt) bool {
 	h := make([]byte, 10)
 	n, _ := gz.ReadAt(h, 0)
@@ -39,8 +38,10 @@ func PackHeader(gz io.ReaderAt) bool {
 // [Gunzip] does, and checks in the same pass that recompressing the tar
 // as [Apply] does gives gz byte for byte: the check [Reproducible] makes,
 // without reading the tar back or hashing it. It fails with
-// [ErrNotReproducible] at the first block that differs, so a bundle from
-// another packer costs about one block, not the whole bundle. On success
+// [ErrNotReproducible] a few blocks after the first that differs (the
+// compressor works a few 1 MiB blocks ahead), or at once when the gzip
+// header differs, so a bundle from another packer costs a few MiB, not the
+// whole bundle. On success
 // it returns the tar's size.
 func GunzipReproducible(w io.Writer, gz io.ReaderAt, size int64) (int64, error) {
 	if !PackHeader(gz) {
