@@ -3,13 +3,14 @@ package delta
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
 	"sync"
 
 	"github.com/dropless/dropless/pkg/bundle"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // packHeader is the gzip header bundle.NewPackGzip writes (10 bytes).
