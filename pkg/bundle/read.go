@@ -5,12 +5,16 @@ import (
 	"bufio"
 	"bytes"
 	"compress/flate"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+
+	// klauspost's gzip reader inflates about a quarter faster than the
+	// standard library's; its errors are the standard library's values
+	// (gzip.ErrChecksum, gzip.ErrHeader, flate.CorruptInputError).
+	"github.com/klauspost/compress/gzip"
 )
 
 const (

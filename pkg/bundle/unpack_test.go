@@ -446,6 +446,8 @@ func TestStreamErrors(t *testing.T) {
 		{name: "truncated", in: bytes.NewReader(valid[:len(valid)/2]), wantErr: ErrNotBundle, wantMsg: "truncated"},
 		{name: "truncated trailer", in: bytes.NewReader(valid[:len(valid)-4]), wantErr: ErrNotBundle, wantMsg: "not a bundle"},
 		{name: "corrupt checksum", in: bytes.NewReader(append(slices.Clone(valid[:len(valid)-8]), 0, 0, 0, 0, 0, 0, 0, 0)), wantErr: ErrNotBundle, wantMsg: "corrupt"},
+		// A deflate block of the reserved type 3 right after the header.
+		{name: "corrupt deflate", in: bytes.NewReader(append(slices.Clone(valid[:10]), 0x07, 0, 0, 0, 0)), wantErr: ErrNotBundle, wantMsg: "corrupt gzip stream"},
 		{name: "garbage after gzip", in: io.MultiReader(bytes.NewReader(valid), strings.NewReader("garbage")), wantErr: ErrNotBundle, wantMsg: "after the end of the gzip stream"},
 		{name: "data after tar", in: bytes.NewReader(gz(append(rawTar([]te{{name: "files/", typ: '5'}}), "hidden"...))), wantErr: ErrNotBundle, wantMsg: "after the end of the tar archive"},
 		{name: "second tar appended", in: io.MultiReader(bytes.NewReader(valid), bytes.NewReader(tgz(te{name: "files/evil", body: "x"}))), wantErr: ErrNotBundle, wantMsg: "after the end of the tar archive"},

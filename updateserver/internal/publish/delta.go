@@ -91,16 +91,19 @@ func (p *Publisher) makeDeltas(ctx context.Context, rel protocol.Release, bundle
 		return nil
 	}
 	start := time.Now()
-	resTar, resSize, err := p.gunzipTemp(bundlePath)
+	// Decompressing the new bundle also checks that an agent can rebuild
+	// it byte for byte; one from another packer fails at its header or
+	// first block, before the whole bundle is read.
+	resTar, resSize, err := p.gunzipTemp(bundlePath, true)
+	if errors.Is(err, delta.ErrNotReproducible) {
+		p.Log.Info("no deltas for this release: its bundle was not packed by dropless (publish the directory to get deltas)", "product", rel.Product, "version", rel.Version)
+		return nil
+	}
 	if err != nil {
 		p.Log.Warn("no deltas for this release", "product", rel.Product, "version", rel.Version, "err", err)
 		return nil
 	}
 	defer closeRemove(resTar)
-	if err := delta.Reproducible(resTar, resSize, rel.SHA256); err != nil {
-		p.Log.Info("no deltas for this release: its bundle was not packed by dropless (publish the directory to get deltas)", "product", rel.Product, "version", rel.Version)
-		return nil
-	}
 	var out []madeDelta
 	for _, b := range bases {
 		if ctx.Err() != nil {
@@ -119,7 +122,7 @@ func (p *Publisher) makeDeltas(ctx context.Context, rel protocol.Release, bundle
 }
 
 func (p *Publisher) makeDelta(rel, base protocol.Release, resTar *os.File, resSize int64) (madeDelta, error) {
-	baseTar, baseSize, err := p.gunzipTemp(p.targetFile(base.Target, base.SHA256))
+	baseTar, baseSize, err := p.gunzipTemp(p.targetFile(base.Target, base.SHA256), false)
 	if err != nil {
 		return madeDelta{}, err
 	}
@@ -165,19 +168,36 @@ func (p *Publisher) makeDelta(rel, base protocol.Release, resTar *os.File, resSi
 	return d, nil
 }
 
-// gunzipTemp decompresses a bundle into an unlinked-on-close temporary
-// file in the uploads directory.
-func (p *Publisher) gunzipTemp(bundlePath string) (*os.File, int64, error) {
+// gunzipTemp decompresses a bundle into a temporary file in the uploads
+// directory (closeRemove removes it). With reproducible, it fails with
+// delta.ErrNotReproducible, before making the file when the gzip header
+// tells, unless recompressing the tar gives the bundle byte for byte.
+func (p *Publisher) gunzipTemp(bundlePath string, reproducible bool) (*os.File, int64, error) {
 	in, err := os.Open(bundlePath)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer in.Close()
+	if reproducible && !delta.PackHeader(in) {
+		return nil, 0, delta.ErrNotReproducible
+	}
 	f, err := os.CreateTemp(p.UploadsDir, "tar-*.part")
 	if err != nil {
 		return nil, 0, err
 	}
-	n, err := delta.Gunzip(f, in)
+	var n int64
+	if reproducible {
+		var fi os.FileInfo
+		if fi, err = in.Stat(); err == nil {
+			n, err = delta.GunzipReproducible(f, in, fi.Size())
+		}
+	} else {
+		n, err = delta.Gunzip(f, in)
+	}
+	if errors.Is(err, delta.ErrNotReproducible) {
+		closeRemove(f)
+		return nil, 0, err
+	}
 	if err != nil {
 		closeRemove(f)
 		return nil, 0, fmt.Errorf("decompress %s: %w", filepath.Base(bundlePath), err)

@@ -29,20 +29,36 @@ func newAsyncPipe(depth int) *asyncPipe {
 	return p
 }
 
+// Chunk returns an empty pooled chunk of pipeChunk bytes for the writer to
+// fill and hand over with Send.
+func (p *asyncPipe) Chunk() []byte {
+	return (*p.pool.Get().(*[]byte))[:pipeChunk]
+}
+
+// Send queues c, a chunk from Chunk (or a prefix of one), without copying
+// it: the reader owns it from then on. It fails with the reader's error
+// once the reader gave up.
+func (p *asyncPipe) Send(c []byte) error {
+	select {
+	case p.ch <- c:
+		return nil
+	case <-p.done:
+		return p.readErr()
+	}
+}
+
 // Write copies b into pooled chunks and queues them. It fails with the
 // reader's error once the reader gave up.
 func (p *asyncPipe) Write(b []byte) (int, error) {
 	n := 0
 	for len(b) > 0 {
-		bp := p.pool.Get().(*[]byte)
-		c := copy(*bp, b)
-		select {
-		case p.ch <- (*bp)[:c]:
-		case <-p.done:
-			return n, p.readErr()
+		c := p.Chunk()
+		c = c[:copy(c, b)]
+		if err := p.Send(c); err != nil {
+			return n, err
 		}
-		n += c
-		b = b[c:]
+		n += len(c)
+		b = b[len(c):]
 	}
 	return n, nil
 }
@@ -94,17 +110,4 @@ func (p *asyncPipe) readErr() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.rerr
-}
-
-// fullReader fills each buffer it reads into, as io.ReadFull does, so that
-// a copy through it makes few large writes out of many small reads. The
-// last buffer may be short; the Read after it returns io.EOF.
-type fullReader struct{ r io.Reader }
-
-func (f fullReader) Read(b []byte) (int, error) {
-	n, err := io.ReadFull(f.r, b)
-	if err == io.ErrUnexpectedEOF {
-		err = nil
-	}
-	return n, err
 }

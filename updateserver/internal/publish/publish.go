@@ -182,13 +182,7 @@ func (p *Publisher) Upload(ctx context.Context, body io.Reader, actor string) (p
 	}()
 
 	limited := &io.LimitedReader{R: body, N: p.MaxUpload + 1}
-	// Whole chunks: an HTTP body gives at most one transfer chunk (32 KiB
-	// from Go's client) per Read, and passing each on would cost a write(2)
-	// and a goroutine hand-off to the scanner per 32 KiB. The staged file
-	// is flushed behind the write position, so the fsync below finds
-	// little left to write.
-	buf := make([]byte, pipeChunk)
-	n, copyErr := io.CopyBuffer(io.MultiWriter(atomicfile.NewWriteBehind(f, 0), pipe), fullReader{ctxReader{ctx, limited}}, buf)
+	n, copyErr := receive(atomicfile.NewWriteBehind(f, 0), pipe, ctxReader{ctx, limited})
 	pipe.CloseWrite()
 	res := <-scanned
 	switch {
@@ -222,6 +216,37 @@ func (p *Publisher) Upload(ctx context.Context, body io.Reader, actor string) (p
 	ok = true
 	p.Log.Info("bundle staged", "upload", id, "bytes", n, "sha256", up.SHA256, "by", actor)
 	return up, nil
+}
+
+// receive reads body into whole chunks of the pipe, writes each to the
+// staged file, then hands it to the scanner without copying it. Whole
+// chunks: an HTTP body gives at most one transfer chunk (32 KiB from Go's
+// client) per Read, and passing each on would cost a write(2) and a
+// goroutine hand-off per 32 KiB. The staged file is flushed behind the
+// write position, so the final fsync finds little left to write. It
+// returns how many bytes it received and the first error of the body, the
+// file or the scanner (which stops it).
+func receive(file io.Writer, pipe *asyncPipe, body io.Reader) (int64, error) {
+	var n int64
+	for {
+		c := pipe.Chunk()
+		m, err := io.ReadFull(body, c)
+		if m > 0 {
+			if _, werr := file.Write(c[:m]); werr != nil {
+				return n, werr
+			}
+			n += int64(m)
+			if serr := pipe.Send(c[:m]); serr != nil {
+				return n, serr
+			}
+		}
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			return n, nil
+		case err != nil:
+			return n, err
+		}
+	}
 }
 
 func bundleFault(err error) error {
