@@ -203,6 +203,9 @@ func (f *Fleet) CreateJobs(ctx context.Context, jobs []store.NewJob, a store.Aud
 		if wake, err = r.createJobs(jobs); err != nil {
 			return err
 		}
+		if err := f.handOutHeld(ctx, r, wake); err != nil {
+			return err
+		}
 		return r.tx.Audit(r.now, a)
 	})
 	if err != nil {
@@ -223,6 +226,48 @@ func (f *Fleet) wake(ws []wakeUp) {
 	for i := range ws {
 		f.hub.notify(&ws[i])
 	}
+}
+
+// handOutHeld records, in the transaction r that created the jobs of
+// wake, the hand-out of each whose site's long-poll waits in this
+// process and may take it now (made with --now, or its window open):
+// the woken call answers at once, with no write of its own (wakeUp.
+// handedOut). When 10,000 long-polls wake together, their answers leave
+// without waiting for the writer, which the agents' own reports keep
+// busy meanwhile. Should the call end before it answers (its agent gone,
+// its wait run out, the server stopped), the job is the site's
+// assignment, handed out, at the agent's next check-in, through any
+// replica: recorded once, handed out until the agent reports it.
+func (f *Fleet) handOutHeld(ctx context.Context, r *jobRun, wake []wakeUp) error {
+	var ids []string
+	var ask []int // wake's entries whose window decides
+	var sites []protocol.Site
+	for i := range wake {
+		w := &wake[i]
+		if !f.hub.holds(w.site) {
+			continue
+		}
+		if w.now {
+			w.handedOut, w.ws = true, protocol.WindowStatus{Open: true}
+			ids = append(ids, w.a.JobID)
+			continue
+		}
+		ask = append(ask, i)
+		sites = append(sites, protocol.Site{Site: w.site, Client: w.client})
+	}
+	if len(sites) > 0 {
+		ws, err := maint.CheckinMany(ctx, f.Store, r.now, sites)
+		if err != nil {
+			return err
+		}
+		for k, i := range ask {
+			if ws[k].Open {
+				wake[i].handedOut, wake[i].ws = true, ws[k]
+				ids = append(ids, wake[i].a.JobID)
+			}
+		}
+	}
+	return r.tx.PickUpAll(ids, r.now)
 }
 
 // createJobs is CreateJobs inside a transaction: it supersedes, inserts
@@ -267,7 +312,7 @@ func (r *jobRun) createJobs(jobs []store.NewJob) ([]wakeUp, error) {
 			// The new job is the site's next assignment when no
 			// other job of the site is open.
 			if others == 0 {
-				wake = append(wake, wakeUp{site: j.Site, now: j.Now, a: &protocol.Assignment{JobID: j.ID, Product: j.Product, Version: j.To, Target: j.Target, From: j.From,
+				wake = append(wake, wakeUp{site: j.Site, client: st.Client, now: j.Now, a: &protocol.Assignment{JobID: j.ID, Product: j.Product, Version: j.To, Target: j.Target, From: j.From,
 					AcceptDrift: j.AcceptDrift, AllowDowngrade: j.AllowDowngrade, AllowIrreversible: j.AllowIrreversible}})
 			}
 		}
