@@ -71,15 +71,16 @@ func (t *JobTx) open() error {
 	return t.s.tellCaches(t.tx, cacheJobs)
 }
 
-// stmt prepares q once per transaction: an upgrade of a client with a
-// thousand sites runs the same few statements a thousand times.
+// stmt returns q's statement: the writer's kept one (txStmt), or one
+// prepared once per transaction (an upgrade of a client with a thousand
+// sites runs the same few statements a thousand times).
 func (t *JobTx) stmt(q string) (*sql.Stmt, error) {
 	if st, ok := t.stmts[q]; ok {
 		return st, nil
 	}
-	st, err := t.tx.Prepare(q)
-	if err != nil {
-		return nil, err
+	st, kept, err := t.s.txStmt(t.tx, q)
+	if err != nil || kept {
+		return st, err
 	}
 	if t.stmts == nil {
 		t.stmts = map[string]*sql.Stmt{}
