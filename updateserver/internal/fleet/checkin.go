@@ -107,6 +107,11 @@ func (f *Fleet) CheckinCharged(ctx context.Context, site string, req protocol.Ch
 		if ctx.Err() != nil {
 			return resp, nil
 		}
+		if woke != nil && woke.a != nil && woke.a.JobID != known && woke.handedOut {
+			// Recorded as handed out with the job (handOutHeld).
+			resp.Assignment, resp.Window = woke.a, woke.ws
+			return resp, nil
+		}
 		if woke != nil && woke.a != nil && woke.a.JobID != known {
 			// The new job and its --now flag, straight from the
 			// transaction that created it: a woken agent reads only the

@@ -10,6 +10,7 @@ import (
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/fault"
 	"github.com/dropless/dropless/updateserver/internal/store"
+	"github.com/dropless/dropless/updateserver/internal/store/storetest"
 )
 
 // TestClientUpgradeWakesEveryLongPoll: a client-wide upgrade of more
@@ -121,4 +122,73 @@ func TestHandOutOfASupersededJob(t *testing.T) {
 	if open, err := tf.Store.OpenJob(tf.ctx, "s1"); err != nil || open.HandedOut || errors.Is(err, store.ErrNotFound) {
 		t.Errorf("s1's newer job handed out %t (%v), want pending, not handed out", open.HandedOut, err)
 	}
+}
+
+// TestHandOutRecordedWithTheJob: an upgrade of a site whose long-poll
+// this server holds records the hand-out in the transaction that creates
+// the job (the woken call answers with no write of its own). Should that
+// answer never reach the agent (here the long-poll is held and never
+// answers, as when the server dies right after the commit), the agent is
+// handed the job at its next check-in, through another replica or after
+// a restart, every time until it reports on it, and the job, in its
+// agent's hands, is not superseded. A held site whose window is closed,
+// and a site not held, keep their jobs pending.
+func TestHandOutRecordedWithTheJob(t *testing.T) {
+	path := storetest.Path(t)
+	a := newTestFleetOn(t, path)
+	a.publish("acme-erp", "1.0.0", "")
+	a.publish("acme-erp", "1.1.0", "")
+	a.publish("acme-erp", "1.2.0", "")
+	for _, s := range []string{"held", "closed", "away"} {
+		a.enroll(s, "acme", "1.0.0", "1.0.0")
+	}
+	if err := a.Store.SetWindow(a.ctx, a.now(), store.ScopeSite, "closed", []string{"Mon 12:00-13:00"}, "UTC", store.Audit{Actor: "test", Action: "window.set"}); err != nil {
+		t.Fatal(err)
+	}
+	// Long-polls held here whose answers never leave.
+	a.hub.subscribe("held")
+	a.hub.subscribe("closed")
+	jobs := a.upgrade(protocol.UpgradeRequest{Client: "acme", To: "1.1.0"})
+	byName := map[string]string{}
+	for _, j := range jobs {
+		byName[j.Site] = j.ID
+	}
+	for site, want := range map[string]bool{"held": true, "closed": false, "away": false} {
+		open, err := a.Store.OpenJob(a.ctx, site)
+		if err != nil || open.Job.ID != byName[site] || open.HandedOut != want {
+			t.Errorf("%s: open job %s handed out %t (%v), want %s handed out %t", site, open.Job.ID, open.HandedOut, err, byName[site], want)
+		}
+	}
+
+	idle := protocol.CheckinRequest{InstalledVersion: "1.0.0", AgentVersion: "1.0.0", State: protocol.StateIdle}
+	// Another replica on the same store: the agent's next check-in there,
+	// a long-poll, is handed the job at once.
+	b := newTestFleetOn(t, path)
+	b.Now = a.Now
+	resp, err := b.Checkin(b.ctx, "held", idle, time.Hour)
+	if err != nil || resp.Assignment == nil || resp.Assignment.JobID != byName["held"] {
+		t.Fatalf("replica B answered held's check-in with %+v (%v), want job %s", resp.Assignment, err, byName["held"])
+	}
+	// A restart: the same store opened again by a new server.
+	if err := a.Store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c := newTestFleetOn(t, path)
+	c.Now = a.Now
+	if got := c.checkin("held", idle); got == nil || got.JobID != byName["held"] {
+		t.Fatalf("after a restart held was handed %+v, want job %s again (it never reported on it)", got, byName["held"])
+	}
+	_, err = c.Upgrade(c.ctx, protocol.UpgradeRequest{Site: "held", To: "1.2.0"}, "support")
+	if fe, ok := fault.As(err); !ok || fe.Kind != fault.Conflict {
+		t.Errorf("upgrading held, whose job was handed out with its creation: %v, want a conflict", err)
+	}
+	newer := c.upgrade(protocol.UpgradeRequest{Site: "away", To: "1.2.0"})
+	c.wantJob("away", byName["away"], protocol.ResultFailed, "cancelled: superseded by job "+newer[0].ID)
+	// Once the agent reports the job's end it is not handed out again.
+	idle.Job = &protocol.JobStatus{ID: byName["held"], From: "1.0.0", To: "1.1.0", State: protocol.StateCommitted, Result: protocol.ResultSucceeded}
+	idle.InstalledVersion = "1.1.0"
+	if got := c.checkin("held", idle); got != nil {
+		t.Errorf("held reported its job done and was handed %+v, want no assignment", got)
+	}
+	c.wantJob("held", byName["held"], protocol.ResultSucceeded, "")
 }

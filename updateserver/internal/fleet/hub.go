@@ -12,11 +12,16 @@ import (
 // wakeUp is a site whose long-poll a new job wakes, with what the woken
 // call needs to answer without reading the store: the job as its
 // assignment, and whether it was made with --now (then it starts
-// whatever the site's window says).
+// whatever the site's window says). handedOut says the transaction that
+// created the job also recorded it as handed out (the site's long-poll
+// was held here and its window open, ws): the woken call answers with it
+// at once, with no write of its own.
 type wakeUp struct {
-	site string
-	a    *protocol.Assignment
-	now  bool
+	site, client string
+	a            *protocol.Assignment
+	now          bool
+	handedOut    bool
+	ws           protocol.WindowStatus
 }
 
 type hub struct {
@@ -59,6 +64,13 @@ func (h *hub) notify(w *wakeUp) {
 		default:
 		}
 	}
+}
+
+// holds reports whether a long-poll of site waits here.
+func (h *hub) holds(site string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs[site]) > 0
 }
 
 // notifyAll wakes every long-poll to read its assignment again (the bus

@@ -203,6 +203,9 @@ func (f *Fleet) CreateJobs(ctx context.Context, jobs []store.NewJob, a store.Aud
 		if wake, err = r.createJobs(jobs); err != nil {
 			return err
 		}
+		if err := f.handOutHeld(ctx, r, wake); err != nil {
+			return err
+		}
 		return r.tx.Audit(r.now, a)
 	})
 	if err != nil {
@@ -223,6 +226,48 @@ func (f *Fleet) wake(ws []wakeUp) {
 	for i := range ws {
 		f.hub.notify(&ws[i])
 	}
+}
+
+// handOutHeld records, in the transaction r that created the jobs of
+// wake, the hand-out of each whose site's long-poll waits in this
+// process and may take it now (made with --now, or its window open):
+// the woken call answers at once, with no write of its own (wakeUp.
+// handedOut). When 10,000 long-polls wake together, their answers leave
+// without waiting for the writer, which the agents' own reports keep
+// busy meanwhile. Should the call end before it answers (its agent gone,
+// its wait run out, the server stopped), the job is the site's
+// assignment, handed out, at the agent's next check-in, through any
+// replica: recorded once, handed out until the agent reports it.
+func (f *Fleet) handOutHeld(ctx context.Context, r *jobRun, wake []wakeUp) error {
+	var ids []string
+	var ask []int // wake's entries whose window decides
+	var sites []protocol.Site
+	for i := range wake {
+		w := &wake[i]
+		if !f.hub.holds(w.site) {
+			continue
+		}
+		if w.now {
+			w.handedOut, w.ws = true, protocol.WindowStatus{Open: true}
+			ids = append(ids, w.a.JobID)
+			continue
+		}
+		ask = append(ask, i)
+		sites = append(sites, protocol.Site{Site: w.site, Client: w.client})
+	}
+	if len(sites) > 0 {
+		ws, err := maint.CheckinMany(ctx, f.Store, r.now, sites)
+		if err != nil {
+			return err
+		}
+		for k, i := range ask {
+			if ws[k].Open {
+				wake[i].handedOut, wake[i].ws = true, ws[k]
+				ids = append(ids, wake[i].a.JobID)
+			}
+		}
+	}
+	return r.tx.PickUpAll(ids, r.now)
 }
 
 // createJobs is CreateJobs inside a transaction: it supersedes, inserts
@@ -252,6 +297,12 @@ func (r *jobRun) createJobs(jobs []store.NewJob) ([]wakeUp, error) {
 	var wake []wakeUp
 	type siteProduct struct{ site, product string }
 	cleared := map[siteProduct]bool{}
+	// The rows are written together at the end: the inserts in a few
+	// multi-row statements, each site's target version (its last job's)
+	// in one statement per version.
+	var insert []store.NewJob
+	target := map[string]string{}
+	var targetOrder []string
 	for _, j := range jobs {
 		st, ok := sites[j.Site]
 		if !ok {
@@ -267,22 +318,38 @@ func (r *jobRun) createJobs(jobs []store.NewJob) ([]wakeUp, error) {
 			// The new job is the site's next assignment when no
 			// other job of the site is open.
 			if others == 0 {
-				wake = append(wake, wakeUp{site: j.Site, now: j.Now, a: &protocol.Assignment{JobID: j.ID, Product: j.Product, Version: j.To, Target: j.Target, From: j.From,
+				wake = append(wake, wakeUp{site: j.Site, client: st.Client, now: j.Now, a: &protocol.Assignment{JobID: j.ID, Product: j.Product, Version: j.To, Target: j.Target, From: j.From,
 					AcceptDrift: j.AcceptDrift, AllowDowngrade: j.AllowDowngrade, AllowIrreversible: j.AllowIrreversible}})
 			}
 		}
-		if err := r.tx.InsertJob(j, r.now); err != nil {
-			return nil, err
-		}
+		insert = append(insert, j)
 		row := store.JobRow{ID: j.ID, Site: j.Site, Client: st.Client, Product: j.Product, From: j.From, To: j.To,
 			Result: protocol.ResultPending, CreatedBy: j.CreatedBy, RolloutID: j.RolloutID}
 		open[j.Site] = append(open[j.Site], row)
 		if j.Product == st.Product {
-			if err := r.tx.SetTargetVersion(j.Site, j.To); err != nil {
-				return nil, err
+			if _, ok := target[j.Site]; !ok {
+				targetOrder = append(targetOrder, j.Site)
 			}
+			target[j.Site] = j.To
 		}
 		r.signal(JobCreated, row, false)
+	}
+	if err := r.tx.InsertJobs(insert, r.now); err != nil {
+		return nil, err
+	}
+	byVersion := map[string][]string{}
+	var versions []string
+	for _, site := range targetOrder {
+		v := target[site]
+		if byVersion[v] == nil {
+			versions = append(versions, v)
+		}
+		byVersion[v] = append(byVersion[v], site)
+	}
+	for _, v := range versions {
+		if err := r.tx.SetTargetVersions(v, byVersion[v]); err != nil {
+			return nil, err
+		}
 	}
 	return wake, nil
 }
@@ -359,7 +426,7 @@ func (r *jobRun) recordEvents(site string, events []protocol.Event) (int, error)
 			}
 		}
 		if result := finalResult(e.State); result != "" {
-			if err := r.agentEnded(e, result); err != nil {
+			if err := r.agentEnded(e, result, &sj.row); err != nil {
 				return added, err
 			}
 		}
@@ -391,10 +458,11 @@ func (r *jobRun) progress(j *store.JobRow, startedAt time.Time) error {
 	return r.tx.Progress(j.ID, r.now)
 }
 
-// agentEnded ends the job of terminal event e with result. The reason is
-// the event's message; a rollback's also says why it rolled back (the
-// message of the job's last rolling_back event).
-func (r *jobRun) agentEnded(e protocol.Event, result string) error {
+// agentEnded ends job j, of terminal event e, with result (j as this
+// transaction left it, kept up to date). The reason is the event's
+// message; a rollback's also says why it rolled back (the message of the
+// job's last rolling_back event).
+func (r *jobRun) agentEnded(e protocol.Event, result string, j *store.JobRow) error {
 	reason := e.Message
 	if result == protocol.ResultRolledBack {
 		why, err := r.tx.LastEventMessage(e.JobID, protocol.StateRollingBack)
@@ -405,18 +473,23 @@ func (r *jobRun) agentEnded(e protocol.Event, result string) error {
 			reason = why + " (" + e.Message + ")"
 		}
 	}
-	j, err := r.tx.Job(e.JobID)
-	if err != nil {
+	before := *j
+	if err := r.finish(before, result, reason, true); err != nil {
 		return err
 	}
-	if err := r.finish(j, result, reason, true); err != nil {
-		return err
+	if before.Open() || (before.Result == protocol.ResultFailed && before.Reason == reasonTimedOut) {
+		j.Result, j.Reason = result, reason // as finish ended it
+		if result == protocol.ResultSucceeded {
+			j.Reason = ""
+		}
+		return nil
 	}
 	// The agent's check-in may have ended the job before its events
 	// arrived: the reason comes with them.
-	if result == protocol.ResultSucceeded || j.Result != result || j.Reason != "" {
+	if result == protocol.ResultSucceeded || before.Result != result || before.Reason != "" {
 		return nil
 	}
+	j.Reason = reason
 	return r.tx.SetReason(j.ID, reason)
 }
 

@@ -311,6 +311,9 @@ func (f *Fleet) startSites(ctx context.Context, ro store.RolloutRow, waiting []s
 		if len(names) == 0 {
 			return nil
 		}
+		if err := f.handOutHeld(ctx, r, wake); err != nil {
+			return err
+		}
 		return r.tx.Audit(r.now, store.Audit{Actor: rolloutName(ro.ID), Action: "rollout.start", Object: rolloutName(ro.ID),
 			Detail: fmt.Sprintf("wave=%d sites=%s", ro.Wave, strings.Join(names, ","))})
 	})

@@ -141,11 +141,20 @@ type PlanOptions struct {
 type Planner struct {
 	store    *store.Store
 	releases map[string][]protocol.Release
+	// paths are the paths planned, by product, installed version, target
+	// and downgrade: a client's thousands of sites run a few versions,
+	// and planning parses every release's version again.
+	paths map[pathKey][]protocol.Release
+}
+
+type pathKey struct {
+	product, installed, to string
+	downgrade, force       bool
 }
 
 // NewPlanner returns a planner reading this fleet's releases.
 func (f *Fleet) NewPlanner() *Planner {
-	return &Planner{store: f.Store, releases: map[string][]protocol.Release{}}
+	return &Planner{store: f.Store, releases: map[string][]protocol.Release{}, paths: map[pathKey][]protocol.Release{}}
 }
 
 // PlanSite returns the jobs that take a site's product (product is
@@ -156,6 +165,15 @@ func (f *Fleet) NewPlanner() *Planner {
 // files were changed by hand (unless opts.AcceptDrift), a downgrade
 // (unless opts.AllowDowngrade), no upgrade path.
 func (p *Planner) PlanSite(ctx context.Context, st protocol.Site, product, to string, opts PlanOptions) ([]store.NewJob, error) {
+	installed := st.InstalledVersion
+	if product == AgentProduct {
+		installed = st.AgentVersion
+	}
+	key := pathKey{product, installed, to, opts.AllowDowngrade, opts.Force}
+	path, planned := p.paths[key]
+	if planned && (product == AgentProduct || len(protocol.BlockingDrift(st.Drift)) == 0 || opts.AcceptDrift) {
+		return p.jobs(st, product, installed, path, opts), nil // the checks below passed for this key
+	}
 	all, err := p.Releases(ctx, product)
 	if err != nil {
 		return nil, err
@@ -173,9 +191,7 @@ func (p *Planner) PlanSite(ctx context.Context, st protocol.Site, product, to st
 		return nil, fault.New(fault.Conflict, "%s %s is yanked (%s): it is never offered again; upgrade with --force to install it anyway",
 			product, target.Version, orNone(target.YankReason))
 	}
-	installed := st.InstalledVersion
 	if product == AgentProduct {
-		installed = st.AgentVersion
 		if _, err := versions.Parse(installed); installed != "" && err != nil {
 			return nil, fault.New(fault.Conflict, "site %s reports agent version %q, which is not a release of %s: install a released agent on it by hand first",
 				st.Site, installed, AgentProduct)
@@ -185,10 +201,16 @@ func (p *Planner) PlanSite(ctx context.Context, st protocol.Site, product, to st
 		return nil, fault.New(fault.Conflict, "site %s has drifted (%d changes by hand, e.g. %s): look at sites show %s, then upgrade with --accept-drift to overwrite them",
 			st.Site, len(d), d[0], st.Site)
 	}
-	path, err := PlanPath(all, installed, target, opts.AllowDowngrade)
+	path, err = PlanPath(all, installed, target, opts.AllowDowngrade)
 	if err != nil {
 		return nil, err
 	}
+	p.paths[key] = path
+	return p.jobs(st, product, installed, path, opts), nil
+}
+
+// jobs is the jobs of site st's product along path, from installed.
+func (p *Planner) jobs(st protocol.Site, product, installed string, path []protocol.Release, opts PlanOptions) []store.NewJob {
 	var jobs []store.NewJob
 	from := installed
 	for _, hop := range path {
@@ -196,7 +218,7 @@ func (p *Planner) PlanSite(ctx context.Context, st protocol.Site, product, to st
 			Now: opts.Now, AcceptDrift: opts.AcceptDrift, AllowDowngrade: opts.AllowDowngrade, AllowIrreversible: opts.AllowIrreversible, CreatedBy: opts.CreatedBy})
 		from = hop.Version
 	}
-	return jobs, nil
+	return jobs
 }
 
 // Releases returns product's releases, newest first, as the planner

@@ -227,12 +227,17 @@ func Checkin(ctx context.Context, s *store.Store, now time.Time, site string, ov
 	if err != nil {
 		return protocol.WindowStatus{Open: true}, err
 	}
+	return windowStatus(d), nil
+}
+
+// windowStatus is what a check-in's answer says of decision d.
+func windowStatus(d schedule.Decision) protocol.WindowStatus {
 	ws := protocol.WindowStatus{Open: d.OK}
 	if !d.OK && !d.Next.IsZero() {
 		n := d.Next.UTC()
 		ws.NextOpen = &n
 	}
-	return ws, nil
+	return ws
 }
 
 // view is what decide needs beyond the site: windows and freezes read
@@ -268,21 +273,16 @@ func decide(ctx context.Context, s *store.Store, now time.Time, st protocol.Site
 	return schedule.MayStart(now, w, st.Client, freezes), nil
 }
 
-// Annotate sets each site's window_open, next_window and wait reason.
-// next_window is when a job may next start: when one may start now, the
-// opening after this one closes; "" when the site is always open.
-func (m *Service) Annotate(ctx context.Context, sites []protocol.Site) error {
-	if len(sites) == 0 {
-		return nil
-	}
-	now := m.now()
-	all, err := m.Store.Windows(ctx)
+// loadView reads every window and the freezes at now, for decisions
+// about many sites.
+func loadView(ctx context.Context, s *store.Store, now time.Time) (*view, error) {
+	all, err := s.Windows(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	fs, err := m.Store.Freezes(ctx, now)
+	fs, err := s.Freezes(ctx, now)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	v := &view{windows: map[string]*schedule.Window{}, freezes: toSchedule(fs)}
 	for _, sw := range all {
@@ -295,6 +295,39 @@ func (m *Service) Annotate(ctx context.Context, sites []protocol.Site) error {
 		} else {
 			v.windows["client "+sw.Client] = w
 		}
+	}
+	return v, nil
+}
+
+// CheckinMany is Checkin (without override) for many sites, each given
+// with its client, reading the windows and freezes once.
+func CheckinMany(ctx context.Context, s *store.Store, now time.Time, sites []protocol.Site) ([]protocol.WindowStatus, error) {
+	out := make([]protocol.WindowStatus, len(sites))
+	if len(sites) == 0 {
+		return out, nil
+	}
+	v, err := loadView(ctx, s, now)
+	if err != nil {
+		return nil, err
+	}
+	for i, st := range sites {
+		d, _ := decide(ctx, s, now, st, v) // no error with a view
+		out[i] = windowStatus(d)
+	}
+	return out, nil
+}
+
+// Annotate sets each site's window_open, next_window and wait reason.
+// next_window is when a job may next start: when one may start now, the
+// opening after this one closes; "" when the site is always open.
+func (m *Service) Annotate(ctx context.Context, sites []protocol.Site) error {
+	if len(sites) == 0 {
+		return nil
+	}
+	now := m.now()
+	v, err := loadView(ctx, m.Store, now)
+	if err != nil {
+		return err
 	}
 	for i := range sites {
 		st := &sites[i]

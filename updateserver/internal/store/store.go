@@ -55,10 +55,14 @@ var ErrClosed = errors.New("store is closed")
 // writers never meet SQLITE_BUSY from each other.
 type Store struct {
 	// DSN is where the store is: a SQLite file path or a postgres:// URL.
-	DSN       string
-	dialect   Dialect
-	db        *sql.DB // reads
-	wdb       *sql.DB // the single write connection (SQLite); the write pool (PostgreSQL)
+	DSN     string
+	dialect Dialect
+	db      *sql.DB // reads
+	wdb     *sql.DB // the single write connection (SQLite); the write pool (PostgreSQL)
+	// wconn is wdb's one connection, the writer's for the store's life
+	// (SQLite; nil on PostgreSQL), and wstmts its kept statements.
+	wconn     *sql.Conn
+	wstmts    stmtCache
 	writes    chan *writeReq
 	quit      chan struct{} // closed by Close
 	closed    chan struct{} // closed when the writer has stopped
@@ -104,9 +108,14 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxIdleTime(0)
+	wconn, err := wdb.Conn(ctx)
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	// Unbuffered: a request is either taken by the writer or refused once
 	// the store closes, never stranded in a buffer.
-	s := &Store{DSN: path, dialect: SQLite, wdb: wdb, writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{})}
+	s := &Store{DSN: path, dialect: SQLite, wdb: wdb, wconn: wconn, writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{})}
 	s.c.init()
 	go s.writer()
 	if err := s.migrate(ctx); err != nil {
@@ -180,6 +189,10 @@ func (s *Store) Close() error {
 		close(s.quit)
 		<-s.closed
 		s.reads.close()
+		s.wstmts.close()
+		if s.wconn != nil {
+			s.wconn.Close()
+		}
 		if s.db != nil {
 			s.db.Close()
 		}
@@ -499,7 +512,8 @@ func (s *Store) migrate(ctx context.Context) error {
 		return s.migratePostgres(ctx)
 	}
 	var v int
-	if err := s.wdb.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+	err := s.tx(ctx, func(tx *sql.Tx) error { return tx.QueryRow("PRAGMA user_version").Scan(&v) })
+	if err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	if v > len(migrations) {
@@ -570,7 +584,7 @@ func (s *Store) commitGroup(group []*writeReq) {
 			r.done <- err
 		}
 	}
-	tx, err := s.wdb.BeginTx(context.Background(), nil)
+	tx, err := s.wconn.BeginTx(context.Background(), nil)
 	if err != nil {
 		fail(err)
 		return
@@ -581,13 +595,13 @@ func (s *Store) commitGroup(group []*writeReq) {
 			results[i] = err
 			continue
 		}
-		if _, err := tx.Exec(`SAVEPOINT w`); err != nil {
+		if _, err := s.txExec(tx, `SAVEPOINT w`); err != nil {
 			tx.Rollback()
 			fail(err)
 			return
 		}
 		if results[i] = r.fn(tx); results[i] != nil {
-			if _, err := tx.Exec(`ROLLBACK TO w`); err != nil {
+			if _, err := s.txExec(tx, `ROLLBACK TO w`); err != nil {
 				tx.Rollback()
 				fail(err)
 				return
@@ -595,7 +609,7 @@ func (s *Store) commitGroup(group []*writeReq) {
 		} else {
 			ok++
 		}
-		if _, err := tx.Exec(`RELEASE w`); err != nil {
+		if _, err := s.txExec(tx, `RELEASE w`); err != nil {
 			tx.Rollback()
 			fail(err)
 			return

@@ -71,15 +71,16 @@ func (t *JobTx) open() error {
 	return t.s.tellCaches(t.tx, cacheJobs)
 }
 
-// stmt prepares q once per transaction: an upgrade of a client with a
-// thousand sites runs the same few statements a thousand times.
+// stmt returns q's statement: the writer's kept one (txStmt), or one
+// prepared once per transaction (an upgrade of a client with a thousand
+// sites runs the same few statements a thousand times).
 func (t *JobTx) stmt(q string) (*sql.Stmt, error) {
 	if st, ok := t.stmts[q]; ok {
 		return st, nil
 	}
-	st, err := t.tx.Prepare(q)
-	if err != nil {
-		return nil, err
+	st, kept, err := t.s.txStmt(t.tx, q)
+	if err != nil || kept {
+		return st, err
 	}
 	if t.stmts == nil {
 		t.stmts = map[string]*sql.Stmt{}
@@ -225,6 +226,49 @@ func (t *JobTx) InsertJob(j NewJob, now time.Time) error {
 		j.ID, j.Site, j.Product, j.From, j.To, j.Target, j.Now, j.AcceptDrift, j.AllowDowngrade, j.AllowIrreversible, at, j.CreatedBy, at, rollout)
 }
 
+// jobsPerInsert is how many jobs one INSERT of InsertJobs holds (14
+// values each).
+const jobsPerInsert = 64
+
+// InsertJobs is InsertJob of many jobs, in order, a few statements for
+// all (multi-row INSERTs).
+func (t *JobTx) InsertJobs(js []NewJob, now time.Time) error {
+	if len(js) == 0 {
+		return nil
+	}
+	if err := t.open(); err != nil {
+		return err
+	}
+	at := formatTime(now)
+	const row = "(?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)"
+	for i := 0; i < len(js); i += jobsPerInsert {
+		part := js[i:min(i+jobsPerInsert, len(js))]
+		args := make([]any, 0, 14*len(part))
+		for _, j := range part {
+			var rollout sql.NullInt64
+			if j.RolloutID != 0 {
+				rollout = sql.NullInt64{Int64: j.RolloutID, Valid: true}
+			}
+			args = append(args, j.ID, j.Site, j.Product, j.From, j.To, j.Target, j.Now, j.AcceptDrift, j.AllowDowngrade, j.AllowIrreversible, at, j.CreatedBy, at, rollout)
+		}
+		q := `INSERT INTO jobs (id, site, product, from_version, to_version, target, result, now, accept_drift, allow_downgrade, allow_irreversible, created_at, created_by, last_progress_at, rollout_id)
+		VALUES ` + row + strings.Repeat(", "+row, len(part)-1)
+		if err := t.exec(q, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SetTargetVersions is SetTargetVersion of many sites to one version, in
+// a few statements.
+func (t *JobTx) SetTargetVersions(version string, sites []string) error {
+	return chunks(sites, func(part []string) error {
+		in, args := inList(part)
+		return t.exec(`UPDATE sites SET target_version = ? WHERE site IN (`+in+`)`, append([]any{version}, args...)...)
+	})
+}
+
 // SetTargetVersion records the version support assigned to the site's
 // product.
 func (t *JobTx) SetTargetVersion(site, version string) error {
@@ -300,7 +344,18 @@ func (t *JobTx) LastEventMessage(id, state string) (string, error) {
 
 // TrimEvents applies the cap: it keeps a job's first event and its
 // newest, MaxJobEvents in all, and counts the ones it drops.
-func (t *JobTx) TrimEvents(id string) error { return trimEvents(t.tx, id) }
+func (t *JobTx) TrimEvents(id string) error {
+	// Counted first with a kept statement: a job rarely has more.
+	st, err := t.stmt(`SELECT COUNT(*) FROM job_events WHERE job_id = ?`)
+	if err != nil {
+		return err
+	}
+	var n int
+	if err := st.QueryRow(id).Scan(&n); err != nil || n <= MaxJobEvents {
+		return err
+	}
+	return trimEvents(t.tx, id)
+}
 
 // Audit records a change in the audit log, in this transaction.
 func (t *JobTx) Audit(now time.Time, a Audit) error {

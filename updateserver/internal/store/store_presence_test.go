@@ -261,7 +261,7 @@ func killChild(path string) {
 	// bound of a stuck one.
 	var seen sql.NullString
 	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
-		if err := s.wdb.QueryRow(`SELECT last_seen FROM sites WHERE site = 's1'`).Scan(&seen); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		if err := s.db.QueryRow(`SELECT last_seen FROM sites WHERE site = 's1'`).Scan(&seen); err != nil && !errors.Is(err, sql.ErrNoRows) {
 			fail(err)
 		}
 		if seen.String == formatTime(t1) {

@@ -11,9 +11,9 @@ import (
 // check-ins and job reports a fifth of the server's CPU went to SQLite's
 // parser, preparing the same few reads again for every call. database/sql
 // prepares a kept *sql.Stmt once on each pool connection it meets.
-// (Write transactions keep theirs per transaction, JobTx.stmt: the
-// SQLite writer's one connection is inside the transaction, where a
-// statement of the pool cannot be prepared.)
+//
+// The SQLite writer's statements are kept the same way, on its one
+// connection (Store.wconn, txStmt).
 type stmtCache struct {
 	mu sync.Mutex
 	m  map[string]*sql.Stmt
@@ -25,7 +25,7 @@ const maxStmts = 512
 
 // get returns db's kept statement for q, preparing it once. ok is false
 // when the cache is full and st must be closed after use.
-func (c *stmtCache) get(ctx context.Context, db *sql.DB, q string) (st *sql.Stmt, ok bool, err error) {
+func (c *stmtCache) get(ctx context.Context, db preparer, q string) (st *sql.Stmt, ok bool, err error) {
 	c.mu.Lock()
 	st = c.m[q]
 	c.mu.Unlock()
@@ -50,6 +50,11 @@ func (c *stmtCache) get(ctx context.Context, db *sql.DB, q string) (st *sql.Stmt
 	}
 	c.m[q] = st
 	return st, true, nil
+}
+
+// preparer is a *sql.DB or a *sql.Conn.
+type preparer interface {
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
 }
 
 func (c *stmtCache) close() {
@@ -84,4 +89,35 @@ func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, er
 		return s.query(ctx, q, args...)
 	}
 	return st.QueryContext(ctx, args...)
+}
+
+// txStmt returns a statement for q in write transaction tx, and whether
+// it is kept (not to be closed; the others close with tx). On SQLite it
+// is the writer connection's kept statement: tx runs on that connection,
+// so the statement runs inside tx. (tx.Stmt of it would prepare it again
+// each time: database/sql reuses only statements of the pool, and the
+// pool's one connection is the transaction's.) On PostgreSQL it is
+// prepared in tx.
+func (s *Store) txStmt(tx *sql.Tx, q string) (*sql.Stmt, bool, error) {
+	if s.wconn != nil {
+		st, kept, err := s.wstmts.get(context.Background(), s.wconn, q)
+		if err != nil || kept {
+			return st, kept, err
+		}
+		st.Close() // the cache is full
+	}
+	st, err := tx.Prepare(q)
+	return st, false, err
+}
+
+// txExec is tx.Exec through txStmt.
+func (s *Store) txExec(tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	st, kept, err := s.txStmt(tx, q)
+	if err != nil {
+		return nil, err
+	}
+	if !kept {
+		defer st.Close()
+	}
+	return st.Exec(args...)
 }

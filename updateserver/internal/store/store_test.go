@@ -110,7 +110,9 @@ func TestSchemaMigratesFromFrozen(t *testing.T) {
 func TestNewerSchemaRefused(t *testing.T) {
 	sqliteOnly(t)
 	s, path := openTemp(t)
-	s.wdb.Exec(`PRAGMA user_version = 999`)
+	if err := s.tx(context.Background(), func(tx *sql.Tx) error { _, err := tx.Exec(`PRAGMA user_version = 999`); return err }); err != nil {
+		t.Fatal(err)
+	}
 	s.Close()
 	_, err := Open(context.Background(), path)
 	if err == nil || !strings.Contains(err.Error(), "newer than this server knows") {
