@@ -368,7 +368,11 @@ func (d *sqliteDialect) restore(ctx context.Context, db *DB, b *Backup) error {
 			return err
 		}
 	}
-	if err := d.swap(db, func() error { return atomicfile.Rename(tmp, d.path) }); err != nil {
+	if err := d.swap(db, func() error {
+		release := holdOld(d.path)
+		defer release()
+		return atomicfile.Rename(tmp, d.path)
+	}); err != nil {
 		return fmt.Errorf("restore %s from %s: %w", d.path, src, err)
 	}
 	if testHook != nil {
