@@ -20,10 +20,10 @@ import (
 // How Backup and Rollback verify a SQLite copy (DB.SetBackupVerify; the
 // agent's [database] backup_verify).
 const (
-	// VerifyChecksum, the default: the copy's sha256, computed while
-	// copying and compared with a re-read of the copy, PRAGMA quick_check
-	// of the copy, and its migration records. A restore checks the backup
-	// against its recorded sha256 before the database is touched. It costs
+	// VerifyChecksum, the default: the database file's sha256, computed
+	// while it is copied, and PRAGMA quick_check of the same bytes, run
+	// meanwhile. A restore hashes the backup as it copies it back and
+	// puts it in place only if its sha256 is the one recorded. Each costs
 	// about a file copy.
 	VerifyChecksum = "checksum"
 	// VerifyFingerprint adds, for the paranoid, PRAGMA integrity_check and
