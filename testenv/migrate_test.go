@@ -119,6 +119,43 @@ func TestMigrationsUpgradeAndRollback(t *testing.T) {
 	s.AwaitHealthy(t, "1.1.0")
 }
 
+// TestDamagedBackupNotRestored: a database backup whose copy was damaged
+// on disk after the backup (one byte flipped, by the release's post-start
+// hook, which then fails) is not restored over the database at rollback:
+// the job fails, its reason says the backup is damaged and the database
+// was not changed, and the database is whole (the migrated one, as it
+// was before the refused restore).
+func TestDamagedBackupNotRestored(t *testing.T) {
+	t.Parallel()
+	env := New(t)
+	s := newDBSite(t, env)
+	flip := fmt.Sprintf(`#!/bin/sh
+set -e
+f=$(find %q -name %s)
+test -n "$f"
+size=$(wc -c < "$f")
+printf '\377' | dd of="$f" bs=1 seek=$((size - 1)) conv=notrunc 2>/dev/null
+echo "damaged $f" >&2
+exit 5
+`, filepath.Join(s.Data, "backups"), "db.sqlite")
+	env.PublishBundle(t, "1.1.0", Bundle{Migrations: migrations(2, nil), Hooks: map[string]string{"post-start": flip}})
+	s.Upgrade(t, "1.1.0")
+	j := awaitReason(t, s.Site, "is damaged")
+	if j.Result == protocol.ResultSucceeded || j.Result == protocol.ResultRolledBack {
+		t.Fatalf("a job whose backup was damaged ended %s: %s", j.Result, fmtEvents(j))
+	}
+	for _, want := range []string{"sha256", "the database was not changed"} {
+		if !strings.Contains(j.Reason+fmtEvents(j), want) {
+			t.Errorf("the job's reason does not say %q: %s %s", want, j.Reason, fmtEvents(j))
+		}
+	}
+	// The database is the migrated one, untouched by the damaged copy.
+	sqlExec(t, s.DB, `UPDATE customers SET vat = 'DE123' WHERE name = 'Globex'`)
+	if _, err := os.Stat(s.DB + ".restore-tmp"); err == nil {
+		t.Error("the restore's temporary copy is left next to the database")
+	}
+}
+
 // TestUpgradeRefusals: each of these ends with the site whole on the old
 // version (files, database, app) and a reason in history.
 func TestUpgradeRefusals(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -19,11 +20,14 @@ import (
 // with one cheap migration spends in the backup and, when it fails, in
 // the restore (DB.Backup and DB.Rollback, the calls the agent's engine
 // makes in backing_up and rolling_back), against `cp` + fsync of the same
-// file in the same run. Everything is flushed (`sync`) before each timed
-// step, so that no step pays for another's writeback; a cp is timed
-// before each backup and each restore. BENCH_RUNS (default 1) runs, each
-// printed, then a RESULT line with the medians and their ratios;
-// testenv/bench/backup.sh runs it.
+// file in the same run, and the CPU time each spends (this process's for
+// backup and restore, cp's for cp: CPU is what the steps compete for on a
+// busy machine, where the disk's speed drifts too). Everything is flushed
+// (`sync`) before each timed step, so that no step pays for another's
+// writeback, and the file it copies read into the page cache; a cp of the
+// same file is timed before each backup and each restore.
+// BENCH_RUNS (default 1) runs, each printed, then a RESULT line with the
+// medians and their ratios; testenv/bench/backup.sh runs it.
 //
 //	BENCH_DB_MB=1024 BENCH_RUNS=3 go test -run '^$' -bench SQLiteBackupRestore -benchtime 1x ./pkg/migrate/
 func BenchmarkSQLiteBackupRestore(b *testing.B) {
@@ -75,30 +79,48 @@ func BenchmarkSQLiteBackupRestore(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	cpSync := func() time.Duration {
+	// warm reads a file into the page cache, where an app's database is
+	// when the app has just been stopped: on a busy machine the cache
+	// drops a file within a minute, and a step whose source was dropped
+	// would be compared with a cp whose source was not, or the reverse.
+	warm := func(p string) {
+		f, err := os.Open(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := io.CopyBuffer(io.Discard, f, make([]byte, 4<<20)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// cpSync times cp + fsync of src, warm, after a sync.
+	cpSync := func(src string) (time.Duration, float64) {
 		syncAll()
+		warm(src)
 		cpPath := filepath.Join(dir, "copy.db")
+		c0 := childrenCPU()
 		t0 := time.Now()
-		if out, err := exec.Command("cp", path, cpPath).CombinedOutput(); err != nil {
+		if out, err := exec.Command("cp", src, cpPath).CombinedOutput(); err != nil {
 			b.Fatalf("cp: %v %s", err, out)
 		}
 		if out, err := exec.Command("sync", cpPath).CombinedOutput(); err != nil {
 			b.Fatalf("sync: %v %s", err, out)
 		}
 		d := time.Since(t0)
+		c := childrenCPU() - c0
 		os.Remove(cpPath)
-		return d
+		return d, c
 	}
 	runs := 1
 	if v, err := strconv.Atoi(os.Getenv("BENCH_RUNS")); err == nil && v > 0 {
 		runs = v
 	}
-	var cps, backups, restores []float64
+	var cps, backups, restores, cpCPUs, backupCPUs, restoreCPUs []float64
 	b.ResetTimer()
 	for i := range b.N * runs {
 		// cp before each timed step: on a shared machine the disk's
 		// speed drifts, and each step is compared with the cp next to it.
-		tcp1 := cpSync()
+		tcp1, ccp1 := cpSync(path)
 		db, err := Open(ctx, "sqlite", path)
 		if err != nil {
 			b.Fatal(err)
@@ -110,38 +132,48 @@ func BenchmarkSQLiteBackupRestore(b *testing.B) {
 		}
 		bdir := filepath.Join(dir, fmt.Sprintf("backup-%d", i))
 		syncAll()
+		warm(path)
+		c0 := selfCPU()
 		t0 := time.Now()
 		bk, err := db.Backup(ctx, bdir, plan)
 		if err != nil {
 			b.Fatal(err)
 		}
 		tb := time.Since(t0)
+		cb := selfCPU() - c0
 		if err := db.Up(ctx, plan, bk, "bench"); err != nil {
 			b.Fatal(err)
 		}
 		db.Close()
-		tcp2 := cpSync()
+		// The restore copies the backup's file: cp copies it too.
+		tcp2, ccp2 := cpSync(filepath.Join(bk.Dir(), sqliteCopy))
 		db, err = Open(ctx, "sqlite", path)
 		if err != nil {
 			b.Fatal(err)
 		}
 		syncAll()
+		warm(filepath.Join(bk.Dir(), sqliteCopy))
+		c0 = selfCPU()
 		t0 = time.Now()
 		if err := db.Rollback(ctx, bk); err != nil {
 			b.Fatal(err)
 		}
 		tr := time.Since(t0)
+		cr := selfCPU() - c0
 		db.Close()
 		os.RemoveAll(bdir)
 		cps = append(cps, tcp1.Seconds(), tcp2.Seconds())
 		backups = append(backups, tb.Seconds())
 		restores = append(restores, tr.Seconds())
-		fmt.Printf("run %d: cp+sync %.2fs, backup %.2fs (%.2f x the cp before it), cp+sync %.2fs, restore %.2fs (%.2f x)\n",
-			i+1, tcp1.Seconds(), tb.Seconds(), tb.Seconds()/tcp1.Seconds(), tcp2.Seconds(), tr.Seconds(), tr.Seconds()/tcp2.Seconds())
+		cpCPUs = append(cpCPUs, ccp1, ccp2)
+		backupCPUs = append(backupCPUs, cb)
+		restoreCPUs = append(restoreCPUs, cr)
+		fmt.Printf("run %d: cp+sync %.2fs (cpu %.2fs), backup %.2fs (cpu %.2fs; %.2f x the cp before it), cp+sync %.2fs (cpu %.2fs), restore %.2fs (cpu %.2fs; %.2f x)\n",
+			i+1, tcp1.Seconds(), ccp1, tb.Seconds(), cb, tb.Seconds()/tcp1.Seconds(), tcp2.Seconds(), ccp2, tr.Seconds(), cr, tr.Seconds()/tcp2.Seconds())
 	}
 	cp, backup, restore := median(cps), median(backups), median(restores)
-	fmt.Printf("RESULT sqlite-backup db_mb=%.0f runs=%d cp_sync_s=%.2f backup_s=%.2f restore_s=%.2f backup_x_cp=%.2f restore_x_cp=%.2f (medians)\n",
-		float64(fi.Size())/1e6, len(backups), cp, backup, restore, backup/cp, restore/cp)
+	fmt.Printf("RESULT sqlite-backup db_mb=%.0f runs=%d cp_sync_s=%.2f backup_s=%.2f restore_s=%.2f backup_x_cp=%.2f restore_x_cp=%.2f cpu_s: cp=%.2f backup=%.2f restore=%.2f (medians)\n",
+		float64(fi.Size())/1e6, len(backups), cp, backup, restore, backup/cp, restore/cp, median(cpCPUs), median(backupCPUs), median(restoreCPUs))
 	b.ReportMetric(float64(fi.Size())/1e6, "MB-db")
 	b.ReportMetric(cp, "s-cp")
 	b.ReportMetric(backup, "s-backup")

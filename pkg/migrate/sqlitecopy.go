@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/dropless/dropless/pkg/atomicfile"
 )
@@ -21,10 +20,10 @@ import (
 // How Backup and Rollback verify a SQLite copy (DB.SetBackupVerify; the
 // agent's [database] backup_verify).
 const (
-	// VerifyChecksum, the default: the copy's sha256, computed while
-	// copying and compared with a re-read of the copy, PRAGMA quick_check
-	// of the copy, and its migration records. A restore checks the backup
-	// against its recorded sha256 before the database is touched. It costs
+	// VerifyChecksum, the default: the database file's sha256, computed
+	// while it is copied, and PRAGMA quick_check of the same bytes, run
+	// meanwhile. A restore hashes the backup as it copies it back and
+	// puts it in place only if its sha256 is the one recorded. Each costs
 	// about a file copy.
 	VerifyChecksum = "checksum"
 	// VerifyFingerprint adds, for the paranoid, PRAGMA integrity_check and
@@ -46,22 +45,23 @@ func (db *DB) SetBackupVerify(mode string) error {
 	return errorf(ErrUnsupported, "backup verify %q: use %s or %s", mode, VerifyChecksum, VerifyFingerprint)
 }
 
-// copyChunk is how much the copy hands the kernel at once; copyBufSize
-// the size of the hashing goroutines' reads.
-const (
-	copyChunk   = 64 << 20
-	copyBufSize = 4 << 20
-)
+// hashBufSize is the size of the hash's reads.
+const hashBufSize = 4 << 20
 
 // copyVerified copies src to a new file dst (perm) and syncs it, and
-// verifies the copy, in parallel: the kernel copies (copy_file_range,
-// like cp), one goroutine reads the copy back behind the copy and hashes
-// it, another hashes src (unless want, src's sha256 as recorded, is
-// given), and check (SQLite's checks) runs meanwhile. They share nothing
-// but the count of bytes copied, so that none waits on another's turn (on
-// a busy machine each wake-up costs). It returns the sha256 of the copy
-// and its size, and an error when it differs from src's (ErrVerify when
-// from want) or check fails. The caller removes dst on error.
+// hashes src in parallel with the copy: the kernel copies
+// (copy_file_range, like cp) while a goroutine hashes src on the other
+// core, and check (SQLite's checks) runs meanwhile. Each byte is read
+// once by the copy and once by the hash, both from the page cache when
+// the file is in it; the copy is not read back: its pages, fresh in the
+// page cache, would only show the kernel's own copy again (what is on the
+// disk is checked when it is read: a restore hashes the backup).
+//
+// It returns the sha256 of src and the size copied. When want (src's
+// sha256 as recorded) is given and differs, it returns an ErrVerify error:
+// src is damaged. A copy whose size differs from what was hashed is an
+// error too (src changed during the copy). The caller removes dst on
+// error.
 func copyVerified(src, dst string, perm fs.FileMode, want string, check func() error) (sum string, n int64, err error) {
 	in, err := os.Open(src)
 	if err != nil {
@@ -75,110 +75,59 @@ func copyVerified(src, dst string, perm fs.FileMode, want string, check func() e
 	defer out.Close()
 
 	var (
-		copied                   atomic.Int64             // bytes copied so far
-		done                     atomic.Bool              // the copy ended
-		progress                 = make(chan struct{}, 1) // wakes the read-back when it waits
-		wg                       sync.WaitGroup
-		srcSum, dstSum           string
-		srcErr, dstErr, checkErr error
+		wg                sync.WaitGroup
+		hashed            int64
+		hashErr, checkErr error
 	)
-	wake := func() {
-		select {
-		case progress <- struct{}{}:
-		default:
-		}
-	}
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		if srcSum = want; want == "" {
-			srcSum, srcErr = hashFile(src, nil, nil, nil)
-		}
-	}()
-	go func() { defer wg.Done(); dstSum, dstErr = hashFile(dst, &copied, &done, progress) }()
+	wg.Add(2)
+	go func() { defer wg.Done(); sum, hashed, hashErr = hashFile(src) }()
 	go func() { defer wg.Done(); checkErr = check() }()
-	var copyErr error
-	for {
-		// *os.File to *os.File through a LimitedReader: copy_file_range.
-		m, err := io.CopyN(out, in, copyChunk)
-		n += m
-		copied.Store(n)
-		wake()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			copyErr = err
-			break
-		}
-	}
-	done.Store(true)
-	wake()
+	// *os.File to *os.File: copy_file_range.
+	n, copyErr := io.Copy(out, in)
 	if copyErr == nil {
 		copyErr = out.Sync()
 	}
 	wg.Wait()
-	if err := errors.Join(copyErr, srcErr, dstErr); err != nil {
+	if err := errors.Join(copyErr, hashErr); err != nil {
 		return "", n, err
 	}
-	if dstSum != srcSum {
-		if want != "" {
-			return dstSum, n, errorf(ErrVerify, "its sha256 is %.12s, %.12s was recorded", dstSum, want)
-		}
-		return "", n, fmt.Errorf("the copy %s has sha256 %.12s, %s has %.12s", dst, dstSum, src, srcSum)
+	if hashed != n {
+		return "", n, fmt.Errorf("%s changed while it was copied (%d bytes copied, %d hashed)", src, n, hashed)
 	}
-	return dstSum, n, checkErr
+	if want != "" && sum != want {
+		return sum, n, errorf(ErrVerify, "its sha256 is %.12s, %.12s was recorded", sum, want)
+	}
+	return sum, n, checkErr
 }
 
-// hashFile returns the sha256 of a file. With upTo, it reads only what
-// upTo says is there, waiting on progress for more until done.
-func hashFile(path string, upTo *atomic.Int64, done *atomic.Bool, progress <-chan struct{}) (string, error) {
+// hashFile returns the sha256 of a file and its length.
+func hashFile(path string) (string, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	defer f.Close()
 	h := sha256.New()
-	buf := make([]byte, copyBufSize)
-	var off int64
-	for {
-		end := int64(-1)
-		finished := true
-		if upTo != nil {
-			finished = done.Load()
-			end = upTo.Load()
-			if off == end {
-				if finished {
-					break
-				}
-				<-progress
-				continue
-			}
-		}
-		want := int64(len(buf))
-		if end >= 0 {
-			want = min(want, end-off)
-		}
-		m, err := f.ReadAt(buf[:want], off)
-		h.Write(buf[:m])
-		off += int64(m)
-		if errors.Is(err, io.EOF) && end < 0 {
-			break
-		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return "", err
-		}
-		if m == 0 {
-			return "", fmt.Errorf("read %s: no progress at %d", path, off)
-		}
+	n, err := io.CopyBuffer(h, f, make([]byte, hashBufSize))
+	if err != nil {
+		return "", n, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
+
+// sqliteReadMapped is the query of a read-only connection that reads the
+// file through a memory map (mmap_size, up to SQLite's limit of about
+// 2 GiB; beyond, and where mapping fails, by reads): PRAGMA quick_check
+// then reads each page in place instead of copying it in by a system call
+// (1 GiB of blobs: 0.1 to 0.6 s of CPU instead of 0.9 s). Only for files that nothing
+// writes while they are mapped: a backup's copy, or the database under
+// the backup's write lock.
+const sqliteReadMapped = "mode=ro&_pragma=mmap_size(2147418112)"
 
 // sqliteOpenCopy opens a database file that nothing else uses, read-only
 // and without locks or -wal/-shm files (immutable), for checking a copy.
 func sqliteOpenCopy(path string) (*sql.DB, error) {
-	pool, err := sql.Open("sqlite", sqliteURI(path, "mode=ro&immutable=1"))
+	pool, err := sql.Open("sqlite", sqliteURI(path, sqliteReadMapped+"&immutable=1"))
 	if err != nil {
 		return nil, err
 	}
@@ -290,10 +239,11 @@ func (d *sqliteDialect) snapshot(ctx context.Context, db *DB, dir string, m *bac
 }
 
 // copyLocked folds the WAL into the database file and copies the file to
-// tmp under the database's write lock, noting the copy's sha256, size and
-// permissions in m. The copy is verified as it is made (copyVerified);
-// PRAGMA quick_check runs meanwhile on the database file, whose bytes the
-// copy's sha256 shows to be the copy's.
+// tmp under the database's write lock, noting the database file's sha256
+// (hashed while it is copied: copyVerified), size and permissions in m.
+// PRAGMA quick_check runs meanwhile on the database file: the sha256
+// recorded is of the bytes it checked, and a restore puts back only a
+// copy with that sha256.
 func (d *sqliteDialect) copyLocked(ctx context.Context, db *DB, tmp string, m *backupMeta) error {
 	conn, err := db.pool.Conn(ctx)
 	if err != nil {
@@ -333,7 +283,7 @@ func (d *sqliteDialect) copyLocked(ctx context.Context, db *DB, tmp string, m *b
 	m.Perm = uint32(fi.Mode().Perm())
 	m.SHA256, m.Size, err = copyVerified(d.path, tmp, 0o600, "", func() error {
 		// A reader of its own: the write lock lets readers in.
-		pool, err := sql.Open("sqlite", sqliteURI(d.path, "mode=ro"))
+		pool, err := sql.Open("sqlite", sqliteURI(d.path, sqliteReadMapped))
 		if err != nil {
 			return err
 		}
@@ -348,12 +298,12 @@ func (d *sqliteDialect) copyLocked(ctx context.Context, db *DB, tmp string, m *b
 
 // restore puts the backup back and verifies the database.
 //
-// The backup is copied next to the live database (<db>.restore-tmp),
-// checked against the backup's sha256 as it is copied (a damaged backup
-// is not restored: the database is not touched; in fingerprint mode also
-// by quick_check) and synced; then the live database's -wal, -shm and -journal, which
-// would be replayed over the restored file, are removed and the copy is
-// renamed over the database. A crash at any point leaves either the old
+// The backup is copied next to the live database (<db>.restore-tmp) and
+// synced while it is hashed; only when its sha256 is the one recorded (a
+// damaged backup is not restored: the database is not touched; in
+// fingerprint mode also checked by quick_check) are the live database's
+// -wal, -shm and -journal, which would be replayed over the restored
+// file, removed and the copy renamed over the database. A crash at any point leaves either the old
 // file or the restored one; Rollback again finishes the job. The copy
 // keeps the live file's permissions and owner, and its journal mode is
 // the backup's (recorded in the file's header).
@@ -389,11 +339,11 @@ func (d *sqliteDialect) restore(ctx context.Context, db *DB, b *Backup) error {
 		}
 	}
 	defer os.Remove(tmp) // gone once renamed
-	// The copy's sha256, equal to the one recorded, shows it to be the
+	// The backup's sha256, equal to the one recorded, shows it to be the
 	// bytes that passed quick_check when the backup was made (copyLocked):
-	// checking them again would add no knowledge and twice a copy's time
-	// (quick_check reads every page with the CPU). The paranoid's
-	// fingerprint mode checks the backup again while it is copied.
+	// checking them again would add no knowledge and the time of a copy.
+	// The paranoid's fingerprint mode checks the backup again while it
+	// is copied.
 	var checkErr error
 	_, _, err = copyVerified(src, tmp, perm, b.m.SHA256, func() error {
 		if b.m.Fingerprint != "" {
@@ -418,7 +368,11 @@ func (d *sqliteDialect) restore(ctx context.Context, db *DB, b *Backup) error {
 			return err
 		}
 	}
-	if err := d.swap(db, func() error { return atomicfile.Rename(tmp, d.path) }); err != nil {
+	if err := d.swap(db, func() error {
+		release := holdOld(d.path)
+		defer release()
+		return atomicfile.Rename(tmp, d.path)
+	}); err != nil {
 		return fmt.Errorf("restore %s from %s: %w", d.path, src, err)
 	}
 	if testHook != nil {
