@@ -15,10 +15,11 @@
 //
 // The same store runs on PostgreSQL (Open with a postgres:// URL), through
 // pgx's database/sql driver: the same SQL (? placeholders are rewritten to
-// $n, see postgres.go), a schema of its own (postgres_schema.go), and plain
-// transactions that each take a transaction-level advisory lock, so writes
-// are serialized as they are on SQLite and no read-then-write of the store
-// needs locks of its own.
+// $n, see postgres.go), a schema of its own (postgres_schema.go), and the
+// same writer: each group of writes is one transaction that first takes a
+// transaction-level advisory lock (writeLock), so writes are serialized
+// across replicas as they are on SQLite and no read-then-write of the
+// store needs locks of its own.
 package store
 
 import (
@@ -52,13 +53,15 @@ var ErrClosed = errors.New("store is closed")
 // function runs in its own savepoint of a shared transaction, and one
 // commit (one fsync) makes a whole group durable. A thousand agents
 // checking in at once cost a handful of fsyncs, not a thousand, and
-// writers never meet SQLITE_BUSY from each other.
+// writers never meet SQLITE_BUSY from each other. On PostgreSQL each
+// replica's writer does the same over one connection, taking the write
+// lock shared by all replicas once per group.
 type Store struct {
 	// DSN is where the store is: a SQLite file path or a postgres:// URL.
 	DSN       string
 	dialect   Dialect
 	db        *sql.DB // reads
-	wdb       *sql.DB // the single write connection (SQLite); the write pool (PostgreSQL)
+	wdb       *sql.DB // the writer's one connection
 	writes    chan *writeReq
 	quit      chan struct{} // closed by Close
 	closed    chan struct{} // closed when the writer has stopped
@@ -130,10 +133,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
-// openPostgresStore opens two pools, as on SQLite: write transactions
-// (which wait for the write lock holding a connection) in one, reads in the
-// other, so a read made while a write transaction runs never waits for a
-// connection that a writer queued behind it holds.
+// openPostgresStore opens two pools, as on SQLite: the writer's one
+// connection (which waits for the write lock while other replicas write),
+// and reads, which never wait for it.
 func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
 	n := 4 + 2*runtime.NumCPU()
 	var pools [2]*sql.DB
@@ -521,7 +523,14 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // tx runs fn in a write transaction: fn's changes are committed (durably)
-// when tx returns nil, and none of them are when it returns an error.
+// when tx returns nil, and none of them are when it returns an error. fn
+// may run more than once (on PostgreSQL its group runs again after a
+// serialization failure or deadlock): it must set, not accumulate, what it
+// hands back to its caller, and keep its side effects for after tx returns.
+// fn runs on the writer's goroutine inside a shared transaction: it must
+// not call the store's write methods, and its statements must not use a
+// context of their own (on PostgreSQL a cancelled one breaks the
+// connection, and with it the whole group's transaction).
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if s.dialect == Postgres {
 		return s.txPostgres(ctx, fn)
@@ -563,51 +572,83 @@ func (s *Store) writer() {
 	}
 }
 
+// commitGroup runs a group of writes in one transaction and answers each
+// caller once it committed (or failed). A group that failed only because
+// it met another transaction (PostgreSQL: serialization failure,
+// deadlock) runs again, whole, a few times.
 func (s *Store) commitGroup(group []*writeReq) {
-	results := make([]error, len(group))
-	fail := func(err error) {
-		for _, r := range group {
-			r.done <- err
+	var results []error
+	var err error
+	for attempt := 1; ; attempt++ {
+		results, err = s.runGroup(group)
+		if err == nil || !retryable(err) || attempt == maxTxAttempts {
+			break
 		}
 	}
+	for i, r := range group {
+		if err != nil {
+			r.done <- err
+		} else {
+			r.done <- results[i]
+		}
+	}
+}
+
+// runGroup runs group once in one transaction, each request in a
+// savepoint of its own: a request that fails is rolled back to its
+// savepoint, alone, and its error is its own; the others commit together.
+// A request whose ctx ended before its turn is not run: its error is the
+// ctx's. err is the whole group's failure (nothing committed): beginning,
+// the write lock, a savepoint, the commit, or a request's error that says
+// the transaction met another and should run again.
+func (s *Store) runGroup(group []*writeReq) (results []error, err error) {
 	tx, err := s.wdb.BeginTx(context.Background(), nil)
 	if err != nil {
-		fail(err)
-		return
+		return nil, err
 	}
-	ok := 0
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	if s.dialect == Postgres {
+		if _, err := tx.Exec(writeLock); err != nil {
+			return nil, err
+		}
+	}
+	results = make([]error, len(group))
 	for i, r := range group {
 		if err := r.ctx.Err(); err != nil {
 			results[i] = err
 			continue
 		}
 		if _, err := tx.Exec(`SAVEPOINT w`); err != nil {
-			tx.Rollback()
-			fail(err)
-			return
+			return nil, err
 		}
-		if results[i] = r.fn(tx); results[i] != nil {
-			if _, err := tx.Exec(`ROLLBACK TO w`); err != nil {
-				tx.Rollback()
-				fail(err)
-				return
+		results[i] = r.fn(tx)
+		if retryable(results[i]) {
+			return nil, results[i]
+		}
+		if results[i] == nil {
+			// On PostgreSQL a statement that failed (its error ignored)
+			// leaves the transaction aborted: the release fails, and
+			// that request is rolled back like any failed one.
+			_, results[i] = tx.Exec(`RELEASE w`)
+			if results[i] == nil {
+				continue
 			}
-		} else {
-			ok++
+		}
+		if _, err := tx.Exec(`ROLLBACK TO w`); err != nil {
+			return nil, err
 		}
 		if _, err := tx.Exec(`RELEASE w`); err != nil {
-			tx.Rollback()
-			fail(err)
-			return
+			return nil, err
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		fail(err)
-		return
+		return nil, err
 	}
-	for i, r := range group {
-		r.done <- results[i]
-	}
+	return results, nil
 }
 
 // collect scans every row of rows with scan, and closes rows. None is an
