@@ -148,9 +148,11 @@ func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
 		db.SetMaxIdleConns(n)
 		pools[i] = db
 	}
-	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], quit: make(chan struct{}), closed: make(chan struct{})}
-	close(s.closed) // no writer goroutine: PostgreSQL takes concurrent transactions
+	pools[1].SetMaxOpenConns(1) // the writer's
+	pools[1].SetMaxIdleConns(1)
+	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{})}
 	s.c.init()
+	go s.writer()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", redactDSN(dsn), err)
@@ -532,9 +534,6 @@ func (s *Store) migrate(ctx context.Context) error {
 // context of their own (on PostgreSQL a cancelled one breaks the
 // connection, and with it the whole group's transaction).
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	if s.dialect == Postgres {
-		return s.txPostgres(ctx, fn)
-	}
 	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case s.writes <- r:

@@ -17,8 +17,9 @@ import (
 func (s *Store) AcquireLease(ctx context.Context, now time.Time, name, holder string, ttl time.Duration) (bool, error) {
 	got := false
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		got = false
 		var h string
-		err := tx.QueryRowContext(ctx, `
+		err := tx.QueryRow(`
 INSERT INTO leases (name, holder, expires_ns) VALUES (?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ns = excluded.expires_ns
 WHERE leases.expires_ns < ? OR leases.holder = ?
@@ -36,7 +37,7 @@ RETURNING holder`, name, holder, now.Add(ttl).UnixNano(), now.UnixNano(), holder
 // another replica takes it at once instead of when it expires.
 func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM leases WHERE name = ? AND holder = ?`, name, holder)
+		_, err := tx.Exec(`DELETE FROM leases WHERE name = ? AND holder = ?`, name, holder)
 		return err
 	})
 }
