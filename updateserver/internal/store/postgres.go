@@ -64,12 +64,52 @@ func (c pgConnector) Connect(ctx context.Context) (driver.Conn, error) {
 // INTEGER columns, BIGINT on PostgreSQL) become 0/1.
 type pgConn struct{ *stdlib.Conn }
 
+// Prepare returns a statement that runs its query through the
+// connection's pgx statement cache (prepared on the server the first time
+// the connection runs it, then one round trip a run), not a statement of
+// its own: pgx's Prepare and Close are a round trip each, and the store
+// prepares a transaction's statements in every write transaction
+// (JobTx.stmt), which on PostgreSQL cost more than running them.
 func (c *pgConn) Prepare(query string) (driver.Stmt, error) {
-	return c.Conn.PrepareContext(context.Background(), rebind(query))
+	return &pgStmt{c: c, q: rebind(query)}, nil
 }
 
 func (c *pgConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	return c.Conn.PrepareContext(ctx, rebind(query))
+	return c.Prepare(query)
+}
+
+// pgStmt is a "prepared" statement of pgConn: its query, run through the
+// connection's statement cache.
+type pgStmt struct {
+	c *pgConn
+	q string
+}
+
+func (s *pgStmt) Close() error  { return nil }
+func (s *pgStmt) NumInput() int { return -1 }
+
+func (s *pgStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	return s.c.Conn.ExecContext(ctx, s.q, args)
+}
+
+func (s *pgStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	return s.c.Conn.QueryContext(ctx, s.q, args)
+}
+
+func (s *pgStmt) Exec(args []driver.Value) (driver.Result, error) {
+	return s.ExecContext(context.Background(), named(args))
+}
+
+func (s *pgStmt) Query(args []driver.Value) (driver.Rows, error) {
+	return s.QueryContext(context.Background(), named(args))
+}
+
+func named(args []driver.Value) []driver.NamedValue {
+	out := make([]driver.NamedValue, len(args))
+	for i, v := range args {
+		out[i] = driver.NamedValue{Ordinal: i + 1, Value: v}
+	}
+	return out
 }
 
 func (c *pgConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
