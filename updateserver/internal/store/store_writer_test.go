@@ -220,3 +220,59 @@ func TestPostgresGroupRunsAgainAfterADeadlock(t *testing.T) {
 		t.Fatalf("created_by %q after %d runs, want \"other+writer\" after 2 (failed once, then once more after the other committed)", by, runs)
 	}
 }
+
+// TestGroupAnswersEachRequestItsOwn: one group of writes (run as the
+// writer runs a group): a request that fails, one whose caller gave up,
+// and on PostgreSQL one that ignored a failed statement (which aborts a
+// PostgreSQL transaction) are each answered their own error and leave
+// nothing; the requests around them commit.
+func TestGroupAnswersEachRequestItsOwn(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	if err := s.InsertUpload(ctx, Upload{ID: "taken", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(id string) func(*sql.Tx) error {
+		return func(tx *sql.Tx) error {
+			_, err := tx.Exec(`INSERT INTO uploads (id, sha256, length, manifest, created_at, created_by) VALUES (?, '', 0, '', '', '')`, id)
+			return err
+		}
+	}
+	errOwn := errors.New("d's own error")
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	group := []*writeReq{
+		{ctx: ctx, fn: insert("a")},
+		{ctx: ctx, fn: func(tx *sql.Tx) error {
+			insert("taken")(tx) // its error ignored
+			return insert("b")(tx)
+		}},
+		{ctx: ctx, fn: insert("c")},
+		{ctx: ctx, fn: func(tx *sql.Tx) error {
+			insert("d")(tx)
+			return errOwn
+		}},
+		{ctx: cancelled, fn: insert("e")},
+		{ctx: ctx, fn: insert("taken")},
+		{ctx: ctx, fn: insert("g")},
+	}
+	results, err := s.runGroup(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"a": true, "b": !storetest.Postgres(), "c": true, "d": false, "e": false, "g": true}
+	for id, there := range want {
+		if _, err := s.GetUpload(ctx, id); (err == nil) != there {
+			t.Errorf("upload %s: %v, want it there: %t", id, err, there)
+		}
+	}
+	if results[0] != nil || results[2] != nil || results[6] != nil {
+		t.Errorf("results %v: want nil for a, c and g", results)
+	}
+	if storetest.Postgres() != (results[1] != nil) {
+		t.Errorf("b (ignored a failed statement): %v; want an error on PostgreSQL only", results[1])
+	}
+	if results[3] != errOwn || !errors.Is(results[4], context.Canceled) || !isUniqueViolation(results[5]) {
+		t.Errorf("d, e, f answered %v, %v, %v: want each its own error", results[3], results[4], results[5])
+	}
+}
