@@ -58,15 +58,17 @@ var ErrClosed = errors.New("store is closed")
 // lock shared by all replicas once per group.
 type Store struct {
 	// DSN is where the store is: a SQLite file path or a postgres:// URL.
-	DSN       string
-	dialect   Dialect
-	db        *sql.DB // reads
-	wdb       *sql.DB // the writer's one connection
-	writes    chan *writeReq
-	quit      chan struct{} // closed by Close
-	closed    chan struct{} // closed when the writer has stopped
-	closeOnce sync.Once
-	closeErr  error
+	DSN         string
+	dialect     Dialect
+	db          *sql.DB // reads
+	wdb         *sql.DB // the writer's one connection
+	writes      chan *writeReq
+	reports     chan *reportReq // check-in reports to write (store_reports.go)
+	reportsDone chan struct{}   // closed when the reporter has stopped
+	quit        chan struct{}   // closed by Close
+	closed      chan struct{}   // closed when the writer has stopped
+	closeOnce   sync.Once
+	closeErr    error
 
 	c        caches    // the check-in's in-memory state (store_presence.go)
 	reads    stmtCache // the read pool's kept statements (store_stmts.go)
@@ -109,9 +111,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	wdb.SetConnMaxIdleTime(0)
 	// Unbuffered: a request is either taken by the writer or refused once
 	// the store closes, never stranded in a buffer.
-	s := &Store{DSN: path, dialect: SQLite, wdb: wdb, writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{})}
+	s := &Store{DSN: path, dialect: SQLite, wdb: wdb, writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
+		reports: make(chan *reportReq), reportsDone: make(chan struct{})}
 	s.c.init()
 	go s.writer()
+	go s.reporter()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -150,9 +154,11 @@ func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
 	}
 	pools[1].SetMaxOpenConns(1) // the writer's
 	pools[1].SetMaxIdleConns(1)
-	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{})}
+	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
+		reports: make(chan *reportReq), reportsDone: make(chan struct{})}
 	s.c.init()
 	go s.writer()
+	go s.reporter()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", redactDSN(dsn), err)
@@ -182,6 +188,7 @@ func (s *Store) Close() error {
 			}
 		}
 		close(s.quit)
+		<-s.reportsDone
 		<-s.closed
 		s.reads.close()
 		if s.db != nil {

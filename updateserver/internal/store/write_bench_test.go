@@ -17,11 +17,12 @@ import (
 // own site, write at once through two stores on one PostgreSQL database
 // (two server replicas), as agents report during a rollout: "checkins" is
 // a changed check-in report (a site's row), "events" a job event and its
-// job's progress (WithJobs). One op is one write transaction; writes/s is
-// the rate over all of them.
+// job's progress (WithJobs), "mixed" half of the writers one, half the
+// other. One op is one write transaction; writes/s is the rate over all
+// of them.
 func BenchmarkPostgresConcurrentWrites(b *testing.B) {
 	const writers = 500
-	for _, kind := range []string{"checkins", "events"} {
+	for _, kind := range []string{"checkins", "events", "mixed"} {
 		b.Run(kind, func(b *testing.B) {
 			path := storetest.Schema(b) // skips without PostgreSQL
 			ctx := context.Background()
@@ -72,7 +73,7 @@ func BenchmarkPostgresConcurrentWrites(b *testing.B) {
 					for n := 1; left.Add(-1) >= 0; n++ {
 						var err error
 						at := time.Now()
-						if kind == "checkins" {
+						if kind == "checkins" || (kind == "mixed" && i%4 < 2) {
 							_, err = s.Checkin(ctx, at, site, protocol.CheckinRequest{InstalledVersion: "1", State: "idle", Hostname: fmt.Sprintf("h%d", n)})
 						} else {
 							err = s.WithJobs(ctx, func(t *JobTx) error {
