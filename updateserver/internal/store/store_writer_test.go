@@ -276,3 +276,53 @@ func TestGroupAnswersEachRequestItsOwn(t *testing.T) {
 		t.Errorf("d, e, f answered %v, %v, %v: want each its own error", results[3], results[4], results[5])
 	}
 }
+
+// TestConcurrentCheckinsEachWriteTheirReport: many agents whose reports
+// changed check in at once through two stores (their reports are written
+// in batches): each site's row holds its own report, and a read through
+// either store sees it.
+func TestConcurrentCheckinsEachWriteTheirReport(t *testing.T) {
+	a, path := openTemp(t)
+	b, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const n = 120
+	for i := range n {
+		enrollSite(t, a, fmt.Sprintf("s%d", i), fmt.Sprintf("cred-%d", i))
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		s := []*Store{a, b}[i%2]
+		wg.Go(func() {
+			for round := range 3 {
+				req := protocol.CheckinRequest{InstalledVersion: fmt.Sprintf("1.%d.%d", i, round), State: "idle", OS: "linux", Arch: "amd64",
+					Hostname: fmt.Sprintf("host-%d", i), Drift: []string{fmt.Sprintf("file-%d", i)}}
+				if _, err := s.Checkin(ctx, time.Now(), fmt.Sprintf("s%d", i), req); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("site s%d: %v", i, err)
+		}
+	}
+	for _, s := range []*Store{a, b} {
+		for i := range n {
+			st, err := s.GetSite(ctx, fmt.Sprintf("s%d", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.InstalledVersion != fmt.Sprintf("1.%d.2", i) || st.Hostname != fmt.Sprintf("host-%d", i) || strings.Join(st.Drift, ",") != fmt.Sprintf("file-%d", i) || st.LastSeen == nil {
+				t.Fatalf("site s%d reads %+v: want its own last report", i, st)
+			}
+		}
+	}
+}
