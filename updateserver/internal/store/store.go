@@ -62,6 +62,7 @@ type Store struct {
 	dialect     Dialect
 	db          *sql.DB // reads
 	wdb         *sql.DB // the writer's one connection
+	ldb         *sql.DB // PostgreSQL: the leases' one connection
 	writes      chan *writeReq
 	reports     chan *reportReq // check-in reports to write (store_reports.go)
 	reportsDone chan struct{}   // closed when the reporter has stopped
@@ -137,12 +138,14 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
-// openPostgresStore opens two pools, as on SQLite: the writer's one
-// connection (which waits for the write lock while other replicas write),
-// and reads, which never wait for it.
+// openPostgresStore opens three pools: as on SQLite the writer's one
+// connection (which waits for the write lock while other replicas write)
+// and reads, which never wait for it; and one connection for the leases'
+// statements, which wait neither for the writer nor behind thousands of
+// agents' reads (store_leases.go).
 func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
 	n := 4 + 2*runtime.NumCPU()
-	var pools [2]*sql.DB
+	var pools [3]*sql.DB
 	for i := range pools {
 		db, err := openPostgres(dsn)
 		if err != nil {
@@ -152,9 +155,11 @@ func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
 		db.SetMaxIdleConns(n)
 		pools[i] = db
 	}
-	pools[1].SetMaxOpenConns(1) // the writer's
-	pools[1].SetMaxIdleConns(1)
-	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
+	for _, p := range pools[1:] { // the writer's, the leases'
+		p.SetMaxOpenConns(1)
+		p.SetMaxIdleConns(1)
+	}
+	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], ldb: pools[2], writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
 		reports: make(chan *reportReq), reportsDone: make(chan struct{})}
 	s.c.init()
 	go s.writer()
@@ -193,6 +198,9 @@ func (s *Store) Close() error {
 		s.reads.close()
 		if s.db != nil {
 			s.db.Close()
+		}
+		if s.ldb != nil {
+			s.ldb.Close()
 		}
 		if err := s.wdb.Close(); err != nil {
 			s.closeErr = err

@@ -48,15 +48,16 @@ type execer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// leaseTx runs a lease's one statement. On PostgreSQL it runs on its own,
-// not queued behind the writer's groups: it is atomic by itself, needs
-// no write lock, and a renewal that waited behind thousands of agents'
-// writes for longer than the lease lasts lost the lease (the rollouts
-// stopped in the middle of a 20,000-agent run). On SQLite it is a write
-// of the writer's, the one write connection.
+// leaseTx runs a lease's one statement. On PostgreSQL it runs on a
+// connection of its own, neither queued behind the writer's groups nor
+// behind the agents' reads: it is atomic by itself, needs no write lock,
+// and a renewal that waited behind thousands of agents' writes or reads
+// for longer than the lease lasts lost the lease (the rollouts stopped in
+// the middle of a 20,000-agent run). On SQLite it is a write of the
+// writer's, the one write connection.
 func (s *Store) leaseTx(ctx context.Context, fn func(execer) error) error {
 	if s.dialect == Postgres {
-		return fn(s.db)
+		return fn(s.ldb)
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		// No ctx of the caller's inside the writer's group (see tx).
