@@ -356,7 +356,17 @@ func (r *jobRun) createJobs(jobs []store.NewJob) ([]wakeUp, error) {
 
 // reportEnd ends a site's job with result, as its agent reported it in a
 // check-in. A job of another site is ignored.
+//
+// An agent sends its last job's result in every check-in until its next
+// job: a read first finds most of them ended already, with nothing to
+// change (an ended job stays as it ended but for a "timed out", see
+// finish), and they cost no write transaction.
 func (f *Fleet) reportEnd(ctx context.Context, now time.Time, site, id, result string) error {
+	if j, err := f.Store.JobEnd(ctx, id); errors.Is(err, store.ErrNotFound) || (err == nil && j.Site != site) {
+		return nil // not this site's job: ignore
+	} else if err == nil && !j.Open() && !(j.Result == protocol.ResultFailed && j.Reason == reasonTimedOut) {
+		return nil
+	}
 	return f.jobs(ctx, now, func(r *jobRun) error {
 		j, err := r.tx.Job(id)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && j.Site != site) {

@@ -64,12 +64,52 @@ func (c pgConnector) Connect(ctx context.Context) (driver.Conn, error) {
 // INTEGER columns, BIGINT on PostgreSQL) become 0/1.
 type pgConn struct{ *stdlib.Conn }
 
+// Prepare returns a statement that runs its query through the
+// connection's pgx statement cache (prepared on the server the first time
+// the connection runs it, then one round trip a run), not a statement of
+// its own: pgx's Prepare and Close are a round trip each, and the store
+// prepares a transaction's statements in every write transaction
+// (JobTx.stmt), which on PostgreSQL cost more than running them.
 func (c *pgConn) Prepare(query string) (driver.Stmt, error) {
-	return c.Conn.PrepareContext(context.Background(), rebind(query))
+	return &pgStmt{c: c, q: rebind(query)}, nil
 }
 
 func (c *pgConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	return c.Conn.PrepareContext(ctx, rebind(query))
+	return c.Prepare(query)
+}
+
+// pgStmt is a "prepared" statement of pgConn: its query, run through the
+// connection's statement cache.
+type pgStmt struct {
+	c *pgConn
+	q string
+}
+
+func (s *pgStmt) Close() error  { return nil }
+func (s *pgStmt) NumInput() int { return -1 }
+
+func (s *pgStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	return s.c.Conn.ExecContext(ctx, s.q, args)
+}
+
+func (s *pgStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	return s.c.Conn.QueryContext(ctx, s.q, args)
+}
+
+func (s *pgStmt) Exec(args []driver.Value) (driver.Result, error) {
+	return s.ExecContext(context.Background(), named(args))
+}
+
+func (s *pgStmt) Query(args []driver.Value) (driver.Rows, error) {
+	return s.QueryContext(context.Background(), named(args))
+}
+
+func named(args []driver.Value) []driver.NamedValue {
+	out := make([]driver.NamedValue, len(args))
+	for i, v := range args {
+		out[i] = driver.NamedValue{Ordinal: i + 1, Value: v}
+	}
+	return out
 }
 
 func (c *pgConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
@@ -164,47 +204,9 @@ func isUniqueViolation(err error) bool {
 // take no lock.
 const writeLock = `SELECT pg_advisory_xact_lock(1685221228, hashtext(current_schema()))`
 
-// maxTxAttempts bounds how often a PostgreSQL transaction that failed only
-// because it met another (40001, 40P01) runs again.
+// maxTxAttempts bounds how often a group of write transactions that
+// failed only because it met another (PostgreSQL: 40001, 40P01) runs again.
 const maxTxAttempts = 10
-
-// txPostgres runs fn in its own transaction, holding the write lock, and
-// runs it again (a few times) when PostgreSQL reports a serialization
-// failure or deadlock. Once begun, it runs to the end even if ctx ends,
-// like a write queued to SQLite's writer: the caller must not guess
-// whether its write landed.
-func (s *Store) txPostgres(ctx context.Context, fn func(*sql.Tx) error) error {
-	for attempt := 1; ; attempt++ {
-		select {
-		case <-s.quit:
-			return ErrClosed
-		default:
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		err := s.txPostgresOnce(context.WithoutCancel(ctx), fn)
-		if err == nil || !retryable(err) || attempt == maxTxAttempts {
-			return err
-		}
-	}
-}
-
-func (s *Store) txPostgresOnce(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, writeLock); err != nil {
-		tx.Rollback()
-		return err
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
 
 // migratePostgres creates the schema in an empty database (postgresSchema)
 // and migrates an older one forward (postgresMigrations), all in one
@@ -214,7 +216,7 @@ func (s *Store) migratePostgres(ctx context.Context) error {
 	if want := postgresBase + len(postgresMigrations); want != len(migrations) {
 		return fmt.Errorf("this server has %d schema migrations for SQLite but PostgreSQL twins up to version %d only: append the missing ones to postgresMigrations", len(migrations), want)
 	}
-	return s.txPostgres(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.Exec(`CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)`); err != nil {
 			return fmt.Errorf("read schema version: %w", err)
 		}

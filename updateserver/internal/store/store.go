@@ -15,10 +15,11 @@
 //
 // The same store runs on PostgreSQL (Open with a postgres:// URL), through
 // pgx's database/sql driver: the same SQL (? placeholders are rewritten to
-// $n, see postgres.go), a schema of its own (postgres_schema.go), and plain
-// transactions that each take a transaction-level advisory lock, so writes
-// are serialized as they are on SQLite and no read-then-write of the store
-// needs locks of its own.
+// $n, see postgres.go), a schema of its own (postgres_schema.go), and the
+// same writer: each group of writes is one transaction that first takes a
+// transaction-level advisory lock (writeLock), so writes are serialized
+// across replicas as they are on SQLite and no read-then-write of the
+// store needs locks of its own.
 package store
 
 import (
@@ -28,6 +29,7 @@ import (
 	"fmt"
 	"net/url"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,22 +54,27 @@ var ErrClosed = errors.New("store is closed")
 // function runs in its own savepoint of a shared transaction, and one
 // commit (one fsync) makes a whole group durable. A thousand agents
 // checking in at once cost a handful of fsyncs, not a thousand, and
-// writers never meet SQLITE_BUSY from each other.
+// writers never meet SQLITE_BUSY from each other. On PostgreSQL each
+// replica's writer does the same over one connection, taking the write
+// lock shared by all replicas once per group.
 type Store struct {
 	// DSN is where the store is: a SQLite file path or a postgres:// URL.
 	DSN     string
 	dialect Dialect
 	db      *sql.DB // reads
-	wdb     *sql.DB // the single write connection (SQLite); the write pool (PostgreSQL)
+	wdb     *sql.DB // the writer's one connection
+	ldb     *sql.DB // PostgreSQL: the leases' one connection
 	// wconn is wdb's one connection, the writer's for the store's life
 	// (SQLite; nil on PostgreSQL), and wstmts its kept statements.
-	wconn     *sql.Conn
-	wstmts    stmtCache
-	writes    chan *writeReq
-	quit      chan struct{} // closed by Close
-	closed    chan struct{} // closed when the writer has stopped
-	closeOnce sync.Once
-	closeErr  error
+	wconn       *sql.Conn
+	wstmts      stmtCache
+	writes      chan *writeReq
+	reports     chan *reportReq // check-in reports to write (store_reports.go)
+	reportsDone chan struct{}   // closed when the reporter has stopped
+	quit        chan struct{}   // closed by Close
+	closed      chan struct{}   // closed when the writer has stopped
+	closeOnce   sync.Once
+	closeErr    error
 
 	c        caches    // the check-in's in-memory state (store_presence.go)
 	reads    stmtCache // the read pool's kept statements (store_stmts.go)
@@ -115,9 +122,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	// Unbuffered: a request is either taken by the writer or refused once
 	// the store closes, never stranded in a buffer.
-	s := &Store{DSN: path, dialect: SQLite, wdb: wdb, wconn: wconn, writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{})}
+	s := &Store{DSN: path, dialect: SQLite, wdb: wdb, wconn: wconn, writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
+		reports: make(chan *reportReq), reportsDone: make(chan struct{})}
 	s.c.init()
 	go s.writer()
+	go s.reporter()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -139,13 +148,14 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
-// openPostgresStore opens two pools, as on SQLite: write transactions
-// (which wait for the write lock holding a connection) in one, reads in the
-// other, so a read made while a write transaction runs never waits for a
-// connection that a writer queued behind it holds.
+// openPostgresStore opens three pools: as on SQLite the writer's one
+// connection (which waits for the write lock while other replicas write)
+// and reads, which never wait for it; and one connection for the leases'
+// statements, which wait neither for the writer nor behind thousands of
+// agents' reads (store_leases.go).
 func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
 	n := 4 + 2*runtime.NumCPU()
-	var pools [2]*sql.DB
+	var pools [3]*sql.DB
 	for i := range pools {
 		db, err := openPostgres(dsn)
 		if err != nil {
@@ -155,9 +165,15 @@ func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
 		db.SetMaxIdleConns(n)
 		pools[i] = db
 	}
-	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], quit: make(chan struct{}), closed: make(chan struct{})}
-	close(s.closed) // no writer goroutine: PostgreSQL takes concurrent transactions
+	for _, p := range pools[1:] { // the writer's, the leases'
+		p.SetMaxOpenConns(1)
+		p.SetMaxIdleConns(1)
+	}
+	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], ldb: pools[2], writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
+		reports: make(chan *reportReq), reportsDone: make(chan struct{})}
 	s.c.init()
+	go s.writer()
+	go s.reporter()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", redactDSN(dsn), err)
@@ -187,6 +203,7 @@ func (s *Store) Close() error {
 			}
 		}
 		close(s.quit)
+		<-s.reportsDone
 		<-s.closed
 		s.reads.close()
 		s.wstmts.close()
@@ -195,6 +212,9 @@ func (s *Store) Close() error {
 		}
 		if s.db != nil {
 			s.db.Close()
+		}
+		if s.ldb != nil {
+			s.ldb.Close()
 		}
 		if err := s.wdb.Close(); err != nil {
 			s.closeErr = err
@@ -535,11 +555,15 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // tx runs fn in a write transaction: fn's changes are committed (durably)
-// when tx returns nil, and none of them are when it returns an error.
+// when tx returns nil, and none of them are when it returns an error. fn
+// may run more than once (on PostgreSQL its group runs again after a
+// serialization failure or deadlock): it must set, not accumulate, what it
+// hands back to its caller, and keep its side effects for after tx returns.
+// fn runs on the writer's goroutine inside a shared transaction: it must
+// not call the store's write methods, and its statements must not use a
+// context of their own (on PostgreSQL a cancelled one breaks the
+// connection, and with it the whole group's transaction).
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	if s.dialect == Postgres {
-		return s.txPostgres(ctx, fn)
-	}
 	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case s.writes <- r:
@@ -577,51 +601,131 @@ func (s *Store) writer() {
 	}
 }
 
+// commitGroup runs a group of writes in one transaction and answers each
+// caller once it committed (or failed). A group that failed only because
+// it met another transaction (PostgreSQL: serialization failure,
+// deadlock) runs again, whole, a few times.
 func (s *Store) commitGroup(group []*writeReq) {
-	results := make([]error, len(group))
-	fail := func(err error) {
-		for _, r := range group {
-			r.done <- err
+	var results []error
+	var err error
+	for attempt := 1; ; attempt++ {
+		results, err = s.runGroup(group)
+		if err == nil || !retryable(err) || attempt == maxTxAttempts {
+			break
 		}
 	}
-	tx, err := s.wconn.BeginTx(context.Background(), nil)
-	if err != nil {
-		fail(err)
-		return
+	for i, r := range group {
+		if err != nil {
+			r.done <- err
+		} else {
+			r.done <- results[i]
+		}
 	}
-	ok := 0
+}
+
+// runGroup runs group once in one transaction, each request in a
+// savepoint of its own: a request that fails is rolled back to its
+// savepoint, alone, and its error is its own; the others commit together.
+// A request whose ctx ended before its turn is not run: its error is the
+// ctx's. err is the whole group's failure (nothing committed): beginning,
+// the write lock, a savepoint, the commit, or a request's error that says
+// the transaction met another and should run again.
+//
+// One round trip a request moves the savepoint on: "RELEASE w; SAVEPOINT
+// w" keeps the request before (on PostgreSQL a round trip each, which the
+// writer's throughput is made of; on SQLite two kept statements).
+func (s *Store) runGroup(group []*writeReq) (results []error, err error) {
+	tx, err := s.beginWrite()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	if s.dialect == Postgres {
+		if _, err := tx.Exec(writeLock); err != nil {
+			return nil, err
+		}
+	}
+	results = make([]error, len(group))
+	// last is the request whose changes the savepoint w holds, to be
+	// kept; -1 when w is not set or holds none.
+	last, set := -1, false
+	// keep releases w over request last's changes. On PostgreSQL a
+	// statement that failed (its error ignored) leaves the transaction
+	// aborted: the release fails, and that request is rolled back like
+	// any failed one.
+	keep := func(qs ...string) error {
+		if err := s.savepoint(tx, qs...); err != nil {
+			results[last] = err
+			if err := s.savepoint(tx, `ROLLBACK TO w`); err != nil {
+				return err
+			}
+		}
+		last = -1
+		return nil
+	}
 	for i, r := range group {
 		if err := r.ctx.Err(); err != nil {
 			results[i] = err
 			continue
 		}
-		if _, err := s.txExec(tx, `SAVEPOINT w`); err != nil {
-			tx.Rollback()
-			fail(err)
-			return
-		}
-		if results[i] = r.fn(tx); results[i] != nil {
-			if _, err := s.txExec(tx, `ROLLBACK TO w`); err != nil {
-				tx.Rollback()
-				fail(err)
-				return
+		switch {
+		case last >= 0:
+			if err := keep(`RELEASE w`, `SAVEPOINT w`); err != nil {
+				return nil, err
 			}
-		} else {
-			ok++
+		case !set:
+			if err := s.savepoint(tx, `SAVEPOINT w`); err != nil {
+				return nil, err
+			}
+			set = true
 		}
-		if _, err := s.txExec(tx, `RELEASE w`); err != nil {
-			tx.Rollback()
-			fail(err)
-			return
+		results[i] = r.fn(tx)
+		if retryable(results[i]) {
+			return nil, results[i]
+		}
+		if results[i] == nil {
+			last = i
+		} else if err := s.savepoint(tx, `ROLLBACK TO w`); err != nil {
+			return nil, err
+		}
+	}
+	if last >= 0 {
+		if err := keep(`RELEASE w`); err != nil {
+			return nil, err
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		fail(err)
-		return
+		return nil, err
 	}
-	for i, r := range group {
-		r.done <- results[i]
+	return results, nil
+}
+
+// beginWrite begins the writer's transaction on its one connection.
+func (s *Store) beginWrite() (*sql.Tx, error) {
+	if s.wconn != nil {
+		return s.wconn.BeginTx(context.Background(), nil)
 	}
+	return s.wdb.BeginTx(context.Background(), nil)
+}
+
+// savepoint runs the writer's savepoint statements qs: on SQLite each
+// through the writer's kept statements (a prepared statement is one
+// statement), on PostgreSQL all in one round trip.
+func (s *Store) savepoint(tx *sql.Tx, qs ...string) error {
+	if s.wconn == nil {
+		_, err := tx.Exec(strings.Join(qs, "; "))
+		return err
+	}
+	for _, q := range qs {
+		if _, err := s.txExec(tx, q); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // collect scans every row of rows with scan, and closes rows. None is an

@@ -61,6 +61,17 @@ func (s *Store) OpenJob(ctx context.Context, site string) (OpenJob, error) {
 	return o, err
 }
 
+// JobEnd reads a job's site, result and reason (the other fields of the
+// JobRow are zero); ErrNotFound when there is no job with that ID.
+func (s *Store) JobEnd(ctx context.Context, id string) (JobRow, error) {
+	j := JobRow{ID: id}
+	err := s.queryRow(ctx, `SELECT site, result, reason FROM jobs WHERE id = ?`, id).Scan(&j.Site, &j.Result, &j.Reason)
+	if errors.Is(err, sql.ErrNoRows) {
+		return j, ErrNotFound
+	}
+	return j, err
+}
+
 // ErrBadCursor is returned by SiteJobs for a cursor that is not a job of
 // the site.
 var ErrBadCursor = errors.New("not a job of this site")

@@ -30,8 +30,11 @@ type JobTx struct {
 // WithJobs runs fn in one write transaction through the store's writer
 // (a savepoint of its group commit): every write fn made is durable when
 // WithJobs returns nil, and none is when fn or the commit fails. fn runs
-// once, on the writer's goroutine: it must not block on anything but the
-// JobTx, and must not call the store's other write methods.
+// on the writer's goroutine: it must not block on anything but the
+// JobTx, and must not call the store's other write methods. It runs once,
+// or again when the whole group met another transaction (PostgreSQL's
+// serialization failure or deadlock): it must set, not accumulate, what
+// it hands back.
 func (s *Store) WithJobs(ctx context.Context, fn func(*JobTx) error) error {
 	var opened bool
 	var installed []string

@@ -16,9 +16,10 @@ import (
 // the loser's upsert finds the winner's unexpired row and changes nothing.
 func (s *Store) AcquireLease(ctx context.Context, now time.Time, name, holder string, ttl time.Duration) (bool, error) {
 	got := false
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.leaseTx(ctx, func(ex execer) error {
+		got = false
 		var h string
-		err := tx.QueryRowContext(ctx, `
+		err := ex.QueryRowContext(ctx, `
 INSERT INTO leases (name, holder, expires_ns) VALUES (?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ns = excluded.expires_ns
 WHERE leases.expires_ns < ? OR leases.holder = ?
@@ -35,10 +36,44 @@ RETURNING holder`, name, holder, now.Add(ttl).UnixNano(), now.UnixNano(), holder
 // ReleaseLease gives the lease name up, if holder holds it, so that
 // another replica takes it at once instead of when it expires.
 func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM leases WHERE name = ? AND holder = ?`, name, holder)
+	return s.leaseTx(ctx, func(ex execer) error {
+		_, err := ex.ExecContext(ctx, `DELETE FROM leases WHERE name = ? AND holder = ?`, name, holder)
 		return err
 	})
+}
+
+// execer is a transaction or a pool.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// leaseTx runs a lease's one statement. On PostgreSQL it runs on a
+// connection of its own, neither queued behind the writer's groups nor
+// behind the agents' reads: it is atomic by itself, needs no write lock,
+// and a renewal that waited behind thousands of agents' writes or reads
+// for longer than the lease lasts lost the lease (the rollouts stopped in
+// the middle of a 20,000-agent run). On SQLite it is a write of the
+// writer's, the one write connection.
+func (s *Store) leaseTx(ctx context.Context, fn func(execer) error) error {
+	if s.dialect == Postgres {
+		return fn(s.ldb)
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		// No ctx of the caller's inside the writer's group (see tx).
+		return fn(noCtx{tx})
+	})
+}
+
+// noCtx is a transaction whose statements ignore the context given.
+type noCtx struct{ tx *sql.Tx }
+
+func (n noCtx) ExecContext(_ context.Context, q string, args ...any) (sql.Result, error) {
+	return n.tx.Exec(q, args...)
+}
+
+func (n noCtx) QueryRowContext(_ context.Context, q string, args ...any) *sql.Row {
+	return n.tx.QueryRow(q, args...)
 }
 
 // Lease is who holds a lease, and until when.

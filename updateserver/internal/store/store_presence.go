@@ -150,17 +150,7 @@ func (s *Store) Checkin(ctx context.Context, now time.Time, site string, c proto
 		}
 		return false, nil
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := s.txExec(tx, `UPDATE sites SET installed_version = ?, state = ?, agent_version = ?, os = ?, arch = ?, hostname = ?, last_seen = ?, drift = ?
-		WHERE site = ?`, r.installed, r.state, r.agent, r.os, r.arch, r.host, formatTime(now), r.drift, site)
-		if err != nil {
-			return err
-		}
-		// The agent may check in through another replica next, then
-		// back here: each must write.
-		return s.tellCaches(tx, cacheSite+"\t"+site)
-	})
-	if err != nil {
+	if err := s.writeReport(ctx, site, r, now); err != nil {
 		e.known = false
 		return false, err
 	}

@@ -73,7 +73,7 @@ func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 		if st != nil {
 			st.Close()
 		}
-		return s.queryRow(ctx, q, args...) // its error, or a one-off
+		return s.db.QueryRowContext(ctx, q, args...) // its error, or a one-off
 	}
 	return st.QueryRowContext(ctx, args...)
 }
@@ -86,7 +86,7 @@ func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, er
 	}
 	if !kept {
 		st.Close()
-		return s.query(ctx, q, args...)
+		return s.db.QueryContext(ctx, q, args...) // a one-off
 	}
 	return st.QueryContext(ctx, args...)
 }

@@ -45,6 +45,7 @@ func (s *Store) GetUpload(ctx context.Context, id string) (Upload, error) {
 func (s *Store) DeleteUploadsBefore(ctx context.Context, t time.Time) ([]string, error) {
 	var ids []string
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		ids = nil
 		rows, err := tx.Query(`SELECT id FROM uploads WHERE created_at < ?`, formatTime(t))
 		if err != nil {
 			return err
