@@ -72,6 +72,11 @@ type seenEntry struct {
 	rep    report
 	seen   time.Time // the site's last check-in
 	stored time.Time // the last_seen the row holds, as far as known
+	// idle is the site's last check-in that wrote nothing: what readers
+	// add to the row. A check-in that wrote has its time in the row with
+	// its report; shown over a row read before that write committed, it
+	// would pair the new time with the old report (drift, versions).
+	idle time.Time
 }
 
 type caches struct {
@@ -148,6 +153,9 @@ func (s *Store) Checkin(ctx context.Context, now time.Time, site string, c proto
 		if now.After(e.seen) {
 			e.seen = now
 		}
+		if now.After(e.idle) {
+			e.idle = now
+		}
 		return false, nil
 	}
 	if err := s.writeReport(ctx, site, r, now); err != nil {
@@ -176,7 +184,8 @@ func (s *Store) CheckinWrites(site string, c protocol.CheckinRequest) bool {
 }
 
 // lastSeen is site's last check-in as this process knows it: at least
-// what the row holds.
+// what the row holds. Of the check-ins that wrote, only the row's time
+// counts, so that a time is never shown with a report older than its own.
 func (s *Store) lastSeen(site string, row *time.Time) *time.Time {
 	s.c.mu.Lock()
 	e := s.c.sites[site]
@@ -185,7 +194,7 @@ func (s *Store) lastSeen(site string, row *time.Time) *time.Time {
 		return row
 	}
 	e.mu.Lock()
-	seen := e.seen
+	seen := e.idle
 	e.mu.Unlock()
 	if seen.IsZero() || (row != nil && !row.Before(seen)) {
 		return row

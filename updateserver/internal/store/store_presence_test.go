@@ -354,3 +354,56 @@ func TestCachedReadsSeeChanges(t *testing.T) {
 		t.Errorf("freezes after it was deleted: %+v %v", fs, err)
 	}
 }
+
+// TestReaderNeverPairsANewCheckinWithAnOldReport: a reader whose row read
+// came before a changed check-in committed must not show that check-in's
+// time with the old report. Support waits for a check-in after an agent
+// restarted and reads its drift (e2e TestSQLDropBlocksUpgrade failed
+// so: a new last_seen with the drift of before).
+func TestReaderNeverPairsANewCheckinWithAnOldReport(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	enrollSite(t, s, "s1", "cred1")
+	t0 := time.Now().UTC().Truncate(time.Second)
+	clean := protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle, Hostname: "h"}
+	if _, err := s.Checkin(ctx, t0, "s1", clean); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Checkin(ctx, t0.Add(time.Second), "s1", clean); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the writer, so that the changed check-in waits to commit.
+	held, release := make(chan struct{}), make(chan struct{})
+	go s.tx(ctx, func(*sql.Tx) error { close(held); <-release; return nil })
+	<-held
+	t2 := t0.Add(2 * time.Second)
+	drifted := clean
+	drifted.Drift = []string{"schema: added column customers.hotfix_flag"}
+	wrote := make(chan error, 1)
+	go func() { _, err := s.Checkin(ctx, t2, "s1", drifted); wrote <- err }()
+	read := make(chan protocol.Site, 1)
+	go func() {
+		st, err := s.GetSite(ctx, "s1")
+		if err != nil {
+			t.Error(err)
+		}
+		read <- st
+	}()
+	// Let the reader read the row (the old one: the check-in has not
+	// committed) before the writer goes on. Had it not yet, it reads the
+	// new row and the test cannot fail, never the other way round.
+	time.Sleep(200 * time.Millisecond)
+	close(release)
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	st := <-read
+	if st.LastSeen != nil && !st.LastSeen.Before(t2) && len(st.Drift) == 0 {
+		t.Errorf("a reader shows the changed check-in's time %s with the report of before (drift %q)", st.LastSeen, st.Drift)
+	}
+	// Once committed, both are read together.
+	st, err := s.GetSite(ctx, "s1")
+	if err != nil || st.LastSeen == nil || !st.LastSeen.Equal(t2) || len(st.Drift) != 1 {
+		t.Errorf("after the check-in: last_seen %v, drift %q (%v)", st.LastSeen, st.Drift, err)
+	}
+}
