@@ -132,12 +132,7 @@ func TestPostgresNewerSchemaRefused(t *testing.T) {
 // metadata version it read: every version is saved exactly once (the
 // loser of a race gets ErrConflict and tries the next), none is lost.
 func TestConcurrentMetadataVersions(t *testing.T) {
-	a, path := openTemp(t)
-	b, err := Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := openTwo(t)
 	ctx := context.Background()
 	const n = 24
 	var wg sync.WaitGroup

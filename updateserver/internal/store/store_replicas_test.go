@@ -185,12 +185,7 @@ func (b *heldBus) Subscribe(topic string, fn func(string)) func() {
 // window and report it had cached: changes made by another store on the
 // same database behind its back are seen.
 func TestResyncDropsTheCaches(t *testing.T) {
-	a, path := openTemp(t)
-	b, err := Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := openTwo(t)
 	held := &heldBus{fns: map[string]func(string){}}
 	defer a.ListenCaches(held)()
 	ctx := context.Background()

@@ -26,6 +26,19 @@ func openTemp(t *testing.T) (*Store, string) {
 	return s, path
 }
 
+// openTwo opens two stores on one fresh database, as two server replicas
+// share one.
+func openTwo(t *testing.T) (a, b *Store) {
+	t.Helper()
+	a, path := openTemp(t)
+	b, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return a, b
+}
+
 // sqliteOnly skips a test of SQLite's own schema and files when the suite
 // runs on PostgreSQL (its twin is in postgres_test.go).
 func sqliteOnly(t *testing.T) {

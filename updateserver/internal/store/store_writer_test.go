@@ -25,12 +25,7 @@ import (
 // publish would have deleted), a write whose caller gave up before its
 // turn left nothing, and each caller's error is its own.
 func TestGroupCommitKeepsEachWriteItsOwn(t *testing.T) {
-	a, path := openTemp(t)
-	b, err := Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := openTwo(t)
 	ctx := context.Background()
 	now := time.Now()
 	publish := func(s *Store, version string, targets int64, upload string) error {
@@ -282,12 +277,7 @@ func TestGroupAnswersEachRequestItsOwn(t *testing.T) {
 // in batches): each site's row holds its own report, and a read through
 // either store sees it.
 func TestConcurrentCheckinsEachWriteTheirReport(t *testing.T) {
-	a, path := openTemp(t)
-	b, err := Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := openTwo(t)
 	const n = 120
 	for i := range n {
 		enrollSite(t, a, fmt.Sprintf("s%d", i), fmt.Sprintf("cred-%d", i))
