@@ -581,24 +581,32 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 func (s *Store) writer() {
 	defer close(s.closed)
 	for {
-		var group []*writeReq
-		select {
-		case r := <-s.writes:
-			group = append(group, r)
-		case <-s.quit:
+		group, ok := gather(s.writes, s.quit, maxGroup)
+		if !ok {
 			return
-		}
-	more:
-		for len(group) < maxGroup {
-			select {
-			case r := <-s.writes:
-				group = append(group, r)
-			default:
-				break more
-			}
 		}
 		s.commitGroup(group)
 	}
+}
+
+// gather waits for one request on ch and takes with it those already
+// queued, at most limit in all; ok is false once quit is closed.
+func gather[T any](ch <-chan T, quit <-chan struct{}, limit int) (batch []T, ok bool) {
+	select {
+	case r := <-ch:
+		batch = append(batch, r)
+	case <-quit:
+		return nil, false
+	}
+	for len(batch) < limit {
+		select {
+		case r := <-ch:
+			batch = append(batch, r)
+		default:
+			return batch, true
+		}
+	}
+	return batch, true
 }
 
 // commitGroup runs a group of writes in one transaction and answers each

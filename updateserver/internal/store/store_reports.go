@@ -45,21 +45,9 @@ func (s *Store) writeReport(ctx context.Context, site string, r report, now time
 func (s *Store) reporter() {
 	defer close(s.reportsDone)
 	for {
-		var batch []*reportReq
-		select {
-		case q := <-s.reports:
-			batch = append(batch, q)
-		case <-s.quit:
+		batch, ok := gather(s.reports, s.quit, maxReports)
+		if !ok {
 			return
-		}
-	more:
-		for len(batch) < maxReports {
-			select {
-			case q := <-s.reports:
-				batch = append(batch, q)
-			default:
-				break more
-			}
 		}
 		live := batch[:0:0]
 		for _, q := range batch {
