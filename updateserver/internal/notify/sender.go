@@ -156,19 +156,25 @@ func (s *Sender) round(ctx context.Context) error {
 // is stopping).
 func (s *Sender) deliver(ctx context.Context, d store.Delivery) bool {
 	status, retryAfter, err := s.post(ctx, d)
-	if ctx.Err() != nil {
+	delivered := err == nil && status >= 200 && status < 300
+	if ctx.Err() != nil && !delivered {
 		return false // shutting down: the row stays due for the next start
 	}
 	now := time.Now()
 	log := s.Log.With("webhook", d.WebhookID, "event", d.Type, "webhook_id", d.MsgID, "attempt", d.Attempts+1)
 	switch {
-	case err == nil && status >= 200 && status < 300:
-		if err := s.Store.Delivered(ctx, now, d, strconv.Itoa(status)); err != nil {
+	case delivered:
+		// Recorded even when ctx ended meanwhile (the server stopping,
+		// the lease lost to another replica): the receiver has the
+		// event, and a row left due would reach it a second time.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := s.Store.Delivered(rctx, now, d, strconv.Itoa(status)); err != nil {
 			log.Warn("recording a webhook delivery failed; it will be sent again", "err", err)
 			return false
 		}
 		s.attempted(OutcomeDelivered)
-		return true
+		return ctx.Err() == nil
 	case err == nil && status == http.StatusGone:
 		log.Warn("the webhook's receiver answered 410 Gone: the webhook is disabled (delete it, or create it again)", "url", d.URL)
 		if err := s.Store.DisableWebhook(ctx, now, d, "410"); err != nil {

@@ -172,6 +172,55 @@ func TestSenderDisablesOnGone(t *testing.T) {
 	}
 }
 
+// roundTripFunc lets a test act between a real round trip and the
+// sender reading its answer.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A replica whose lease ends (or that is stopped) just as a receiver
+// accepts an event still records the delivery: the replica taking the
+// webhooks over does not send the event a second time.
+func TestDeliveryAcceptedAsTheLeaseEndsIsNotSentAgain(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	rcv := newReceiver(t, func(int, string) (int, string) { return http.StatusOK, "" })
+	if _, err := st.CreateWebhook(ctx, time.Now(), store.NewWebhook{URL: rcv.srv.URL, Secret: rcv.secret, By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	e := ReleaseYankedEvent(protocol.Release{Product: "erp", Version: "1.1.0"}, "broken", "ci", time.Now())
+	if err := st.Enqueue(ctx, time.Now(), []store.OutboxEvent{e.Outbox()}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first holder: its lease ends once the receiver has answered 200.
+	held, loseLease := context.WithCancel(ctx)
+	first := &Sender{Store: st, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Poll: time.Hour,
+		Client: &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := http.DefaultTransport.RoundTrip(r)
+			loseLease()
+			return resp, err
+		})}}
+	first.Run(held) // returns once the lease is lost and the attempt is over
+
+	if n := len(rcv.delivered()); n != 1 {
+		t.Fatalf("the receiver accepted %d events, want 1", n)
+	}
+	// The next holder finds nothing due (had the row been left due, it
+	// would send it, and only then would the outbox be empty).
+	next := runSender(t, st)
+	next.Wake()
+	waitFor(t, "the outbox empty", func() bool {
+		due, err := st.DueDeliveries(ctx, time.Now(), 10)
+		return err == nil && len(due) == 0
+	})
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if n := rcv.attempts[e.ID]; n != 1 {
+		t.Errorf("the event reached the receiver %d times, want once", n)
+	}
+}
+
 func TestBackoffGrowsWithJitterUpToTheCap(t *testing.T) {
 	for a := range 40 {
 		d := Backoff(a, time.Minute)
