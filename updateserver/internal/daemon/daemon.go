@@ -263,6 +263,14 @@ func (d *Daemon) release() error {
 }
 
 func (d *Daemon) init(ctx context.Context) error {
+	// Replicas started together on an empty store: one initialises, the
+	// others wait and find it done (two would each store a root and
+	// write keys over the other's).
+	release, err := d.Store.LockInit(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	ok, err := d.Publisher.Initialized(ctx)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +20,9 @@ import (
 
 	"github.com/dropless/dropless/pkg/bundle"
 	"github.com/dropless/dropless/pkg/tlstrust/tlstest"
+	"github.com/dropless/dropless/updateserver/internal/store/storetest"
 	"github.com/dropless/dropless/updateserver/internal/tufrepo"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
 // logBuffer collects a daemon's log, safe to read while it writes.
@@ -269,5 +272,64 @@ func TestCleanStagingAtStart(t *testing.T) {
 	}
 	if _, err := d.Store.GetUpload(context.Background(), up.ID); err != nil {
 		t.Errorf("the recorded upload is forgotten: %v", err)
+	}
+}
+
+// Replicas started together on an empty PostgreSQL store and an empty
+// shared data directory initialise it once: every replica starts, the
+// key files are the keys the stored root names, and the one admin token
+// in admin.token works.
+func TestReplicasInitialiseOnce(t *testing.T) {
+	dsn := storetest.Schema(t)
+	data := filepath.Join(t.TempDir(), "data")
+	const replicas = 4
+	opened := make([]*Daemon, replicas)
+	errs := make([]error, replicas)
+	var wg sync.WaitGroup
+	for i := range replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cfg, _ := testConfig(t, data)
+			cfg.Store = dsn
+			opened[i], errs[i] = Open(context.Background(), cfg)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("replica %d: %v", i, err)
+		}
+		t.Cleanup(func() { opened[i].Close() })
+	}
+	ctx := context.Background()
+	st := opened[0].Store
+	rootRow, err := st.MetadataVersion(ctx, tufrepo.RoleRoot, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := metadata.Root().FromBytes(rootRow.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := tufrepo.KeyStore{Dir: filepath.Join(data, KeysDir)}
+	for _, role := range tufrepo.TopLevelRoles {
+		s, err := keys.Signer(role)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(root.Signed.Roles[role].KeyIDs, s.ID) {
+			t.Errorf("the %s key file (%s) is not a key the stored root names for it (%v)", role, s.ID, root.Signed.Roles[role].KeyIDs)
+		}
+	}
+	if n, err := st.CountTokens(ctx); err != nil || n != 1 {
+		t.Errorf("%d tokens (%v), want the one admin token", n, err)
+	}
+	secret, err := os.ReadFile(filepath.Join(data, AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Authenticate(ctx, strings.TrimSpace(string(secret)), time.Now()); err != nil {
+		t.Errorf("the token in %s does not authenticate: %v", AdminTokenFile, err)
 	}
 }

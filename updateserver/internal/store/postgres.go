@@ -204,6 +204,40 @@ func isUniqueViolation(err error) bool {
 // take no lock.
 const writeLock = `SELECT pg_advisory_xact_lock(1685221228, hashtext(current_schema()))`
 
+// initLock is the session-level advisory lock a starting server holds
+// while it initialises what replicas share (LockInit).
+const (
+	initLock   = `SELECT pg_advisory_lock(1685221229, hashtext(current_schema()))`
+	initUnlock = `SELECT pg_advisory_unlock(1685221229, hashtext(current_schema()))`
+)
+
+// LockInit waits until no other server initialises the store, and holds
+// it until release is called: the first of several replicas started
+// together on an empty store creates its TUF repository, keys and admin
+// token, and the others find them made. On SQLite it holds nothing: the
+// data directory's lock already keeps a second server out.
+func (s *Store) LockInit(ctx context.Context) (release func(), err error) {
+	if s.dialect != Postgres {
+		return func() {}, nil
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("wait for another server initialising the store: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, initLock); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("wait for another server initialising the store: %w", err)
+	}
+	return func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), initUnlock); err != nil {
+			// The session may still hold the lock: close it rather
+			// than return it to the pool.
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		conn.Close()
+	}, nil
+}
+
 // maxTxAttempts bounds how often a group of write transactions that
 // failed only because it met another (PostgreSQL: 40001, 40P01) runs again.
 const maxTxAttempts = 10
