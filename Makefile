@@ -28,9 +28,9 @@ test: ## run every test that needs nothing outside the repo (fuzz seed corpora i
 test-race: ## the agent's tests (and its API client's) under the race detector, as CI runs them
 	$(GO) test -race -count=1 ./agent/... ./pkg/agentapi/...
 
-test-postgres: ## the migration and engine tests, and the server's store, fleet, webhooks, CLI, publishing, replica bus and replicas starting together on a real PostgreSQL (needs TEST_POSTGRES_DSN)
+test-postgres: ## the migration and engine tests, and the server's store, fleet, webhooks, CLI, publishing, replica bus, dashboard and replicas starting together on a real PostgreSQL (needs TEST_POSTGRES_DSN)
 	@test -n "$$TEST_POSTGRES_DSN" || { echo "set TEST_POSTGRES_DSN=postgres://user:pass@127.0.0.1:5432/db?sslmode=disable"; exit 2; }
-	$(GO) test -p 1 -count=1 ./pkg/migrate/ ./agent/internal/engine/ ./updateserver/internal/store/... ./updateserver/internal/fleet/ ./updateserver/internal/notify/ ./updateserver/internal/cli/ ./updateserver/internal/publish/ ./updateserver/internal/bus/ ./updateserver/internal/lease/ ./updateserver/internal/daemon/
+	$(GO) test -p 1 -count=1 ./pkg/migrate/ ./agent/internal/engine/ ./updateserver/internal/store/... ./updateserver/internal/fleet/ ./updateserver/internal/notify/ ./updateserver/internal/cli/ ./updateserver/internal/publish/ ./updateserver/internal/bus/ ./updateserver/internal/lease/ ./updateserver/internal/daemon/ ./updateserver/internal/ui/
 
 e2e: ## end-to-end tests: a real server, real agents and sample apps (as root also a real OS service)
 	$(GO) test -tags e2e -count=1 -parallel 4 -timeout 20m ./testenv/...

@@ -17,6 +17,7 @@ import (
 	"github.com/dropless/dropless/pkg/protocol"
 	"github.com/dropless/dropless/updateserver/internal/daemon"
 	"github.com/dropless/dropless/updateserver/internal/store"
+	"github.com/dropless/dropless/updateserver/internal/store/storetest"
 	"github.com/dropless/dropless/updateserver/internal/tufrepo"
 )
 
@@ -34,11 +35,15 @@ func newEnv(t testing.TB) *env {
 	t.Helper()
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	d, err := daemon.Open(ctx, daemon.Config{
+	cfg := daemon.Config{
 		DataDir: dir, Listen: "127.0.0.1:0", MaxBundleSize: daemon.DefaultMaxBundleSize, Expiry: tufrepo.DefaultExpiry(),
 		RefreshInterval: time.Hour, PollInterval: daemon.DefaultPollInterval, JobTimeout: daemon.DefaultJobTimeout,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if storetest.Postgres() { // make test-postgres: the dashboard on PostgreSQL too
+		cfg.Store = storetest.Schema(t)
+	}
+	d, err := daemon.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
