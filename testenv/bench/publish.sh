@@ -204,7 +204,7 @@ function row(label, load, c, p, s, k) {
 function table(title, pubs, scpu, ccpu, pub, sc, cc, i, mc, mp) {
 	split(pubs, pub, " "); split(scpu, sc, " "); split(ccpu, cc, " ")
 	if (title != "") print title
-	printf "%-8s %5s %8s %9s %10s %8s %6s %9s %9s\n", title, "run", "load", "cp s", "cp MB/s", "publish s", "MB/s", "ratio", "srv CPU s", "cli CPU s"
+	printf "%-8s %5s %8s %9s %10s %8s %6s %9s %9s\n", "run", "load", "cp s", "cp MB/s", "publish s", "MB/s", "ratio", "srv CPU s", "cli CPU s"
 	for (i = 1; i <= n; i++) row(i, ld[i], cp[i], pub[i], sc[i], cc[i])
 	mc = median(cps); mp = median(pubs)
 	printf "%-8s %5s %8.3f %9.1f %10.3f %8.1f %6.2f %9.2f %9s   (goal ratio >= 0.5)\n\n", "median", "", mc, bytes/mc/1e6, mp, bytes/mp/1e6, mc/mp, median(scpu), ccpu ~ /-/ ? "-" : sprintf("%.2f", median(ccpu))
