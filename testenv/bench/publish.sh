@@ -18,6 +18,16 @@
 #           when permitted, else warm.
 #   TMPDIR  where the bundle, the cp copy and the server's data dir go
 #           (one filesystem for all; needs about 3 x SIZE free)
+#   BASE    another updateserver binary to compare with (e.g. one built
+#           from main): each run then also publishes with it (its own
+#           server and client, its own data dir), the two in alternating
+#           order right after the same cp, so both meet the same load; the
+#           table shows both and the medians of each
+#
+# Every run shows the 1-minute load average at its start: on a shared
+# machine the publish (CPU-bound: socket, sha256, gunzip) slows with the
+# load far more than cp (disk-bound) does, so compare figures of one load,
+# or use BASE.
 #
 # Both timed steps end with their data on disk: cp is followed by
 # `sync FILE` (fsync) inside the timed region, as the server fsyncs the
@@ -31,14 +41,22 @@ SIZE=${SIZE:-1G}
 PORT=${PORT:-0}
 RUNS=${RUNS:-3}
 BIN=$ROOT/bin/updateserver
+BASE=${BASE:-}
+if [[ -n $BASE && ! -x $BASE ]]; then
+	printf 'BASE=%s is not an executable updateserver binary\n' "$BASE" >&2
+	exit 2
+fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/publish-bench.XXXXXX")
-SERVER_PID=
+SERVER_PIDS=()
 cleanup() {
-	if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-		kill "$SERVER_PID" 2>/dev/null || true
-		wait "$SERVER_PID" 2>/dev/null || true
-	fi
+	local pid
+	for pid in "${SERVER_PIDS[@]}"; do
+		if kill -0 "$pid" 2>/dev/null; then
+			kill "$pid" 2>/dev/null || true
+			wait "$pid" 2>/dev/null || true
+		fi
+	done
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -86,31 +104,75 @@ rm -rf "$TMP/bundle"
 SRC=$TMP/bundle.tar.gz
 BYTES=$(stat -c %s "$SRC")
 
+# start_server NAME BINARY: a server of its own on loopback, with its own
+# data dir; sets URL[NAME], TOKEN[NAME] and SPID[NAME].
+declare -A URL TOKEN SPID
+start_server() {
+	local name=$1 bin=$2 url= port=$PORT
+	[[ $name == base ]] && port=0
+	"$bin" serve --data "$TMP/data-$name" --listen "127.0.0.1:$port" >"$TMP/server-$name.log" 2>&1 &
+	SPID[$name]=$!
+	SERVER_PIDS+=("$!")
+	for _ in $(seq 300); do
+		url=$(sed -n 's/.*msg="update server listening" addr=\(http:[^ ]*\).*/\1/p' "$TMP/server-$name.log" | head -1)
+		[[ -n $url ]] && break
+		kill -0 "${SPID[$name]}" 2>/dev/null || { cat "$TMP/server-$name.log" >&2; exit 1; }
+		sleep 0.1
+	done
+	[[ -n $url ]] || { log "the server ($bin) did not start"; cat "$TMP/server-$name.log" >&2; exit 1; }
+	URL[$name]=$url
+	TOKEN[$name]=$(tr -d '\n' <"$TMP/data-$name/admin.token")
+}
+NAMES=(new)
 log "== server"
-"$BIN" serve --data "$TMP/data" --listen "127.0.0.1:$PORT" >"$TMP/server.log" 2>&1 &
-SERVER_PID=$!
-URL=
-for _ in $(seq 300); do
-	URL=$(sed -n 's/.*msg="update server listening" addr=\(http:[^ ]*\).*/\1/p' "$TMP/server.log" | head -1)
-	[[ -n $URL ]] && break
-	kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/server.log" >&2; exit 1; }
-	sleep 0.1
-done
-[[ -n $URL ]] || { log "the server did not start"; cat "$TMP/server.log" >&2; exit 1; }
-TOKEN=$(tr -d '\n' <"$TMP/data/admin.token")
-status() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$SERVER_PID/status"; } # kB
-cputicks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
-HWM0=$(status VmHWM)
+start_server new "$BIN"
+if [[ -n $BASE ]]; then
+	log "== server (BASE=$BASE)"
+	start_server base "$BASE"
+	NAMES+=(base)
+fi
+status() { awk -v k="$2:" '$1 == k {print $2}' "/proc/${SPID[$1]}/status"; } # kB
+cputicks() { awk '{print $14 + $15}' "/proc/${SPID[$1]}/stat"; }
+HWM0=$(status new VmHWM)
 TIMEV=()
 if [[ -x /usr/bin/time ]] && /usr/bin/time -v true 2>/dev/null; then
 	TIMEV=(/usr/bin/time -v -o "$TMP/client.time")
 fi
 
-# Each run times cp, then publish (a new version each run); the published
-# target is deleted afterwards so the disk holds at most two copies.
-CP_ALL=() PUB_ALL=() SCPU_ALL=() CCPU_ALL=() CRSS=0
+# publish_with NAME RUN: publish SRC as version 1.0.RUN with NAME's binary
+# (client and server) and append its figures to PUB, SCPU and CCPU[NAME].
+declare -A BINOF=([new]=$BIN [base]=$BASE) PUB SCPU CCPU
+CRSS=0
+publish_with() {
+	local name=$1 run=$2 c0 c1 t0 t1 r
+	log "== run $run/$RUNS: release publish to ${URL[$name]} ($name, $CACHE cache)"
+	prepare "$SRC"
+	c0=$(cputicks "$name")
+	t0=$(now)
+	"${TIMEV[@]}" "${BINOF[$name]}" release publish --progress never --server "${URL[$name]}" --token "${TOKEN[$name]}" \
+		--product bench --version "1.0.$run" "$SRC" >"$TMP/publish.out"
+	t1=$(now)
+	c1=$(cputicks "$name")
+	grep -q "^published bench 1.0.$run" "$TMP/publish.out" || { cat "$TMP/publish.out" "$TMP/server-$name.log" >&2; exit 1; }
+	PUB[$name]+=" $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')"
+	SCPU[$name]+=" $(awk -v c="$((c1 - c0))" -v t="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", c/t}')"
+	if [[ -s $TMP/client.time ]]; then
+		CCPU[$name]+=" $(awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {printf "%.2f", u+s}' "$TMP/client.time")"
+		r=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$TMP/client.time")
+		if [[ $name == new ]] && ((r > CRSS)); then CRSS=$r; fi
+	else
+		CCPU[$name]+=" -"
+	fi
+	find "$TMP/data-$name/targets" -type f -name '*.tar.gz' -delete
+}
+
+# Each run times cp, then publish (a new version each run; with BASE, both
+# binaries, the first alternating); the published target is deleted
+# afterwards so the disk holds at most two copies.
+CP_ALL=() LOAD_ALL=()
 for run in $(seq "$RUNS"); do
-	log "== run $run/$RUNS: cp ($CACHE cache)"
+	LOAD_ALL+=("$(cut -d' ' -f1 /proc/loadavg)")
+	log "== run $run/$RUNS: cp ($CACHE cache, load ${LOAD_ALL[-1]})"
 	prepare "$SRC"
 	t0=$(now)
 	cp --reflink=never "$SRC" "$TMP/copy.tar.gz"
@@ -119,43 +181,39 @@ for run in $(seq "$RUNS"); do
 	CP_ALL+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')")
 	rm -f "$TMP/copy.tar.gz"
 
-	log "== run $run/$RUNS: release publish to $URL ($CACHE cache)"
-	prepare "$SRC"
-	c0=$(cputicks)
-	t0=$(now)
-	"${TIMEV[@]}" "$BIN" release publish --progress never --server "$URL" --token "$TOKEN" \
-		--product bench --version "1.0.$run" "$SRC" >"$TMP/publish.out"
-	t1=$(now)
-	c1=$(cputicks)
-	grep -q "^published bench 1.0.$run" "$TMP/publish.out" || { cat "$TMP/publish.out" "$TMP/server.log" >&2; exit 1; }
-	PUB_ALL+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')")
-	SCPU_ALL+=("$(awk -v c="$((c1 - c0))" -v t="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", c/t}')")
-	if [[ -s $TMP/client.time ]]; then
-		CCPU_ALL+=("$(awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {printf "%.2f", u+s}' "$TMP/client.time")")
-		r=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$TMP/client.time")
-		if ((r > CRSS)); then CRSS=$r; fi
-	fi
-	find "$TMP/data/targets" -type f -name '*.tar.gz' -delete
+	order=("${NAMES[@]}")
+	if ((${#NAMES[@]} == 2 && run % 2 == 0)); then order=(base new); fi
+	for name in "${order[@]}"; do publish_with "$name" "$run"; done
 done
-HWM=$(status VmHWM)
-RSS=$(status VmRSS)
+HWM=$(status new VmHWM)
+RSS=$(status new VmRSS)
 
-awk -v bytes="$BYTES" -v cps="${CP_ALL[*]}" -v pubs="${PUB_ALL[*]}" -v scpu="${SCPU_ALL[*]}" \
-	-v ccpu="${CCPU_ALL[*]:-}" -v hwm="$HWM" -v hwm0="$HWM0" -v rss="$RSS" -v crss="$CRSS" \
+awk -v bytes="$BYTES" -v cps="${CP_ALL[*]}" -v loads="${LOAD_ALL[*]}" \
+	-v pubs="${PUB[new]}" -v scpu="${SCPU[new]}" -v ccpu="${CCPU[new]}" \
+	-v bpubs="${PUB[base]:-}" -v bscpu="${SCPU[base]:-}" -v bccpu="${CCPU[base]:-}" \
+	-v hwm="$HWM" -v hwm0="$HWM0" -v rss="$RSS" -v crss="$CRSS" \
 	-v cache="$CACHE" -v nproc="$(nproc)" '
 function median(s, a, n, i, j, t) {
 	n = split(s, a, " ")
 	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
 	return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
 }
-BEGIN {
-	n = split(cps, cp, " "); split(pubs, pub, " "); split(scpu, sc, " "); split(ccpu, cc, " ")
-	printf "bytes %d, page cache %s, nproc %s, MB = 10^6 bytes\n\n", bytes, cache, nproc
-	printf "%-6s %10s %10s %12s %10s %7s %10s %10s\n", "run", "cp s", "cp MB/s", "publish s", "MB/s", "ratio", "srv CPU s", "cli CPU s"
-	for (i = 1; i <= n; i++)
-		printf "%-6d %10.3f %10.1f %12.3f %10.1f %7.2f %10s %10s\n", i, cp[i], bytes/cp[i]/1e6, pub[i], bytes/pub[i]/1e6, cp[i]/pub[i], sc[i], (i in cc) ? cc[i] : "-"
+function row(label, load, c, p, s, k) {
+	printf "%-8s %5s %8.3f %9.1f %10.3f %8.1f %6.2f %9s %9s\n", label, load, c, bytes/c/1e6, p, bytes/p/1e6, c/p, s, k
+}
+function table(title, pubs, scpu, ccpu, pub, sc, cc, i, mc, mp) {
+	split(pubs, pub, " "); split(scpu, sc, " "); split(ccpu, cc, " ")
+	if (title != "") print title
+	printf "%-8s %5s %8s %9s %10s %8s %6s %9s %9s\n", "run", "load", "cp s", "cp MB/s", "publish s", "MB/s", "ratio", "srv CPU s", "cli CPU s"
+	for (i = 1; i <= n; i++) row(i, ld[i], cp[i], pub[i], sc[i], cc[i])
 	mc = median(cps); mp = median(pubs)
-	printf "%-6s %10.3f %10.1f %12.3f %10.1f %7.2f   (goal ratio >= 0.5)\n\n", "median", mc, bytes/mc/1e6, mp, bytes/mp/1e6, mc/mp
+	printf "%-8s %5s %8.3f %9.1f %10.3f %8.1f %6.2f %9.2f %9s   (goal ratio >= 0.5)\n\n", "median", "", mc, bytes/mc/1e6, mp, bytes/mp/1e6, mc/mp, median(scpu), ccpu ~ /-/ ? "-" : sprintf("%.2f", median(ccpu))
+}
+BEGIN {
+	n = split(cps, cp, " "); split(loads, ld, " ")
+	printf "bytes %d, page cache %s, nproc %s, MB = 10^6 bytes, load = 1-minute load average at the start of the run\n\n", bytes, cache, nproc
+	table(bpubs == "" ? "" : "this tree (bin/updateserver):", pubs, scpu, ccpu)
+	if (bpubs != "") table("BASE, in the same runs:", bpubs, bscpu, bccpu)
 	printf "server peak RSS (VmHWM) %.1f MB (goal < 100; %.1f MB before the first upload), VmRSS at the end %.1f MB\n", hwm/1024, hwm0/1024, rss/1024
 	if (crss > 0) printf "client peak RSS %.1f MB\n", crss/1024
 }'
