@@ -66,15 +66,15 @@ type Store struct {
 	ldb     *sql.DB // PostgreSQL: the leases' one connection
 	// wconn is wdb's one connection, the writer's for the store's life
 	// (SQLite; nil on PostgreSQL), and wstmts its kept statements.
-	wconn       *sql.Conn
-	wstmts      stmtCache
-	writes      chan *writeReq
-	reports     chan *reportReq // check-in reports to write (store_reports.go)
-	reportsDone chan struct{}   // closed when the reporter has stopped
-	quit        chan struct{}   // closed by Close
-	closed      chan struct{}   // closed when the writer has stopped
-	closeOnce   sync.Once
-	closeErr    error
+	wconn     *sql.Conn
+	wstmts    stmtCache
+	writes    chan *writeReq
+	first     chan *writeReq  // writes that go before the others (WithJobsFirst)
+	reports   chan *reportReq // check-in reports to write (store_reports.go)
+	quit      chan struct{}   // closed by Close
+	closed    chan struct{}   // closed when the writer has stopped
+	closeOnce sync.Once
+	closeErr  error
 
 	c        caches    // the check-in's in-memory state (store_presence.go)
 	reads    stmtCache // the read pool's kept statements (store_stmts.go)
@@ -122,11 +122,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	// Unbuffered: a request is either taken by the writer or refused once
 	// the store closes, never stranded in a buffer.
-	s := &Store{DSN: path, dialect: SQLite, wdb: wdb, wconn: wconn, writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
-		reports: make(chan *reportReq), reportsDone: make(chan struct{})}
+	s := &Store{DSN: path, dialect: SQLite, wdb: wdb, wconn: wconn, writes: make(chan *writeReq), first: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
+		reports: make(chan *reportReq)}
 	s.c.init()
 	go s.writer()
-	go s.reporter()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -169,11 +168,10 @@ func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
 		p.SetMaxOpenConns(1)
 		p.SetMaxIdleConns(1)
 	}
-	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], ldb: pools[2], writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
-		reports: make(chan *reportReq), reportsDone: make(chan struct{})}
+	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], ldb: pools[2], writes: make(chan *writeReq), first: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
+		reports: make(chan *reportReq)}
 	s.c.init()
 	go s.writer()
-	go s.reporter()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", redactDSN(dsn), err)
@@ -203,7 +201,6 @@ func (s *Store) Close() error {
 			}
 		}
 		close(s.quit)
-		<-s.reportsDone
 		<-s.closed
 		s.reads.close()
 		s.wstmts.close()
@@ -564,9 +561,14 @@ func (s *Store) migrate(ctx context.Context) error {
 // context of their own (on PostgreSQL a cancelled one breaks the
 // connection, and with it the whole group's transaction).
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return s.queue(ctx, s.writes, fn)
+}
+
+// queue is tx through the writer's queue q: s.writes, or s.first.
+func (s *Store) queue(ctx context.Context, q chan *writeReq, fn func(*sql.Tx) error) error {
 	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
-	case s.writes <- r:
+	case q <- r:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.quit:
@@ -577,36 +579,54 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return <-r.done
 }
 
-// writer commits queued writes in groups until Close.
+// writer commits queued writes in groups until Close. Each group takes
+// the check-in reports waiting at that moment along, first, as one write
+// (store_reports.go), then the writes queued to go first
+// (WithJobsFirst), then the others: reports and the first writes queue
+// apart from the others, so that they never wait behind thousands of
+// them, only for the group being committed.
 func (s *Store) writer() {
 	defer close(s.closed)
 	for {
-		group, ok := gather(s.writes, s.quit, maxGroup)
-		if !ok {
+		var group []*writeReq
+		var reports []*reportReq
+		select {
+		case r := <-s.first:
+			group = append(group, r)
+		case r := <-s.writes:
+			group = append(group, r)
+		case q := <-s.reports:
+			reports = append(reports, q)
+		case <-s.quit:
 			return
 		}
-		s.commitGroup(group)
+		// A request taken above from s.writes stays ahead of the first
+		// ones: it was taken first.
+		group = drain(s.first, group, maxGroup)
+		group = drain(s.writes, group, maxGroup)
+		reports = drain(s.reports, reports, maxReports)
+		if len(reports) == 0 {
+			s.commitGroup(group)
+			continue
+		}
+		w, answer := s.reportsWrite(reports)
+		s.commitGroup(append([]*writeReq{w}, group...))
+		answer(<-w.done)
 	}
 }
 
-// gather waits for one request on ch and takes with it those already
-// queued, at most limit in all; ok is false once quit is closed.
-func gather[T any](ch <-chan T, quit <-chan struct{}, limit int) (batch []T, ok bool) {
-	select {
-	case r := <-ch:
-		batch = append(batch, r)
-	case <-quit:
-		return nil, false
-	}
+// drain adds to batch the requests already queued on ch, until batch
+// holds limit.
+func drain[T any](ch <-chan T, batch []T, limit int) []T {
 	for len(batch) < limit {
 		select {
 		case r := <-ch:
 			batch = append(batch, r)
 		default:
-			return batch, true
+			return batch
 		}
 	}
-	return batch, true
+	return batch
 }
 
 // commitGroup runs a group of writes in one transaction and answers each
