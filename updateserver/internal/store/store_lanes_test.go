@@ -141,3 +141,43 @@ func TestWithJobsFirstGoesBeforeQueuedWrites(t *testing.T) {
 		t.Errorf("rollouts after the commit: %v (%v), want the one created", all, err)
 	}
 }
+
+// TestGroupCommitsAfterGroupTime: a group whose writes run past
+// groupTime commits what it ran and leaves the rest to the next group, so
+// that the writer releases the write lock other replicas wait for: the
+// write after a slow one sees it committed (from outside the writer's
+// transaction), and every write is answered and durable.
+func TestGroupCommitsAfterGroupTime(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	slowDone := make(chan struct{})
+	sawSlow := false
+	release, wait := queueBehindBlockedWriter(t, s, 1, func(tx *sql.Tx) {
+		// The slow write: runs longer than a group may.
+		if _, err := tx.Exec(`INSERT INTO uploads (id, sha256, length, manifest, created_at, created_by) VALUES ('slow', '', 0, '', '', 't')`); err != nil {
+			t.Error(err)
+		}
+		time.Sleep(groupTime + 50*time.Millisecond)
+		close(slowDone)
+	})
+	errs := make(chan error, 1)
+	go func() {
+		errs <- s.tx(ctx, func(*sql.Tx) error {
+			<-slowDone
+			_, err := s.GetUpload(ctx, "slow") // the read pool: committed rows only
+			sawSlow = err == nil
+			return nil
+		})
+	}()
+	for blockedSends() < 2 {
+		runtime.Gosched()
+	}
+	release()
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	if !sawSlow {
+		t.Error("the write after one that ran past groupTime ran in its transaction, before it committed: the group held the write lock on")
+	}
+}
