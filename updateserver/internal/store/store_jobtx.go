@@ -45,7 +45,7 @@ func (s *Store) WithJobs(ctx context.Context, fn func(*JobTx) error) error {
 // for at most the group being committed. A rollout starting a wave of
 // thousands of sites is one: the agents it woke queue their job events
 // by the thousand, and its next transaction, behind all of them, waited
-// minutes.
+// minutes. The hand-outs check-in answers wait for are another.
 func (s *Store) WithJobsFirst(ctx context.Context, fn func(*JobTx) error) error {
 	return s.withJobs(ctx, s.first, fn)
 }
