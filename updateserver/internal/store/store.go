@@ -641,7 +641,7 @@ func drain[T any](ch <-chan T, batch []T, limit int) []T {
 func (s *Store) commitGroup(group []*writeReq) (rest []*writeReq) {
 	var results []error
 	var err error
-	n := len(group)
+	var n int
 	for attempt := 1; ; attempt++ {
 		n, results, err = s.runGroup(group)
 		if err == nil || !retryable(err) || attempt == maxTxAttempts {
