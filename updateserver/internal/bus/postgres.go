@@ -56,11 +56,23 @@ func (p *Postgres) encode(m Msg) string {
 }
 
 // InTx sends msgs with pg_notify in the transaction exec runs in.
+// All of them in one statement (one round trip: the store's writer holds
+// every replica's write lock meanwhile); PostgreSQL delivers them in the
+// order given.
 func (p *Postgres) InTx(exec Exec, msgs ...Msg) error {
-	for _, m := range msgs {
-		if err := exec(`SELECT pg_notify(?, ?)`, p.channel(), p.encode(m)); err != nil {
-			return fmt.Errorf("bus: notify %s: %w", m.Topic, err)
-		}
+	if len(msgs) == 0 {
+		return nil
+	}
+	calls := make([]string, len(msgs))
+	args := make([]any, 0, 2*len(msgs))
+	topics := make([]string, len(msgs))
+	for i, m := range msgs {
+		calls[i] = "pg_notify(?, ?)"
+		args = append(args, p.channel(), p.encode(m))
+		topics[i] = m.Topic
+	}
+	if err := exec(`SELECT `+strings.Join(calls, ", "), args...); err != nil {
+		return fmt.Errorf("bus: notify %s: %w", strings.Join(topics, ", "), err)
 	}
 	return nil
 }

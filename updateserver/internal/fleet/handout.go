@@ -87,7 +87,10 @@ func (f *Fleet) runPickUps(ctx context.Context) {
 // is recorded when its job is its site's oldest open job (ok[i]).
 func (f *Fleet) pickUpBatch(ctx context.Context, batch []*pickUpReq) ([]bool, error) {
 	ok := make([]bool, len(batch))
-	err := f.jobs(ctx, f.now(), func(r *jobRun) error {
+	// Check-in answers wait for it, within their agents' timeouts: it goes
+	// before the agents' queued job events (jobsFirst), which a wave of
+	// thousands of sites queues by the thousand.
+	err := f.jobsFirst(ctx, f.now(), func(r *jobRun) error {
 		clear(ok)
 		var names []string
 		seen := map[string]bool{}

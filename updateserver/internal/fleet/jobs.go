@@ -55,8 +55,18 @@ type jobRun struct {
 // jobs runs fn in one store transaction at now and emits the signals of
 // its changes once the transaction committed (none when it failed).
 func (f *Fleet) jobs(ctx context.Context, now time.Time, fn func(*jobRun) error) error {
+	return f.jobsVia(ctx, f.Store.WithJobs, now, fn)
+}
+
+// jobsFirst is jobs for a transaction the store's writer takes before
+// the agents' writes (store.Store.WithJobsFirst).
+func (f *Fleet) jobsFirst(ctx context.Context, now time.Time, fn func(*jobRun) error) error {
+	return f.jobsVia(ctx, f.Store.WithJobsFirst, now, fn)
+}
+
+func (f *Fleet) jobsVia(ctx context.Context, with func(context.Context, func(*store.JobTx) error) error, now time.Time, fn func(*jobRun) error) error {
 	var r *jobRun
-	err := f.Store.WithJobs(ctx, func(tx *store.JobTx) error {
+	err := with(ctx, func(tx *store.JobTx) error {
 		r = &jobRun{tx: tx, now: now}
 		if err := fn(r); err != nil {
 			return err
@@ -459,11 +469,12 @@ func (r *jobRun) progress(j *store.JobRow, startedAt time.Time) error {
 		return nil
 	}
 	if j.Result == protocol.ResultPending {
-		if err := r.tx.StartJob(j.ID, startedAt); err != nil {
+		if err := r.tx.StartJob(j.ID, startedAt, r.now); err != nil {
 			return err
 		}
 		j.Result = protocol.ResultRunning
 		r.signal(JobStarted, *j, false)
+		return nil
 	}
 	return r.tx.Progress(j.ID, r.now)
 }

@@ -50,10 +50,18 @@ func (f *Fleet) RunRollouts(ctx context.Context, tick time.Duration) {
 	})
 	defer stop()
 	for {
+		start := time.Now()
 		next, err := f.ScheduleRollouts(ctx)
 		if err != nil && ctx.Err() == nil {
 			f.Log.Error("scheduling rollouts failed", "err", err)
 		}
+		// A pass reads every site of the running rollouts, and a large
+		// wave ends thousands of jobs a minute, each a kick: kicked
+		// passes come at most every rolloutGap, or twice as long as this
+		// one took (so that the scheduler takes at most a third of the
+		// time it would take running back to back), and at least every
+		// tick.
+		gap := min(max(rolloutGap, 2*time.Since(start)), tick)
 		wait := tick
 		if !next.IsZero() {
 			wait = min(wait, max(next.Sub(f.now()), 10*time.Millisecond))
@@ -64,11 +72,24 @@ func (f *Fleet) RunRollouts(ctx context.Context, tick time.Duration) {
 			t.Stop()
 			return
 		case <-f.kicker():
+			if d := time.Until(start.Add(gap)); d > 0 {
+				t.Reset(d)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+			}
 		case <-t.C:
 		}
 		t.Stop()
 	}
 }
+
+// rolloutGap is the least time between the starts of two scheduler
+// passes that a job end kicked.
+const rolloutGap = 500 * time.Millisecond
 
 // ScheduleRollouts makes one pass over the running rollouts: each pauses
 // itself when its failures reach its limit, moves to its next wave when
@@ -204,25 +225,39 @@ type plannedSite struct {
 	outcome, reason string
 }
 
-// startBatch is how many waiting sites the scheduler reads and plans at
-// once while it looks for sites whose window is open.
-const startBatch = 256
+// readBatch is how many waiting sites the scheduler reads (one query) and
+// plans at once while it looks for sites whose window is open. (It and
+// startBatch are variables for tests.)
+var readBatch = 256
+
+// startBatch is how many sites the scheduler starts in one job
+// transaction at most. The store's writer holds the write lock of every
+// replica while a transaction runs, and a wave of 8,000 sites started in
+// one (with a few queries per site) held it for 17 s on a loaded
+// machine: every agent's check-in report and job event, on every
+// replica, waited behind it, past their timeouts. A batch is a few
+// statements for all its sites, and goes before the agents' writes
+// (jobsFirst): the agents it woke queue their job events by the
+// thousand meanwhile.
+var startBatch = 2000
 
 // startSites starts up to slots of the waiting sites (in order) whose
-// window is open and no freeze holds: reads them startBatch at a time (one
-// query each), plans each (multi-hop paths per site) and creates its
-// jobs. It reports whether it started sites and left slots free. A site on the version already succeeds at
-// once, and so does one on a newer version (a rollout never downgrades);
-// a site that cannot be planned (no path, drift) fails with the planner's
-// reason; none of them takes a slot.
+// window is open and no freeze holds: reads them readBatch at a time (one
+// query each), plans each (multi-hop paths per site), and creates the
+// jobs of each startBatch of them in one transaction, whose long-polls
+// are woken before the next batch. It reports whether it started sites and left
+// slots free. A site on the version already succeeds at once, and so
+// does one on a newer version (a rollout never downgrades); a site that
+// cannot be planned (no path, drift) fails with the planner's reason;
+// none of them takes a slot.
 func (f *Fleet) startSites(ctx context.Context, ro store.RolloutRow, waiting []string, slots int) (bool, error) {
 	plan := f.NewPlanner()
 	opts := PlanOptions{CreatedBy: rolloutName(ro.ID)}
 	windows := &maint.Service{Store: f.Store, Now: f.now}
+	taken, started := 0, 0
 	var chosen []plannedSite
-	taken := 0
-	for i := 0; i < len(waiting) && taken < slots; i += startBatch {
-		names := waiting[i:min(i+startBatch, len(waiting))]
+	for i := 0; i < len(waiting) && taken < slots; i += readBatch {
+		names := waiting[i:min(i+readBatch, len(waiting))]
 		byName, err := f.Store.SitesByName(ctx, names)
 		if err != nil {
 			return false, err
@@ -268,24 +303,57 @@ func (f *Fleet) startSites(ctx context.Context, ro store.RolloutRow, waiting []s
 				taken++
 			}
 		}
+		if len(chosen) < startBatch && taken < slots && i+readBatch < len(waiting) {
+			continue // plan more before a transaction
+		}
+		n, stop, err := f.startBatch(ctx, ro, chosen)
+		if err != nil {
+			return false, err
+		}
+		started, chosen = started+n, nil
+		if stop {
+			return false, nil
+		}
 	}
+	// Another step right away may start more only when this one left
+	// slots free (the wave may have ended); with every slot taken, the
+	// next pass comes with the next job end.
+	return started > 0 && taken < slots, nil
+}
+
+// startBatch starts the chosen sites of rollout ro in one job
+// transaction: the jobs of those the rollout has not started yet, the
+// outcome of those that need none; it wakes their long-polls once
+// committed. n is how many it started; stop: support changed the
+// rollout meanwhile (paused, cancelled, moved on): start no more.
+func (f *Fleet) startBatch(ctx context.Context, ro store.RolloutRow, chosen []plannedSite) (n int, stop bool, err error) {
 	if len(chosen) == 0 {
-		return false, nil
+		return 0, false, nil
 	}
 	var wake []wakeUp
 	var names []string
-	err := f.jobs(ctx, f.now(), func(r *jobRun) error {
-		wake, names = nil, nil
+	err = f.jobsFirst(ctx, f.now(), func(r *jobRun) error {
+		wake, names, stop = nil, nil, false
 		cur, err := r.tx.Rollout(ro.ID)
-		if err != nil || cur.State != protocol.RolloutRunning || cur.Wave != ro.Wave {
+		if err != nil {
 			return err
 		}
+		if cur.State != protocol.RolloutRunning || cur.Wave != ro.Wave {
+			stop = true
+			return nil
+		}
+		all := make([]string, len(chosen))
+		for i, p := range chosen {
+			all[i] = p.site
+		}
+		started, err := r.tx.RolloutSitesStarted(ro.ID, all)
+		if err != nil {
+			return err
+		}
+		var plannedJobs []plannedSite
+		var jobSites []string
 		for _, p := range chosen {
-			started, err := r.tx.RolloutSiteStarted(ro.ID, p.site)
-			if err != nil {
-				return err
-			}
-			if started {
+			if started[p.site] {
 				continue
 			}
 			if p.outcome != "" {
@@ -295,18 +363,30 @@ func (f *Fleet) startSites(ctx context.Context, ro store.RolloutRow, waiting []s
 				names = append(names, p.site+"="+p.outcome)
 				continue
 			}
-			w, err := r.createJobs(p.jobs)
-			if fe, ok := fault.As(err); ok && fe.Kind == fault.Conflict {
-				// A job of the site is in its agent's hands: the site
-				// waits for it to end, and starts in a later pass.
-				f.Log.Info("rollout site waits for its running job", "rollout", ro.ID, "site", p.site, "reason", fe.Msg)
+			plannedJobs = append(plannedJobs, p)
+			jobSites = append(jobSites, p.site)
+		}
+		// The jobs of all the batch's sites are created together (a few
+		// statements for all); a site whose agent has a job of the
+		// product in hands waits for it to end, and starts in a later
+		// pass.
+		open, err := r.tx.OpenJobsOf(jobSites)
+		if err != nil {
+			return err
+		}
+		var jobs []store.NewJob
+		for _, p := range plannedJobs {
+			if busy := pickedUpJob(open[p.site], p.jobs); busy != nil {
+				f.Log.Info("rollout site waits for its running job", "rollout", ro.ID, "site", p.site, "job", busy.ID)
 				continue
 			}
-			if err != nil {
+			jobs = append(jobs, p.jobs...)
+			names = append(names, p.site)
+		}
+		if len(jobs) > 0 {
+			if wake, err = r.createJobs(jobs); err != nil {
 				return err
 			}
-			wake = append(wake, w...)
-			names = append(names, p.site)
 		}
 		if len(names) == 0 {
 			return nil
@@ -318,11 +398,22 @@ func (f *Fleet) startSites(ctx context.Context, ro store.RolloutRow, waiting []s
 			Detail: fmt.Sprintf("wave=%d sites=%s", ro.Wave, strings.Join(names, ","))})
 	})
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
 	f.wake(wake)
-	// Another step right away may start more only when this one left
-	// slots free (the wave may have ended); with every slot taken, the
-	// next pass comes with the next job end.
-	return len(names) > 0 && taken < slots, nil
+	return len(names), stop, nil
+}
+
+// pickedUpJob returns the open job of one of the products of jobs that
+// the site's agent has in hands (running, or handed out), which refuses
+// a new upgrade of that product (supersede); nil when there is none.
+func pickedUpJob(open []store.JobRow, jobs []store.NewJob) *store.JobRow {
+	for i, o := range open {
+		for _, j := range jobs {
+			if o.Product == j.Product && (o.Result == protocol.ResultRunning || o.PickedUp) {
+				return &open[i]
+			}
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -409,5 +410,42 @@ func TestRolloutRefusals(t *testing.T) {
 				t.Fatalf("create %+v: %v, want an error with %q", tt.req, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestRolloutStartsAWaveInBatches: a wave larger than one start
+// transaction starts whole in one pass, a batch of sites per transaction;
+// a site whose agent has a job of the product in hands waits for it to
+// end (its batch starts without it), then starts.
+func TestRolloutStartsAWaveInBatches(t *testing.T) {
+	defer func(r, s int) { readBatch, startBatch = r, s }(readBatch, startBatch)
+	readBatch, startBatch = 2, 3 // transactions of 4 sites
+	all := names("s", 10)
+	tf := rolloutFleet(t, all...)
+	busy := tf.upgrade(protocol.UpgradeRequest{Site: "s4", To: "1.1.0"})
+	if a := tf.checkin("s4", protocol.CheckinRequest{InstalledVersion: "1.0.0", AgentVersion: "0.9.0", State: protocol.StateIdle}); a == nil || a.JobID != busy[0].ID {
+		t.Fatalf("s4 was handed %+v, want its upgrade %s", a, busy[0].ID)
+	}
+	id := tf.createRollout(protocol.RolloutRequest{Clients: []string{"acme"}, Waves: []float64{100}, MaxParallel: 100})
+	tf.schedule()
+	wantSites(t, "started in one pass", tf.sitesIn(id, protocol.RolloutSitePending), "s1", "s10", "s2", "s3", "s5", "s6", "s7", "s8", "s9")
+	wantSites(t, "waiting for its job", tf.sitesIn(id, protocol.RolloutSiteWaiting), "s4")
+	entries, err := tf.Store.AuditLog(tf.ctx, store.AuditQuery{Actor: "rollout " + strconv.FormatInt(id, 10), Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	starts := 0
+	for _, a := range entries {
+		if a.Action == "rollout.start" {
+			starts++
+		}
+	}
+	if starts < 3 {
+		t.Errorf("%d rollout.start audit entries, want one per transaction of at most 4 sites (3)", starts)
+	}
+	tf.events("s4", busy[0].ID, 1, "committed")
+	tf.schedule()
+	if got := tf.sitesIn(id, protocol.RolloutSiteWaiting); len(got) != 0 {
+		t.Errorf("waiting after s4's job ended: %v, want none", got)
 	}
 }

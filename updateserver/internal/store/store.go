@@ -66,15 +66,15 @@ type Store struct {
 	ldb     *sql.DB // PostgreSQL: the leases' one connection
 	// wconn is wdb's one connection, the writer's for the store's life
 	// (SQLite; nil on PostgreSQL), and wstmts its kept statements.
-	wconn       *sql.Conn
-	wstmts      stmtCache
-	writes      chan *writeReq
-	reports     chan *reportReq // check-in reports to write (store_reports.go)
-	reportsDone chan struct{}   // closed when the reporter has stopped
-	quit        chan struct{}   // closed by Close
-	closed      chan struct{}   // closed when the writer has stopped
-	closeOnce   sync.Once
-	closeErr    error
+	wconn     *sql.Conn
+	wstmts    stmtCache
+	writes    chan *writeReq
+	first     chan *writeReq  // writes that go before the others (WithJobsFirst)
+	reports   chan *reportReq // check-in reports to write (store_reports.go)
+	quit      chan struct{}   // closed by Close
+	closed    chan struct{}   // closed when the writer has stopped
+	closeOnce sync.Once
+	closeErr  error
 
 	c        caches    // the check-in's in-memory state (store_presence.go)
 	reads    stmtCache // the read pool's kept statements (store_stmts.go)
@@ -122,11 +122,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	// Unbuffered: a request is either taken by the writer or refused once
 	// the store closes, never stranded in a buffer.
-	s := &Store{DSN: path, dialect: SQLite, wdb: wdb, wconn: wconn, writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
-		reports: make(chan *reportReq), reportsDone: make(chan struct{})}
+	s := &Store{DSN: path, dialect: SQLite, wdb: wdb, wconn: wconn, writes: make(chan *writeReq), first: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
+		reports: make(chan *reportReq)}
 	s.c.init()
 	go s.writer()
-	go s.reporter()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -169,11 +168,10 @@ func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
 		p.SetMaxOpenConns(1)
 		p.SetMaxIdleConns(1)
 	}
-	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], ldb: pools[2], writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
-		reports: make(chan *reportReq), reportsDone: make(chan struct{})}
+	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], ldb: pools[2], writes: make(chan *writeReq), first: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
+		reports: make(chan *reportReq)}
 	s.c.init()
 	go s.writer()
-	go s.reporter()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", redactDSN(dsn), err)
@@ -203,7 +201,6 @@ func (s *Store) Close() error {
 			}
 		}
 		close(s.quit)
-		<-s.reportsDone
 		<-s.closed
 		s.reads.close()
 		s.wstmts.close()
@@ -564,9 +561,14 @@ func (s *Store) migrate(ctx context.Context) error {
 // context of their own (on PostgreSQL a cancelled one breaks the
 // connection, and with it the whole group's transaction).
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return s.queue(ctx, s.writes, fn)
+}
+
+// queue is tx through the writer's queue q: s.writes, or s.first.
+func (s *Store) queue(ctx context.Context, q chan *writeReq, fn func(*sql.Tx) error) error {
 	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
-	case s.writes <- r:
+	case q <- r:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.quit:
@@ -577,59 +579,94 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return <-r.done
 }
 
-// writer commits queued writes in groups until Close.
+// writer commits queued writes in groups until Close. Each group takes
+// the check-in reports waiting at that moment along, first, as one write
+// (store_reports.go), then the writes queued to go first
+// (WithJobsFirst), then the others: reports and the first writes queue
+// apart from the others, so that they never wait behind thousands of
+// them, only for the group being committed. A group runs its writes for
+// at most groupTime (commitGroup); those it had no time for lead the next
+// group, after its reports and first writes.
 func (s *Store) writer() {
 	defer close(s.closed)
+	var carry []*writeReq
 	for {
-		group, ok := gather(s.writes, s.quit, maxGroup)
-		if !ok {
-			return
+		var group []*writeReq
+		var reports []*reportReq
+		if len(carry) == 0 {
+			select {
+			case r := <-s.first:
+				group = append(group, r)
+			case r := <-s.writes:
+				carry = append(carry, r)
+			case q := <-s.reports:
+				reports = append(reports, q)
+			case <-s.quit:
+				return
+			}
 		}
-		s.commitGroup(group)
+		group = drain(s.first, group, maxGroup)
+		group = append(group, carry...)
+		group = drain(s.writes, group, maxGroup)
+		reports = drain(s.reports, reports, maxReports)
+		if len(reports) == 0 {
+			carry = s.commitGroup(group)
+			continue
+		}
+		w, answer := s.reportsWrite(reports)
+		carry = s.commitGroup(append([]*writeReq{w}, group...))
+		answer(<-w.done)
 	}
 }
 
-// gather waits for one request on ch and takes with it those already
-// queued, at most limit in all; ok is false once quit is closed.
-func gather[T any](ch <-chan T, quit <-chan struct{}, limit int) (batch []T, ok bool) {
-	select {
-	case r := <-ch:
-		batch = append(batch, r)
-	case <-quit:
-		return nil, false
-	}
+// drain adds to batch the requests already queued on ch, until batch
+// holds limit.
+func drain[T any](ch <-chan T, batch []T, limit int) []T {
 	for len(batch) < limit {
 		select {
 		case r := <-ch:
 			batch = append(batch, r)
 		default:
-			return batch, true
+			return batch
 		}
 	}
-	return batch, true
+	return batch
 }
 
 // commitGroup runs a group of writes in one transaction and answers each
 // caller once it committed (or failed). A group that failed only because
 // it met another transaction (PostgreSQL: serialization failure,
-// deadlock) runs again, whole, a few times.
-func (s *Store) commitGroup(group []*writeReq) {
+// deadlock) runs again, whole, a few times. rest is the group's writes
+// it had no time for (runGroup), to run next.
+func (s *Store) commitGroup(group []*writeReq) (rest []*writeReq) {
 	var results []error
 	var err error
+	var n int
 	for attempt := 1; ; attempt++ {
-		results, err = s.runGroup(group)
+		n, results, err = s.runGroup(group)
 		if err == nil || !retryable(err) || attempt == maxTxAttempts {
 			break
 		}
 	}
-	for i, r := range group {
+	if err != nil {
+		n = len(group)
+	}
+	for i, r := range group[:n] {
 		if err != nil {
 			r.done <- err
 		} else {
 			r.done <- results[i]
 		}
 	}
+	return group[n:]
 }
+
+// groupTime bounds how long a group runs its writes before it commits:
+// the writer holds the write lock of every replica meanwhile, and with
+// seven replicas taking turns, groups of 256 job transactions of a
+// loaded machine (1-3 s each) made every replica's writes wait tens of
+// seconds for the lock.
+const groupTime = 250 * time.Millisecond
 
 // runGroup runs group once in one transaction, each request in a
 // savepoint of its own: a request that fails is rolled back to its
@@ -639,13 +676,16 @@ func (s *Store) commitGroup(group []*writeReq) {
 // the write lock, a savepoint, the commit, or a request's error that says
 // the transaction met another and should run again.
 //
+// It runs requests for at most groupTime (at least one), then commits: n
+// is how many it ran, results their errors.
+//
 // One round trip a request moves the savepoint on: "RELEASE w; SAVEPOINT
 // w" keeps the request before (on PostgreSQL a round trip each, which the
 // writer's throughput is made of; on SQLite two kept statements).
-func (s *Store) runGroup(group []*writeReq) (results []error, err error) {
+func (s *Store) runGroup(group []*writeReq) (n int, results []error, err error) {
 	tx, err := s.beginWrite()
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -654,10 +694,12 @@ func (s *Store) runGroup(group []*writeReq) (results []error, err error) {
 	}()
 	if s.dialect == Postgres {
 		if _, err := tx.Exec(writeLock); err != nil {
-			return nil, err
+			return 0, nil, err
 		}
 	}
+	start := time.Now() // the write lock held
 	results = make([]error, len(group))
+	n = len(group)
 	// last is the request whose changes the savepoint w holds, to be
 	// kept; -1 when w is not set or holds none.
 	last, set := -1, false
@@ -676,6 +718,10 @@ func (s *Store) runGroup(group []*writeReq) (results []error, err error) {
 		return nil
 	}
 	for i, r := range group {
+		if i > 0 && time.Since(start) > groupTime {
+			n = i // the rest in the next group
+			break
+		}
 		if err := r.ctx.Err(); err != nil {
 			results[i] = err
 			continue
@@ -683,33 +729,33 @@ func (s *Store) runGroup(group []*writeReq) (results []error, err error) {
 		switch {
 		case last >= 0:
 			if err := keep(`RELEASE w`, `SAVEPOINT w`); err != nil {
-				return nil, err
+				return 0, nil, err
 			}
 		case !set:
 			if err := s.savepoint(tx, `SAVEPOINT w`); err != nil {
-				return nil, err
+				return 0, nil, err
 			}
 			set = true
 		}
 		results[i] = r.fn(tx)
 		if retryable(results[i]) {
-			return nil, results[i]
+			return 0, nil, results[i]
 		}
 		if results[i] == nil {
 			last = i
 		} else if err := s.savepoint(tx, `ROLLBACK TO w`); err != nil {
-			return nil, err
+			return 0, nil, err
 		}
 	}
 	if last >= 0 {
 		if err := keep(`RELEASE w`); err != nil {
-			return nil, err
+			return 0, nil, err
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, err
+		return 0, nil, err
 	}
-	return results, nil
+	return n, results, nil
 }
 
 // beginWrite begins the writer's transaction on its one connection.

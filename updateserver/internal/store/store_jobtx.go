@@ -36,9 +36,24 @@ type JobTx struct {
 // serialization failure or deadlock): it must set, not accumulate, what
 // it hands back.
 func (s *Store) WithJobs(ctx context.Context, fn func(*JobTx) error) error {
+	return s.withJobs(ctx, s.writes, fn)
+}
+
+// WithJobsFirst is WithJobs for the few transactions that must not wait
+// behind the agents' writes: the writer takes them before the writes
+// queued with WithJobs and the store's other write methods, so they wait
+// for at most the group being committed. A rollout starting a wave of
+// thousands of sites is one: the agents it woke queue their job events
+// by the thousand, and its next transaction, behind all of them, waited
+// minutes. The hand-outs check-in answers wait for are another.
+func (s *Store) WithJobsFirst(ctx context.Context, fn func(*JobTx) error) error {
+	return s.withJobs(ctx, s.first, fn)
+}
+
+func (s *Store) withJobs(ctx context.Context, q chan *writeReq, fn func(*JobTx) error) error {
 	var opened bool
 	var installed []string
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.queue(ctx, q, func(tx *sql.Tx) error {
 		t := &JobTx{tx: tx, s: s}
 		defer t.close()
 		err := fn(t)
@@ -291,12 +306,14 @@ func (t *JobTx) EndJob(id, result, reason string, now time.Time) error {
 }
 
 // StartJob marks a job running, started at startedAt unless it had a
-// start already.
-func (t *JobTx) StartJob(id string, startedAt time.Time) error {
+// start already, and restarts its clock: its last progress is now (one
+// statement for what Progress would do after).
+func (t *JobTx) StartJob(id string, startedAt, now time.Time) error {
 	if err := t.open(); err != nil {
 		return err
 	}
-	return t.exec(`UPDATE jobs SET result = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?`, formatTime(startedAt), id)
+	return t.exec(`UPDATE jobs SET result = 'running', started_at = COALESCE(started_at, ?), last_progress_at = ? WHERE id = ?`,
+		formatTime(startedAt), formatTime(now), id)
 }
 
 // PickUp records that the site's agent has the job (handed out, or

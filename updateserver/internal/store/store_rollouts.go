@@ -138,6 +138,10 @@ type NewRolloutSite struct {
 	Wave int
 }
 
+// rolloutSitesPerInsert is how many rollout sites one INSERT of
+// CreateRollout holds (4 values each).
+const rolloutSitesPerInsert = 200
+
 // CreateRollout stores a new rollout and its sites (in order) and
 // returns its ID.
 func (t *JobTx) CreateRollout(ro RolloutRow, sites []NewRolloutSite) (int64, error) {
@@ -153,8 +157,17 @@ func (t *JobTx) CreateRollout(ro RolloutRow, sites []NewRolloutSite) (int64, err
 	if err != nil {
 		return 0, err
 	}
-	for i, rs := range sites {
-		if err := t.exec(`INSERT INTO rollout_sites (rollout_id, site, wave, pos) VALUES (?, ?, ?, ?)`, id, rs.Site, rs.Wave, i); err != nil {
+	// A few multi-row statements: the writer holds the write lock of
+	// every replica meanwhile, and a row a round trip made a rollout of
+	// 20,000 sites hold it for seconds.
+	for i := 0; i < len(sites); i += rolloutSitesPerInsert {
+		part := sites[i:min(i+rolloutSitesPerInsert, len(sites))]
+		args := make([]any, 0, 4*len(part))
+		for k, rs := range part {
+			args = append(args, id, rs.Site, rs.Wave, i+k)
+		}
+		q := `INSERT INTO rollout_sites (rollout_id, site, wave, pos) VALUES (?, ?, ?, ?)` + strings.Repeat(", (?, ?, ?, ?)", len(part)-1)
+		if err := t.exec(q, args...); err != nil {
 			return 0, err
 		}
 	}
@@ -206,17 +219,34 @@ func (t *JobTx) UpdateRollout(ro RolloutRow) error {
 		ro.State, ro.Reason, ro.Wave, ro.WaveAt.UnixNano(), ro.FailuresSeen, ended, ro.ID)
 }
 
-// RolloutSiteStarted reports whether the rollout has started the site:
-// it made a job for it, or recorded its outcome without one.
-func (t *JobTx) RolloutSiteStarted(id int64, site string) (bool, error) {
-	st, err := t.stmt(`SELECT EXISTS (SELECT 1 FROM jobs WHERE rollout_id = ? AND site = ?)
-		OR EXISTS (SELECT 1 FROM rollout_sites WHERE rollout_id = ? AND site = ? AND outcome != '')`)
-	if err != nil {
-		return false, err
-	}
-	var started bool
-	err = st.QueryRow(id, site, id, site).Scan(&started)
-	return started, err
+// RolloutSitesStarted returns which of sites the rollout has started: it
+// made a job for it, or recorded its outcome without one. A few queries
+// for all (one per inChunk sites).
+func (t *JobTx) RolloutSitesStarted(id int64, sites []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := chunks(sites, func(part []string) error {
+		in, args := inList(part)
+		q := `SELECT site FROM jobs WHERE rollout_id = ? AND site IN (` + in + `)
+			UNION SELECT site FROM rollout_sites WHERE rollout_id = ? AND outcome != '' AND site IN (` + in + `)`
+		st, err := t.stmt(q)
+		if err != nil {
+			return err
+		}
+		rows, err := st.Query(append(append(append([]any{id}, args...), id), args...)...)
+		if err != nil {
+			return err
+		}
+		names, err := collect(rows, func(r scanner) (string, error) {
+			var site string
+			err := r.Scan(&site)
+			return site, err
+		})
+		for _, n := range names {
+			out[n] = true
+		}
+		return err
+	})
+	return out, err
 }
 
 // SetRolloutSiteOutcome records how a site of the rollout ended without

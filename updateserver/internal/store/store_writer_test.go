@@ -251,9 +251,9 @@ func TestGroupAnswersEachRequestItsOwn(t *testing.T) {
 		{ctx: ctx, fn: insert("taken")},
 		{ctx: ctx, fn: insert("g")},
 	}
-	results, err := s.runGroup(group)
-	if err != nil {
-		t.Fatal(err)
+	n, results, err := s.runGroup(group)
+	if err != nil || n != len(group) {
+		t.Fatalf("ran %d of %d: %v", n, len(group), err)
 	}
 	want := map[string]bool{"a": true, "b": !storetest.Postgres(), "c": true, "d": false, "e": false, "g": true}
 	for id, there := range want {
