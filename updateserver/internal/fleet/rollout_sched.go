@@ -320,7 +320,6 @@ func (f *Fleet) startSites(ctx context.Context, ro store.RolloutRow, waiting []s
 	if err != nil {
 		return false, err
 	}
-	f.wake(wake)
 	// Another step right away may start more only when this one left
 	// slots free (the wave may have ended); with every slot taken, the
 	// next pass comes with the next job end.

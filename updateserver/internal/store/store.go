@@ -69,6 +69,9 @@ type Store struct {
 	wconn       *sql.Conn
 	wstmts      stmtCache
 	writes      chan *writeReq
+	urgent      chan *writeReq  // priority writes (store_priority.go)
+	pdb         *sql.DB         // priority reads (store_priority.go)
+	preads      stmtCache       // pdb's kept statements
 	reports     chan *reportReq // check-in reports to write (store_reports.go)
 	reportsDone chan struct{}   // closed when the reporter has stopped
 	quit        chan struct{}   // closed by Close
@@ -123,7 +126,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// Unbuffered: a request is either taken by the writer or refused once
 	// the store closes, never stranded in a buffer.
 	s := &Store{DSN: path, dialect: SQLite, wdb: wdb, wconn: wconn, writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
-		reports: make(chan *reportReq), reportsDone: make(chan struct{})}
+		urgent: make(chan *writeReq), reports: make(chan *reportReq), reportsDone: make(chan struct{})}
 	s.c.init()
 	go s.writer()
 	go s.reporter()
@@ -143,6 +146,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
 	s.db = db
+	if s.pdb, err = sql.Open("sqlite", "file:"+path+"?"+q.Encode()); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s.pdb.SetMaxOpenConns(priorityConns)
+	s.pdb.SetMaxIdleConns(priorityConns)
 	s.flushing = true
 	go s.flusher()
 	return s, nil
@@ -155,7 +164,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // agents' reads (store_leases.go).
 func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
 	n := 4 + 2*runtime.NumCPU()
-	var pools [3]*sql.DB
+	var pools [4]*sql.DB
 	for i := range pools {
 		db, err := openPostgres(dsn)
 		if err != nil {
@@ -165,12 +174,14 @@ func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
 		db.SetMaxIdleConns(n)
 		pools[i] = db
 	}
-	for _, p := range pools[1:] { // the writer's, the leases'
+	for _, p := range pools[1:3] { // the writer's, the leases'
 		p.SetMaxOpenConns(1)
 		p.SetMaxIdleConns(1)
 	}
-	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], ldb: pools[2], writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
-		reports: make(chan *reportReq), reportsDone: make(chan struct{})}
+	pools[3].SetMaxOpenConns(priorityConns)
+	pools[3].SetMaxIdleConns(priorityConns)
+	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], ldb: pools[2], pdb: pools[3], writes: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
+		urgent: make(chan *writeReq), reports: make(chan *reportReq), reportsDone: make(chan struct{})}
 	s.c.init()
 	go s.writer()
 	go s.reporter()
@@ -206,12 +217,16 @@ func (s *Store) Close() error {
 		<-s.reportsDone
 		<-s.closed
 		s.reads.close()
+		s.preads.close()
 		s.wstmts.close()
 		if s.wconn != nil {
 			s.wconn.Close()
 		}
 		if s.db != nil {
 			s.db.Close()
+		}
+		if s.pdb != nil {
+			s.pdb.Close()
 		}
 		if s.ldb != nil {
 			s.ldb.Close()
@@ -565,8 +580,12 @@ func (s *Store) migrate(ctx context.Context) error {
 // connection, and with it the whole group's transaction).
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	queue := s.writes
+	if isPriority(ctx) {
+		queue = s.urgent
+	}
 	select {
-	case s.writes <- r:
+	case queue <- r:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.quit:
@@ -581,7 +600,7 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 func (s *Store) writer() {
 	defer close(s.closed)
 	for {
-		group, ok := gather(s.writes, s.quit, maxGroup)
+		group, ok := s.gatherWrites()
 		if !ok {
 			return
 		}
@@ -594,19 +613,23 @@ func (s *Store) writer() {
 func gather[T any](ch <-chan T, quit <-chan struct{}, limit int) (batch []T, ok bool) {
 	select {
 	case r := <-ch:
-		batch = append(batch, r)
+		return drain(ch, []T{r}, limit), true
 	case <-quit:
 		return nil, false
 	}
+}
+
+// drain appends to batch what ch holds ready, until batch has limit.
+func drain[T any](ch <-chan T, batch []T, limit int) []T {
 	for len(batch) < limit {
 		select {
 		case r := <-ch:
 			batch = append(batch, r)
 		default:
-			return batch, true
+			return batch
 		}
 	}
-	return batch, true
+	return batch
 }
 
 // commitGroup runs a group of writes in one transaction and answers each
