@@ -90,8 +90,6 @@ func (s *Store) dropCaches() {
 	}
 	s.c.mu.Unlock()
 	for _, e := range entries {
-		e.mu.Lock()
-		e.known = false
-		e.mu.Unlock()
+		e.forget()
 	}
 }
