@@ -38,7 +38,8 @@ type JobTx struct {
 func (s *Store) WithJobs(ctx context.Context, fn func(*JobTx) error) error {
 	var opened bool
 	var installed []string
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	// In the order they came, an operator's too (see Priority).
+	err := s.tx(inTurn(ctx), func(tx *sql.Tx) error {
 		t := &JobTx{tx: tx, s: s}
 		defer t.close()
 		err := fn(t)

@@ -22,6 +22,13 @@ import (
 // first, committed in a group of their own (not behind a group of
 // agents' writes). Operators are a handful of people and scripts; the
 // fleet is thousands of agents, so the fleet does not starve.
+//
+// Except job transactions (WithJobs): they keep the order they came in,
+// an operator's too. A job's life is a sequence of agents' reports and
+// operators' decisions whose order the user sees: an upgrade that came
+// after an agent reported its last job done must find that job ended,
+// not refuse the site because the report was overtaken ("site is running
+// job ...").
 
 type priorityKey struct{}
 
@@ -29,6 +36,14 @@ type priorityKey struct{}
 // of the others.
 func Priority(ctx context.Context) context.Context {
 	return context.WithValue(ctx, priorityKey{}, true)
+}
+
+// inTurn is ctx without its priority.
+func inTurn(ctx context.Context) context.Context {
+	if !isPriority(ctx) {
+		return ctx
+	}
+	return context.WithValue(ctx, priorityKey{}, false)
 }
 
 func isPriority(ctx context.Context) bool {

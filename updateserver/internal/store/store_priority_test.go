@@ -94,3 +94,43 @@ func TestPriorityReadsHaveTheirOwnConnections(t *testing.T) {
 		t.Fatalf("an operator's read of named sites with the read pool taken: %v", err)
 	}
 }
+
+// TestPriorityJobTransactionKeepsItsTurn: an operator's job transaction
+// (an upgrade) does not overtake the agents' job reports queued before
+// it: it sees the jobs they ended.
+func TestPriorityJobTransactionKeepsItsTurn(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	var order []string
+	job := func(ctx context.Context, who string) error {
+		return s.WithJobs(ctx, func(*JobTx) error {
+			mu.Lock()
+			order = append(order, who)
+			mu.Unlock()
+			return nil
+		})
+	}
+	release := blockWriter(t, s)
+	var wg sync.WaitGroup
+	const agents = 20
+	for range agents {
+		wg.Go(func() {
+			if err := job(ctx, "agent"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond) // setup: let the agents' reports queue
+	wg.Go(func() {
+		if err := job(Priority(ctx), "operator"); err != nil {
+			t.Error(err)
+		}
+	})
+	time.Sleep(200 * time.Millisecond) // setup: let the operator's upgrade queue
+	release()
+	wg.Wait()
+	if len(order) != agents+1 || order[agents] != "operator" {
+		t.Fatalf("job transactions ran in the order %v; want the operator's after the %d agents' queued before it", order, agents)
+	}
+}
