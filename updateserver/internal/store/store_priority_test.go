@@ -97,7 +97,8 @@ func TestPriorityReadsHaveTheirOwnConnections(t *testing.T) {
 
 // TestPriorityJobTransactionKeepsItsTurn: an operator's job transaction
 // (an upgrade) does not overtake the agents' job reports queued before
-// it: it sees the jobs they ended.
+// it: it sees the jobs they ended. A hand-out (AheadOfJobs), which
+// check-ins' answers wait for, does.
 func TestPriorityJobTransactionKeepsItsTurn(t *testing.T) {
 	s, _ := openTemp(t)
 	ctx := context.Background()
@@ -128,9 +129,15 @@ func TestPriorityJobTransactionKeepsItsTurn(t *testing.T) {
 		}
 	})
 	time.Sleep(200 * time.Millisecond) // setup: let the operator's upgrade queue
+	wg.Go(func() {
+		if err := job(AheadOfJobs(ctx), "hand-out"); err != nil {
+			t.Error(err)
+		}
+	})
+	time.Sleep(200 * time.Millisecond) // setup: let the hand-out queue
 	release()
 	wg.Wait()
-	if len(order) != agents+1 || order[agents] != "operator" {
-		t.Fatalf("job transactions ran in the order %v; want the operator's after the %d agents' queued before it", order, agents)
+	if len(order) != agents+2 || order[0] != "hand-out" || order[agents+1] != "operator" {
+		t.Fatalf("job transactions ran in the order %v; want the hand-out first, the operator's after the %d agents' queued before it", order, agents)
 	}
 }

@@ -45,7 +45,7 @@ func (s *Store) ListSites(ctx context.Context, f SiteFilter) ([]protocol.Site, e
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, s.scanSite)
+	return s.withLastSeen(collect(rows, scanSite))
 }
 
 // GetSite returns one site.

@@ -15,7 +15,7 @@ import (
 // The SQLite writer's statements are kept the same way, on its one
 // connection (Store.wconn, txStmt).
 type stmtCache struct {
-	mu sync.Mutex
+	mu sync.RWMutex // read by every query
 	m  map[string]*sql.Stmt
 }
 
@@ -26,9 +26,9 @@ const maxStmts = 512
 // get returns db's kept statement for q, preparing it once. ok is false
 // when the cache is full and st must be closed after use.
 func (c *stmtCache) get(ctx context.Context, db preparer, q string) (st *sql.Stmt, ok bool, err error) {
-	c.mu.Lock()
+	c.mu.RLock()
 	st = c.m[q]
-	c.mu.Unlock()
+	c.mu.RUnlock()
 	if st != nil {
 		return st, true, nil
 	}
