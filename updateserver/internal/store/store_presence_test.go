@@ -502,3 +502,39 @@ func TestReportForgottenDuringItsWriteIsWrittenAgain(t *testing.T) {
 		t.Fatal("after it was written, the same report would be written again")
 	}
 }
+
+// TestEnrolledSiteNeedsNoReadToCheckIn: a site just enrolled through this
+// store is known by its credential and its client without a read: with
+// every connection of the read pool taken (thousands of agents checking
+// in), its agent's first check-in finds both. A credential replaced
+// since is still refused.
+func TestEnrolledSiteNeedsNoReadToCheckIn(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	enrollSite(t, s, "s1", "first")
+	enrollSite(t, s, "s1", "second") // re-enrolled: replaces "first"
+	enrollSite(t, s, "s2", "cred-2")
+	func() {
+		for range s.db.Stats().MaxOpenConnections {
+			c, err := s.db.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+		}
+		short, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if site, err := s.SiteByCredential(short, "cred-2"); err != nil || site != "s2" {
+			t.Fatalf("a new site's credential with the read pool taken: %q %v; want s2 from memory", site, err)
+		}
+		if client, err := s.SiteClient(short, "s2"); err != nil || client != "c" {
+			t.Fatalf("a new site's client with the read pool taken: %q %v; want c from memory", client, err)
+		}
+	}()
+	if site, err := s.SiteByCredential(ctx, "first"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the replaced credential: %q %v; want refused", site, err)
+	}
+	if site, err := s.SiteByCredential(ctx, "second"); err != nil || site != "s1" {
+		t.Fatalf("the replacing credential: %q %v", site, err)
+	}
+}
