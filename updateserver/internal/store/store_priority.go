@@ -30,7 +30,13 @@ import (
 // not refuse the site because the report was overtaken ("site is running
 // job ...").
 //
-// A hand-out (AheadOfJobs) goes ahead of those too: check-ins' answers
+// A batch of check-ins' reports (store_reports.go) goes ahead too: the
+// check-ins wait for it before they read their assignment, and after an
+// upgrade committed, an agent still on its way back with its last job's
+// result would otherwise wait for the 10,000 job reports of the agents
+// answered first before it even learns its new job.
+//
+// A hand-out (AheadOfJobs) goes ahead of job transactions too: check-ins' answers
 // wait for it, while the reports queued before it are other sites' (an
 // agent reports, then checks in, one after the other). Measured: after an
 // upgrade, the agents that were not held in a long-poll when it committed

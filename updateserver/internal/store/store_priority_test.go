@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dropless/dropless/pkg/protocol"
 )
 
 // TestPriorityWriteGoesFirst: an operator's write (a Priority context)
@@ -139,5 +141,44 @@ func TestPriorityJobTransactionKeepsItsTurn(t *testing.T) {
 	wg.Wait()
 	if len(order) != agents+2 || order[0] != "hand-out" || order[agents+1] != "operator" {
 		t.Fatalf("job transactions ran in the order %v; want the hand-out first, the operator's after the %d agents' queued before it", order, agents)
+	}
+}
+
+// TestCheckinReportGoesAheadOfJobReports: a check-in's report queued
+// behind agents' job reports is written first: the check-in waits for it
+// before it reads its assignment.
+func TestCheckinReportGoesAheadOfJobReports(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	enrollSite(t, s, "s1", "cred-1")
+	release := blockWriter(t, s)
+	var wg sync.WaitGroup
+	seen := make(chan string, 20)
+	for range cap(seen) {
+		wg.Go(func() {
+			err := s.WithJobs(ctx, func(t *JobTx) error {
+				st, err := t.Site("s1")
+				seen <- st.InstalledVersion
+				return err
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond) // setup: let the job reports queue
+	wg.Go(func() {
+		if _, err := s.Checkin(ctx, time.Now(), "s1", protocol.CheckinRequest{InstalledVersion: "2.0.0", State: protocol.StateIdle}); err != nil {
+			t.Error(err)
+		}
+	})
+	time.Sleep(200 * time.Millisecond) // setup: let the report queue
+	release()
+	wg.Wait()
+	close(seen)
+	for v := range seen {
+		if v != "2.0.0" {
+			t.Fatalf("a job report queued before the check-in's report saw version %q: the report waited behind the job reports", v)
+		}
 	}
 }

@@ -57,7 +57,9 @@ func (s *Store) reporter() {
 			}
 			live = append(live, q)
 		}
-		err := s.tx(context.Background(), func(tx *sql.Tx) error { return s.updateReports(tx, live) })
+		// Ahead of the queued job reports (see Priority): the check-ins
+		// wait for it before they read their assignment.
+		err := s.tx(Priority(context.Background()), func(tx *sql.Tx) error { return s.updateReports(tx, live) })
 		for _, q := range live {
 			q.done <- err
 		}
