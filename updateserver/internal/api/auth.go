@@ -41,6 +41,10 @@ func (s *Server) auth(h http.HandlerFunc, need string) http.Handler {
 			writeError(w, http.StatusUnauthorized, protocol.CodeUnauthorized, "missing bearer token: pass --token or set UPDATESERVER_TOKEN")
 			return
 		}
+		// An operator's reads and writes go ahead of the agents' (see
+		// store.Priority): the token's lookup too, which the limit of
+		// failed authentications per source bounds.
+		r = r.WithContext(store.Priority(r.Context()))
 		now := s.now()
 		tok, err := s.Store.Authenticate(r.Context(), secret, now)
 		switch {

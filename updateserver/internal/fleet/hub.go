@@ -56,12 +56,22 @@ func (h *hub) unsubscribe(site string, ch chan *wakeUp) {
 }
 
 func (h *hub) notify(w *wakeUp) {
+	h.notifyMany([]wakeUp{*w})
+}
+
+// notifyMany wakes the long-polls of ws' sites, under one lock: the
+// woken calls each take it again to unsubscribe, and 10,000 of them
+// would otherwise take turns with the loop waking them.
+func (h *hub) notifyMany(ws []wakeUp) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for ch := range h.subs[w.site] {
-		select {
-		case ch <- w:
-		default:
+	for i := range ws {
+		w := &ws[i]
+		for ch := range h.subs[w.site] {
+			select {
+			case ch <- w:
+			default:
+			}
 		}
 	}
 }

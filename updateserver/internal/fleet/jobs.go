@@ -50,6 +50,8 @@ type jobRun struct {
 	out []JobEvent
 	// rollouts are the rollout changes made, for RolloutOutbox.
 	rollouts []RolloutEvent
+	// wake are the long-polls to wake once committed (handOutHeld).
+	wake []wakeUp
 }
 
 // jobs runs fn in one store transaction at now and emits the signals of
@@ -87,6 +89,10 @@ func (f *Fleet) jobsVia(ctx context.Context, with func(context.Context, func(*st
 		return nil
 	})
 	if err == nil && r != nil {
+		// The held long-polls first: their answers are what an upgrade
+		// waits for, and emit logs a line per job (10,000 for a
+		// client-wide upgrade).
+		f.wake(r.wake)
 		f.emit(r.out)
 		if len(r.rollouts) > 0 && f.RolloutsChanged != nil {
 			f.RolloutsChanged()
@@ -221,7 +227,6 @@ func (f *Fleet) CreateJobs(ctx context.Context, jobs []store.NewJob, a store.Aud
 	if err != nil {
 		return nil, err
 	}
-	f.wake(wake)
 	out := make([]protocol.Job, len(jobs))
 	for i, j := range jobs {
 		out[i] = protocol.Job{ID: j.ID, Site: j.Site, Product: j.Product, From: j.From, To: j.To, Result: protocol.ResultPending,
@@ -233,9 +238,7 @@ func (f *Fleet) CreateJobs(ctx context.Context, jobs []store.NewJob, a store.Aud
 // wake wakes the long-polls of sites with a new next assignment, once
 // the transaction that made it committed.
 func (f *Fleet) wake(ws []wakeUp) {
-	for i := range ws {
-		f.hub.notify(&ws[i])
-	}
+	f.hub.notifyMany(ws)
 }
 
 // handOutHeld records, in the transaction r that created the jobs of
@@ -248,7 +251,9 @@ func (f *Fleet) wake(ws []wakeUp) {
 // its wait run out, the server stopped), the job is the site's
 // assignment, handed out, at the agent's next check-in, through any
 // replica: recorded once, handed out until the agent reports it.
+// The long-polls of wake are woken when r commits (Fleet.jobs).
 func (f *Fleet) handOutHeld(ctx context.Context, r *jobRun, wake []wakeUp) error {
+	r.wake = wake
 	var ids []string
 	var ask []int // wake's entries whose window decides
 	var sites []protocol.Site

@@ -400,7 +400,6 @@ func (f *Fleet) startBatch(ctx context.Context, ro store.RolloutRow, chosen []pl
 	if err != nil {
 		return 0, false, err
 	}
-	f.wake(wake)
 	return len(names), stop, nil
 }
 

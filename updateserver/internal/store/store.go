@@ -69,7 +69,9 @@ type Store struct {
 	wconn     *sql.Conn
 	wstmts    stmtCache
 	writes    chan *writeReq
-	first     chan *writeReq  // writes that go before the others (WithJobsFirst)
+	first     chan *writeReq  // writes that go before the others (WithJobsFirst, Priority)
+	pdb       *sql.DB         // priority reads (store_priority.go)
+	preads    stmtCache       // pdb's kept statements
 	reports   chan *reportReq // check-in reports to write (store_reports.go)
 	quit      chan struct{}   // closed by Close
 	closed    chan struct{}   // closed when the writer has stopped
@@ -142,6 +144,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
 	s.db = db
+	if s.pdb, err = sql.Open("sqlite", "file:"+path+"?"+q.Encode()); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s.pdb.SetMaxOpenConns(priorityConns)
+	s.pdb.SetMaxIdleConns(priorityConns)
 	s.flushing = true
 	go s.flusher()
 	return s, nil
@@ -154,7 +162,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // agents' reads (store_leases.go).
 func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
 	n := 4 + 2*runtime.NumCPU()
-	var pools [3]*sql.DB
+	var pools [4]*sql.DB
 	for i := range pools {
 		db, err := openPostgres(dsn)
 		if err != nil {
@@ -164,11 +172,13 @@ func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
 		db.SetMaxIdleConns(n)
 		pools[i] = db
 	}
-	for _, p := range pools[1:] { // the writer's, the leases'
+	for _, p := range pools[1:3] { // the writer's, the leases'
 		p.SetMaxOpenConns(1)
 		p.SetMaxIdleConns(1)
 	}
-	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], ldb: pools[2], writes: make(chan *writeReq), first: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
+	pools[3].SetMaxOpenConns(priorityConns)
+	pools[3].SetMaxIdleConns(priorityConns)
+	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], ldb: pools[2], pdb: pools[3], writes: make(chan *writeReq), first: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
 		reports: make(chan *reportReq)}
 	s.c.init()
 	go s.writer()
@@ -203,12 +213,16 @@ func (s *Store) Close() error {
 		close(s.quit)
 		<-s.closed
 		s.reads.close()
+		s.preads.close()
 		s.wstmts.close()
 		if s.wconn != nil {
 			s.wconn.Close()
 		}
 		if s.db != nil {
 			s.db.Close()
+		}
+		if s.pdb != nil {
+			s.pdb.Close()
 		}
 		if s.ldb != nil {
 			s.ldb.Close()
@@ -561,6 +575,9 @@ func (s *Store) migrate(ctx context.Context) error {
 // context of their own (on PostgreSQL a cancelled one breaks the
 // connection, and with it the whole group's transaction).
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if isPriority(ctx) { // an operator's (store_priority.go)
+		return s.queue(ctx, s.first, fn)
+	}
 	return s.queue(ctx, s.writes, fn)
 }
 

@@ -54,7 +54,7 @@ func (s *Store) Followers(ctx context.Context, product string) ([]protocol.Site,
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, s.scanSite)
+	return s.withLastSeen(collect(rows, scanSite))
 }
 
 // JobSummary is what support sees of a site's jobs in a list: its open

@@ -36,6 +36,9 @@ type JobTx struct {
 // serialization failure or deadlock): it must set, not accumulate, what
 // it hands back.
 func (s *Store) WithJobs(ctx context.Context, fn func(*JobTx) error) error {
+	if aheadOfJobs(ctx) {
+		return s.withJobs(ctx, s.first, fn)
+	}
 	return s.withJobs(ctx, s.writes, fn)
 }
 
@@ -53,6 +56,8 @@ func (s *Store) WithJobsFirst(ctx context.Context, fn func(*JobTx) error) error 
 func (s *Store) withJobs(ctx context.Context, q chan *writeReq, fn func(*JobTx) error) error {
 	var opened bool
 	var installed []string
+	// In the order they came, an operator's too (see Priority), unless
+	// q is the first lane.
 	err := s.queue(ctx, q, func(tx *sql.Tx) error {
 		t := &JobTx{tx: tx, s: s}
 		defer t.close()

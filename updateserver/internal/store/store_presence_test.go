@@ -407,3 +407,134 @@ func TestReaderNeverPairsANewCheckinWithAnOldReport(t *testing.T) {
 		t.Errorf("after the check-in: last_seen %v, drift %q (%v)", st.LastSeen, st.Drift, err)
 	}
 }
+
+// blockWriter makes the store's writer wait until the returned release is
+// called: every write queues meanwhile.
+func blockWriter(t *testing.T, s *Store) (release func()) {
+	t.Helper()
+	busy, free := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.tx(context.Background(), func(*sql.Tx) error { close(busy); <-free; return nil })
+	}()
+	<-busy
+	var once bool
+	release = func() {
+		if !once {
+			once = true
+			close(free)
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// TestSiteListDoesNotWaitForReports: a list of sites (an upgrade of a
+// client reads it first) is answered while those sites' agents' check-in
+// reports wait for the writer, as they do when thousands report at once.
+func TestSiteListDoesNotWaitForReports(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	enrollSite(t, s, "s1", "cred-1")
+	if _, err := s.Checkin(ctx, time.Now(), "s1", protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle}); err != nil {
+		t.Fatal(err)
+	}
+	release := blockWriter(t, s)
+	checkin := make(chan error, 1)
+	go func() {
+		_, err := s.Checkin(ctx, time.Now(), "s1", protocol.CheckinRequest{InstalledVersion: "1.1.0", State: protocol.StateIdle})
+		checkin <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // setup: let the report queue
+	listed := make(chan error, 1)
+	go func() {
+		sites, err := s.ListSites(Priority(ctx), SiteFilter{Client: "c"})
+		if err == nil && (len(sites) != 1 || sites[0].InstalledVersion != "1.0.0") {
+			err = fmt.Errorf("listed %+v; want s1 at 1.0.0 (its new report is not committed)", sites)
+		}
+		listed <- err
+	}()
+	select {
+	case err := <-listed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the list of sites waited for a site's report to be written")
+	}
+	release()
+	if err := <-checkin; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReportForgottenDuringItsWriteIsWrittenAgain: the site's row changed
+// by something else (a job's transaction) while a check-in's report was
+// being written: the report is not taken as what the row holds, and the
+// next check-in reporting it writes it.
+func TestReportForgottenDuringItsWriteIsWrittenAgain(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	enrollSite(t, s, "s1", "cred-1")
+	req := protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle}
+	release := blockWriter(t, s)
+	checkin := make(chan error, 1)
+	go func() {
+		_, err := s.Checkin(ctx, time.Now(), "s1", req)
+		checkin <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // setup: let the report queue
+	s.forgetReport("s1")
+	release()
+	if err := <-checkin; err != nil {
+		t.Fatal(err)
+	}
+	if !s.CheckinWrites("s1", req) {
+		t.Fatal("a report forgotten while it was written is taken as the row's: the next check-in reporting it would not write it")
+	}
+	if !s.CheckinWrites("s1", req) || func() bool { w, _ := s.Checkin(ctx, time.Now(), "s1", req); return !w }() {
+		t.Fatal("the next check-in did not write its report")
+	}
+	if s.CheckinWrites("s1", req) {
+		t.Fatal("after it was written, the same report would be written again")
+	}
+}
+
+// TestEnrolledSiteNeedsNoReadToCheckIn: a site just enrolled through this
+// store is known by its credential and its client without a read: with
+// every connection of the read pool taken (thousands of agents checking
+// in), its agent's first check-in finds both. A credential replaced
+// since is still refused.
+func TestEnrolledSiteNeedsNoReadToCheckIn(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	enrollSite(t, s, "s1", "first")
+	enrollSite(t, s, "s1", "second") // re-enrolled: replaces "first"
+	enrollSite(t, s, "s2", "cred-2")
+	func() {
+		for range s.db.Stats().MaxOpenConnections {
+			c, err := s.db.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+		}
+		short, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if site, err := s.SiteByCredential(short, "cred-2"); err != nil || site != "s2" {
+			t.Fatalf("a new site's credential with the read pool taken: %q %v; want s2 from memory", site, err)
+		}
+		if client, err := s.SiteClient(short, "s2"); err != nil || client != "c" {
+			t.Fatalf("a new site's client with the read pool taken: %q %v; want c from memory", client, err)
+		}
+	}()
+	if site, err := s.SiteByCredential(ctx, "first"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the replaced credential: %q %v; want refused", site, err)
+	}
+	if site, err := s.SiteByCredential(ctx, "second"); err != nil || site != "s1" {
+		t.Fatalf("the replacing credential: %q %v", site, err)
+	}
+}

@@ -83,15 +83,13 @@ func (s *Store) dropCaches() {
 	s.c.credMu.Unlock()
 	s.c.jobGen.Add(1)
 	s.maintChanged()
-	s.c.mu.Lock()
+	s.c.mu.RLock()
 	entries := make([]*seenEntry, 0, len(s.c.sites))
 	for _, e := range s.c.sites {
 		entries = append(entries, e)
 	}
-	s.c.mu.Unlock()
+	s.c.mu.RUnlock()
 	for _, e := range entries {
-		e.mu.Lock()
-		e.known = false
-		e.mu.Unlock()
+		e.forget()
 	}
 }

@@ -45,7 +45,7 @@ func (s *Store) ListSites(ctx context.Context, f SiteFilter) ([]protocol.Site, e
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, s.scanSite)
+	return s.withLastSeen(collect(rows, scanSite))
 }
 
 // GetSite returns one site.
@@ -62,7 +62,8 @@ func (s *Store) GetSite(ctx context.Context, site string) (protocol.Site, error)
 func (s *Store) SitesByName(ctx context.Context, names []string) (map[string]protocol.Site, error) {
 	// Not through the kept statements (s.query): each length of the IN
 	// list is a query of its own, and they would fill the cache.
-	return sitesIn(names, func(q string, args ...any) (*sql.Rows, error) { return s.db.QueryContext(ctx, q, args...) })
+	db, _ := s.readPool(ctx)
+	return sitesIn(names, func(q string, args ...any) (*sql.Rows, error) { return db.QueryContext(ctx, q, args...) })
 }
 
 // sitesIn reads the named sites with query, inChunk at a time.

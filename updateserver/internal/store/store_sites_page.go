@@ -86,7 +86,7 @@ func (s *Store) SitesPage(ctx context.Context, q SitePageQuery) (SitePage, error
 	if err != nil {
 		return p, err
 	}
-	sites, err := collect(rows, s.scanSite)
+	sites, err := s.withLastSeen(collect(rows, scanSite))
 	if err != nil {
 		return p, err
 	}

@@ -15,7 +15,7 @@ import (
 // The SQLite writer's statements are kept the same way, on its one
 // connection (Store.wconn, txStmt).
 type stmtCache struct {
-	mu sync.Mutex
+	mu sync.RWMutex // read by every query
 	m  map[string]*sql.Stmt
 }
 
@@ -26,9 +26,9 @@ const maxStmts = 512
 // get returns db's kept statement for q, preparing it once. ok is false
 // when the cache is full and st must be closed after use.
 func (c *stmtCache) get(ctx context.Context, db preparer, q string) (st *sql.Stmt, ok bool, err error) {
-	c.mu.Lock()
+	c.mu.RLock()
 	st = c.m[q]
-	c.mu.Unlock()
+	c.mu.RUnlock()
 	if st != nil {
 		return st, true, nil
 	}
@@ -68,25 +68,27 @@ func (c *stmtCache) close() {
 
 // queryRow is s.db.QueryRowContext through a kept statement.
 func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	st, kept, err := s.reads.get(ctx, s.db, q)
+	db, reads := s.readPool(ctx)
+	st, kept, err := reads.get(ctx, db, q)
 	if err != nil || !kept {
 		if st != nil {
 			st.Close()
 		}
-		return s.db.QueryRowContext(ctx, q, args...) // its error, or a one-off
+		return db.QueryRowContext(ctx, q, args...) // its error, or a one-off
 	}
 	return st.QueryRowContext(ctx, args...)
 }
 
 // query is s.db.QueryContext through a kept statement.
 func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	st, kept, err := s.reads.get(ctx, s.db, q)
+	db, reads := s.readPool(ctx)
+	st, kept, err := reads.get(ctx, db, q)
 	if err != nil {
 		return nil, err
 	}
 	if !kept {
 		st.Close()
-		return s.db.QueryContext(ctx, q, args...) // a one-off
+		return db.QueryContext(ctx, q, args...) // a one-off
 	}
 	return st.QueryContext(ctx, args...)
 }

@@ -108,6 +108,9 @@ func (s *Server) signedIn(h pageHandler, need string, form bool) http.Handler {
 			http.Redirect(w, r, Prefix+"signin?why=expired", http.StatusSeeOther)
 			return
 		}
+		// A signed-in operator's reads and writes go ahead of the
+		// agents' (see store.Priority).
+		r = r.WithContext(store.Priority(r.Context()))
 		tok, err := s.Store.TokenByID(r.Context(), sess.tokenID, now)
 		if errors.Is(err, store.ErrNotFound) {
 			s.sessions.end(sess.id)
