@@ -17,6 +17,9 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fault.New(fault.TooLarge, "the bundle (%d bytes) is larger than this server accepts (%d bytes): raise serve --max-bundle-size or make the bundle smaller", r.ContentLength, s.Publisher.MaxUpload))
 		return
 	}
+	if spliceable(r) && s.uploadSpliced(w, r) {
+		return
+	}
 	body := &idleReader{r: r.Body, rc: http.NewResponseController(w), idle: uploadIdle}
 	body.extend()
 	up, err := s.Publisher.Upload(r.Context(), body, caller(r).Actor())
