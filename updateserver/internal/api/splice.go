@@ -40,24 +40,25 @@ func (s *Server) uploadSpliced(w http.ResponseWriter, r *http.Request) bool {
 		conn.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
 	}
 	up, err := s.Publisher.UploadConn(r.Context(), conn, prefix, r.ContentLength, uploadIdle, caller(r).Actor())
-	cw := &connResponse{h: w.Header().Clone()}
+	// The answer's headers go to w's too, for the wrappers' records.
+	cw := &connResponse{h: w.Header()}
 	if err != nil {
 		s.fail(cw, r, err)
 	} else {
 		writeJSON(cw, http.StatusCreated, up)
 	}
-	recordStatus(w, cw.status)
+	cw.WriteHeader(http.StatusOK)
+	recordAnswer(w, cw.status, cw.body.Bytes())
 	cw.send(conn, err != nil)
 	return true
 }
 
-// recordStatus tells the wrappers of w (metrics) the status of an answer
-// written on a hijacked connection.
-func recordStatus(w http.ResponseWriter, code int) {
+// recordAnswer tells the wrappers of w (metrics, the tests' API checker)
+// the answer written on a hijacked connection.
+func recordAnswer(w http.ResponseWriter, code int, body []byte) {
 	for {
-		if sw, ok := w.(interface{ SetStatus(int) }); ok {
-			sw.SetStatus(code)
-			return
+		if hw, ok := w.(interface{ HijackedAnswer(int, []byte) }); ok {
+			hw.HijackedAnswer(code, body)
 		}
 		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
 		if !ok {

@@ -155,9 +155,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-// SetStatus records the status of an answer the handler wrote on a
+// HijackedAnswer records the status of an answer the handler wrote on a
 // connection it hijacked.
-func (w *statusWriter) SetStatus(code int) { w.code = code }
+func (w *statusWriter) HijackedAnswer(code int, _ []byte) { w.code = code }
 
 // Unwrap lets http.ResponseController reach the connection (deadlines).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
