@@ -1,6 +1,7 @@
 package api
 
 import (
+	"io"
 	"net/http"
 	"time"
 
@@ -20,7 +21,12 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	if spliceable(r) && s.uploadSpliced(w, r) {
 		return
 	}
-	body := &idleReader{r: r.Body, rc: http.NewResponseController(w), idle: uploadIdle}
+	s.uploadBody(w, r, r.Body)
+}
+
+// uploadBody stages the upload body r, read from the request's connection.
+func (s *Server) uploadBody(w http.ResponseWriter, r *http.Request, b io.Reader) {
+	body := &idleReader{r: b, rc: http.NewResponseController(w), idle: uploadIdle}
 	body.extend()
 	up, err := s.Publisher.Upload(r.Context(), body, caller(r).Actor())
 	if err != nil {

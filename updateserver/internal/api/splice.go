@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/dropless/dropless/updateserver/internal/publish"
@@ -27,18 +26,24 @@ func spliceable(r *http.Request) bool {
 // the connection. It returns false, having done nothing, when the
 // connection cannot be taken over.
 func (s *Server) uploadSpliced(w http.ResponseWriter, r *http.Request) bool {
+	// Read the first bytes through the server: it answers "100 Continue"
+	// first when the client waits for it (and hides the Expect header).
+	first := make([]byte, 32<<10)
+	k, _ := r.Body.Read(first[:min(int64(len(first)), r.ContentLength)])
+	if k == 0 {
+		return false // the ordinary path meets the same end of the body
+	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		return false
+	if err != nil { // not seen: plain HTTP/1.x hijacks
+		s.uploadBody(w, r, io.MultiReader(bytes.NewReader(first[:k]), r.Body))
+		return true
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Time{})
-	// What the server read past the headers is the start of the body.
-	prefix := make([]byte, min(int64(brw.Reader.Buffered()), r.ContentLength))
-	io.ReadFull(brw.Reader, prefix)
-	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
-		conn.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
-	}
+	// What the server read past them is the body's too.
+	rest := make([]byte, min(int64(brw.Reader.Buffered()), r.ContentLength-int64(k)))
+	io.ReadFull(brw.Reader, rest)
+	prefix := append(first[:k], rest...)
 	up, err := s.Publisher.UploadConn(r.Context(), conn, prefix, r.ContentLength, uploadIdle, caller(r).Actor())
 	// The answer's headers go to w's too, for the wrappers' records.
 	cw := &connResponse{h: w.Header()}
