@@ -37,7 +37,14 @@ func NewWriteBehind(f *os.File, pos int64) *WriteBehind {
 // are left to the final fsync, which reports them.
 func (w *WriteBehind) Write(b []byte) (int, error) {
 	n, err := w.f.Write(b)
-	w.pos += int64(n)
+	w.Wrote(int64(n))
+	return n, err
+}
+
+// Wrote accounts for n bytes written at the file's offset by other means
+// (splice(2)), flushing behind them as Write does.
+func (w *WriteBehind) Wrote(n int64) {
+	w.pos += n
 	if w.pos-w.asked >= writeBehindStep {
 		startWriteback(w.f, w.asked, w.pos-w.asked)
 		w.asked = w.pos
@@ -47,7 +54,6 @@ func (w *WriteBehind) Write(b []byte) (int, error) {
 			w.done = end
 		}
 	}
-	return n, err
 }
 
 // Reset says the file now ends at pos and the next Write writes there

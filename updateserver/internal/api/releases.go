@@ -1,6 +1,7 @@
 package api
 
 import (
+	"io"
 	"net/http"
 	"time"
 
@@ -17,7 +18,15 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fault.New(fault.TooLarge, "the bundle (%d bytes) is larger than this server accepts (%d bytes): raise serve --max-bundle-size or make the bundle smaller", r.ContentLength, s.Publisher.MaxUpload))
 		return
 	}
-	body := &idleReader{r: r.Body, rc: http.NewResponseController(w), idle: uploadIdle}
+	if spliceable(r) && s.uploadSpliced(w, r) {
+		return
+	}
+	s.uploadBody(w, r, r.Body)
+}
+
+// uploadBody stages the upload body r, read from the request's connection.
+func (s *Server) uploadBody(w http.ResponseWriter, r *http.Request, b io.Reader) {
+	body := &idleReader{r: b, rc: http.NewResponseController(w), idle: uploadIdle}
 	body.extend()
 	up, err := s.Publisher.Upload(r.Context(), body, caller(r).Actor())
 	if err != nil {

@@ -77,6 +77,11 @@ func TestMetrics(t *testing.T) {
 		{JobID: job, Seq: 3, State: "rolled_back", Message: "health check failed", At: t0.Add(40 * time.Second)}}); err != nil {
 		t.Fatal(err)
 	}
+	// A body with a Content-Length is spliced; the answer, written on the
+	// hijacked connection, is counted all the same.
+	if code, b := s.api("POST", "/api/v1/uploads", s.Admin, strings.NewReader("not a bundle")); code != 400 {
+		t.Errorf("upload of a non-bundle: %d %s, want 400", code, b)
+	}
 	var m map[string]float64
 	waitFor(t, func() bool {
 		m = s.scrape(t, viewer)
@@ -100,6 +105,7 @@ func TestMetrics(t *testing.T) {
 		"updateserver_publish_bytes_total{}":                                                float64(rs[0].Length + rs[1].Length),
 		"updateserver_http_requests_total{code=200,route=POST /api/v1/agent/events}":        1,
 		"updateserver_http_requests_total{code=401,route=GET /metrics}":                     1,
+		"updateserver_http_requests_total{code=400,route=POST /api/v1/uploads}":             1, // answered on the hijacked connection
 		"updateserver_http_request_duration_seconds{route=POST /api/v1/agent/checkin}count": 1,
 		"updateserver_webhook_deliveries_total{outcome=delivered}":                          0,
 	}

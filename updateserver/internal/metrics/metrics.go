@@ -155,6 +155,10 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// HijackedAnswer records the status of an answer the handler wrote on a
+// connection it hijacked.
+func (w *statusWriter) HijackedAnswer(code int, _ []byte) { w.code = code }
+
 // Unwrap lets http.ResponseController reach the connection (deadlines).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 

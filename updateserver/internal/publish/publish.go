@@ -147,6 +147,28 @@ func (p *Publisher) uploadPath(id string) string {
 // is a valid bundle as the bytes arrive, in constant memory. Nothing is
 // staged unless the whole bundle is valid.
 func (p *Publisher) Upload(ctx context.Context, body io.Reader, actor string) (protocol.Upload, error) {
+	pipe := newAsyncPipe(8)
+	return p.stage(ctx, actor, pipe, func(f *os.File) (int64, error) {
+		limited := &io.LimitedReader{R: body, N: p.MaxUpload + 1}
+		return receive(atomicfile.NewWriteBehind(f, 0), pipe, ctxReader{ctx, limited})
+	})
+}
+
+// feed carries the received bytes to the scanner: the receiver calls
+// CloseWrite when it is done, the scanner CloseRead when it is, which
+// makes the receiver stop with the scanner's error (or io.ErrClosedPipe).
+type feed interface {
+	io.Reader
+	CloseWrite()
+	CloseRead(err error)
+}
+
+// stage receives a bundle into a staged file with recv (which writes the
+// file and passes what it received on through fd), while another goroutine
+// hashes it and checks it is a bundle (sha256 costs about as much as the
+// receiving and writing together); then it makes the file durable and
+// records the upload.
+func (p *Publisher) stage(ctx context.Context, actor string, fd feed, recv func(f *os.File) (int64, error)) (protocol.Upload, error) {
 	id := randomID()
 	final := p.uploadPath(id)
 	f, err := os.CreateTemp(p.UploadsDir, id+".*.part")
@@ -162,10 +184,6 @@ func (p *Publisher) Upload(ctx context.Context, body io.Reader, actor string) (p
 		}
 	}()
 
-	// Two goroutines share the work: this one receives the body and
-	// writes it to disk, the other hashes it and checks it is a bundle
-	// (sha256 costs about as much as the receiving and writing together).
-	pipe := newAsyncPipe(8)
 	type scanResult struct {
 		info *bundle.Info
 		err  error
@@ -176,14 +194,13 @@ func (p *Publisher) Upload(ctx context.Context, body io.Reader, actor string) (p
 		// On success Scan has read to EOF and refused anything after the
 		// gzip stream itself, so the hash saw every byte, and every byte
 		// it saw was checked.
-		info, err := bundle.Scan(io.TeeReader(pipe, h), p.Limits)
-		pipe.CloseRead(err)
+		info, err := bundle.Scan(io.TeeReader(fd, h), p.Limits)
+		fd.CloseRead(err)
 		scanned <- scanResult{info, err}
 	}()
 
-	limited := &io.LimitedReader{R: body, N: p.MaxUpload + 1}
-	n, copyErr := receive(atomicfile.NewWriteBehind(f, 0), pipe, ctxReader{ctx, limited})
-	pipe.CloseWrite()
+	n, copyErr := recv(f)
+	fd.CloseWrite()
 	res := <-scanned
 	switch {
 	case n > p.MaxUpload:

@@ -134,6 +134,15 @@ func (r *recorder) Write(b []byte) (int, error) {
 	return r.ResponseWriter.Write(b)
 }
 
+// HijackedAnswer records an answer the handler wrote on a connection it
+// hijacked (its headers are in the writer's Header).
+func (r *recorder) HijackedAnswer(code int, body []byte) {
+	r.status = code
+	r.body.Reset()
+	r.body.Write(body[:min(len(body), maxChecked)])
+	r.truncated = len(body) > maxChecked
+}
+
 // Unwrap lets http.ResponseController reach the real writer (deadlines,
 // flushes).
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

@@ -1,0 +1,156 @@
+package publish
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/dropless/dropless/pkg/protocol"
+	"github.com/dropless/dropless/updateserver/internal/fault"
+)
+
+// UploadConn is Upload for a body of length bytes that arrives on conn
+// (a hijacked HTTP/1.1 connection), prefix being the part of it the HTTP
+// server had already read. On Linux, from a TCP connection, the bytes go
+// from the socket to the staged file with splice(2), never through user
+// memory; the scanner reads them back from the page cache as they land.
+// The receive side was half of the server's CPU during an upload, mostly
+// the kernel copying socket data out to the process. A stall longer than
+// idle fails the upload; so does a connection that ends early.
+func (p *Publisher) UploadConn(ctx context.Context, conn net.Conn, prefix []byte, length int64, idle time.Duration, actor string) (protocol.Upload, error) {
+	if length > p.MaxUpload {
+		return protocol.Upload{}, fault.New(fault.TooLarge, "the bundle (%d bytes) is larger than this server accepts (%d bytes): raise serve --max-bundle-size or make the bundle smaller", length, p.MaxUpload)
+	}
+	prefix = prefix[:min(int64(len(prefix)), length)]
+	tc, ok := conn.(*net.TCPConn)
+	if !ok || !CanSplice {
+		body := io.MultiReader(bytes.NewReader(prefix), &idleConn{c: conn, idle: idle})
+		return p.Upload(ctx, &exactReader{r: io.LimitReader(body, length), want: length}, actor)
+	}
+	ff := newFileFeed()
+	return p.stage(ctx, actor, ff, func(f *os.File) (int64, error) {
+		ff.f = f
+		return spliceBody(ctx, f, ff, tc, prefix, length, idle)
+	})
+}
+
+// CanSplice tells whether UploadConn moves bytes with splice(2) here.
+const CanSplice = canSplice
+
+// shortBody is the error of a connection that ended before the body did.
+func shortBody(got, want int64) error {
+	return fault.New(fault.Invalid, "the upload ended after %d of the %d bytes its Content-Length announced: the connection was closed early; send the bundle again", got, want)
+}
+
+// exactReader fails with shortBody when r ends before want bytes.
+type exactReader struct {
+	r         io.Reader
+	got, want int64
+}
+
+func (e *exactReader) Read(b []byte) (int, error) {
+	n, err := e.r.Read(b)
+	e.got += int64(n)
+	if err == io.EOF && e.got < e.want {
+		err = shortBody(e.got, e.want)
+	}
+	return n, err
+}
+
+// idleConn reads a connection, pushing its read deadline idle ahead at
+// most once a second.
+type idleConn struct {
+	c    net.Conn
+	idle time.Duration
+	last time.Time
+}
+
+func (ic *idleConn) Read(b []byte) (int, error) {
+	ic.extend()
+	return ic.c.Read(b)
+}
+
+func (ic *idleConn) extend() {
+	if now := time.Now(); now.Sub(ic.last) > time.Second {
+		ic.last = now
+		ic.c.SetReadDeadline(now.Add(ic.idle))
+	}
+}
+
+// fileFeed hands the scanner what a receiver wrote to a file, reading it
+// back (from the page cache) a chunk at a time once a whole chunk, or the
+// rest, is there.
+type fileFeed struct {
+	f    *os.File
+	mu   sync.Mutex
+	cond *sync.Cond
+	end  int64 // the file holds [0, end)
+	eof  bool  // the receiver is done
+	rerr error // set by CloseRead
+	off  int64 // the next byte to read back (reader only)
+	buf  []byte
+	cur  []byte // what buf still holds for Read
+}
+
+func newFileFeed() *fileFeed {
+	ff := &fileFeed{buf: make([]byte, pipeChunk)}
+	ff.cond = sync.NewCond(&ff.mu)
+	return ff
+}
+
+// Wrote tells that the file now holds end bytes. It fails with the
+// reader's error once the reader gave up.
+func (ff *fileFeed) Wrote(end int64) error {
+	ff.mu.Lock()
+	defer ff.mu.Unlock()
+	if ff.rerr != nil {
+		return ff.rerr
+	}
+	ff.end = end
+	ff.cond.Signal()
+	return nil
+}
+
+func (ff *fileFeed) CloseWrite() {
+	ff.mu.Lock()
+	ff.eof = true
+	ff.mu.Unlock()
+	ff.cond.Broadcast()
+}
+
+func (ff *fileFeed) CloseRead(err error) {
+	if err == nil {
+		err = io.ErrClosedPipe
+	}
+	ff.mu.Lock()
+	if ff.rerr == nil {
+		ff.rerr = err
+	}
+	ff.mu.Unlock()
+}
+
+func (ff *fileFeed) Read(b []byte) (int, error) {
+	if len(ff.cur) == 0 {
+		ff.mu.Lock()
+		for ff.end-ff.off < int64(len(ff.buf)) && !ff.eof {
+			ff.cond.Wait()
+		}
+		k := min(ff.end-ff.off, int64(len(ff.buf)))
+		ff.mu.Unlock()
+		if k == 0 {
+			return 0, io.EOF
+		}
+		if _, err := ff.f.ReadAt(ff.buf[:k], ff.off); err != nil {
+			return 0, err
+		}
+		ff.off += k
+		ff.cur = ff.buf[:k]
+	}
+	n := copy(b, ff.cur)
+	ff.cur = ff.cur[n:]
+	return n, nil
+}
