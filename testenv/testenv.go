@@ -19,6 +19,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -458,10 +459,20 @@ func Start(t testing.TB, name, logPath string, env []string, bin string, args ..
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), env...)
-	if err := cmd.Start(); err != nil {
+	// A binary the test just wrote can be "text file busy" for a moment:
+	// a process another test forked meanwhile holds a copy of the
+	// writer's descriptor until it execs (golang.org/issue/22315).
+	var cmd *exec.Cmd
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		cmd = exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.Env = append(os.Environ(), env...)
+		err = cmd.Start()
+		if !errors.Is(err, syscall.ETXTBSY) || time.Now().After(end) {
+			break
+		}
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	p := &Proc{Name: name, Args: cmd.Args, Log: logPath, cmd: cmd, done: make(chan struct{})}
