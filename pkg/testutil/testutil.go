@@ -5,10 +5,13 @@
 package testutil
 
 import (
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -67,9 +70,25 @@ func (l *Log) Lines(s string) []string {
 // Logger returns a logger that writes through t.Log at Debug and above.
 func Logger(t testing.TB) *slog.Logger { return NewLog(t, slog.LevelDebug).Logger() }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a loopback TCP port that was free a moment ago, for a
+// server a test starts later (an app the agent launches).
+//
+// It is taken below the kernel's ephemeral range (32768-60999 on Linux):
+// a port from there (what listening on port 0 gives) can be taken, before
+// the server binds it, by any outgoing connection of the tests running in
+// parallel, and the server then fails to start. Below that range only
+// another FreePort can take it: each process walks the range from a
+// random start.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	for range 100 {
+		port := freePortLow + int(freePortNext.Add(1)%freePortSpan)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			ln.Close()
+			return port
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -77,3 +96,15 @@ func FreePort(t testing.TB) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// FreePort's range: [freePortLow, freePortLow+freePortSpan).
+const (
+	freePortLow  = 20000
+	freePortSpan = 12000
+)
+
+var freePortNext = func() *atomic.Uint64 {
+	var n atomic.Uint64
+	n.Store(rand.Uint64())
+	return &n
+}()

@@ -196,8 +196,10 @@ func (s *testSite) appConfig() config.App {
 	return config.App{
 		// The app logs outside its release directory: a file it wrote
 		// there would be drift (unless Config.DriftIgnore names it).
+		// An app that exits before writing its pidfile (its port
+		// taken) fails the start at once, not after a minute.
 		Start: []string{"sh", "-c", `nohup "$0" -addr "$1" -pidfile "$2" >>"$3" 2>&1 &
-i=0; while [ ! -f "$2" ]; do sleep 0.05; i=$((i+1)); [ $i -lt 1200 ] || exit 1; done`,
+p=$!; i=0; while [ ! -f "$2" ]; do kill -0 $p 2>/dev/null || [ -f "$2" ] || exit 1; sleep 0.05; i=$((i+1)); [ $i -lt 1200 ] || exit 1; done`,
 			s.App, fmt.Sprintf("127.0.0.1:%d", s.Port), s.Pidfile, filepath.Join(s.Dir, "app.log")},
 		Stop: []string{"sh", "-c", `[ -f "$0" ] || exit 0
 kill "$(cat "$0")" 2>/dev/null || { rm -f "$0"; exit 0; }

@@ -432,6 +432,29 @@ func blockWriter(t *testing.T, s *Store) (release func()) {
 	return release
 }
 
+// takeReadPool takes every connection of s's read pool, as thousands of
+// agents' check-ins do, until release is called (at the latest when the
+// test ends).
+func takeReadPool(t *testing.T, s *Store) (release func()) {
+	t.Helper()
+	var conns []*sql.Conn
+	release = func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		conns = nil
+	}
+	t.Cleanup(release)
+	for range s.db.Stats().MaxOpenConnections {
+		c, err := s.db.Conn(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	return release
+}
+
 // TestSiteListDoesNotWaitForReports: a list of sites (an upgrade of a
 // client reads it first) is answered while those sites' agents' check-in
 // reports wait for the writer, as they do when thousands report at once.
@@ -515,13 +538,7 @@ func TestEnrolledSiteNeedsNoReadToCheckIn(t *testing.T) {
 	enrollSite(t, s, "s1", "second") // re-enrolled: replaces "first"
 	enrollSite(t, s, "s2", "cred-2")
 	func() {
-		for range s.db.Stats().MaxOpenConnections {
-			c, err := s.db.Conn(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-		}
+		defer takeReadPool(t, s)()
 		short, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if site, err := s.SiteByCredential(short, "cred-2"); err != nil || site != "s2" {

@@ -75,13 +75,7 @@ func TestPriorityWriteGoesFirst(t *testing.T) {
 func TestPriorityReadsHaveTheirOwnConnections(t *testing.T) {
 	s, _ := openTemp(t)
 	ctx := context.Background()
-	for range s.db.Stats().MaxOpenConnections {
-		c, err := s.db.Conn(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-	}
+	takeReadPool(t, s)
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	if _, err := s.ListSites(short, SiteFilter{}); !errors.Is(err, context.DeadlineExceeded) {
