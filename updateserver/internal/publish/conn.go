@@ -81,10 +81,9 @@ func (ic *idleConn) extend() {
 	}
 }
 
-// fileFeed hands what a receiver wrote to a file to its readers (the
-// scanner, and the hasher on its own core), each reading it back from the
-// page cache a chunk at a time, at its own pace, once a whole chunk, or
-// the rest, is there. The receiver never waits for them.
+// fileFeed hands the scanner what a receiver wrote to a file, reading it
+// back (from the page cache) a chunk at a time once a whole chunk, or the
+// rest, is there.
 type fileFeed struct {
 	f    *os.File
 	mu   sync.Mutex
@@ -92,25 +91,19 @@ type fileFeed struct {
 	end  int64 // the file holds [0, end)
 	eof  bool  // the receiver is done
 	rerr error // set by CloseRead
-	need int64 // the smallest end a waiting reader waits for (0: none waits)
-	main *feedReader
+	off  int64 // the next byte to read back (reader only)
+	buf  []byte
+	cur  []byte // what buf still holds for Read
 }
 
 func newFileFeed() *fileFeed {
-	ff := &fileFeed{}
+	ff := &fileFeed{buf: make([]byte, pipeChunk)}
 	ff.cond = sync.NewCond(&ff.mu)
-	ff.main = ff.reader()
 	return ff
 }
 
-// reader returns another reader of the file from its start.
-func (ff *fileFeed) reader() *feedReader {
-	return &feedReader{ff: ff, buf: make([]byte, pipeChunk)}
-}
-
-// Wrote tells that the file now holds end bytes, waking the readers that
-// wait for no more than that. It fails with a reader's error once one
-// gave up.
+// Wrote tells that the file now holds end bytes. It fails with the
+// reader's error once the reader gave up.
 func (ff *fileFeed) Wrote(end int64) error {
 	ff.mu.Lock()
 	defer ff.mu.Unlock()
@@ -118,10 +111,7 @@ func (ff *fileFeed) Wrote(end int64) error {
 		return ff.rerr
 	}
 	ff.end = end
-	if ff.need != 0 && end >= ff.need {
-		ff.need = 0
-		ff.cond.Broadcast()
-	}
+	ff.cond.Signal()
 	return nil
 }
 
@@ -132,8 +122,6 @@ func (ff *fileFeed) CloseWrite() {
 	ff.cond.Broadcast()
 }
 
-// CloseRead makes the receiver stop with err (io.ErrClosedPipe when nil):
-// a reader failed, or has seen all it needs.
 func (ff *fileFeed) CloseRead(err error) {
 	if err == nil {
 		err = io.ErrClosedPipe
@@ -145,43 +133,24 @@ func (ff *fileFeed) CloseRead(err error) {
 	ff.mu.Unlock()
 }
 
-// Read reads for the scanner.
-func (ff *fileFeed) Read(b []byte) (int, error) { return ff.main.Read(b) }
-
-// Hasher returns a reader of its own for the hash.
-func (ff *fileFeed) Hasher() io.Reader { return ff.reader() }
-
-// feedReader is one reader of a fileFeed.
-type feedReader struct {
-	ff  *fileFeed
-	off int64 // the next byte to read back
-	buf []byte
-	cur []byte // what buf still holds for Read
-}
-
-func (r *feedReader) Read(b []byte) (int, error) {
-	if len(r.cur) == 0 {
-		ff := r.ff
-		want := r.off + int64(len(r.buf))
+func (ff *fileFeed) Read(b []byte) (int, error) {
+	if len(ff.cur) == 0 {
 		ff.mu.Lock()
-		for ff.end < want && !ff.eof {
-			if ff.need == 0 || want < ff.need {
-				ff.need = want
-			}
+		for ff.end-ff.off < int64(len(ff.buf)) && !ff.eof {
 			ff.cond.Wait()
 		}
-		k := min(ff.end-r.off, int64(len(r.buf)))
+		k := min(ff.end-ff.off, int64(len(ff.buf)))
 		ff.mu.Unlock()
 		if k == 0 {
 			return 0, io.EOF
 		}
-		if _, err := ff.f.ReadAt(r.buf[:k], r.off); err != nil {
+		if _, err := ff.f.ReadAt(ff.buf[:k], ff.off); err != nil {
 			return 0, err
 		}
-		r.off += k
-		r.cur = r.buf[:k]
+		ff.off += k
+		ff.cur = ff.buf[:k]
 	}
-	n := copy(b, r.cur)
-	r.cur = r.cur[n:]
+	n := copy(b, ff.cur)
+	ff.cur = ff.cur[n:]
 	return n, nil
 }

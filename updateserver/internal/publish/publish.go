@@ -167,11 +167,7 @@ type feed interface {
 // file and passes what it received on through fd), while another goroutine
 // hashes it and checks it is a bundle (sha256 costs about as much as the
 // receiving and writing together); then it makes the file durable and
-// records the upload. A feed with a Hasher of its own (a fileFeed: the
-// staged file read back) is hashed in a third goroutine, in parallel with
-// the scan: sha256 is the largest piece of an upload's CPU, and hashing
-// and scanning one after the other in one goroutine made that goroutine
-// the slowest part of the pipeline.
+// records the upload.
 func (p *Publisher) stage(ctx context.Context, actor string, fd feed, recv func(f *os.File) (int64, error)) (protocol.Upload, error) {
 	id := randomID()
 	final := p.uploadPath(id)
@@ -191,63 +187,38 @@ func (p *Publisher) stage(ctx context.Context, actor string, fd feed, recv func(
 	type scanResult struct {
 		info *bundle.Info
 		err  error
+		at   time.Time // when the scan ended
 	}
 	scanned := make(chan scanResult, 1)
 	h := sha256.New()
-	// hashed gets how many bytes the hasher read, and its error.
-	type hashResult struct {
-		n   int64
-		err error
-	}
-	hashed := make(chan hashResult, 1)
-	scanIn := io.Reader(fd)
-	if hf, ok := fd.(interface{ Hasher() io.Reader }); ok {
-		// Both read the staged file, each to its end: the hash is of
-		// the bytes stored, all of which the scan checked.
-		go func() {
-			n, err := io.Copy(h, hf.Hasher())
-			if err != nil {
-				fd.CloseRead(err)
-			}
-			hashed <- hashResult{n, err}
-		}()
-	} else {
-		scanIn = &countingReader{r: io.TeeReader(fd, h)}
-	}
 	go func() {
 		// On success Scan has read to EOF and refused anything after the
 		// gzip stream itself, so the hash saw every byte, and every byte
 		// it saw was checked.
-		info, err := bundle.Scan(scanIn, p.Limits)
+		info, err := bundle.Scan(io.TeeReader(fd, h), p.Limits)
 		fd.CloseRead(err)
-		if cr, ok := scanIn.(*countingReader); ok {
-			hashed <- hashResult{cr.n, nil}
-		}
-		scanned <- scanResult{info, err}
+		scanned <- scanResult{info, err, time.Now()}
 	}()
 
+	start := time.Now()
 	n, copyErr := recv(f)
+	received := time.Now()
 	fd.CloseWrite()
 	res := <-scanned
-	hres := <-hashed
 	switch {
 	case n > p.MaxUpload:
 		return protocol.Upload{}, fault.New(fault.TooLarge, "the bundle is larger than this server accepts (%d bytes): raise serve --max-bundle-size or make the bundle smaller", p.MaxUpload)
 	case res.err != nil && (copyErr == nil || errors.Is(copyErr, res.err) || errors.Is(copyErr, io.ErrClosedPipe)):
 		return protocol.Upload{}, bundleFault(res.err)
-	case hres.err != nil:
-		return protocol.Upload{}, fmt.Errorf("stage upload: read the staged bundle back to hash it: %w", hres.err)
 	case copyErr != nil:
 		return protocol.Upload{}, fmt.Errorf("receive bundle: %w", copyErr)
 	case res.err != nil:
 		return protocol.Upload{}, bundleFault(res.err)
-	case hres.n != n:
-		// Not seen: the scan read to the end of what was received.
-		return protocol.Upload{}, fmt.Errorf("stage upload: hashed %d of the %d bytes received", hres.n, n)
 	}
 	if err := f.Sync(); err != nil {
 		return protocol.Upload{}, fmt.Errorf("stage upload: %w", err)
 	}
+	synced := time.Now()
 	if err := f.Close(); err != nil {
 		return protocol.Upload{}, fmt.Errorf("stage upload: %w", err)
 	}
@@ -264,7 +235,13 @@ func (p *Publisher) stage(ctx context.Context, actor string, fd feed, recv func(
 		return protocol.Upload{}, fmt.Errorf("record upload: %w", err)
 	}
 	ok = true
-	p.Log.Info("bundle staged", "upload", id, "bytes", n, "sha256", up.SHA256, "by", actor)
+	// Where the time went: receiving (and writing), the scan's tail
+	// after the last byte landed, the final fsync.
+	tail := max(0, res.at.Sub(received))
+	p.Log.Info("bundle staged", "upload", id, "bytes", n, "sha256", up.SHA256, "by", actor,
+		"receive", received.Sub(start).Round(time.Millisecond),
+		"scan_tail", tail.Round(time.Millisecond),
+		"fsync", synced.Sub(received.Add(tail)).Round(time.Millisecond))
 	return up, nil
 }
 
@@ -304,18 +281,6 @@ func bundleFault(err error) error {
 		return fault.Wrap(fault.TooLarge, err)
 	}
 	return &fault.Error{Kind: fault.Invalid, Msg: "the upload is not a valid bundle: " + err.Error(), Err: err}
-}
-
-// countingReader counts what is read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(b []byte) (int, error) {
-	n, err := c.r.Read(b)
-	c.n += int64(n)
-	return n, err
 }
 
 // ctxReader stops a copy when ctx is done.
