@@ -24,6 +24,13 @@
 #           order right after the same cp, so both meet the same load; the
 #           table shows both and the medians of each
 #
+# Each row also shows, from the server's "bundle staged" log line, where
+# the upload's time went on the server: receiving (and writing) the body,
+# the scan's tail after the last byte landed, and the final fsync, in
+# seconds ("-" from a server that does not log them). What is left of the
+# publish time is the client's start, its check that the release does
+# not exist yet, and the publish request after the upload.
+#
 # Every run shows the 1-minute load average at its start: on a shared
 # machine the publish (CPU-bound: socket, sha256, gunzip) slows with the
 # load far more than cp (disk-bound) does, so compare figures of one load,
@@ -141,7 +148,7 @@ fi
 
 # publish_with NAME RUN: publish SRC as version 1.0.RUN with NAME's binary
 # (client and server) and append its figures to PUB, SCPU and CCPU[NAME].
-declare -A BINOF=([new]=$BIN [base]=$BASE) PUB SCPU CCPU
+declare -A BINOF=([new]=$BIN [base]=$BASE) PUB SCPU CCPU PHASES
 CRSS=0
 publish_with() {
 	local name=$1 run=$2 c0 c1 t0 t1 r
@@ -154,6 +161,7 @@ publish_with() {
 	t1=$(now)
 	c1=$(cputicks "$name")
 	grep -q "^published bench 1.0.$run" "$TMP/publish.out" || { cat "$TMP/publish.out" "$TMP/server-$name.log" >&2; exit 1; }
+	PHASES[$name]+=" $(phases "$TMP/server-$name.log")"
 	PUB[$name]+=" $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')"
 	SCPU[$name]+=" $(awk -v c="$((c1 - c0))" -v t="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", c/t}')"
 	if [[ -s $TMP/client.time ]]; then
@@ -164,6 +172,21 @@ publish_with() {
 		CCPU[$name]+=" -"
 	fi
 	find "$TMP/data-$name/targets" -type f -name '*.tar.gz' -delete
+}
+
+# phases LOG: receive/scan_tail/fsync of the last "bundle staged" line of
+# LOG, in seconds ("-" when it has none).
+phases() {
+	grep 'msg="bundle staged"' "$1" | tail -1 | awk '
+	function secs(v) {
+		if (v ~ /ms$/) return substr(v, 1, length(v) - 2) / 1000
+		if (v ~ /µs$/) return substr(v, 1, length(v) - 3) / 1e6
+		if (v ~ /ns$/) return substr(v, 1, length(v) - 2) / 1e9
+		if (v ~ /m[0-9.]+s$/) { split(v, m, "m"); return m[1] * 60 + substr(m[2], 1, length(m[2]) - 1) }
+		return substr(v, 1, length(v) - 1) + 0
+	}
+	{ for (i = 1; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "receive") r = secs(kv[2]); if (kv[1] == "scan_tail") t = secs(kv[2]); if (kv[1] == "fsync") f = secs(kv[2]) } }
+	END { if (r == "") print "-"; else printf "%.2f/%.2f/%.2f", r, t, f }'
 }
 
 # Each run times cp, then publish (a new version each run; with BASE, both
@@ -189,8 +212,8 @@ HWM=$(status new VmHWM)
 RSS=$(status new VmRSS)
 
 awk -v bytes="$BYTES" -v cps="${CP_ALL[*]}" -v loads="${LOAD_ALL[*]}" \
-	-v pubs="${PUB[new]}" -v scpu="${SCPU[new]}" -v ccpu="${CCPU[new]}" \
-	-v bpubs="${PUB[base]:-}" -v bscpu="${SCPU[base]:-}" -v bccpu="${CCPU[base]:-}" \
+	-v pubs="${PUB[new]}" -v scpu="${SCPU[new]}" -v ccpu="${CCPU[new]}" -v phs="${PHASES[new]}" \
+	-v bpubs="${PUB[base]:-}" -v bscpu="${SCPU[base]:-}" -v bccpu="${CCPU[base]:-}" -v bphs="${PHASES[base]:-}" \
 	-v hwm="$HWM" -v hwm0="$HWM0" -v rss="$RSS" -v crss="$CRSS" \
 	-v cache="$CACHE" -v nproc="$(nproc)" '
 function median(s, a, n, i, j, t) {
@@ -198,22 +221,22 @@ function median(s, a, n, i, j, t) {
 	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
 	return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
 }
-function row(label, load, c, p, s, k) {
-	printf "%-8s %5s %8.3f %9.1f %10.3f %8.1f %6.2f %9s %9s\n", label, load, c, bytes/c/1e6, p, bytes/p/1e6, c/p, s, k
+function row(label, load, c, p, s, k, ph) {
+	printf "%-8s %5s %8.3f %9.1f %10.3f %8.1f %6.2f %9s %9s  %s\n", label, load, c, bytes/c/1e6, p, bytes/p/1e6, c/p, s, k, ph
 }
-function table(title, pubs, scpu, ccpu, pub, sc, cc, i, mc, mp) {
-	split(pubs, pub, " "); split(scpu, sc, " "); split(ccpu, cc, " ")
+function table(title, pubs, scpu, ccpu, phs, pub, sc, cc, ph, i, mc, mp) {
+	split(pubs, pub, " "); split(scpu, sc, " "); split(ccpu, cc, " "); split(phs, ph, " ")
 	if (title != "") print title
-	printf "%-8s %5s %8s %9s %10s %8s %6s %9s %9s\n", "run", "load", "cp s", "cp MB/s", "publish s", "MB/s", "ratio", "srv CPU s", "cli CPU s"
-	for (i = 1; i <= n; i++) row(i, ld[i], cp[i], pub[i], sc[i], cc[i])
+	printf "%-8s %5s %8s %9s %10s %8s %6s %9s %9s  %s\n", "run", "load", "cp s", "cp MB/s", "publish s", "MB/s", "ratio", "srv CPU s", "cli CPU s", "server: receive/scan tail/fsync s"
+	for (i = 1; i <= n; i++) row(i, ld[i], cp[i], pub[i], sc[i], cc[i], ph[i])
 	mc = median(cps); mp = median(pubs)
 	printf "%-8s %5s %8.3f %9.1f %10.3f %8.1f %6.2f %9.2f %9s   (goal ratio >= 0.5)\n\n", "median", "", mc, bytes/mc/1e6, mp, bytes/mp/1e6, mc/mp, median(scpu), ccpu ~ /-/ ? "-" : sprintf("%.2f", median(ccpu))
 }
 BEGIN {
 	n = split(cps, cp, " "); split(loads, ld, " ")
 	printf "bytes %d, page cache %s, nproc %s, MB = 10^6 bytes, load = 1-minute load average at the start of the run\n\n", bytes, cache, nproc
-	table(bpubs == "" ? "" : "this tree (bin/updateserver):", pubs, scpu, ccpu)
-	if (bpubs != "") table("BASE, in the same runs:", bpubs, bscpu, bccpu)
+	table(bpubs == "" ? "" : "this tree (bin/updateserver):", pubs, scpu, ccpu, phs)
+	if (bpubs != "") table("BASE, in the same runs:", bpubs, bscpu, bccpu, bphs)
 	printf "server peak RSS (VmHWM) %.1f MB (goal < 100; %.1f MB before the first upload), VmRSS at the end %.1f MB\n", hwm/1024, hwm0/1024, rss/1024
 	if (crss > 0) printf "client peak RSS %.1f MB\n", crss/1024
 }'

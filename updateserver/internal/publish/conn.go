@@ -91,6 +91,7 @@ type fileFeed struct {
 	end  int64 // the file holds [0, end)
 	eof  bool  // the receiver is done
 	rerr error // set by CloseRead
+	need int64 // the end the reader waits for (0: it does not wait)
 	off  int64 // the next byte to read back (reader only)
 	buf  []byte
 	cur  []byte // what buf still holds for Read
@@ -102,8 +103,9 @@ func newFileFeed() *fileFeed {
 	return ff
 }
 
-// Wrote tells that the file now holds end bytes. It fails with the
-// reader's error once the reader gave up.
+// Wrote tells that the file now holds end bytes, waking the reader once
+// what it waits for is there: once per chunk, not at every splice.
+// It fails with the reader's error once the reader gave up.
 func (ff *fileFeed) Wrote(end int64) error {
 	ff.mu.Lock()
 	defer ff.mu.Unlock()
@@ -111,7 +113,10 @@ func (ff *fileFeed) Wrote(end int64) error {
 		return ff.rerr
 	}
 	ff.end = end
-	ff.cond.Signal()
+	if ff.need != 0 && end >= ff.need {
+		ff.need = 0
+		ff.cond.Signal()
+	}
 	return nil
 }
 
@@ -137,6 +142,7 @@ func (ff *fileFeed) Read(b []byte) (int, error) {
 	if len(ff.cur) == 0 {
 		ff.mu.Lock()
 		for ff.end-ff.off < int64(len(ff.buf)) && !ff.eof {
+			ff.need = ff.off + int64(len(ff.buf))
 			ff.cond.Wait()
 		}
 		k := min(ff.end-ff.off, int64(len(ff.buf)))

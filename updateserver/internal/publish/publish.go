@@ -187,6 +187,7 @@ func (p *Publisher) stage(ctx context.Context, actor string, fd feed, recv func(
 	type scanResult struct {
 		info *bundle.Info
 		err  error
+		at   time.Time // when the scan ended
 	}
 	scanned := make(chan scanResult, 1)
 	h := sha256.New()
@@ -196,10 +197,12 @@ func (p *Publisher) stage(ctx context.Context, actor string, fd feed, recv func(
 		// it saw was checked.
 		info, err := bundle.Scan(io.TeeReader(fd, h), p.Limits)
 		fd.CloseRead(err)
-		scanned <- scanResult{info, err}
+		scanned <- scanResult{info, err, time.Now()}
 	}()
 
+	start := time.Now()
 	n, copyErr := recv(f)
+	received := time.Now()
 	fd.CloseWrite()
 	res := <-scanned
 	switch {
@@ -215,6 +218,7 @@ func (p *Publisher) stage(ctx context.Context, actor string, fd feed, recv func(
 	if err := f.Sync(); err != nil {
 		return protocol.Upload{}, fmt.Errorf("stage upload: %w", err)
 	}
+	synced := time.Now()
 	if err := f.Close(); err != nil {
 		return protocol.Upload{}, fmt.Errorf("stage upload: %w", err)
 	}
@@ -231,7 +235,13 @@ func (p *Publisher) stage(ctx context.Context, actor string, fd feed, recv func(
 		return protocol.Upload{}, fmt.Errorf("record upload: %w", err)
 	}
 	ok = true
-	p.Log.Info("bundle staged", "upload", id, "bytes", n, "sha256", up.SHA256, "by", actor)
+	// Where the time went: receiving (and writing), the scan's tail
+	// after the last byte landed, the final fsync.
+	tail := max(0, res.at.Sub(received))
+	p.Log.Info("bundle staged", "upload", id, "bytes", n, "sha256", up.SHA256, "by", actor,
+		"receive", received.Sub(start).Round(time.Millisecond),
+		"scan_tail", tail.Round(time.Millisecond),
+		"fsync", synced.Sub(received.Add(tail)).Round(time.Millisecond))
 	return up, nil
 }
 

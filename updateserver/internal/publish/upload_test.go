@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -103,3 +105,22 @@ func TestUploadStreamsManyChunks(t *testing.T) {
 type iotestErrReader struct{}
 
 func (iotestErrReader) Read([]byte) (int, error) { return 0, errors.New("connection reset by peer") }
+
+// TestStagedLogSaysWhereTheTimeWent: the "bundle staged" log line tells an
+// operator how long receiving, the scan's tail after the last byte and the
+// final fsync took, so a slow publish can be put down to one of them.
+func TestStagedLogSaysWhereTheTimeWent(t *testing.T) {
+	p := newBenchPublisher(t)
+	var logged bytes.Buffer
+	p.Log = slog.New(slog.NewTextHandler(&logged, nil))
+	good := packed(t, map[string][]byte{"files/a.txt": []byte("a")})
+	if _, err := p.Upload(context.Background(), bytes.NewReader(good), "test"); err != nil {
+		t.Fatal(err)
+	}
+	line := logged.String()
+	for _, k := range []string{"receive", "scan_tail", "fsync"} {
+		if !regexp.MustCompile(`msg="bundle staged" .* ` + k + `=[0-9.]+(ns|µs|ms|s)\b`).MatchString(line) {
+			t.Errorf("the staged log line has no %s duration: %s", k, line)
+		}
+	}
+}
