@@ -91,6 +91,13 @@ type writeReq struct {
 	ctx  context.Context
 	fn   func(*sql.Tx) error
 	done chan error
+	// answer, when set, answers instead of done (a batch's write answers
+	// each of its items: batchWrite).
+	answer func(error)
+	// An item of a JobBatch (WithJobsBatched): its batch, key and item.
+	batch *JobBatch
+	key   string
+	item  any
 }
 
 // maxGroup bounds how many write transactions share one commit.
@@ -627,6 +634,7 @@ func (s *Store) writer() {
 		group = append(group, carry...)
 		group = drain(s.writes, group, maxGroup)
 		reports = drain(s.reports, reports, maxReports)
+		group = s.batches(group)
 		if len(reports) == 0 {
 			carry = s.commitGroup(group)
 			continue
@@ -671,12 +679,21 @@ func (s *Store) commitGroup(group []*writeReq) (rest []*writeReq) {
 	}
 	for i, r := range group[:n] {
 		if err != nil {
-			r.done <- err
+			r.reply(err)
 		} else {
-			r.done <- results[i]
+			r.reply(results[i])
 		}
 	}
 	return group[n:]
+}
+
+// reply answers r's caller with err.
+func (r *writeReq) reply(err error) {
+	if r.answer != nil {
+		r.answer(err)
+		return
+	}
+	r.done <- err
 }
 
 // groupTime bounds how long a group runs its writes before it commits:
