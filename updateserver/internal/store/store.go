@@ -632,7 +632,7 @@ func (s *Store) writer() {
 		}
 		group = drain(s.first, group, maxGroup)
 		group = append(group, carry...)
-		group = drain(s.writes, group, maxGroup)
+		group = drainWrites(s.writes, group)
 		reports = drain(s.reports, reports, maxReports)
 		group = s.batches(group)
 		if len(reports) == 0 {
@@ -657,6 +657,36 @@ func drain[T any](ch <-chan T, batch []T, limit int) []T {
 		}
 	}
 	return batch
+}
+
+// batchWeight is how many items of a JobBatch count as one write of a
+// group (drainWrites): they are applied together, a handful of
+// statements for up to maxBatch of them.
+const batchWeight = 16
+
+// drainWrites is drain of the writes lane, for a group of at most
+// maxGroup writes, where batchWeight items of a JobBatch count as one.
+func drainWrites(ch <-chan *writeReq, group []*writeReq) []*writeReq {
+	weight := func(r *writeReq) int {
+		if r.batch != nil {
+			return 1
+		}
+		return batchWeight
+	}
+	n := 0
+	for _, r := range group {
+		n += weight(r)
+	}
+	for n < maxGroup*batchWeight {
+		select {
+		case r := <-ch:
+			group = append(group, r)
+			n += weight(r)
+		default:
+			return group
+		}
+	}
+	return group
 }
 
 // commitGroup runs a group of writes in one transaction and answers each
