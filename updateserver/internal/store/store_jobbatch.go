@@ -89,11 +89,8 @@ func (s *Store) batches(group []*writeReq) []*writeReq {
 			keys[group[j].key] = true
 			j++
 		}
-		if j-i == 1 {
-			out = append(out, r)
-		} else {
-			out = append(out, s.batchWrite(group[i:j:j]))
-		}
+		// One item alone too: Apply is its one way, its fn the fallback.
+		out = append(out, s.batchWrite(group[i:j:j]))
 		i = j
 	}
 	return out
