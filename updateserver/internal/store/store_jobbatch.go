@@ -147,11 +147,15 @@ func (s *Store) batchWrite(items []*writeReq) *writeReq {
 			if retryable(results[i]) {
 				return results[i]
 			}
-			q := `RELEASE b; SAVEPOINT b`
-			if results[i] != nil {
-				q = `ROLLBACK TO b`
+			if results[i] == nil {
+				// On PostgreSQL a statement that failed (its error
+				// ignored) leaves the transaction aborted: the release
+				// fails, and the item is rolled back like a failed one.
+				if results[i] = s.savepoint(tx, `RELEASE b`, `SAVEPOINT b`); results[i] == nil {
+					continue
+				}
 			}
-			if err := s.savepoint(tx, strings.Split(q, "; ")...); err != nil {
+			if err := s.savepoint(tx, `ROLLBACK TO b`); err != nil {
 				return err
 			}
 		}
