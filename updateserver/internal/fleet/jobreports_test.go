@@ -90,7 +90,8 @@ func TestEventReportsOfManySitesTogether(t *testing.T) {
 		wg.Go(func() { answers[i], errs[i] = tf.Events(tf.ctx, sites[i], report(i)) })
 	}
 	wg.Go(func() { answers[n], errs[n] = tf.Events(tf.ctx, sites[1], report(1)) }) // twice
-	wg.Go(func() {                                                                 // site 2's report naming site 3's job
+	// Site 2's report naming site 3's job.
+	wg.Go(func() {
 		_, errs[n+1] = tf.Events(tf.ctx, sites[2], []protocol.Event{{JobID: job[sites[3]], Seq: 9, State: protocol.StateFailed, At: tf.now()}})
 	})
 	for waitingReports() < n+2 {
