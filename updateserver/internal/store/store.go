@@ -611,7 +611,10 @@ func (s *Store) queue(ctx context.Context, q chan *writeReq, fn func(*sql.Tx) er
 // apart from the others, so that they never wait behind thousands of
 // them, only for the group being committed. A group runs its writes for
 // at most groupTime (commitGroup); those it had no time for lead the next
-// group, after its reports and first writes.
+// group, after its reports and first writes. The items of a JobBatch
+// queued one after the other (the agents' job-event reports) are one
+// write of the group, applied together (batches, store_jobbatch.go), and
+// count for less in its size (drainWrites).
 func (s *Store) writer() {
 	defer close(s.closed)
 	var carry []*writeReq
