@@ -70,6 +70,9 @@ type Fleet struct {
 
 	kickOnce sync.Once
 	kick     chan struct{} // wakes the rollout scheduler
+
+	reportsOnce sync.Once
+	reports     *store.JobBatch // the agents' event reports (jobreports.go)
 }
 
 func (f *Fleet) now() time.Time {

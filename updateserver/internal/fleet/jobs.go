@@ -45,7 +45,10 @@ const reasonTimedOut = "timed out"
 // jobRun is one transaction of job rules: the store transaction, its
 // time, and the signals its changes emit once it committed.
 type jobRun struct {
-	tx  *store.JobTx
+	tx *store.JobTx
+	// w writes the rules' changes of jobs: tx itself, or a batch of
+	// reports' changes kept in memory and written together (jobBatch).
+	w   jobWrites
 	now time.Time
 	out []JobEvent
 	// rollouts are the rollout changes made, for RolloutOutbox.
@@ -69,36 +72,56 @@ func (f *Fleet) jobsFirst(ctx context.Context, now time.Time, fn func(*jobRun) e
 func (f *Fleet) jobsVia(ctx context.Context, with func(context.Context, func(*store.JobTx) error) error, now time.Time, fn func(*jobRun) error) error {
 	var r *jobRun
 	err := with(ctx, func(tx *store.JobTx) error {
-		r = &jobRun{tx: tx, now: now}
-		if err := fn(r); err != nil {
-			return err
-		}
-		if f.Outbox != nil && len(r.out) > 0 {
-			if err := f.Outbox(tx, now, r.out); err != nil {
-				return err
-			}
-		}
-		if f.RolloutOutbox != nil && len(r.rollouts) > 0 {
-			if err := f.RolloutOutbox(tx, now, r.rollouts); err != nil {
-				return err
-			}
-		}
-		if f.Bus != nil {
-			return f.Bus.InTx(tx.Exec, f.busMsgs(r)...)
-		}
-		return nil
+		var err error
+		r, err = f.jobTx(tx, now, fn)
+		return err
 	})
 	if err == nil && r != nil {
-		// The held long-polls first: their answers are what an upgrade
-		// waits for, and emit logs a line per job (10,000 for a
-		// client-wide upgrade).
-		f.wake(r.wake)
-		f.emit(r.out)
-		if len(r.rollouts) > 0 && f.RolloutsChanged != nil {
-			f.RolloutsChanged()
-		}
+		f.committed(r)
 	}
 	return err
+}
+
+// jobTx runs fn in tx at now, then writes what its changes tell (the
+// webhook outbox, the other replicas), and returns the run.
+func (f *Fleet) jobTx(tx *store.JobTx, now time.Time, fn func(*jobRun) error) (*jobRun, error) {
+	r := &jobRun{tx: tx, w: tx, now: now}
+	if err := fn(r); err != nil {
+		return r, err
+	}
+	return r, f.tell(r)
+}
+
+// tell writes, in r's transaction, what its changes tell: the webhook
+// outbox rows of its signals and rollout changes, and the other
+// replicas' notifications.
+func (f *Fleet) tell(r *jobRun) error {
+	if f.Outbox != nil && len(r.out) > 0 {
+		if err := f.Outbox(r.tx, r.now, r.out); err != nil {
+			return err
+		}
+	}
+	if f.RolloutOutbox != nil && len(r.rollouts) > 0 {
+		if err := f.RolloutOutbox(r.tx, r.now, r.rollouts); err != nil {
+			return err
+		}
+	}
+	if f.Bus != nil {
+		return f.Bus.InTx(r.tx.Exec, f.busMsgs(r)...)
+	}
+	return nil
+}
+
+// committed emits the signals of run r once its transaction committed.
+func (f *Fleet) committed(r *jobRun) {
+	// The held long-polls first: their answers are what an upgrade
+	// waits for, and emit logs a line per job (10,000 for a
+	// client-wide upgrade).
+	f.wake(r.wake)
+	f.emit(r.out)
+	if len(r.rollouts) > 0 && f.RolloutsChanged != nil {
+		f.RolloutsChanged()
+	}
 }
 
 func (r *jobRun) signal(t JobEventType, j store.JobRow, amends bool) {
@@ -117,7 +140,7 @@ func (r *jobRun) end(j store.JobRow, result, reason string, amends bool) error {
 	if result == protocol.ResultSucceeded {
 		reason = ""
 	}
-	if err := r.tx.EndJob(j.ID, result, reason, r.now); err != nil {
+	if err := r.w.EndJob(j.ID, result, reason, r.now); err != nil {
 		return err
 	}
 	j.Result, j.Reason = result, reason
@@ -141,7 +164,7 @@ func (r *jobRun) finish(j store.JobRow, result, reason string, byAgent bool) err
 	var open []store.JobRow
 	if !amends {
 		var err error
-		if open, err = r.tx.OpenJobs(j.Site); err != nil {
+		if open, err = r.w.OpenJobs(j.Site); err != nil {
 			return err
 		}
 	}
@@ -163,7 +186,7 @@ func (r *jobRun) finish(j store.JobRow, result, reason string, byAgent bool) err
 			}
 			continue
 		}
-		if err := r.tx.Progress(o.ID, r.now); err != nil {
+		if err := r.w.Progress(o.ID, r.now); err != nil {
 			return err
 		}
 	}
@@ -400,23 +423,37 @@ func (f *Fleet) reportEnd(ctx context.Context, now time.Time, site, id, result s
 // ran wins over what the server guessed: a job that timed out and then
 // reports its end ends so). An event of a job of another site refuses the
 // batch. It returns how many events were new.
+//
+// The store's writer may apply it together with the other sites' reports
+// queued beside it (eventReports, jobreports.go): the same rules, in a
+// few statements for all.
 func (f *Fleet) recordEvents(ctx context.Context, now time.Time, site string, events []protocol.Event) (int, error) {
-	added := 0
-	err := f.jobs(ctx, now, func(r *jobRun) error {
+	rep := &eventReport{site: site, events: events, now: now}
+	err := f.Store.WithJobsBatched(ctx, f.eventReports(), site, rep, func(tx *store.JobTx) error {
 		var err error
-		added, err = r.recordEvents(site, events)
+		rep.run, err = f.jobTx(tx, now, func(r *jobRun) error {
+			var err error
+			rep.added, err = r.recordEvents(site, events)
+			return err
+		})
 		return err
 	})
-	return added, err
+	if err != nil {
+		return 0, err
+	}
+	f.committed(rep.run)
+	return rep.added, nil
+}
+
+// seenJob is a job of a report of events, as the report left it.
+type seenJob struct {
+	row   store.JobRow
+	moved bool // its progress was recorded in this report
 }
 
 // recordEvents is Fleet.recordEvents inside the transaction r.
 func (r *jobRun) recordEvents(site string, events []protocol.Event) (int, error) {
 	added := 0
-	type seenJob struct {
-		row   store.JobRow
-		moved bool // its progress was recorded in this batch
-	}
 	seen := map[string]*seenJob{}
 	var order []string
 	for _, e := range events {
@@ -424,7 +461,7 @@ func (r *jobRun) recordEvents(site string, events []protocol.Event) (int, error)
 		if !ok {
 			j, err := r.tx.Job(e.JobID)
 			if errors.Is(err, store.ErrNotFound) || (err == nil && j.Site != site) {
-				return added, fault.New(fault.Forbidden, "job %s is not a job of site %s", e.JobID, site)
+				return added, notSitesJob(e.JobID, site)
 			}
 			if err != nil {
 				return added, err
@@ -444,16 +481,8 @@ func (r *jobRun) recordEvents(site string, events []protocol.Event) (int, error)
 			continue // delivered before
 		}
 		added++
-		if !sj.moved {
-			sj.moved = true
-			if err := r.progress(&sj.row, e.At); err != nil {
-				return added, err
-			}
-		}
-		if result := finalResult(e.State); result != "" {
-			if err := r.agentEnded(e, result, &sj.row); err != nil {
-				return added, err
-			}
+		if err := r.eventAdded(sj, e); err != nil {
+			return added, err
 		}
 	}
 	for _, id := range order {
@@ -466,6 +495,26 @@ func (r *jobRun) recordEvents(site string, events []protocol.Event) (int, error)
 	return added, nil
 }
 
+// notSitesJob is the error of an event of a job that is not the site's.
+func notSitesJob(id, site string) error {
+	return fault.New(fault.Forbidden, "job %s is not a job of site %s", id, site)
+}
+
+// eventAdded moves job sj along for its new event e: the report's first
+// new event of the job is progress, a terminal one ends it.
+func (r *jobRun) eventAdded(sj *seenJob, e protocol.Event) error {
+	if !sj.moved {
+		sj.moved = true
+		if err := r.progress(&sj.row, e.At); err != nil {
+			return err
+		}
+	}
+	if result := finalResult(e.State); result != "" {
+		return r.agentEnded(e, result, &sj.row)
+	}
+	return nil
+}
+
 // progress records that the agent reported on open job j: a pending job
 // starts running (JobStarted) at startedAt, the agent's time of its first
 // event; the job's clock restarts.
@@ -474,14 +523,14 @@ func (r *jobRun) progress(j *store.JobRow, startedAt time.Time) error {
 		return nil
 	}
 	if j.Result == protocol.ResultPending {
-		if err := r.tx.StartJob(j.ID, startedAt, r.now); err != nil {
+		if err := r.w.StartJob(j.ID, startedAt, r.now); err != nil {
 			return err
 		}
 		j.Result = protocol.ResultRunning
 		r.signal(JobStarted, *j, false)
 		return nil
 	}
-	return r.tx.Progress(j.ID, r.now)
+	return r.w.Progress(j.ID, r.now)
 }
 
 // agentEnded ends job j, of terminal event e, with result (j as this
@@ -491,7 +540,7 @@ func (r *jobRun) progress(j *store.JobRow, startedAt time.Time) error {
 func (r *jobRun) agentEnded(e protocol.Event, result string, j *store.JobRow) error {
 	reason := e.Message
 	if result == protocol.ResultRolledBack {
-		why, err := r.tx.LastEventMessage(e.JobID, protocol.StateRollingBack)
+		why, err := r.w.LastEventMessage(e.JobID, protocol.StateRollingBack)
 		if err != nil {
 			return err
 		}
@@ -516,7 +565,7 @@ func (r *jobRun) agentEnded(e protocol.Event, result string, j *store.JobRow) er
 		return nil
 	}
 	j.Reason = reason
-	return r.tx.SetReason(j.ID, reason)
+	return r.w.SetReason(j.ID, reason)
 }
 
 // finalResult maps a job's terminal agent state to its result.

@@ -91,6 +91,13 @@ type writeReq struct {
 	ctx  context.Context
 	fn   func(*sql.Tx) error
 	done chan error
+	// answer, when set, answers instead of done (a batch's write answers
+	// each of its items: batchWrite).
+	answer func(error)
+	// An item of a JobBatch (WithJobsBatched): its batch, key and item.
+	batch *JobBatch
+	key   string
+	item  any
 }
 
 // maxGroup bounds how many write transactions share one commit.
@@ -604,7 +611,10 @@ func (s *Store) queue(ctx context.Context, q chan *writeReq, fn func(*sql.Tx) er
 // apart from the others, so that they never wait behind thousands of
 // them, only for the group being committed. A group runs its writes for
 // at most groupTime (commitGroup); those it had no time for lead the next
-// group, after its reports and first writes.
+// group, after its reports and first writes. The items of a JobBatch
+// queued one after the other (the agents' job-event reports) are one
+// write of the group, applied together (batches, store_jobbatch.go), and
+// count for less in its size (drainWrites).
 func (s *Store) writer() {
 	defer close(s.closed)
 	var carry []*writeReq
@@ -625,8 +635,9 @@ func (s *Store) writer() {
 		}
 		group = drain(s.first, group, maxGroup)
 		group = append(group, carry...)
-		group = drain(s.writes, group, maxGroup)
+		group = drainWrites(s.writes, group)
 		reports = drain(s.reports, reports, maxReports)
+		group = s.batches(group)
 		if len(reports) == 0 {
 			carry = s.commitGroup(group)
 			continue
@@ -651,6 +662,36 @@ func drain[T any](ch <-chan T, batch []T, limit int) []T {
 	return batch
 }
 
+// batchWeight is how many items of a JobBatch count as one write of a
+// group (drainWrites): they are applied together, a handful of
+// statements for up to maxBatch of them.
+const batchWeight = 16
+
+// drainWrites is drain of the writes lane, for a group of at most
+// maxGroup writes, where batchWeight items of a JobBatch count as one.
+func drainWrites(ch <-chan *writeReq, group []*writeReq) []*writeReq {
+	weight := func(r *writeReq) int {
+		if r.batch != nil {
+			return 1
+		}
+		return batchWeight
+	}
+	n := 0
+	for _, r := range group {
+		n += weight(r)
+	}
+	for n < maxGroup*batchWeight {
+		select {
+		case r := <-ch:
+			group = append(group, r)
+			n += weight(r)
+		default:
+			return group
+		}
+	}
+	return group
+}
+
 // commitGroup runs a group of writes in one transaction and answers each
 // caller once it committed (or failed). A group that failed only because
 // it met another transaction (PostgreSQL: serialization failure,
@@ -671,12 +712,21 @@ func (s *Store) commitGroup(group []*writeReq) (rest []*writeReq) {
 	}
 	for i, r := range group[:n] {
 		if err != nil {
-			r.done <- err
+			r.reply(err)
 		} else {
-			r.done <- results[i]
+			r.reply(results[i])
 		}
 	}
 	return group[n:]
+}
+
+// reply answers r's caller with err.
+func (r *writeReq) reply(err error) {
+	if r.answer != nil {
+		r.answer(err)
+		return
+	}
+	r.done <- err
 }
 
 // groupTime bounds how long a group runs its writes before it commits:

@@ -59,26 +59,41 @@ func (s *Store) withJobs(ctx context.Context, q chan *writeReq, fn func(*JobTx) 
 	// In the order they came, an operator's too (see Priority), unless
 	// q is the first lane.
 	err := s.queue(ctx, q, func(tx *sql.Tx) error {
-		t := &JobTx{tx: tx, s: s}
-		defer t.close()
-		err := fn(t)
-		opened, installed = t.opened, t.installed
-		if err != nil {
-			return err
-		}
-		var items []string
-		for _, site := range installed {
-			items = append(items, cacheSite+"\t"+site)
-		}
-		return s.tellCaches(tx, items...)
+		var err error
+		opened, installed, err = s.runJobs(tx, fn)
+		return err
 	})
+	s.afterJobs(opened, installed)
+	return err
+}
+
+// runJobs runs fn in tx with a JobTx, and tells the other replicas'
+// caches what it changed: whether it created, started or ended a job
+// (opened) and the sites whose installed version it set.
+func (s *Store) runJobs(tx *sql.Tx, fn func(*JobTx) error) (opened bool, installed []string, err error) {
+	t := &JobTx{tx: tx, s: s}
+	defer t.close()
+	err = fn(t)
+	opened, installed = t.opened, t.installed
+	if err != nil {
+		return opened, installed, err
+	}
+	var items []string
+	for _, site := range installed {
+		items = append(items, cacheSite+"\t"+site)
+	}
+	return opened, installed, s.tellCaches(tx, items...)
+}
+
+// afterJobs updates this process's caches after a job transaction
+// (whether it committed or not: a cache dropped costs a read).
+func (s *Store) afterJobs(opened bool, installed []string) {
 	if opened {
 		s.c.jobGen.Add(1)
 	}
 	for _, site := range installed {
 		s.forgetReport(site)
 	}
-	return err
 }
 
 // open records that a job was created, started or ended. The first time

@@ -55,7 +55,7 @@ func blockedSends() int {
 	buf := make([]byte, 1<<23)
 	n := 0
 	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-		if strings.Contains(g, " [select") && (strings.Contains(g, "store.(*Store).queue(") || strings.Contains(g, "store.(*Store).writeReport(")) {
+		if strings.Contains(g, " [select") && (strings.Contains(g, "store.(*Store).queue(") || strings.Contains(g, "store.(*Store).writeReport(") || strings.Contains(g, "store.(*Store).WithJobsBatched(")) {
 			n++
 		}
 	}
