@@ -3,8 +3,6 @@ package fleet
 import (
 	"context"
 	"sync"
-
-	"github.com/dropless/dropless/updateserver/internal/store"
 )
 
 // Handing out jobs in batches: when an upgrade wakes 10,000 long-polls at
@@ -52,9 +50,9 @@ func (f *Fleet) pickUp(ctx context.Context, site, id string) (bool, error) {
 	p.running = true
 	p.mu.Unlock()
 	if start {
-		// Ahead of the agents' job reports queued in the store: the
-		// answers wait for it.
-		go f.runPickUps(store.AheadOfJobs(context.WithoutCancel(ctx)))
+		// Its transactions go ahead of the agents' job reports queued
+		// in the store (pickUpBatch): the answers wait for it.
+		go f.runPickUps(context.WithoutCancel(ctx))
 	}
 	// Once queued, wait for the outcome even if ctx ends: the caller must
 	// not guess whether the record landed.

@@ -606,7 +606,7 @@ func (s *Store) queue(ctx context.Context, q chan *writeReq, fn func(*sql.Tx) er
 // writer commits queued writes in groups until Close. Each group takes
 // the check-in reports waiting at that moment along, first, as one write
 // (store_reports.go), then the writes queued to go first
-// (WithJobsFirst, AheadOfJobs, an operator's: store_priority.go), then
+// (WithJobsFirst, an operator's: store_priority.go), then
 // the others: reports and the first writes queue
 // apart from the others, so that they never wait behind thousands of
 // them, only for the group being committed. A group runs its writes for

@@ -50,9 +50,6 @@ const maxBatch = 250
 // and after it (b.Apply) instead of running fn. key names what two items
 // must not share in one Apply (their site).
 func (s *Store) WithJobsBatched(ctx context.Context, b *JobBatch, key string, item any, fn func(*JobTx) error) error {
-	if aheadOfJobs(ctx) {
-		return s.withJobs(ctx, s.first, fn)
-	}
 	var opened bool
 	var installed []string
 	r := &writeReq{ctx: ctx, done: make(chan error, 1), batch: b, key: key, item: item}

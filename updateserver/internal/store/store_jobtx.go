@@ -36,9 +36,6 @@ type JobTx struct {
 // serialization failure or deadlock): it must set, not accumulate, what
 // it hands back.
 func (s *Store) WithJobs(ctx context.Context, fn func(*JobTx) error) error {
-	if aheadOfJobs(ctx) {
-		return s.withJobs(ctx, s.first, fn)
-	}
 	return s.withJobs(ctx, s.writes, fn)
 }
 

@@ -37,7 +37,7 @@ import (
 // result would otherwise wait for the 10,000 job reports of the agents
 // answered first before it even learns its new job.
 //
-// A hand-out (AheadOfJobs) goes ahead of job transactions too: check-ins' answers
+// A hand-out (WithJobsFirst) goes ahead of job transactions too: check-ins' answers
 // wait for it, while the reports queued before it are other sites' (an
 // agent reports, then checks in, one after the other). Measured: after an
 // upgrade, the agents that were not held in a long-poll when it committed
@@ -46,35 +46,15 @@ import (
 
 type priorityKey struct{}
 
-// A context's priority.
-const (
-	inOrder   = iota // the others
-	ahead            // ahead, but for job transactions
-	aheadJobs        // ahead, job transactions too
-)
-
 // Priority marks ctx: the store's reads and writes made with it go ahead
 // of the others, but for job transactions.
 func Priority(ctx context.Context) context.Context {
-	return context.WithValue(ctx, priorityKey{}, ahead)
-}
-
-// AheadOfJobs marks ctx: its job transactions go ahead of the others
-// too. For hand-outs only, which check-ins' answers wait for.
-func AheadOfJobs(ctx context.Context) context.Context {
-	return context.WithValue(ctx, priorityKey{}, aheadJobs)
-}
-
-// aheadOfJobs reports whether ctx's job transactions go ahead
-// (AheadOfJobs).
-func aheadOfJobs(ctx context.Context) bool {
-	p, _ := ctx.Value(priorityKey{}).(int)
-	return p == aheadJobs
+	return context.WithValue(ctx, priorityKey{}, true)
 }
 
 func isPriority(ctx context.Context) bool {
-	p, _ := ctx.Value(priorityKey{}).(int)
-	return p != inOrder
+	p, _ := ctx.Value(priorityKey{}).(bool)
+	return p
 }
 
 // priorityConns is the size of the priority read pool.

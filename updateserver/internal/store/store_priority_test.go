@@ -93,7 +93,7 @@ func TestPriorityReadsHaveTheirOwnConnections(t *testing.T) {
 
 // TestPriorityJobTransactionKeepsItsTurn: an operator's job transaction
 // (an upgrade) does not overtake the agents' job reports queued before
-// it: it sees the jobs they ended. A hand-out (AheadOfJobs), which
+// it: it sees the jobs they ended. A hand-out (WithJobsFirst), which
 // check-ins' answers wait for, does.
 func TestPriorityJobTransactionKeepsItsTurn(t *testing.T) {
 	s, _ := openTemp(t)
@@ -101,7 +101,11 @@ func TestPriorityJobTransactionKeepsItsTurn(t *testing.T) {
 	var mu sync.Mutex
 	var order []string
 	job := func(ctx context.Context, who string) error {
-		return s.WithJobs(ctx, func(*JobTx) error {
+		with := s.WithJobs
+		if who == "hand-out" {
+			with = s.WithJobsFirst
+		}
+		return with(ctx, func(*JobTx) error {
 			mu.Lock()
 			order = append(order, who)
 			mu.Unlock()
@@ -126,7 +130,7 @@ func TestPriorityJobTransactionKeepsItsTurn(t *testing.T) {
 	})
 	time.Sleep(200 * time.Millisecond) // setup: let the operator's upgrade queue
 	wg.Go(func() {
-		if err := job(AheadOfJobs(ctx), "hand-out"); err != nil {
+		if err := job(ctx, "hand-out"); err != nil {
 			t.Error(err)
 		}
 	})
