@@ -113,6 +113,8 @@ type caches struct {
 
 	clients sync.Map // site -> client
 
+	enroll enrollQueue // enrollments waiting for their batch (store_enroll.go)
+
 	flushStop chan struct{}
 	flushDone chan struct{}
 }
