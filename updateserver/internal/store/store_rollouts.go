@@ -140,7 +140,7 @@ type NewRolloutSite struct {
 
 // rolloutSitesPerInsert is how many rollout sites one INSERT of
 // CreateRollout holds (4 values each).
-const rolloutSitesPerInsert = 200
+const rolloutSitesPerInsert = 8000
 
 // CreateRollout stores a new rollout and its sites (in order) and
 // returns its ID.
