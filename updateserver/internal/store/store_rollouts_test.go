@@ -62,3 +62,4 @@ func TestRolloutSitesInOrder(t *testing.T) {
 		t.Errorf("rollout sites %s, want %s", strings.Join(got, " "), want)
 	}
 }
+
