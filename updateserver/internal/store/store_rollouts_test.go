@@ -62,4 +62,3 @@ func TestRolloutSitesInOrder(t *testing.T) {
 		t.Errorf("rollout sites %s, want %s", strings.Join(got, " "), want)
 	}
 }
-
