@@ -359,13 +359,17 @@ func (s *Store) SiteByCredential(ctx context.Context, credential string) (string
 	if ok {
 		return site, nil
 	}
-	err := s.queryRow(ctx, `SELECT site FROM sites WHERE credential_hash = ?`, h).Scan(&site)
+	// Its client too, which the check-in asks next (SiteClient): one
+	// read fewer of each agent's first check-in on a replica.
+	var client string
+	err := s.queryRow(ctx, `SELECT site, client FROM sites WHERE credential_hash = ?`, h).Scan(&site, &client)
 	if err == sql.ErrNoRows {
 		return "", ErrNotFound
 	}
 	if err != nil {
 		return "", err
 	}
+	s.c.clients.Store(site, client)
 	s.c.credMu.Lock()
 	if s.c.credGen == gen {
 		s.c.creds[h] = site

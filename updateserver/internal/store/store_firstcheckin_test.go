@@ -1,8 +1,11 @@
 package store
 
+// What an agent's first check-in on a replica reads: as little as can be
+// (at 100,000 agents connecting, each read waits for one of a replica's
+// few read connections).
+
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"strings"
 	"testing"
@@ -26,23 +29,7 @@ func TestSiteWindowsReadOnceForAllSites(t *testing.T) {
 	if w, err := s.SiteWindow(ctx, "acme-1", "acme"); err != nil || w.Client != "acme" {
 		t.Fatalf("acme-1's window: %+v, %v", w, err)
 	}
-	var conns []*sql.Conn
-	for range s.DB().Stats().MaxOpenConnections {
-		c, err := s.DB().Conn(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-	}
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	// A bound, so that a lookup waiting for the pool fails the test
-	// rather than hanging it.
-	bounded, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+	bounded := takeReadPool(t, s)
 	for _, c := range []struct{ site, client, want string }{
 		{"acme-2", "acme", "site acme-2 Sun 01:00-03:00"},
 		{"acme-3", "acme", "client acme Sat 02:00-06:00"},
@@ -61,5 +48,39 @@ func TestSiteWindowsReadOnceForAllSites(t *testing.T) {
 		if got != c.want {
 			t.Errorf("window of %s (%s) with the read pool taken: %s, want %s", c.site, c.client, got, c.want)
 		}
+	}
+}
+
+// takeReadPool takes every connection of s's read pool until the test
+// ends, as thousands of agents' check-ins keep it, and returns a context
+// that bounds what waits for one (so that such a wait fails the test
+// rather than hanging it).
+func takeReadPool(t *testing.T, s *Store) context.Context {
+	t.Helper()
+	for range s.DB().Stats().MaxOpenConnections {
+		c, err := s.DB().Conn(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestCredentialLookupKnowsTheClient: a replica that looked up an agent's
+// credential (the agent enrolled through another) knows the site's
+// client without another read.
+func TestCredentialLookupKnowsTheClient(t *testing.T) {
+	a, b := openTwo(t)
+	enrollSite(t, a, "s1", "cred-1")
+	ctx := context.Background()
+	if site, err := b.SiteByCredential(ctx, "cred-1"); err != nil || site != "s1" {
+		t.Fatalf("credential on the other replica: %q, %v", site, err)
+	}
+	bounded := takeReadPool(t, b)
+	if client, err := b.SiteClient(bounded, "s1"); err != nil || client != "c" {
+		t.Errorf("client of s1 with the read pool taken: %q, %v; want c", client, err)
 	}
 }
