@@ -106,62 +106,97 @@ func (s *Store) Rollouts(ctx context.Context, states ...string) ([]RolloutRow, e
 // in insertion order, that is sorted, nearly always. SQLite sorts in
 // memory, faster than Go does.
 func (s *Store) RolloutSites(ctx context.Context, id int64) ([]RolloutSiteRow, error) {
+	pg := s.dialect == Postgres
 	siteOrder, jobOrder := ` ORDER BY wave, pos`, ` ORDER BY rowid`
-	if s.dialect == Postgres {
+	if pg {
 		siteOrder, jobOrder = "", ""
 	}
 	rows, err := s.query(ctx, `SELECT site, wave, pos, outcome, reason FROM rollout_sites WHERE rollout_id = ?`+siteOrder, id)
 	if err != nil {
 		return nil, err
 	}
-	type placed struct {
-		RolloutSiteRow
-		pos int64
+	defer rows.Close()
+	sites := []RolloutSiteRow{}
+	var pos []int64
+	for rows.Next() {
+		var rs RolloutSiteRow
+		var p int64
+		if err := rows.Scan(&rs.Site, &rs.Wave, &p, &rs.Outcome, &rs.Reason); err != nil {
+			return nil, err
+		}
+		sites, pos = append(sites, rs), append(pos, p)
 	}
-	all, err := collect(rows, func(r scanner) (placed, error) {
-		var p placed
-		err := r.Scan(&p.Site, &p.Wave, &p.pos, &p.Outcome, &p.Reason)
-		return p, err
-	})
-	if err != nil {
+	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if byPlace := func(a, b placed) int { return cmp.Or(cmp.Compare(a.Wave, b.Wave), cmp.Compare(a.pos, b.pos)) }; !slices.IsSortedFunc(all, byPlace) {
-		slices.SortFunc(all, byPlace)
+	rows.Close()
+	if pg {
+		sortByPlace(sites, pos)
 	}
-	sites := make([]RolloutSiteRow, len(all))
-	idx := make(map[string]int, len(all))
-	for i, p := range all {
-		sites[i] = p.RolloutSiteRow
-		idx[p.Site] = i
+	idx := make(map[string]int, len(sites))
+	for i, rs := range sites {
+		idx[rs.Site] = i
 	}
 	jrows, err := s.query(ctx, `SELECT site, rowid, id, result, reason FROM jobs WHERE rollout_id = ?`+jobOrder, id)
 	if err != nil {
 		return nil, err
 	}
+	defer jrows.Close()
 	type siteJob struct {
 		site  string
 		rowid int64
 		job   RolloutJob
 	}
-	jobs, err := collect(jrows, func(r scanner) (siteJob, error) {
+	var unsorted []siteJob // PostgreSQL's: sorted before they are attached
+	for jrows.Next() {
 		var j siteJob
-		err := r.Scan(&j.site, &j.rowid, &j.job.ID, &j.job.Result, &j.job.Reason)
-		return j, err
-	})
-	if err != nil {
+		if err := jrows.Scan(&j.site, &j.rowid, &j.job.ID, &j.job.Result, &j.job.Reason); err != nil {
+			return nil, err
+		}
+		if pg {
+			unsorted = append(unsorted, j)
+		} else if i, ok := idx[j.site]; ok {
+			sites[i].Jobs = append(sites[i].Jobs, j.job)
+		}
+	}
+	if err := jrows.Err(); err != nil {
 		return nil, err
 	}
 	// Each site's jobs oldest first.
-	if byAge := func(a, b siteJob) int { return cmp.Compare(a.rowid, b.rowid) }; !slices.IsSortedFunc(jobs, byAge) {
-		slices.SortFunc(jobs, byAge)
+	if byAge := func(a, b siteJob) int { return cmp.Compare(a.rowid, b.rowid) }; !slices.IsSortedFunc(unsorted, byAge) {
+		slices.SortFunc(unsorted, byAge)
 	}
-	for _, j := range jobs {
+	for _, j := range unsorted {
 		if i, ok := idx[j.site]; ok {
 			sites[i].Jobs = append(sites[i].Jobs, j.job)
 		}
 	}
 	return sites, nil
+}
+
+// sortByPlace sorts a rollout's sites by wave, then position (pos, in
+// step with sites); already sorted, it only checks.
+func sortByPlace(sites []RolloutSiteRow, pos []int64) {
+	less := func(i, j int) int {
+		return cmp.Or(cmp.Compare(sites[i].Wave, sites[j].Wave), cmp.Compare(pos[i], pos[j]))
+	}
+	sorted := true
+	for i := 1; i < len(sites) && sorted; i++ {
+		sorted = less(i-1, i) <= 0
+	}
+	if sorted {
+		return
+	}
+	order := make([]int, len(sites))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, less)
+	out := make([]RolloutSiteRow, len(sites))
+	for k, i := range order {
+		out[k] = sites[i]
+	}
+	copy(sites, out)
 }
 
 // NewRolloutSite is a site of a new rollout, in its wave.

@@ -11,8 +11,8 @@ import (
 
 // TestRolloutSitesInOrder: a rollout's sites come in wave, then position
 // order (not by name), and each site's jobs oldest first, also after the
-// oldest was updated last (on PostgreSQL an updated row moves, and rows
-// come unsorted without ORDER BY).
+// oldest was updated last, and the first site (on PostgreSQL an updated
+// row moves, and rows come unsorted without ORDER BY).
 func TestRolloutSitesInOrder(t *testing.T) {
 	s, _ := openTemp(t)
 	ctx := context.Background()
@@ -39,9 +39,17 @@ func TestRolloutSitesInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The oldest job of b changes last.
+	// The oldest job of b changes last, and so does the first site.
 	if err := s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`UPDATE jobs SET result = 'running', reason = 'moved' WHERE id = 'b1'`)
+		if _, err := tx.Exec(`UPDATE jobs SET result = 'running', reason = 'moved' WHERE id = 'b1'`); err != nil {
+			return err
+		}
+		// Written again: a row that moved (as an update that is not
+		// PostgreSQL's HOT does) comes last in its table.
+		if _, err := tx.Exec(`DELETE FROM rollout_sites WHERE site = 'd'`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(`INSERT INTO rollout_sites (rollout_id, site, wave, pos) VALUES (?, 'd', 0, 0)`, id)
 		return err
 	}); err != nil {
 		t.Fatal(err)
