@@ -187,10 +187,11 @@ func (f *fleet) hold(ctx context.Context) error {
 		}
 		kinds.addKey(errKind(what, err))
 	}
-	step := time.Second / time.Duration(max(1, f.ramp))
+	pace := newRamp(time.Now(), f.ramp)
 	for i, cred := range creds {
-		if i > 0 && f.ramp > 0 {
-			time.Sleep(step) // a connection storm is not what this measures
+		// A connection storm is not what this measures.
+		if d := pace.wait(i, time.Now()); d > 0 {
+			time.Sleep(d)
 		}
 		k := first + i
 		c := &agentapi.Client{BaseURL: f.servers[k%len(f.servers)], Credential: cred, HTTP: hc}
@@ -270,6 +271,28 @@ func (f *fleet) hold(ctx context.Context) error {
 		return fmt.Errorf("only %d of %d agents got %s: %w", len(got), n, f.version, ctx.Err())
 	}
 	return nil
+}
+
+// ramp paces agents starting at perSecond (0: all at once) by when each
+// is due, not by a sleep between two: on a loaded machine a 500 µs sleep
+// lasts tens of milliseconds, and 14,000 agents of a shard at 2,000/s
+// took 12 minutes to start instead of 7 s.
+type ramp struct {
+	start time.Time
+	step  time.Duration
+}
+
+func newRamp(start time.Time, perSecond int) ramp {
+	if perSecond <= 0 {
+		return ramp{start: start}
+	}
+	return ramp{start: start, step: time.Second / time.Duration(perSecond)}
+}
+
+// wait is how long agent i waits at now before it starts: none when it
+// is due (or late: the ones behind start back to back).
+func (r ramp) wait(i int, now time.Time) time.Duration {
+	return max(0, r.start.Add(time.Duration(i)*r.step).Sub(now))
 }
 
 // errKind names a failed call for the summary: what-STATUS for an error

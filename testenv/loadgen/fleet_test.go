@@ -5,7 +5,36 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
+
+// TestRampPacesByDueTime: agents start at the ramp's rate from its start,
+// however long the sleeps between them lasted: one whose time has passed
+// starts at once, and the rate is not lowered by the sleeps' overshoot.
+func TestRampPacesByDueTime(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	r := newRamp(t0, 2000) // one every 500 µs
+	for _, c := range []struct {
+		i    int
+		now  time.Duration // since t0
+		want time.Duration
+	}{
+		{0, 0, 0},
+		{1, 0, 500 * time.Microsecond},
+		{1, 300 * time.Microsecond, 200 * time.Microsecond},
+		{2, 50 * time.Millisecond, 0}, // a sleep overshot: agents 2.. are late, none waits
+		{100, 50 * time.Millisecond, 0},
+		{101, 50 * time.Millisecond, 500 * time.Microsecond},
+		{2000, 0, time.Second},
+	} {
+		if got := r.wait(c.i, t0.Add(c.now)); got != c.want {
+			t.Errorf("agent %d at +%s waits %s, want %s", c.i, c.now, got, c.want)
+		}
+	}
+	if got := newRamp(t0, 0).wait(5000, t0); got != 0 {
+		t.Errorf("no ramp: agent 5000 waits %s, want 0", got)
+	}
+}
 
 func TestParseSources(t *testing.T) {
 	got, err := parseSources("127.0.0.2-127.0.0.4,127.0.1.9")

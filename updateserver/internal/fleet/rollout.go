@@ -161,16 +161,14 @@ func (f *Fleet) checkRollout(ctx context.Context, req *protocol.RolloutRequest) 
 			if err := validName("client", c); err != nil {
 				return ro, nil, err
 			}
-			all, err := f.Store.ListSites(ctx, store.SiteFilter{Client: c, Product: filter})
+			names, err := f.Store.SiteNames(ctx, store.SiteFilter{Client: c, Product: filter})
 			if err != nil {
 				return ro, nil, err
 			}
-			if len(all) == 0 {
+			if len(names) == 0 {
 				return ro, nil, fault.New(fault.NotFound, "client %s has no enrolled site of %s: see sites list --client %s", c, req.Product, c)
 			}
-			for _, st := range all {
-				sites = append(sites, st.Site)
-			}
+			sites = append(sites, names...)
 		}
 	default:
 		sites = req.Sites

@@ -1,6 +1,8 @@
 package fleet
 
 import (
+	"context"
+	"database/sql"
 	"slices"
 	"strconv"
 	"strings"
@@ -448,4 +450,34 @@ func TestRolloutStartsAWaveInBatches(t *testing.T) {
 	if got := tf.sitesIn(id, protocol.RolloutSiteWaiting); len(got) != 0 {
 		t.Errorf("waiting after s4's job ended: %v, want none", got)
 	}
+}
+
+// TestRolloutSchedulerReadsAheadOfTheFleet: the scheduler's reads (the
+// rollout's sites, the sites it plans) do not wait for the read pool the
+// agents' check-ins fill: with every connection of that pool taken, a
+// pass still starts the wave. Before, at 100,000 agents connecting, its
+// first read of the rollout's sites waited 39 s behind theirs.
+func TestRolloutSchedulerReadsAheadOfTheFleet(t *testing.T) {
+	tf := rolloutFleet(t, "s1", "s2")
+	id := tf.createRollout(protocol.RolloutRequest{Sites: []string{"s1", "s2"}, Waves: []float64{100}})
+	db := tf.Store.DB()
+	var conns []*sql.Conn
+	for range db.Stats().MaxOpenConnections {
+		conn, err := db.Conn(tf.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, conn)
+	}
+	// A bound, so that a pass waiting for the pool fails the test
+	// rather than hanging it.
+	ctx, cancel := context.WithTimeout(tf.ctx, 30*time.Second)
+	defer cancel()
+	if _, err := tf.ScheduleRollouts(ctx); err != nil {
+		t.Fatalf("a pass with the read pool taken: %v", err)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	wantSites(t, "pending after the pass", tf.sitesIn(id, protocol.RolloutSitePending), "s1", "s2")
 }

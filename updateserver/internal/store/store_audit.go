@@ -28,6 +28,44 @@ func insertAudit(ctx context.Context, tx *sql.Tx, at time.Time, a Audit) error {
 	return err
 }
 
+// timedAudit is an audit entry and when it happened.
+type timedAudit struct {
+	Audit
+	at time.Time
+}
+
+// auditsPerInsert is how many audit entries one INSERT of insertAudits
+// holds (8 values each).
+const auditsPerInsert = 500
+
+// insertAudits records several entries as insertAudit does, in a few
+// multi-row statements.
+func insertAudits(tx *sql.Tx, entries []timedAudit) error {
+	const cols = 8
+	for i := 0; i < len(entries); i += auditsPerInsert {
+		part := entries[i:min(i+auditsPerInsert, len(entries))]
+		args := make([]any, 0, cols*len(part))
+		for _, e := range part {
+			name, tokenID := e.Actor, sql.NullInt64{}
+			if n, id, ok := ParseActor(e.Actor); ok {
+				name, tokenID = n, sql.NullInt64{Int64: id, Valid: true}
+			}
+			args = append(args, formatTime(e.at), unixNano(e.at), e.Actor, name, tokenID, e.Action, e.Object, e.Detail)
+		}
+		if _, err := tx.Exec(`INSERT INTO audit_log (at, at_ns, actor, actor_name, token_id, action, object, detail) VALUES `+valuesList(len(part), cols), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// valuesList returns the VALUES of a multi-row INSERT: rows groups of
+// cols placeholders, "(?, ?), (?, ?)".
+func valuesList(rows, cols int) string {
+	row := "(" + strings.Repeat("?, ", cols-1) + "?)"
+	return row + strings.Repeat(", "+row, rows-1)
+}
+
 // AuditQuery selects audit entries. The zero value of each field selects
 // everything; Limit must be positive.
 type AuditQuery struct {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
@@ -135,81 +136,270 @@ func (e *EnrollRefusal) Unwrap() error { return e.Err }
 // credential stops working) only with a token made for that site with
 // Replace, of the site's client: replaced is then true. A refused
 // enrollment consumes nothing.
+//
+// Enrollments asked at once are written together (enrollBatch): a
+// hundred thousand agents enrolling the same day are a few statements per
+// few hundred of them, not five each behind the write lock.
 func (s *Store) Enroll(ctx context.Context, now time.Time, token string, req protocol.EnrollRequest, credential string) (replaced bool, err error) {
+	r := &enrollReq{ctx: ctx, now: now, token: token, req: req, credHash: HashSecret(credential), done: make(chan struct{})}
+	q := &s.c.enroll
+	q.mu.Lock()
+	q.pending = append(q.pending, r)
+	if !q.running {
+		q.running = true
+		go s.enrollBatches()
+	}
+	q.mu.Unlock()
+	// Once queued, wait for the outcome even if ctx ends: the caller must
+	// not guess whether its enrollment landed.
+	<-r.done
+	return r.replaced, r.err
+}
+
+// enrollQueue holds the enrollments waiting for their batch; running: a
+// goroutine writes batches (enrollBatches) until none waits.
+type enrollQueue struct {
+	mu      sync.Mutex
+	pending []*enrollReq
+	running bool
+}
+
+// enrollReq is one agent's enrollment and, once done is closed, its outcome.
+type enrollReq struct {
+	ctx      context.Context
+	now      time.Time
+	token    string
+	req      protocol.EnrollRequest
+	credHash string
+	replaced bool
+	err      error
+	done     chan struct{}
+}
+
+// maxEnrollBatch bounds the enrollments of one write.
+const maxEnrollBatch = 1000
+
+// enrollBatches writes the waiting enrollments, a batch at a time (the
+// ones that queue meanwhile make the next), until none waits.
+func (s *Store) enrollBatches() {
+	q := &s.c.enroll
+	for {
+		q.mu.Lock()
+		batch := q.pending[:min(len(q.pending), maxEnrollBatch)]
+		q.pending = q.pending[len(batch):]
+		if len(batch) == 0 {
+			q.pending, q.running = nil, false
+			q.mu.Unlock()
+			return
+		}
+		q.mu.Unlock()
+		s.enrollBatch(batch)
+	}
+}
+
+// enrollBatch writes a batch of enrollments in one write transaction:
+// their tokens and sites read in one query each, each decided in Go in
+// order (an enrollment sees the token uses and sites of those before it),
+// then the new sites, the tokens' uses and the audit entries in a few
+// multi-row statements. A refusal is that request's outcome alone; a
+// failure of the transaction is every request's.
+func (s *Store) enrollBatch(batch []*enrollReq) {
 	s.c.credMu.RLock()
 	gen := s.c.credGen
 	s.c.credMu.RUnlock()
-	err = s.tx(ctx, func(tx *sql.Tx) error {
-		replaced = false
-		var id int64
-		var client, site, expires string
-		var replace bool
-		var uses int
-		var revoked sql.NullString
-		err := tx.QueryRow(`SELECT id, client, site, replace_site, expires_at, uses_left, revoked_at FROM enroll_tokens WHERE hash = ?`, HashSecret(token)).
-			Scan(&id, &client, &site, &replace, &expires, &uses, &revoked)
-		refuse := func(err error) *EnrollRefusal { return &EnrollRefusal{Err: err, TokenClient: client, TokenSite: site} }
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return ErrEnrollTokenInvalid
-		case err != nil:
-			return err
-		case revoked.Valid:
-			return ErrEnrollTokenRevoked
-		case !now.Before(parseTime(expires)):
-			return ErrEnrollTokenExpired
-		case uses <= 0:
-			return ErrEnrollTokenUsed
-		case client != req.Client:
-			return refuse(ErrWrongClient)
-		case site != "" && site != req.Site:
-			return refuse(ErrWrongSite)
+	outcome := make([]error, len(batch))
+	replaced := make([]bool, len(batch))
+	err := s.tx(context.Background(), func(tx *sql.Tx) error {
+		clear(outcome)
+		clear(replaced)
+		return enrollTx(tx, s, batch, outcome, replaced)
+	})
+	for i, r := range batch {
+		r.err, r.replaced = outcome[i], replaced[i]
+		if err != nil {
+			r.err, r.replaced = err, false
 		}
-		var oldClient, oldProduct string
-		err = tx.QueryRow(`SELECT client, product FROM sites WHERE site = ?`, req.Site).Scan(&oldClient, &oldProduct)
-		action := "site.enroll"
 		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			_, err = tx.Exec(`INSERT INTO sites (site, client, product, credential_hash, hostname, enrolled_at) VALUES (?, ?, ?, ?, ?, ?)`,
-				req.Site, req.Client, req.Product, HashSecret(credential), req.Hostname, formatTime(now))
-		case err != nil:
-			return err
-		case !replace || oldClient != client:
-			// The same refusal whoever owns the site.
-			return refuse(ErrSiteEnrolled)
-		case oldProduct != req.Product:
-			r := refuse(ErrWrongProduct)
-			r.SiteProduct = oldProduct
-			return r
-		default:
-			action = "site.reenroll"
-			_, err = tx.Exec(`UPDATE sites SET credential_hash = ?, hostname = ?, enrolled_at = ? WHERE site = ?`,
-				HashSecret(credential), req.Hostname, formatTime(now), req.Site)
+		case r.err == nil && r.replaced:
+			// The old credential is refused from now on; the hostname changed.
+			s.credentialReplaced(r.req.Site)
+			s.forgetReport(r.req.Site)
+		case r.err == nil:
+			s.enrolled(r.req.Site, r.req.Client, r.credHash, gen)
 		}
+		close(r.done)
+	}
+}
+
+// enrollToken is an enroll token as an enrollment batch reads it.
+type enrollToken struct {
+	id                    int64
+	client, site, expires string
+	replace               bool
+	uses, used            int
+	revoked               bool
+}
+
+// enrolledSite is an enrolled site as an enrollment batch sees it.
+type enrolledSite struct{ client, product string }
+
+// enrollTx decides and writes a batch of enrollments inside tx, setting
+// each one's outcome (nil: enrolled) and whether it replaced the site.
+func enrollTx(tx *sql.Tx, s *Store, batch []*enrollReq, outcome []error, replaced []bool) error {
+	var hashes, names []string
+	seenHash, seenSite := map[string]bool{}, map[string]bool{}
+	for _, r := range batch {
+		if h := HashSecret(r.token); !seenHash[h] {
+			seenHash[h] = true
+			hashes = append(hashes, h)
+		}
+		if !seenSite[r.req.Site] {
+			seenSite[r.req.Site] = true
+			names = append(names, r.req.Site)
+		}
+	}
+	tokens := map[string]*enrollToken{}
+	err := chunks(hashes, func(part []string) error {
+		in, args := inList(part)
+		rows, err := tx.Query(`SELECT hash, id, client, site, replace_site, expires_at, uses_left, revoked_at FROM enroll_tokens WHERE hash IN (`+in+`)`, args...)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(`UPDATE enroll_tokens SET uses_left = uses_left - 1 WHERE id = ?`, id); err != nil {
-			return err
-		}
-		replaced = action == "site.reenroll"
-		if replaced {
-			if err := s.tellCaches(tx, cacheCred+"\t"+req.Site); err != nil {
+		defer rows.Close()
+		for rows.Next() {
+			var h string
+			var t enrollToken
+			var revoked sql.NullString
+			if err := rows.Scan(&h, &t.id, &t.client, &t.site, &t.replace, &t.expires, &t.uses, &revoked); err != nil {
 				return err
 			}
+			t.revoked = revoked.Valid
+			tokens[h] = &t
 		}
-		return insertAudit(ctx, tx, now, Audit{Actor: fmt.Sprintf("enroll token %d", id), Action: action, Object: "site " + req.Site,
-			Detail: fmt.Sprintf("enroll_token=%d client=%s product=%s hostname=%s", id, req.Client, req.Product, req.Hostname)})
+		return rows.Err()
 	})
-	if replaced {
-		// The old credential is refused from now on; the hostname changed.
-		s.credentialReplaced(req.Site)
-		s.forgetReport(req.Site)
+	if err != nil {
+		return err
 	}
-	if err == nil && !replaced {
-		s.enrolled(req.Site, req.Client, HashSecret(credential), gen)
+	sites := map[string]enrolledSite{}
+	err = chunks(names, func(part []string) error {
+		in, args := inList(part)
+		rows, err := tx.Query(`SELECT site, client, product FROM sites WHERE site IN (`+in+`)`, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var name string
+			var st enrolledSite
+			if err := rows.Scan(&name, &st.client, &st.product); err != nil {
+				return err
+			}
+			sites[name] = st
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return err
 	}
-	return replaced, err
+	var fresh []*enrollReq
+	var audits []timedAudit
+	var stale []string
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			outcome[i] = err
+			continue
+		}
+		t := tokens[HashSecret(r.token)]
+		if t == nil {
+			outcome[i] = ErrEnrollTokenInvalid
+			continue
+		}
+		refuse := func(err error) *EnrollRefusal {
+			return &EnrollRefusal{Err: err, TokenClient: t.client, TokenSite: t.site}
+		}
+		switch {
+		case t.revoked:
+			outcome[i] = ErrEnrollTokenRevoked
+			continue
+		case !r.now.Before(parseTime(t.expires)):
+			outcome[i] = ErrEnrollTokenExpired
+			continue
+		case t.uses-t.used <= 0:
+			outcome[i] = ErrEnrollTokenUsed
+			continue
+		case t.client != r.req.Client:
+			outcome[i] = refuse(ErrWrongClient)
+			continue
+		case t.site != "" && t.site != r.req.Site:
+			outcome[i] = refuse(ErrWrongSite)
+			continue
+		}
+		action := "site.enroll"
+		old, enrolled := sites[r.req.Site]
+		switch {
+		case !enrolled:
+			fresh = append(fresh, r)
+		case !t.replace || old.client != t.client:
+			// The same refusal whoever owns the site.
+			outcome[i] = refuse(ErrSiteEnrolled)
+			continue
+		case old.product != r.req.Product:
+			ref := refuse(ErrWrongProduct)
+			ref.SiteProduct = old.product
+			outcome[i] = ref
+			continue
+		default:
+			action = "site.reenroll"
+			// The site may be one enrolled earlier in this batch: its row
+			// first.
+			if err := insertEnrolled(tx, fresh); err != nil {
+				return err
+			}
+			fresh = nil
+			if _, err := tx.Exec(`UPDATE sites SET credential_hash = ?, hostname = ?, enrolled_at = ? WHERE site = ?`,
+				r.credHash, r.req.Hostname, formatTime(r.now), r.req.Site); err != nil {
+				return err
+			}
+			replaced[i] = true
+			stale = append(stale, cacheCred+"\t"+r.req.Site)
+		}
+		sites[r.req.Site] = enrolledSite{client: r.req.Client, product: r.req.Product}
+		t.used++
+		audits = append(audits, timedAudit{at: r.now, Audit: Audit{Actor: fmt.Sprintf("enroll token %d", t.id), Action: action, Object: "site " + r.req.Site,
+			Detail: fmt.Sprintf("enroll_token=%d client=%s product=%s hostname=%s", t.id, r.req.Client, r.req.Product, r.req.Hostname)}})
+	}
+	if err := insertEnrolled(tx, fresh); err != nil {
+		return err
+	}
+	for _, t := range tokens {
+		if t.used == 0 {
+			continue
+		}
+		if _, err := tx.Exec(`UPDATE enroll_tokens SET uses_left = uses_left - ? WHERE id = ?`, t.used, t.id); err != nil {
+			return err
+		}
+	}
+	if err := s.tellCaches(tx, stale...); err != nil {
+		return err
+	}
+	return insertAudits(tx, audits)
+}
+
+// insertEnrolled inserts the rows of new sites, a few hundred a statement.
+func insertEnrolled(tx *sql.Tx, fresh []*enrollReq) error {
+	const cols = 6
+	for i := 0; i < len(fresh); i += inChunk {
+		part := fresh[i:min(i+inChunk, len(fresh))]
+		args := make([]any, 0, cols*len(part))
+		for _, r := range part {
+			args = append(args, r.req.Site, r.req.Client, r.req.Product, r.credHash, r.req.Hostname, formatTime(r.now))
+		}
+		if _, err := tx.Exec(`INSERT INTO sites (site, client, product, credential_hash, hostname, enrolled_at) VALUES `+valuesList(len(part), cols), args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // enrolled caches what a new site's first check-in looks up: its

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"strings"
 	"time"
 
@@ -65,16 +64,6 @@ func scanWindow(r scanner) (protocol.Window, error) {
 	}
 	w.Weekly = strings.Split(weekly, "\n")
 	w.UpdatedAt = parseTime(updated)
-	return w, err
-}
-
-// readSiteWindow reads the window that applies to a site of client.
-func (s *Store) readSiteWindow(ctx context.Context, site, client string) (protocol.Window, error) {
-	w, err := scanWindow(s.queryRow(ctx, `SELECT `+windowColumns+` FROM windows
-		WHERE (scope = 'site' AND name = ?) OR (scope = 'client' AND name = ?) ORDER BY scope = 'site' DESC LIMIT 1`, site, client))
-	if errors.Is(err, sql.ErrNoRows) {
-		return w, ErrNotFound
-	}
 	return w, err
 }
 

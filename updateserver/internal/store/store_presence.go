@@ -105,29 +105,28 @@ type caches struct {
 
 	maintGen   atomic.Uint64 // bumped after a window or freeze changes
 	maintMu    sync.Mutex
-	windows    map[string]cachedWindow // site -> its window
-	freezes    []protocol.Freeze       // not ended at freezesAt
-	freezesAt  time.Time
-	freezesGen uint64
-	freezesOK  bool
+	windows    map[windowKey]protocol.Window // every window, of generation windowsGen
+	windowsGen uint64
+	windowsOK  bool
+	// windowsLoad: one reader of the windows at a time.
+	windowsLoad sync.Mutex
+	freezes     []protocol.Freeze // not ended at freezesAt
+	freezesAt   time.Time
+	freezesGen  uint64
+	freezesOK   bool
 
 	clients sync.Map // site -> client
 
+	enroll enrollQueue // enrollments waiting for their batch (store_enroll.go)
+
 	flushStop chan struct{}
 	flushDone chan struct{}
-}
-
-type cachedWindow struct {
-	gen   uint64
-	w     protocol.Window
-	found bool
 }
 
 func (c *caches) init() {
 	c.sites = map[string]*seenEntry{}
 	c.creds = map[string]string{}
 	c.credOf = map[string]string{}
-	c.windows = map[string]cachedWindow{}
 	c.flushStop = make(chan struct{})
 	c.flushDone = make(chan struct{})
 }
@@ -360,13 +359,17 @@ func (s *Store) SiteByCredential(ctx context.Context, credential string) (string
 	if ok {
 		return site, nil
 	}
-	err := s.queryRow(ctx, `SELECT site FROM sites WHERE credential_hash = ?`, h).Scan(&site)
+	// Its client too, which the check-in asks next (SiteClient): one
+	// read fewer of each agent's first check-in on a replica.
+	var client string
+	err := s.queryRow(ctx, `SELECT site, client FROM sites WHERE credential_hash = ?`, h).Scan(&site, &client)
 	if err == sql.ErrNoRows {
 		return "", ErrNotFound
 	}
 	if err != nil {
 		return "", err
 	}
+	s.c.clients.Store(site, client)
 	s.c.credMu.Lock()
 	if s.c.credGen == gen {
 		s.c.creds[h] = site
@@ -417,27 +420,64 @@ func (s *Store) noOpenJob(site string) bool {
 
 // SiteWindow returns the window that applies to a site of client: its
 // own, else its client's; ErrNotFound when neither has one.
+//
+// Every site's first check-in asks, and the windows are few next to the
+// sites (a client's, a few sites'): they are read whole, once after each
+// change (windowsOf), not one query per site, which made a read of every
+// one of 100,000 agents' first check-ins.
 func (s *Store) SiteWindow(ctx context.Context, site, client string) (protocol.Window, error) {
-	gen := s.c.maintGen.Load()
-	s.c.maintMu.Lock()
-	cw, ok := s.c.windows[site]
-	s.c.maintMu.Unlock()
-	if !ok || cw.gen != gen {
-		w, err := s.readSiteWindow(ctx, site, client)
-		if err != nil && err != ErrNotFound {
-			return w, err
+	all, err := s.windowsOf(ctx)
+	if err != nil {
+		return protocol.Window{}, err
+	}
+	w, ok := all[windowKey{ScopeSite, site}]
+	if !ok {
+		if w, ok = all[windowKey{ScopeClient, client}]; !ok {
+			return protocol.Window{}, ErrNotFound
 		}
-		cw = cachedWindow{gen: gen, w: w, found: err == nil}
-		s.c.maintMu.Lock()
-		s.c.windows[site] = cw
-		s.c.maintMu.Unlock()
 	}
-	if !cw.found {
-		return protocol.Window{}, ErrNotFound
-	}
-	w := cw.w
 	w.Weekly = append([]string(nil), w.Weekly...)
 	return w, nil
+}
+
+// windowKey names a window: its scope and its site's or client's name.
+type windowKey struct{ scope, name string }
+
+// windowsOf returns every window, read once for each generation of the
+// maintenance caches (one reader at a time: the check-ins that missed
+// together wait for one read).
+func (s *Store) windowsOf(ctx context.Context) (map[windowKey]protocol.Window, error) {
+	gen := s.c.maintGen.Load()
+	s.c.maintMu.Lock()
+	all, ok := s.c.windows, s.c.windowsOK && s.c.windowsGen == gen
+	s.c.maintMu.Unlock()
+	if ok {
+		return all, nil
+	}
+	s.c.windowsLoad.Lock()
+	defer s.c.windowsLoad.Unlock()
+	s.c.maintMu.Lock()
+	all, ok = s.c.windows, s.c.windowsOK && s.c.windowsGen == gen
+	s.c.maintMu.Unlock()
+	if ok {
+		return all, nil
+	}
+	ws, err := s.Windows(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all = make(map[windowKey]protocol.Window, len(ws))
+	for _, w := range ws {
+		if w.Site != "" {
+			all[windowKey{ScopeSite, w.Site}] = w
+		} else {
+			all[windowKey{ScopeClient, w.Client}] = w
+		}
+	}
+	s.c.maintMu.Lock()
+	s.c.windows, s.c.windowsGen, s.c.windowsOK = all, gen, true
+	s.c.maintMu.Unlock()
+	return all, nil
 }
 
 // Freezes returns the freezes not yet ended at now, soonest first.

@@ -48,6 +48,27 @@ func (s *Store) ListSites(ctx context.Context, f SiteFilter) ([]protocol.Site, e
 	return s.withLastSeen(collect(rows, scanSite))
 }
 
+// SiteNames returns the names of the matching sites, in ListSites' order:
+// what a rollout of a client's 100,000 sites needs of them, without
+// reading (and scanning) every column of every row.
+func (s *Store) SiteNames(ctx context.Context, f SiteFilter) ([]string, error) {
+	q := `SELECT site FROM sites WHERE client = ?`
+	args := []any{f.Client}
+	if f.Product != "" {
+		q += ` AND product = ?`
+		args = append(args, f.Product)
+	}
+	rows, err := s.query(ctx, q+` ORDER BY client, site`, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(r scanner) (string, error) {
+		var site string
+		err := r.Scan(&site)
+		return site, err
+	})
+}
+
 // GetSite returns one site.
 func (s *Store) GetSite(ctx context.Context, site string) (protocol.Site, error) {
 	st, err := s.scanSite(s.queryRow(ctx, `SELECT `+siteColumns+` FROM sites WHERE site = ?`, site))
