@@ -9,7 +9,7 @@ FUZZTIME  ?= 60s
 # Linux architectures `make packages` builds .deb and .rpm for.
 PKG_ARCH  ?= amd64 arm64
 
-.PHONY: help build run test test-race test-postgres e2e race lint check cross packages test-packages fuzz bench bench-publish bench-rollout bench-backup bench-checkin bench-checkin-http bench-trigger bench-fleet-scale bench-serving bench-download bench-fleet bench-smoke clean
+.PHONY: help build run test test-race test-postgres e2e race lint check cross packages test-packages fuzz bench bench-publish bench-rollout bench-jobreports bench-enroll bench-backup bench-checkin bench-checkin-http bench-trigger bench-fleet-scale bench-serving bench-download bench-fleet bench-smoke clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -89,6 +89,12 @@ bench-backup: ## SQLite backup and restore of a 1 GiB client database by the age
 
 bench-rollout: ## a rollout over 10,000 simulated agents, 500 at once: create -> all assigned, server CPU, pause
 	bash testenv/bench/rollout.sh
+
+bench-jobreports: ## 2,000 agents reporting a job's start and end at once: reports/s (PostgreSQL with TEST_POSTGRES_DSN)
+	$(GO) test -run '^$$' -bench BenchmarkJobReports -benchtime 3x ./updateserver/internal/fleet/
+
+bench-enroll: ## 100,000 enrollments asked at once: enrollments/s (PostgreSQL with TEST_POSTGRES_DSN)
+	$(GO) test -run '^$$' -bench BenchmarkEnroll -benchtime 100000x ./updateserver/internal/store/
 
 # testenv/perf: each script measures the product beside a reference measured
 # in the same run and ends with one "RESULT <name> ratio=..." line. SMOKE=1
