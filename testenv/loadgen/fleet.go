@@ -162,7 +162,8 @@ func (f *fleet) mine() (creds []string, first int, err error) {
 
 // hold runs the fleet scenario for this shard: every agent long-polls its
 // server (agent k uses servers[k % len(servers)]); "READY n" is printed
-// once all of them have sent their first long-poll. Each agent waits for
+// once each has had its first check-in (not waiting: it reports the
+// agent) answered and has sent its first long-poll. Each agent waits for
 // an assignment to f.version, records when it arrived, reports the job
 // done (events, then a check-in with the job's result) and goes on
 // long-polling, the job's result in every check-in as the agent sends it
@@ -200,17 +201,25 @@ func (f *fleet) hold(ctx context.Context) error {
 			var last *protocol.JobStatus // sent with every check-in, as the agent does
 			for ctx.Err() == nil {
 				req := protocol.CheckinRequest{InstalledVersion: installed, AgentVersion: "loadgen", OS: "linux", Arch: "amd64", State: protocol.StateIdle, Job: last}
+				// The first check-in reports the agent (a write) and
+				// does not wait: the agent counts as polling once it
+				// is answered, so that READY (and the idle probe after
+				// it) does not come while first reports still queue.
+				wait := 60 * time.Second
 				if !sentFirst {
-					sentFirst = true
-					polling.Add(1)
+					wait = 0
 				}
-				resp, err := c.Checkin(ctx, req, 60*time.Second)
+				resp, err := c.Checkin(ctx, req, wait)
 				if err != nil {
 					if ctx.Err() == nil {
 						fail("poll", err)
 						time.Sleep(time.Second)
 					}
 					continue
+				}
+				if !sentFirst {
+					sentFirst = true
+					polling.Add(1)
 				}
 				asg := resp.Assignment
 				if asg == nil || asg.Version != f.version || atomic.LoadInt64(&arrivals[i]) != 0 {
