@@ -34,11 +34,7 @@ func (s *Store) SitesFollowing(ctx context.Context, product, channel string) ([]
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, func(r scanner) (string, error) {
-		var site string
-		err := r.Scan(&site)
-		return site, err
-	})
+	return collect(rows, scanString)
 }
 
 // Followers returns the sites of product that follow a channel ("" for

@@ -303,11 +303,7 @@ func (t *JobTx) RolloutSitesStarted(id int64, sites []string) (map[string]bool, 
 		if err != nil {
 			return err
 		}
-		names, err := collect(rows, func(r scanner) (string, error) {
-			var site string
-			err := r.Scan(&site)
-			return site, err
-		})
+		names, err := collect(rows, scanString)
 		for _, n := range names {
 			out[n] = true
 		}

@@ -31,7 +31,18 @@ type SiteFilter struct{ Client, Product string }
 
 // ListSites returns matching sites ordered by client and site.
 func (s *Store) ListSites(ctx context.Context, f SiteFilter) ([]protocol.Site, error) {
-	q := `SELECT ` + siteColumns + ` FROM sites WHERE 1=1`
+	where, args := f.where()
+	rows, err := s.query(ctx, `SELECT `+siteColumns+` FROM sites`+where+` ORDER BY client, site`, args...)
+	if err != nil {
+		return nil, err
+	}
+	return s.withLastSeen(collect(rows, scanSite))
+}
+
+// where is the WHERE clause of f (empty fields match any) and its
+// arguments.
+func (f SiteFilter) where() (string, []any) {
+	q := ` WHERE 1=1`
 	var args []any
 	if f.Client != "" {
 		q += ` AND client = ?`
@@ -41,32 +52,26 @@ func (s *Store) ListSites(ctx context.Context, f SiteFilter) ([]protocol.Site, e
 		q += ` AND product = ?`
 		args = append(args, f.Product)
 	}
-	rows, err := s.query(ctx, q+` ORDER BY client, site`, args...)
-	if err != nil {
-		return nil, err
-	}
-	return s.withLastSeen(collect(rows, scanSite))
+	return q, args
 }
 
 // SiteNames returns the names of the matching sites, in ListSites' order:
 // what a rollout of a client's 100,000 sites needs of them, without
 // reading (and scanning) every column of every row.
 func (s *Store) SiteNames(ctx context.Context, f SiteFilter) ([]string, error) {
-	q := `SELECT site FROM sites WHERE client = ?`
-	args := []any{f.Client}
-	if f.Product != "" {
-		q += ` AND product = ?`
-		args = append(args, f.Product)
-	}
-	rows, err := s.query(ctx, q+` ORDER BY client, site`, args...)
+	where, args := f.where()
+	rows, err := s.query(ctx, `SELECT site FROM sites`+where+` ORDER BY client, site`, args...)
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, func(r scanner) (string, error) {
-		var site string
-		err := r.Scan(&site)
-		return site, err
-	})
+	return collect(rows, scanString)
+}
+
+// scanString scans a row of one text column.
+func scanString(r scanner) (string, error) {
+	var v string
+	err := r.Scan(&v)
+	return v, err
 }
 
 // GetSite returns one site.
