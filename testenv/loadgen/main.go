@@ -137,7 +137,7 @@ func main() {
 	var err error
 	switch *scenario {
 	case "upgrade":
-		err = run(ctx, *server, *token, *client, cmp.Or(*agents, 1000), *rounds, 0, 0)
+		err = run(ctx, *server, *token, *client, cmp.Or(*agents, 1000), *rounds, 0, fl.pid)
 	case "rollout":
 		err = run(ctx, *server, *token, *client, cmp.Or(*agents, 1000), *rounds, *maxParallel, fl.pid)
 	case "event-flood", "checkin-flood", "auth-flood":
@@ -204,6 +204,7 @@ type agent struct {
 	site      string
 	installed string
 	got       chan time.Time // assignment arrival, per round
+	reported  chan struct{}  // the job's events answered, per round
 }
 
 // run runs the upgrade scenario, or with maxParallel > 0 the rollout
@@ -239,7 +240,7 @@ func run(ctx context.Context, server, token, client string, n, rounds, maxParall
 	errs := make(chan error, n)
 	sem := make(chan struct{}, 64)
 	for i := range as {
-		a := &agent{c: agentapi.New(server), site: fmt.Sprintf("%s-site-%04d", client, i), installed: versions[0], got: make(chan time.Time, rounds+1)}
+		a := &agent{c: agentapi.New(server), site: fmt.Sprintf("%s-site-%04d", client, i), installed: versions[0], got: make(chan time.Time, rounds+1), reported: make(chan struct{}, rounds+1)}
 		a.c.HTTP = hc
 		as[i] = a
 		wg.Add(1)
@@ -276,7 +277,7 @@ func run(ctx context.Context, server, token, client string, n, rounds, maxParall
 	var all []time.Duration
 	for r := 1; r <= rounds; r++ {
 		to := versions[r]
-		cpu0 := cpuTime(pid)
+		cpu0, self0 := cpuTime(pid), cpuTime(os.Getpid())
 		t0 := time.Now()
 		if maxParallel > 0 {
 			if _, err := o.rollout(ctx, product, to, client, maxParallel); err != nil {
@@ -301,10 +302,23 @@ func run(ctx context.Context, server, token, client string, n, rounds, maxParall
 		}
 		report(fmt.Sprintf("round %d (-> %s)", r, to), lat)
 		if pid > 0 {
-			fmt.Printf("round %d: server CPU %v over %v\n", r, (cpuTime(pid) - cpu0).Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+			fmt.Printf("round %d: server CPU %v, loadgen CPU %v, over %v\n", r, (cpuTime(pid) - cpu0).Round(time.Millisecond),
+				(cpuTime(os.Getpid()) - self0).Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
 		}
 		all = append(all, lat...)
-		// Wait for every agent to finish its job before the next round.
+		// Wait for every agent to finish its job before the next round:
+		// its events answered (a job still open when the next upgrade
+		// comes refuses it), then a second for the check-ins that report
+		// the results to be back in their long-polls. Without the first
+		// wait the next upgrade's time counted the reports queued ahead
+		// of it, and could meet a job not yet ended.
+		for _, a := range as {
+			select {
+			case <-a.reported:
+			case <-ctx.Done():
+				return fmt.Errorf("round %d: agents did not report their jobs: %w", r, ctx.Err())
+			}
+		}
 		time.Sleep(time.Second)
 	}
 	report("all rounds", all)
@@ -396,11 +410,19 @@ func (a *agent) loop(ctx context.Context, polling *atomic.Int64) {
 	var last *protocol.JobStatus
 	for ctx.Err() == nil {
 		req := protocol.CheckinRequest{InstalledVersion: a.installed, AgentVersion: "loadgen", OS: "linux", Arch: "amd64", Hostname: a.site, State: protocol.StateIdle, Job: last}
+		// The first check-in reports the agent (a write on the server)
+		// and does not wait; the agent counts as long-polling once it is
+		// answered, so the first upgrade is not queued behind 10,000
+		// first reports (the fleet scenario does the same).
+		wait := 60 * time.Second
 		if first {
+			wait = 0
+		}
+		resp, err := a.c.Checkin(ctx, req, wait)
+		if err == nil && first {
 			polling.Add(1)
 			first = false
 		}
-		resp, err := a.c.Checkin(ctx, req, 60*time.Second)
 		if err != nil {
 			if errors.Is(ctx.Err(), context.Canceled) || ctx.Err() != nil {
 				return
@@ -418,6 +440,10 @@ func (a *agent) loop(ctx context.Context, polling *atomic.Int64) {
 			{JobID: asg.JobID, Seq: 1, State: protocol.StateDownloading, At: now},
 			{JobID: asg.JobID, Seq: 2, State: protocol.StateCommitted, At: now},
 		})
+		select {
+		case a.reported <- struct{}{}:
+		default: // nobody counts (the rollout scenario's last step)
+		}
 		a.installed = asg.Version
 		last = &protocol.JobStatus{ID: asg.JobID, From: asg.From, To: asg.Version, State: protocol.StateCommitted, Result: protocol.ResultSucceeded}
 	}

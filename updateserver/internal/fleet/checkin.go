@@ -98,12 +98,13 @@ func (f *Fleet) CheckinCharged(ctx context.Context, site string, req protocol.Ch
 		t := time.NewTimer(remaining)
 		var woke *wakeUp
 		select {
-		case woke = <-ch:
+		case woke = <-ch: // the notifier removed ch
 		case <-t.C:
+			f.hub.unsubscribe(site, ch)
 		case <-ctx.Done():
+			f.hub.unsubscribe(site, ch)
 		}
 		t.Stop()
-		f.hub.unsubscribe(site, ch)
 		if ctx.Err() != nil {
 			return resp, nil
 		}

@@ -24,87 +24,145 @@ type wakeUp struct {
 	ws           protocol.WindowStatus
 }
 
+// hub holds the waiting long-polls in shards by site, each with its own
+// lock: subscribing and leaving are frequent (every long-poll does both),
+// and one lock for all made 10,000 woken calls queue on it one by one.
+//
+// A subscription is removed by whoever ends it, once: the notifier when it
+// sends a wake-up (the woken call need not take the lock again, which is
+// what 10,000 calls woken together would all do at once), the waiting call
+// itself when it stops waiting for another reason (unsubscribe). A channel
+// is in the hub exactly while nothing was sent to it.
 type hub struct {
+	shards [hubShards]hubShard
+}
+
+const hubShards = 64
+
+type hubShard struct {
 	mu   sync.Mutex
 	subs map[string]map[chan *wakeUp]struct{}
 }
 
+func (h *hub) shard(site string) *hubShard { return &h.shards[shardOf(site)] }
+
+// shardOf is FNV-1a of site: cheap, and it spreads a fleet's sequential
+// names.
+func shardOf(site string) int {
+	x := uint32(2166136261)
+	for i := 0; i < len(site); i++ {
+		x ^= uint32(site[i])
+		x *= 16777619
+	}
+	return int(x % hubShards)
+}
+
 func (h *hub) subscribe(site string) chan *wakeUp {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.subs == nil {
-		h.subs = map[string]map[chan *wakeUp]struct{}{}
-	}
 	ch := make(chan *wakeUp, 1)
-	if h.subs[site] == nil {
-		h.subs[site] = map[chan *wakeUp]struct{}{}
+	sh := h.shard(site)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.subs == nil {
+		sh.subs = map[string]map[chan *wakeUp]struct{}{}
 	}
-	h.subs[site][ch] = struct{}{}
+	if sh.subs[site] == nil {
+		sh.subs[site] = map[chan *wakeUp]struct{}{}
+	}
+	sh.subs[site][ch] = struct{}{}
 	return ch
 }
 
+// unsubscribe removes ch, unless a wake-up was sent to it (which removed
+// it already). A call that received from ch need not call it.
 func (h *hub) unsubscribe(site string, ch chan *wakeUp) {
 	if ch == nil {
 		return // never subscribed
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	delete(h.subs[site], ch)
-	if len(h.subs[site]) == 0 {
-		delete(h.subs, site)
+	sh := h.shard(site)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.remove(site, ch)
+}
+
+func (sh *hubShard) remove(site string, ch chan *wakeUp) {
+	delete(sh.subs[site], ch)
+	if len(sh.subs[site]) == 0 {
+		delete(sh.subs, site)
 	}
+}
+
+// wakeSite sends w (nil: read the assignment again) to every long-poll
+// of site and removes them. The caller holds sh.mu.
+func (sh *hubShard) wakeSite(site string, w *wakeUp) {
+	for ch := range sh.subs[site] {
+		ch <- w // buffered, and nothing was sent to it before: never blocks
+	}
+	delete(sh.subs, site)
 }
 
 func (h *hub) notify(w *wakeUp) {
 	h.notifyMany([]wakeUp{*w})
 }
 
-// notifyMany wakes the long-polls of ws' sites, under one lock: the
-// woken calls each take it again to unsubscribe, and 10,000 of them
-// would otherwise take turns with the loop waking them.
+// notifyMany wakes the long-polls of ws' sites, taking each shard's lock
+// once.
 func (h *hub) notifyMany(ws []wakeUp) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	if len(ws) == 1 {
+		sh := h.shard(ws[0].site)
+		sh.mu.Lock()
+		sh.wakeSite(ws[0].site, &ws[0])
+		sh.mu.Unlock()
+		return
+	}
+	var by [hubShards][]int
 	for i := range ws {
-		w := &ws[i]
-		for ch := range h.subs[w.site] {
-			select {
-			case ch <- w:
-			default:
-			}
+		n := shardOf(ws[i].site)
+		by[n] = append(by[n], i)
+	}
+	for n := range h.shards {
+		if len(by[n]) == 0 {
+			continue
 		}
+		sh := &h.shards[n]
+		sh.mu.Lock()
+		for _, i := range by[n] {
+			sh.wakeSite(ws[i].site, &ws[i])
+		}
+		sh.mu.Unlock()
 	}
 }
 
 // holds reports whether a long-poll of site waits here.
 func (h *hub) holds(site string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.subs[site]) > 0
+	sh := h.shard(site)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return len(sh.subs[site]) > 0
 }
 
 // notifyAll wakes every long-poll to read its assignment again (the bus
 // reconnected: a wake-up from another replica may have been missed).
 func (h *hub) notifyAll() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, chans := range h.subs {
-		for ch := range chans {
-			select {
-			case ch <- nil:
-			default:
-			}
+	for n := range h.shards {
+		sh := &h.shards[n]
+		sh.mu.Lock()
+		for site := range sh.subs {
+			sh.wakeSite(site, nil)
 		}
+		sh.mu.Unlock()
 	}
 }
 
 // waiting is how many long-polls wait.
 func (h *hub) waiting() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	n := 0
-	for _, subs := range h.subs {
-		n += len(subs)
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for _, subs := range sh.subs {
+			n += len(subs)
+		}
+		sh.mu.Unlock()
 	}
 	return n
 }

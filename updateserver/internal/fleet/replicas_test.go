@@ -106,7 +106,8 @@ func TestAnotherReplicasUpgradeWakesTheLongPoll(t *testing.T) {
 }
 
 func (f *Fleet) hubWaiting(site string) int {
-	f.hub.mu.Lock()
-	defer f.hub.mu.Unlock()
-	return len(f.hub.subs[site])
+	sh := f.hub.shard(site)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return len(sh.subs[site])
 }

@@ -768,6 +768,27 @@ func (s *Store) runGroup(group []*writeReq) (n int, results []error, err error) 
 	start := time.Now() // the write lock held
 	results = make([]error, len(group))
 	n = len(group)
+	if n == 1 {
+		// Alone, a request needs no savepoint: should it fail, the
+		// transaction is rolled back whole. A savepoint would copy every
+		// page it changes to SQLite's sub-journal first (of a client-wide
+		// upgrade's 10,000 jobs, about half its time).
+		if results[0] = group[0].ctx.Err(); results[0] != nil {
+			tx.Rollback()
+			return n, results, nil
+		}
+		if results[0] = group[0].fn(tx); results[0] != nil {
+			if retryable(results[0]) {
+				return 0, nil, results[0]
+			}
+			tx.Rollback()
+			return n, results, nil
+		}
+		if err := tx.Commit(); err != nil {
+			return 0, nil, err
+		}
+		return n, results, nil
+	}
 	// last is the request whose changes the savepoint w holds, to be
 	// kept; -1 when w is not set or holds none.
 	last, set := -1, false
