@@ -22,12 +22,18 @@
 #           from main): each run then also publishes with it (its own
 #           server and client, its own data dir), the two in alternating
 #           order right after the same cp, so both meet the same load; the
-#           table shows both and the medians of each
+#           table shows both and the medians of each. Use an even RUNS:
+#           the publish right after cp is slower (0.3-1.5 s per GiB on
+#           this project's VMs, whichever binary it is: the disk is still
+#           busy with cp's data below the guest), and with an odd RUNS
+#           this tree's binary takes that place once more than BASE
 #
 # Each row also shows, from the server's "bundle staged" log line, where
 # the upload's time went on the server: receiving (and writing) the body,
-# the scan's tail after the last byte landed, and the final fsync, in
-# seconds ("-" from a server that does not log them). What is left of the
+# the checks' tail (scan and hash) after the last byte landed, and what
+# the final fsync took beyond that tail, in seconds ("-" from a server
+# that does not log them). The staged file is fsynced in the background
+# every 128 MiB as it is written, so the final fsync has one step left. What is left of the
 # publish time is the client's start, its check that the release does
 # not exist yet, and the publish request after the upload.
 #

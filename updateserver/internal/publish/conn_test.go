@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -58,6 +59,7 @@ func sendOver(t *testing.T, p *Publisher, body []byte, pre int, length int64) (s
 // it the HTTP server had already read; a corrupt, truncated or overlong
 // one is refused with the reason and leaves nothing staged.
 func TestUploadConn(t *testing.T) {
+	smallSyncSteps(t)
 	p := newBenchPublisher(t)
 	rng := rand.NewChaCha8([32]byte{9})
 	payload := make([]byte, 5*pipeChunk+777)
@@ -116,5 +118,79 @@ func TestUploadConn(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Kind != fault.TooLarge {
 			t.Errorf("got %v, want too large", err)
 		}
+	})
+}
+
+// TestFileFeedHash: the feed of the spliced path hands the scanner the
+// file's bytes in order while its own goroutine hashes them, so the sum
+// is the sha256 of exactly what the scanner read (every chunk, the last
+// short one too, in order, whatever the sizes of the writes and reads);
+// once the scanner gives up, the receiver is stopped with its error and
+// the hash ends without the rest of the file.
+func TestFileFeedHash(t *testing.T) {
+	data := make([]byte, 3*pipeChunk+pipeChunk/2+17)
+	rand.NewChaCha8([32]byte{3}).Read(data)
+	feedFile := func(t *testing.T) (*fileFeed, *os.File) {
+		f, err := os.CreateTemp(t.TempDir(), "feed")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		ff := newFileFeed()
+		ff.f = f
+		return ff, f
+	}
+	// write appends data to f in uneven steps, telling ff, until ff
+	// refuses; it returns ff's error.
+	write := func(ff *fileFeed, f *os.File) error {
+		for off := 0; off < len(data); {
+			k := min(len(data)-off, 300001)
+			if _, err := f.WriteAt(data[off:off+k], int64(off)); err != nil {
+				return err
+			}
+			off += k
+			if err := ff.Wrote(int64(off)); err != nil {
+				return err
+			}
+		}
+		ff.CloseWrite()
+		return nil
+	}
+
+	t.Run("whole file", func(t *testing.T) {
+		ff, f := feedFile(t)
+		go write(ff, f)
+		var got bytes.Buffer
+		buf := make([]byte, 100003)
+		for {
+			n, err := ff.Read(buf)
+			got.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		ff.CloseRead(nil)
+		want := sha256.Sum256(data)
+		if !bytes.Equal(got.Bytes(), data) {
+			t.Fatalf("read %d bytes, not the %d written", got.Len(), len(data))
+		}
+		if sum := ff.Sum(); !bytes.Equal(sum, want[:]) {
+			t.Fatalf("sum %x, want %x", sum, want)
+		}
+	})
+
+	t.Run("scanner gives up", func(t *testing.T) {
+		ff, f := feedFile(t)
+		wrote := make(chan error, 1)
+		go func() { wrote <- write(ff, f) }()
+		if _, err := io.ReadFull(ff, make([]byte, pipeChunk+1)); err != nil {
+			t.Fatal(err)
+		}
+		stop := errors.New("not a bundle")
+		ff.CloseRead(stop)
+		if err := <-wrote; err != nil && !errors.Is(err, stop) {
+			t.Fatalf("the receiver stopped with %v, want the scanner's error", err)
+		}
+		ff.Sum() // returns: the hasher ended
 	})
 }

@@ -148,9 +148,9 @@ func (p *Publisher) uploadPath(id string) string {
 // staged unless the whole bundle is valid.
 func (p *Publisher) Upload(ctx context.Context, body io.Reader, actor string) (protocol.Upload, error) {
 	pipe := newAsyncPipe(8)
-	return p.stage(ctx, actor, pipe, func(f *os.File) (int64, error) {
+	return p.stage(ctx, actor, pipe, func(f *os.File, sb *syncBehind) (int64, error) {
 		limited := &io.LimitedReader{R: body, N: p.MaxUpload + 1}
-		return receive(atomicfile.NewWriteBehind(f, 0), pipe, ctxReader{ctx, limited})
+		return receive(atomicfile.NewWriteBehind(f, 0), sb, pipe, ctxReader{ctx, limited})
 	})
 }
 
@@ -165,10 +165,13 @@ type feed interface {
 
 // stage receives a bundle into a staged file with recv (which writes the
 // file and passes what it received on through fd), while another goroutine
-// hashes it and checks it is a bundle (sha256 costs about as much as the
-// receiving and writing together); then it makes the file durable and
-// records the upload.
-func (p *Publisher) stage(ctx context.Context, actor string, fd feed, recv func(f *os.File) (int64, error)) (protocol.Upload, error) {
+// checks it is a bundle and hashes it (a feed that hashes what it hands
+// out, as the spliced path's does, does it on a goroutine of its own:
+// sha256 costs about twice the scan); then it makes the file durable and
+// records the upload. The file is made durable in steps as it is written
+// (syncBehind), the last one as soon as the last byte is written, while
+// the checks finish.
+func (p *Publisher) stage(ctx context.Context, actor string, fd feed, recv func(f *os.File, sb *syncBehind) (int64, error)) (protocol.Upload, error) {
 	id := randomID()
 	final := p.uploadPath(id)
 	f, err := os.CreateTemp(p.UploadsDir, id+".*.part")
@@ -177,7 +180,14 @@ func (p *Publisher) stage(ctx context.Context, actor string, fd feed, recv func(
 	}
 	tmp := f.Name()
 	ok := false
+	sb := newSyncBehind(f)
+	synced := make(chan error, 1)
+	syncing := false
 	defer func() {
+		if syncing {
+			<-synced
+		}
+		sb.wg.Wait()
 		if !ok {
 			f.Close()
 			os.Remove(tmp)
@@ -190,20 +200,29 @@ func (p *Publisher) stage(ctx context.Context, actor string, fd feed, recv func(
 		at   time.Time // when the scan ended
 	}
 	scanned := make(chan scanResult, 1)
+	// On success Scan has read to EOF and refused anything after the gzip
+	// stream itself, so the hash saw every byte, and every byte it saw
+	// was checked.
 	h := sha256.New()
+	src := io.TeeReader(fd, h)
+	hf, selfHashed := fd.(interface{ Sum() []byte })
+	if selfHashed {
+		src = fd
+	}
 	go func() {
-		// On success Scan has read to EOF and refused anything after the
-		// gzip stream itself, so the hash saw every byte, and every byte
-		// it saw was checked.
-		info, err := bundle.Scan(io.TeeReader(fd, h), p.Limits)
+		info, err := bundle.Scan(src, p.Limits)
 		fd.CloseRead(err)
 		scanned <- scanResult{info, err, time.Now()}
 	}()
 
 	start := time.Now()
-	n, copyErr := recv(f)
+	n, copyErr := recv(f, sb)
 	received := time.Now()
 	fd.CloseWrite()
+	if copyErr == nil && n <= p.MaxUpload {
+		syncing = true
+		go func() { synced <- sb.Sync() }()
+	}
 	res := <-scanned
 	switch {
 	case n > p.MaxUpload:
@@ -215,17 +234,22 @@ func (p *Publisher) stage(ctx context.Context, actor string, fd feed, recv func(
 	case res.err != nil:
 		return protocol.Upload{}, bundleFault(res.err)
 	}
-	if err := f.Sync(); err != nil {
+	sum, checked := h.Sum(nil), res.at
+	if selfHashed {
+		sum, checked = hf.Sum(), time.Now()
+	}
+	syncing = false
+	if err := <-synced; err != nil {
 		return protocol.Upload{}, fmt.Errorf("stage upload: %w", err)
 	}
-	synced := time.Now()
+	durable := time.Now()
 	if err := f.Close(); err != nil {
 		return protocol.Upload{}, fmt.Errorf("stage upload: %w", err)
 	}
 	if err := atomicfile.Rename(tmp, final); err != nil {
 		return protocol.Upload{}, fmt.Errorf("stage upload: %w", err)
 	}
-	up := protocol.Upload{ID: id, SHA256: hex.EncodeToString(h.Sum(nil)), Length: n}
+	up := protocol.Upload{ID: id, SHA256: hex.EncodeToString(sum), Length: n}
 	if m := res.info.Manifest; m != nil {
 		up.Product, up.Version, up.UpgradeFrom, up.Notes = m.Product, m.Version, m.UpgradeFrom, m.Notes
 	}
@@ -235,13 +259,14 @@ func (p *Publisher) stage(ctx context.Context, actor string, fd feed, recv func(
 		return protocol.Upload{}, fmt.Errorf("record upload: %w", err)
 	}
 	ok = true
-	// Where the time went: receiving (and writing), the scan's tail
-	// after the last byte landed, the final fsync.
-	tail := max(0, res.at.Sub(received))
+	// Where the time went: receiving (and writing), the checks' tail
+	// (scan and hash) after the last byte landed, what the final fsync,
+	// started with that tail, took beyond it.
+	tail := max(0, checked.Sub(received))
 	p.Log.Info("bundle staged", "upload", id, "bytes", n, "sha256", up.SHA256, "by", actor,
 		"receive", received.Sub(start).Round(time.Millisecond),
 		"scan_tail", tail.Round(time.Millisecond),
-		"fsync", synced.Sub(received.Add(tail)).Round(time.Millisecond))
+		"fsync", max(0, durable.Sub(received.Add(tail))).Round(time.Millisecond))
 	return up, nil
 }
 
@@ -253,7 +278,7 @@ func (p *Publisher) stage(ctx context.Context, actor string, fd feed, recv func(
 // write position, so the final fsync finds little left to write. It
 // returns how many bytes it received and the first error of the body, the
 // file or the scanner (which stops it).
-func receive(file io.Writer, pipe *asyncPipe, body io.Reader) (int64, error) {
+func receive(file io.Writer, sb *syncBehind, pipe *asyncPipe, body io.Reader) (int64, error) {
 	var n int64
 	for {
 		c := pipe.Chunk()
@@ -263,6 +288,7 @@ func receive(file io.Writer, pipe *asyncPipe, body io.Reader) (int64, error) {
 				return n, werr
 			}
 			n += int64(m)
+			sb.Wrote(n)
 			if serr := pipe.Send(c[:m]); serr != nil {
 				return n, serr
 			}

@@ -19,7 +19,7 @@ const canSplice = true
 // rather than copies to user memory), telling ff as each step lands. It
 // returns how many bytes it wrote and the first error of the connection,
 // the file or the scanner (which stops it).
-func spliceBody(ctx context.Context, f *os.File, ff *fileFeed, conn *net.TCPConn, prefix []byte, length int64, idle time.Duration) (int64, error) {
+func spliceBody(ctx context.Context, f *os.File, ff *fileFeed, sb *syncBehind, conn *net.TCPConn, prefix []byte, length int64, idle time.Duration) (int64, error) {
 	wb := atomicfile.NewWriteBehind(f, 0)
 	n, err := wb.Write(prefix)
 	if err != nil {
@@ -89,6 +89,7 @@ func spliceBody(ctx context.Context, f *os.File, ff *fileFeed, conn *net.TCPConn
 			done += w
 			wb.Wrote(w)
 		}
+		sb.Wrote(done)
 		if err := ff.Wrote(done); err != nil {
 			return done, err
 		}

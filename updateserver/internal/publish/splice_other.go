@@ -12,6 +12,6 @@ import (
 
 const canSplice = false
 
-func spliceBody(context.Context, *os.File, *fileFeed, *net.TCPConn, []byte, int64, time.Duration) (int64, error) {
+func spliceBody(context.Context, *os.File, *fileFeed, *syncBehind, *net.TCPConn, []byte, int64, time.Duration) (int64, error) {
 	return 0, errors.ErrUnsupported
 }

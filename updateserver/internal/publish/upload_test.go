@@ -44,6 +44,7 @@ func packed(t *testing.T, files map[string][]byte) []byte {
 // bytes stored; bad ones, found at any chunk, are refused with the reason
 // and leave nothing in the staging directory.
 func TestUploadStreamsManyChunks(t *testing.T) {
+	smallSyncSteps(t)
 	p := newBenchPublisher(t)
 	rng := rand.NewChaCha8([32]byte{7})
 	payload := make([]byte, 5*pipeChunk+12345) // incompressible: gzip stores it
