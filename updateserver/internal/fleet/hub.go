@@ -107,13 +107,6 @@ func (h *hub) notify(w *wakeUp) {
 // notifyMany wakes the long-polls of ws' sites, taking each shard's lock
 // once.
 func (h *hub) notifyMany(ws []wakeUp) {
-	if len(ws) == 1 {
-		sh := h.shard(ws[0].site)
-		sh.mu.Lock()
-		sh.wakeSite(ws[0].site, &ws[0])
-		sh.mu.Unlock()
-		return
-	}
 	var by [hubShards][]int
 	for i := range ws {
 		n := shardOf(ws[i].site)
