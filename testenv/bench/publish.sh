@@ -18,6 +18,10 @@
 #           when permitted, else warm.
 #   TMPDIR  where the bundle, the cp copy and the server's data dir go
 #           (one filesystem for all; needs about 3 x SIZE free)
+#   SOURCE  file (default): publish the ready-made .tar.gz; dir: publish
+#           the bundle directory itself, as the release team does (the
+#           client packs and gzips it while uploading); cp still copies
+#           the .tar.gz, as a yardstick
 #   BASE    another updateserver binary to compare with (e.g. one built
 #           from main): each run then also publishes with it (its own
 #           server and client, its own data dir), the two in alternating
@@ -51,6 +55,12 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SIZE=${SIZE:-1G}
+SOURCE=${SOURCE:-file}
+case $SOURCE in file | dir) ;; *)
+	printf 'SOURCE=%s: give file (the .tar.gz) or dir (the bundle directory)\n' "$SOURCE" >&2
+	exit 2
+	;;
+esac
 PORT=${PORT:-0}
 RUNS=${RUNS:-3}
 BIN=$ROOT/bin/updateserver
@@ -95,6 +105,8 @@ prepare() {
 	sync
 	if [[ $CACHE == cold ]]; then
 		echo 3 >/proc/sys/vm/drop_caches
+	elif [[ -d $1 ]]; then
+		find "$1" -type f -exec cat {} + >/dev/null
 	else
 		cat "$1" >/dev/null
 	fi
@@ -113,8 +125,13 @@ printf 'product = "bench"\nversion = "1.0.0"\n' >"$TMP/bundle/bundle.toml"
 head -c "$SIZE" /dev/urandom >"$TMP/bundle/files/payload.bin"
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 \
 	-C "$TMP/bundle" -cf - bundle.toml files | gzip -1 >"$TMP/bundle.tar.gz"
-rm -rf "$TMP/bundle"
 SRC=$TMP/bundle.tar.gz
+PUBSRC=$SRC
+if [[ $SOURCE == dir ]]; then
+	PUBSRC=$TMP/bundle
+else
+	rm -rf "$TMP/bundle"
+fi
 BYTES=$(stat -c %s "$SRC")
 
 # start_server NAME BINARY: a server of its own on loopback, with its own
@@ -158,12 +175,12 @@ declare -A BINOF=([new]=$BIN [base]=$BASE) PUB SCPU CCPU PHASES
 CRSS=0
 publish_with() {
 	local name=$1 run=$2 c0 c1 t0 t1 r
-	log "== run $run/$RUNS: release publish to ${URL[$name]} ($name, $CACHE cache)"
-	prepare "$SRC"
+	log "== run $run/$RUNS: release publish of the $SOURCE to ${URL[$name]} ($name, $CACHE cache)"
+	prepare "$PUBSRC"
 	c0=$(cputicks "$name")
 	t0=$(now)
 	"${TIMEV[@]}" "${BINOF[$name]}" release publish --progress never --server "${URL[$name]}" --token "${TOKEN[$name]}" \
-		--product bench --version "1.0.$run" "$SRC" >"$TMP/publish.out"
+		--product bench --version "1.0.$run" "$PUBSRC" >"$TMP/publish.out"
 	t1=$(now)
 	c1=$(cputicks "$name")
 	grep -q "^published bench 1.0.$run" "$TMP/publish.out" || { cat "$TMP/publish.out" "$TMP/server-$name.log" >&2; exit 1; }
@@ -221,7 +238,7 @@ awk -v bytes="$BYTES" -v cps="${CP_ALL[*]}" -v loads="${LOAD_ALL[*]}" \
 	-v pubs="${PUB[new]}" -v scpu="${SCPU[new]}" -v ccpu="${CCPU[new]}" -v phs="${PHASES[new]}" \
 	-v bpubs="${PUB[base]:-}" -v bscpu="${SCPU[base]:-}" -v bccpu="${CCPU[base]:-}" -v bphs="${PHASES[base]:-}" \
 	-v hwm="$HWM" -v hwm0="$HWM0" -v rss="$RSS" -v crss="$CRSS" \
-	-v cache="$CACHE" -v nproc="$(nproc)" '
+	-v cache="$CACHE" -v source="$SOURCE" -v nproc="$(nproc)" '
 function median(s, a, n, i, j, t) {
 	n = split(s, a, " ")
 	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
@@ -240,6 +257,7 @@ function table(title, pubs, scpu, ccpu, phs, pub, sc, cc, ph, i, mc, mp) {
 }
 BEGIN {
 	n = split(cps, cp, " "); split(loads, ld, " ")
+	if (source == "dir") printf "published: the bundle directory (packed by the client); cp: the .tar.gz of it\n"
 	printf "bytes %d, page cache %s, nproc %s, MB = 10^6 bytes, load = 1-minute load average at the start of the run\n\n", bytes, cache, nproc
 	table(bpubs == "" ? "" : "this tree (bin/updateserver):", pubs, scpu, ccpu, phs)
 	if (bpubs != "") table("BASE, in the same runs:", bpubs, bscpu, bccpu, bphs)
