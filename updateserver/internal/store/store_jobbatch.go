@@ -50,12 +50,11 @@ const maxBatch = 250
 // and after it (b.Apply) instead of running fn. key names what two items
 // must not share in one Apply (their site).
 func (s *Store) WithJobsBatched(ctx context.Context, b *JobBatch, key string, item any, fn func(*JobTx) error) error {
-	var opened bool
-	var installed []string
+	var created, installed []string
 	r := &writeReq{ctx: ctx, done: make(chan error, 1), batch: b, key: key, item: item}
 	r.fn = func(tx *sql.Tx) error {
 		var err error
-		opened, installed, err = s.runJobs(tx, fn)
+		created, installed, err = s.runJobs(tx, fn)
 		return err
 	}
 	select {
@@ -66,7 +65,7 @@ func (s *Store) WithJobsBatched(ctx context.Context, b *JobBatch, key string, it
 		return ErrClosed
 	}
 	err := <-r.done
-	s.afterJobs(opened, installed)
+	s.afterJobs(created, installed)
 	return err
 }
 
@@ -101,11 +100,10 @@ func (s *Store) batches(group []*writeReq) []*writeReq {
 func (s *Store) batchWrite(items []*writeReq) *writeReq {
 	b := items[0].batch
 	results := make([]error, len(items))
-	var opened bool
-	var installed []string
+	var created, installed []string
 	w := &writeReq{ctx: context.Background(), done: make(chan error, 1)}
 	w.fn = func(tx *sql.Tx) error {
-		opened, installed = false, nil
+		created, installed = nil, nil
 		var live []int
 		var vals []any
 		for i, r := range items {
@@ -128,7 +126,7 @@ func (s *Store) batchWrite(items []*writeReq) *writeReq {
 			return err
 		})
 		if err == nil {
-			opened, installed = o, in
+			created, installed = o, in
 			for k, i := range live {
 				results[i] = errs[k]
 			}
@@ -162,7 +160,7 @@ func (s *Store) batchWrite(items []*writeReq) *writeReq {
 	}
 	w.answer = func(err error) {
 		if err == nil {
-			s.afterJobs(opened, installed)
+			s.afterJobs(created, installed)
 		}
 		for i, r := range items {
 			if err != nil {
@@ -297,9 +295,6 @@ func (t *JobTx) LastEventMessages(ids []string, state string) (map[string]EventM
 func (t *JobTx) UpdateJobs(rows []JobRow) error {
 	if len(rows) == 0 {
 		return nil
-	}
-	if err := t.open(); err != nil {
-		return err
 	}
 	null := func(at *time.Time) sql.NullString {
 		if at == nil {

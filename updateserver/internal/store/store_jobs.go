@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/dropless/dropless/pkg/protocol"
 )
@@ -38,7 +37,7 @@ type OpenJob struct {
 // OpenJob returns the site's oldest pending or running job (of any
 // product) as the agent's assignment.
 func (s *Store) OpenJob(ctx context.Context, site string) (OpenJob, error) {
-	gen := s.c.jobGen.Load()
+	gen, seq := s.c.jobGen.Load(), s.c.jobSeq.Load()
 	if s.noOpenJob(site) {
 		return OpenJob{}, ErrNotFound
 	}
@@ -52,7 +51,12 @@ func (s *Store) OpenJob(ctx context.Context, site string) (OpenJob, error) {
 	err := row.Scan(&j.ID, &j.Site, &j.Product, &j.From, &j.To, &j.Result, &j.Reason, &created, &j.CreatedBy, &started, &ended, &j.EventsDropped,
 		&a.Target, &a.AcceptDrift, &a.AllowDowngrade, &a.AllowIrreversible, &o.HandedOut, &o.Now)
 	if errors.Is(err, sql.ErrNoRows) {
-		s.c.noJob.Store(site, noJobEntry{gen, time.Now()})
+		s.c.noJob.Store(site, noJobEntry{gen})
+		if s.c.jobSeq.Load() != seq {
+			// Jobs were created meanwhile, perhaps for this site, and
+			// their entries dropped before this one was stored.
+			s.c.noJob.Delete(site)
+		}
 		return o, ErrNotFound
 	}
 	j.CreatedAt, j.StartedAt, j.EndedAt = parseTime(created), nullTime(started), nullTime(ended)

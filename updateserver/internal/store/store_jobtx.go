@@ -21,9 +21,9 @@ type JobTx struct {
 	tx    *sql.Tx
 	s     *Store
 	stmts map[string]*sql.Stmt
-	// What the caches learn after the commit: a job was created or
-	// started; sites whose installed version was set.
-	opened    bool
+	// What the caches learn after the commit: the sites jobs were
+	// created for; the sites whose installed version was set.
+	created   []string
 	installed []string
 }
 
@@ -51,59 +51,64 @@ func (s *Store) WithJobsFirst(ctx context.Context, fn func(*JobTx) error) error 
 }
 
 func (s *Store) withJobs(ctx context.Context, q chan *writeReq, fn func(*JobTx) error) error {
-	var opened bool
-	var installed []string
+	var created, installed []string
 	// In the order they came, an operator's too (see Priority), unless
 	// q is the first lane.
 	err := s.queue(ctx, q, func(tx *sql.Tx) error {
 		var err error
-		opened, installed, err = s.runJobs(tx, fn)
+		created, installed, err = s.runJobs(tx, fn)
 		return err
 	})
-	s.afterJobs(opened, installed)
+	s.afterJobs(created, installed)
 	return err
 }
 
 // runJobs runs fn in tx with a JobTx, and tells the other replicas'
-// caches what it changed: whether it created, started or ended a job
-// (opened) and the sites whose installed version it set.
-func (s *Store) runJobs(tx *sql.Tx, fn func(*JobTx) error) (opened bool, installed []string, err error) {
+// caches what it changed: the sites it created jobs for (told as it
+// creates them) and the sites whose installed version it set.
+func (s *Store) runJobs(tx *sql.Tx, fn func(*JobTx) error) (created, installed []string, err error) {
 	t := &JobTx{tx: tx, s: s}
 	defer t.close()
 	err = fn(t)
-	opened, installed = t.opened, t.installed
+	created, installed = t.created, t.installed
 	if err != nil {
-		return opened, installed, err
+		return created, installed, err
 	}
 	var items []string
 	for _, site := range installed {
 		items = append(items, cacheSite+"\t"+site)
 	}
-	return opened, installed, s.tellCaches(tx, items...)
+	return created, installed, s.tellCaches(tx, items...)
 }
 
 // afterJobs updates this process's caches after a job transaction
 // (whether it committed or not: a cache dropped costs a read).
-func (s *Store) afterJobs(opened bool, installed []string) {
-	if opened {
-		s.c.jobGen.Add(1)
+func (s *Store) afterJobs(created, installed []string) {
+	if len(created) > 0 {
+		s.jobsCreated(created)
 	}
 	for _, site := range installed {
 		s.forgetReport(site)
 	}
 }
 
-// open records that a job was created, started or ended. The first time
-// in a transaction it tells the other replicas' caches, before anything
-// else the transaction sends (fleet's wake-ups): a replica woken for a
-// new job has dropped its "no open job" by then, since its bus delivers
-// one notification after the other.
-func (t *JobTx) open() error {
-	if t.opened {
-		return nil
+// jobsFor records that jobs are created for sites (in order, a site's
+// hops next to each other), and tells the other replicas' caches at
+// once, before anything else the transaction sends (fleet's wake-ups):
+// a replica woken for a new job has dropped the site's "no open job" by
+// then, since its bus delivers one notification after the other. Only a
+// creation makes a site's "no open job" wrong; a job's start, end or
+// progress does not, and tells nobody.
+func (t *JobTx) jobsFor(sites ...string) error {
+	var items []string
+	for i, site := range sites {
+		if i > 0 && sites[i-1] == site {
+			continue
+		}
+		t.created = append(t.created, site)
+		items = append(items, cacheJobs+"\t"+site)
 	}
-	t.opened = true
-	return t.s.tellCaches(t.tx, cacheJobs)
+	return t.s.tellCaches(t.tx, items...)
 }
 
 // stmt returns q's statement: the writer's kept one (txStmt), or one
@@ -253,7 +258,7 @@ func (t *JobTx) InsertJob(j NewJob, now time.Time) error {
 	if j.RolloutID != 0 {
 		rollout = sql.NullInt64{Int64: j.RolloutID, Valid: true}
 	}
-	if err := t.open(); err != nil {
+	if err := t.jobsFor(j.Site); err != nil {
 		return err
 	}
 	return t.exec(`INSERT INTO jobs (id, site, product, from_version, to_version, target, result, now, accept_drift, allow_downgrade, allow_irreversible, created_at, created_by, last_progress_at, rollout_id)
@@ -271,7 +276,11 @@ func (t *JobTx) InsertJobs(js []NewJob, now time.Time) error {
 	if len(js) == 0 {
 		return nil
 	}
-	if err := t.open(); err != nil {
+	sites := make([]string, len(js))
+	for i, j := range js {
+		sites[i] = j.Site
+	}
+	if err := t.jobsFor(sites...); err != nil {
 		return err
 	}
 	at := formatTime(now)
@@ -314,10 +323,6 @@ func (t *JobTx) SetTargetVersion(site, version string) error {
 // start time, the end's, if it never started).
 func (t *JobTx) EndJob(id, result, reason string, now time.Time) error {
 	at := formatTime(now)
-	// Whatever result: a cached "no open job" is dropped.
-	if err := t.open(); err != nil {
-		return err
-	}
 	return t.exec(`UPDATE jobs SET result = ?, reason = ?, ended_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?`,
 		result, reason, at, at, id)
 }
@@ -326,9 +331,6 @@ func (t *JobTx) EndJob(id, result, reason string, now time.Time) error {
 // start already, and restarts its clock: its last progress is now (one
 // statement for what Progress would do after).
 func (t *JobTx) StartJob(id string, startedAt, now time.Time) error {
-	if err := t.open(); err != nil {
-		return err
-	}
 	return t.exec(`UPDATE jobs SET result = 'running', started_at = COALESCE(started_at, ?), last_progress_at = ? WHERE id = ?`,
 		formatTime(startedAt), formatTime(now), id)
 }

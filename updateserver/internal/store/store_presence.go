@@ -26,7 +26,7 @@ import (
 //   - credential -> site (creds), dropped when the site's credential is
 //     replaced (re-enrollment), so the old one is refused at once;
 //   - "this site has no open job" (noJob), valid until a job is
-//     created or started anywhere (jobGen);
+//     created for that site (jobsCreated);
 //   - the window and freezes a check-in's answer is computed from
 //     (maint), valid until a window or freeze is changed (maintGen);
 //   - each site's client, which never changes.
@@ -39,17 +39,21 @@ import (
 // change made through another replica is seen here once its
 // notification arrives, a moment after it commits. Any other process
 // writing the database directly is not seen by these caches, except that
-// "no open job" is believed for NoJobTTL at most: a job written into the
-// database by hand (or by a thief: testenv's TestTrustStolenServer) is
-// handed out at the site's next check-in after that, as before the cache.
+// every NoJobSweep one query lists the sites that have an open job and
+// drops their "no open job": a job written into the database by hand (or
+// by a thief: testenv's TestTrustStolenServer) is handed out at the
+// site's first check-in after the next sweep or the one after. (Until
+// 28 Nov the entry expired after 5 s instead: every idle long-poll, once
+// a minute per agent, then read the jobs table, a query per check-in on
+// PostgreSQL with 100,000 agents.)
 
-// NoJobTTL is how long a site's "no open job" is believed without a read.
-const NoJobTTL = 5 * time.Second
+// NoJobSweep is how often the sites with an open job are read, to drop
+// a "no open job" that a write made outside this store's API made wrong.
+const NoJobSweep = 5 * time.Second
 
-// noJobEntry is a site's "no open job": the jobGen it was read at, and when.
+// noJobEntry is a site's "no open job": the jobGen it was read at.
 type noJobEntry struct {
 	gen uint64
-	at  time.Time
 }
 
 // SeenFlushInterval is how often check-in times kept in memory are
@@ -100,8 +104,12 @@ type caches struct {
 	credOf  map[string]string // site -> its cached credential hash
 	credGen uint64            // bumped when a credential is replaced
 
-	jobGen atomic.Uint64 // bumped after a job is created or started
-	noJob  sync.Map      // site -> noJobEntry: it had no open job
+	// jobGen is bumped when every "no open job" is dropped (the bus
+	// resynced); jobSeq after jobs are created, before their sites'
+	// entries are dropped (jobsCreated), so that a read that ran
+	// meanwhile keeps no entry.
+	jobGen, jobSeq atomic.Uint64
+	noJob          sync.Map // site -> noJobEntry: it had no open job
 
 	maintGen   atomic.Uint64 // bumped after a window or freeze changes
 	maintMu    sync.Mutex
@@ -339,10 +347,14 @@ func (s *Store) flusher() {
 	defer close(s.c.flushDone)
 	t := time.NewTicker(SeenFlushInterval)
 	defer t.Stop()
+	sweep := time.NewTicker(NoJobSweep)
+	defer sweep.Stop()
 	for {
 		select {
 		case <-t.C:
 			s.FlushSeen(context.Background()) // retried at the next tick
+		case <-sweep.C:
+			s.sweepNoJob(context.Background()) // retried at the next tick
 		case <-s.c.flushStop:
 			return
 		}
@@ -411,11 +423,43 @@ func (s *Store) SiteClient(ctx context.Context, site string) (string, error) {
 // noOpenJob says whether site is known to have no open job.
 func (s *Store) noOpenJob(site string) bool {
 	v, ok := s.c.noJob.Load(site)
-	if !ok {
-		return false
+	return ok && v.(noJobEntry).gen == s.c.jobGen.Load()
+}
+
+// jobsCreated drops the "no open job" of sites, jobs were created for
+// them: called after the commit (or, on another replica, once its bus
+// delivered the news). Nothing else makes an open job appear: a job
+// starts, ends or is amended from one open state to the other or from
+// one end to another, never back to open.
+func (s *Store) jobsCreated(sites []string) {
+	s.c.jobSeq.Add(1)
+	for _, site := range sites {
+		s.c.noJob.Delete(site)
 	}
-	e := v.(noJobEntry)
-	return e.gen == s.c.jobGen.Load() && time.Since(e.at) < NoJobTTL
+}
+
+// sweepNoJob drops the "no open job" of every site that has an open job
+// in the database (one written there behind this store's back): one
+// query, none while nothing is cached.
+func (s *Store) sweepNoJob(ctx context.Context) error {
+	cached := false
+	s.c.noJob.Range(func(any, any) bool { cached = true; return false })
+	if !cached {
+		return nil
+	}
+	rows, err := s.query(ctx, `SELECT DISTINCT site FROM jobs WHERE result IN ('pending','running')`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var site string
+		if err := rows.Scan(&site); err != nil {
+			return err
+		}
+		s.c.noJob.Delete(site)
+	}
+	return rows.Err()
 }
 
 // SiteWindow returns the window that applies to a site of client: its

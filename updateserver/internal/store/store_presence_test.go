@@ -555,3 +555,56 @@ func TestEnrolledSiteNeedsNoReadToCheckIn(t *testing.T) {
 		t.Fatalf("the replacing credential: %q %v", site, err)
 	}
 }
+
+// TestNoOpenJobIsPerSite: a site's cached "no open job" holds until a job
+// is created for that site, whatever happens to other sites' jobs (until
+// 28 Nov any job created, started or ended dropped every site's, so each
+// wave of job reports sent every idle check-in of the fleet back to the
+// jobs table); a job written into the database behind the store's back
+// is handed out once a sweep has run.
+func TestNoOpenJobIsPerSite(t *testing.T) {
+	a, b := openTwo(t) // b writes behind a's back: a hears nothing of it
+	ctx := context.Background()
+	now := time.Now()
+	job := func(id, site string) NewJob {
+		return NewJob{ID: id, Site: site, Product: "p", From: "1.0.0", To: "1.1.0", Target: "p/p-1.1.0.tar.gz", CreatedBy: "t"}
+	}
+	for _, site := range []string{"s1", "s2"} {
+		enrollSite(t, a, site, "cred-"+site)
+		if _, err := a.OpenJob(ctx, site); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s before any job: %v", site, err)
+		}
+	}
+	if err := b.WithJobs(ctx, func(t *JobTx) error { return t.InsertJob(job("j2", "s2"), now) }); err != nil {
+		t.Fatal(err)
+	}
+
+	// A job of s1 created, started and ended through a.
+	if err := a.WithJobs(ctx, func(t *JobTx) error { return t.InsertJobs([]NewJob{job("j1", "s1")}, now) }); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := a.OpenJob(ctx, "s1"); err != nil || o.Job.ID != "j1" {
+		t.Fatalf("s1 after its job was created: %+v %v, want j1", o.Job, err)
+	}
+	if err := a.WithJobs(ctx, func(t *JobTx) error {
+		if err := t.StartJob("j1", now, now); err != nil {
+			return err
+		}
+		return t.EndJob("j1", protocol.ResultSucceeded, "", now)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.OpenJob(ctx, "s1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("s1 after its job ended: %v, want no open job", err)
+	}
+	if o, err := a.OpenJob(ctx, "s2"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("s2 read the jobs table again because of s1's job (found %s, written behind the store's back): %v", o.Job.ID, err)
+	}
+
+	if err := a.sweepNoJob(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := a.OpenJob(ctx, "s2"); err != nil || o.Job.ID != "j2" {
+		t.Errorf("s2 after a sweep: %+v %v, want j2 (written behind the store's back)", o.Job, err)
+	}
+}

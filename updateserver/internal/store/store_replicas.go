@@ -19,7 +19,9 @@ import (
 //   - "site\tSITE": the site's row was written (a check-in that changed
 //     the report, an installed version set by an offline report): its
 //     report is dropped, so the next check-in here writes;
-//   - "jobs": a job was created or started: no "no open job" holds;
+//   - "jobs\tSITE": a job was created for the site: its "no open job"
+//     is dropped (a bare "jobs", as servers before 28 Nov sent for any
+//     job created, started or ended, drops every site's);
 //   - "maint": a window or freeze changed.
 //
 // After the bus reconnects (bus.Resync), messages may have been lost:
@@ -58,6 +60,12 @@ func (s *Store) ListenCaches(b bus.Bus) (cancel func()) {
 			s.dropCaches()
 			return
 		}
+		var created []string
+		defer func() {
+			if len(created) > 0 {
+				s.jobsCreated(created)
+			}
+		}()
 		for _, line := range strings.Split(p, "\n") {
 			kind, site, _ := strings.Cut(line, "\t")
 			switch kind {
@@ -67,7 +75,11 @@ func (s *Store) ListenCaches(b bus.Bus) (cancel func()) {
 			case cacheSite:
 				s.forgetReport(site)
 			case cacheJobs:
-				s.c.jobGen.Add(1)
+				if site == "" {
+					s.c.jobGen.Add(1)
+				} else {
+					created = append(created, site)
+				}
 			case cacheMaint:
 				s.maintChanged()
 			}
