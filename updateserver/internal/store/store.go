@@ -133,7 +133,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// the store closes, never stranded in a buffer.
 	s := &Store{DSN: path, dialect: SQLite, wdb: wdb, wconn: wconn, writes: make(chan *writeReq), first: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
 		reports: make(chan *reportReq)}
-	s.c.init()
+	s.c.init(s)
 	go s.writer()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
@@ -187,7 +187,7 @@ func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
 	pools[3].SetMaxIdleConns(priorityConns)
 	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], ldb: pools[2], pdb: pools[3], writes: make(chan *writeReq), first: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
 		reports: make(chan *reportReq)}
-	s.c.init()
+	s.c.init(s)
 	go s.writer()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()

@@ -35,34 +35,65 @@ type OpenJob struct {
 }
 
 // OpenJob returns the site's oldest pending or running job (of any
-// product) as the agent's assignment.
+// product) as the agent's assignment. A site known to have none is
+// answered from memory (store_presence.go); the others' reads, at once
+// with other check-ins', are read together (readBatcher).
 func (s *Store) OpenJob(ctx context.Context, site string) (OpenJob, error) {
 	gen, seq := s.c.jobGen.Load(), s.c.jobSeq.Load()
 	if s.noOpenJob(site) {
 		return OpenJob{}, ErrNotFound
 	}
-	var o OpenJob
-	a := &o.Assignment
-	row := s.queryRow(ctx, `SELECT `+jobColumns+`, target, accept_drift, allow_downgrade, allow_irreversible, handed_out_at IS NOT NULL, now FROM jobs
-		WHERE site = ? AND result IN ('pending','running') ORDER BY rowid LIMIT 1`, site)
-	j := &o.Job
-	var created string
-	var started, ended sql.NullString
-	err := row.Scan(&j.ID, &j.Site, &j.Product, &j.From, &j.To, &j.Result, &j.Reason, &created, &j.CreatedBy, &started, &ended, &j.EventsDropped,
-		&a.Target, &a.AcceptDrift, &a.AllowDowngrade, &a.AllowIrreversible, &o.HandedOut, &o.Now)
-	if errors.Is(err, sql.ErrNoRows) {
+	o, found, err := s.c.jobReads.get(ctx, site)
+	if err != nil {
+		return OpenJob{}, err
+	}
+	if !found {
 		s.c.noJob.Store(site, noJobEntry{gen})
 		if s.c.jobSeq.Load() != seq {
 			// Jobs were created meanwhile, perhaps for this site, and
 			// their entries dropped before this one was stored.
 			s.c.noJob.Delete(site)
 		}
-		return o, ErrNotFound
+		return OpenJob{}, ErrNotFound
 	}
-	j.CreatedAt, j.StartedAt, j.EndedAt = parseTime(created), nullTime(started), nullTime(ended)
-	j.Events = []protocol.Event{}
-	a.JobID, a.Product, a.Version, a.From = j.ID, j.Product, j.To, j.From
-	return o, err
+	return o, nil
+}
+
+// openJobs reads the OpenJob of each of sites (at most inChunk) that has
+// one, in one query.
+func (s *Store) openJobs(ctx context.Context, sites []string) (map[string]OpenJob, error) {
+	q := `SELECT ` + jobColumns + `, target, accept_drift, allow_downgrade, allow_irreversible, handed_out_at IS NOT NULL, now FROM jobs
+		WHERE site = ? AND result IN ('pending','running') ORDER BY rowid LIMIT 1`
+	if len(sites) > 1 {
+		in, _ := inList(sites)
+		q = `SELECT ` + jobColumns + `, target, accept_drift, allow_downgrade, allow_irreversible, handed_out_at IS NOT NULL, now FROM jobs
+		WHERE site IN (` + in + `) AND result IN ('pending','running') ORDER BY rowid`
+	}
+	_, args := inList(sites)
+	rows, err := s.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string]OpenJob, len(sites))
+	for rows.Next() {
+		var o OpenJob
+		a, j := &o.Assignment, &o.Job
+		var created string
+		var started, ended sql.NullString
+		if err := rows.Scan(&j.ID, &j.Site, &j.Product, &j.From, &j.To, &j.Result, &j.Reason, &created, &j.CreatedBy, &started, &ended, &j.EventsDropped,
+			&a.Target, &a.AcceptDrift, &a.AllowDowngrade, &a.AllowIrreversible, &o.HandedOut, &o.Now); err != nil {
+			return nil, err
+		}
+		if _, older := out[j.Site]; older {
+			continue // the site's oldest came first
+		}
+		j.CreatedAt, j.StartedAt, j.EndedAt = parseTime(created), nullTime(started), nullTime(ended)
+		j.Events = []protocol.Event{}
+		a.JobID, a.Product, a.Version, a.From = j.ID, j.Product, j.To, j.From
+		out[j.Site] = o
+	}
+	return out, rows.Err()
 }
 
 // JobEnd reads a job's site, result and reason (the other fields of the

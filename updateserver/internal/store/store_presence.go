@@ -111,6 +111,10 @@ type caches struct {
 	jobGen, jobSeq atomic.Uint64
 	noJob          sync.Map // site -> noJobEntry: it had no open job
 
+	// The reads of cache misses, batched (readBatcher).
+	credReads readBatcher[string, siteClient] // credential hash -> site
+	jobReads  readBatcher[string, OpenJob]    // site -> its open job
+
 	maintGen   atomic.Uint64 // bumped after a window or freeze changes
 	maintMu    sync.Mutex
 	windows    map[windowKey]protocol.Window // every window, of generation windowsGen
@@ -131,7 +135,9 @@ type caches struct {
 	flushDone chan struct{}
 }
 
-func (c *caches) init() {
+func (c *caches) init(s *Store) {
+	c.credReads.fetch = s.sitesByCredential
+	c.jobReads.fetch = s.openJobs
 	c.sites = map[string]*seenEntry{}
 	c.creds = map[string]string{}
 	c.credOf = map[string]string{}
@@ -361,6 +367,34 @@ func (s *Store) flusher() {
 	}
 }
 
+// siteClient is a site and its client.
+type siteClient struct{ site, client string }
+
+// sitesByCredential reads the site and client of each of hashes (at
+// most inChunk credential hashes) that has one, in one query.
+func (s *Store) sitesByCredential(ctx context.Context, hashes []string) (map[string]siteClient, error) {
+	q := `SELECT credential_hash, site, client FROM sites WHERE credential_hash = ?`
+	in, args := inList(hashes)
+	if len(hashes) > 1 {
+		q = `SELECT credential_hash, site, client FROM sites WHERE credential_hash IN (` + in + `)`
+	}
+	rows, err := s.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string]siteClient, len(hashes))
+	for rows.Next() {
+		var h string
+		var sc siteClient
+		if err := rows.Scan(&h, &sc.site, &sc.client); err != nil {
+			return nil, err
+		}
+		out[h] = sc
+	}
+	return out, rows.Err()
+}
+
 // SiteByCredential finds the site whose agent holds credential.
 func (s *Store) SiteByCredential(ctx context.Context, credential string) (string, error) {
 	h := HashSecret(credential)
@@ -372,16 +406,17 @@ func (s *Store) SiteByCredential(ctx context.Context, credential string) (string
 		return site, nil
 	}
 	// Its client too, which the check-in asks next (SiteClient): one
-	// read fewer of each agent's first check-in on a replica.
-	var client string
-	err := s.queryRow(ctx, `SELECT site, client FROM sites WHERE credential_hash = ?`, h).Scan(&site, &client)
-	if err == sql.ErrNoRows {
-		return "", ErrNotFound
-	}
+	// read fewer of each agent's first check-in on a replica. Read with
+	// the other check-ins' misses of the moment (readBatcher).
+	sc, found, err := s.c.credReads.get(ctx, h)
 	if err != nil {
 		return "", err
 	}
-	s.c.clients.Store(site, client)
+	if !found {
+		return "", ErrNotFound
+	}
+	site = sc.site
+	s.c.clients.Store(site, sc.client)
 	s.c.credMu.Lock()
 	if s.c.credGen == gen {
 		s.c.creds[h] = site
