@@ -132,7 +132,12 @@ func transport(sources []*net.TCPAddr, maxIdle int, keepAlive bool) *http.Transp
 		}
 		return d.DialContext(ctx, network, addr)
 	}
-	return &http.Transport{DialContext: dial, MaxIdleConnsPerHost: maxIdle, IdleConnTimeout: 5 * time.Minute, DisableKeepAlives: !keepAlive}
+	// Idle connections are dropped after 90 s, as the agent's own client
+	// does (pkg/agentapi), before the server's 2 minutes: the shard's
+	// agents share one pool, and a connection idle in it longer, closed by
+	// the server as it was reused, failed a check-in ("server closed idle
+	// connection": a POST is not retried).
+	return &http.Transport{DialContext: dial, MaxIdleConnsPerHost: maxIdle, IdleConnTimeout: 90 * time.Second, DisableKeepAlives: !keepAlive}
 }
 
 // mine returns this shard's slice of the credentials file: a contiguous
@@ -178,13 +183,19 @@ func (f *fleet) hold(ctx context.Context) error {
 	n := len(creds)
 	hc := &http.Client{Transport: transport(f.sources, n+10, true)}
 	var polling, reported, errCount atomic.Int64
+	var ready atomic.Bool // READY was printed
 	arrivals := make([]int64, n)
 	done := make(chan struct{})
 	var firstErr atomic.Value
 	var kinds tally
+	// Errors are counted by what failed (first: an agent's first
+	// check-in; poll: a long-poll) and, before READY, marked "ramp:".
 	fail := func(what string, err error) {
 		if errCount.Add(1) == 1 {
 			firstErr.Store(err.Error())
+		}
+		if !ready.Load() {
+			what = "ramp:" + what
 		}
 		kinds.addKey(errKind(what, err))
 	}
@@ -211,8 +222,11 @@ func (f *fleet) hold(ctx context.Context) error {
 				}
 				resp, err := c.Checkin(ctx, req, wait)
 				if err != nil {
-					if ctx.Err() == nil {
-						fail("poll", err)
+					if what := "poll"; ctx.Err() == nil {
+						if !sentFirst {
+							what = "first"
+						}
+						fail(what, err)
 						time.Sleep(time.Second)
 					}
 					continue
@@ -252,6 +266,7 @@ func (f *fleet) hold(ctx context.Context) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(time.Second) // let every long-poll reach its server
+	ready.Store(true)
 	fmt.Printf("READY %d agents long-polling (shard %d/%d, %d servers, %d source addresses)\n", n, f.shard+1, f.shards, len(f.servers), max(1, len(f.sources)))
 	select {
 	case <-done:
