@@ -316,3 +316,36 @@ func TestConcurrentCheckinsEachWriteTheirReport(t *testing.T) {
 		}
 	}
 }
+
+// TestLoneWriteThatFailsLeavesNothing: a write alone in its group runs
+// without a savepoint (runGroup); when it fails after writing, none of
+// its writes is kept, the caller gets its error, and the writer goes on
+// with the next write.
+func TestLoneWriteThatFailsLeavesNothing(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	now := time.Now()
+	enrollSite(t, s, "s1", "cred")
+	job := func(id string) NewJob {
+		return NewJob{ID: id, Site: "s1", Product: "p", From: "1.0.0", To: "1.1.0", Target: "p/p-1.1.0.tar.gz", CreatedBy: "t"}
+	}
+	refused := errors.New("refused after writing")
+	err := s.WithJobs(ctx, func(t *JobTx) error {
+		if err := t.InsertJob(job("j1"), now); err != nil {
+			return err
+		}
+		return refused
+	})
+	if !errors.Is(err, refused) {
+		t.Fatalf("the failed write: %v, want its own error", err)
+	}
+	if j, err := s.JobEnd(ctx, "j1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the failed write's job was kept: %+v %v", j, err)
+	}
+	if err := s.WithJobs(ctx, func(t *JobTx) error { return t.InsertJob(job("j2"), now) }); err != nil {
+		t.Fatalf("the next write: %v", err)
+	}
+	if o, err := s.OpenJob(ctx, "s1"); err != nil || o.Job.ID != "j2" {
+		t.Errorf("after the next write: %+v %v, want j2 alone", o.Job, err)
+	}
+}
