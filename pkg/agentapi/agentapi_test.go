@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -173,5 +174,63 @@ func TestFailover(t *testing.T) {
 	// Failover from a server no longer in use changes nothing.
 	if got := c.Failover(failing.URL); got != ok.URL {
 		t.Fatalf("a stale failover moved the client to %s", got)
+	}
+}
+
+// TestRetriedOnClosedConnection: the server (or a proxy) closes a kept-
+// alive connection as an agent's call goes out on it: a check-in and a
+// batch of events are sent again on a new connection and answered (the
+// server keeps each once); an enrollment is not sent again (a repeat
+// would spend its token), and fails.
+func TestRetriedOnClosedConnection(t *testing.T) {
+	type connKey struct{}
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := r.Context().Value(connKey{}).(*int)
+		*n++
+		mu.Lock()
+		got = append(got, r.URL.Path)
+		mu.Unlock()
+		if *n == 2 { // the connection's second request: cut it off unanswered
+			c, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				c.Close()
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{}`)
+	}))
+	srv.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, new(int))
+	}
+	srv.Start()
+	defer srv.Close()
+	ctx := context.Background()
+
+	c := New(srv.URL)
+	c.SetCredential("cred")
+	for i := range 2 {
+		if _, err := c.Checkin(ctx, protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle}, 0); err != nil {
+			t.Fatalf("check-in %d: %v, want it sent again and answered", i+1, err)
+		}
+	}
+	if _, err := c.SendEvents(ctx, []protocol.Event{{JobID: "j1", Seq: 1, State: protocol.StateDownloading, At: time.Now()}}); err != nil {
+		t.Fatalf("events: %v, want them sent again and answered", err)
+	}
+	mu.Lock()
+	if len(got) != 5 { // check-in, check-in cut off, check-in again, events cut off, events again
+		t.Errorf("the server saw %v, want 5 requests", got)
+	}
+	mu.Unlock()
+
+	e := New(srv.URL)
+	e.SetCredential("cred")
+	if _, err := e.Checkin(ctx, protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Enroll(ctx, protocol.EnrollRequest{Token: "tok", Site: "s", Client: "c", Product: "p"}); err == nil {
+		t.Errorf("an enrollment cut off was sent again")
 	}
 }
