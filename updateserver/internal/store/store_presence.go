@@ -461,8 +461,8 @@ func (s *Store) noOpenJob(site string) bool {
 	return ok && v.(noJobEntry).gen == s.c.jobGen.Load()
 }
 
-// jobsCreated drops the "no open job" of sites, jobs were created for
-// them: called after the commit (or, on another replica, once its bus
+// jobsCreated drops the "no open job" of the sites jobs were created
+// for: called after the commit (or, on another replica, once its bus
 // delivered the news). Nothing else makes an open job appear: a job
 // starts, ends or is amended from one open state to the other or from
 // one end to another, never back to open.
