@@ -62,14 +62,9 @@ func (s *Store) OpenJob(ctx context.Context, site string) (OpenJob, error) {
 // openJobs reads the OpenJob of each of sites (at most inChunk) that has
 // one, in one query.
 func (s *Store) openJobs(ctx context.Context, sites []string) (map[string]OpenJob, error) {
-	q := `SELECT ` + jobColumns + `, target, accept_drift, allow_downgrade, allow_irreversible, handed_out_at IS NOT NULL, now FROM jobs WHERE `
 	in, args := inList(sites)
-	if len(sites) == 1 {
-		q += `site = ? AND result IN ('pending','running') ORDER BY rowid LIMIT 1`
-	} else {
-		q += `site IN (` + in + `) AND result IN ('pending','running') ORDER BY rowid`
-	}
-	rows, err := s.query(ctx, q, args...)
+	rows, err := s.query(ctx, `SELECT `+jobColumns+`, target, accept_drift, allow_downgrade, allow_irreversible, handed_out_at IS NOT NULL, now FROM jobs
+		WHERE site IN (`+in+`) AND result IN ('pending','running') ORDER BY rowid`, args...)
 	if err != nil {
 		return nil, err
 	}

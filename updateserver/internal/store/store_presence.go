@@ -373,12 +373,8 @@ type siteClient struct{ site, client string }
 // sitesByCredential reads the site and client of each of hashes (at
 // most inChunk credential hashes) that has one, in one query.
 func (s *Store) sitesByCredential(ctx context.Context, hashes []string) (map[string]siteClient, error) {
-	q := `SELECT credential_hash, site, client FROM sites WHERE credential_hash = ?`
 	in, args := inList(hashes)
-	if len(hashes) > 1 {
-		q = `SELECT credential_hash, site, client FROM sites WHERE credential_hash IN (` + in + `)`
-	}
-	rows, err := s.query(ctx, q, args...)
+	rows, err := s.query(ctx, `SELECT credential_hash, site, client FROM sites WHERE credential_hash IN (`+in+`)`, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -61,11 +61,6 @@ func (s *Store) ListenCaches(b bus.Bus) (cancel func()) {
 			return
 		}
 		var created []string
-		defer func() {
-			if len(created) > 0 {
-				s.jobsCreated(created)
-			}
-		}()
 		for _, line := range strings.Split(p, "\n") {
 			kind, site, _ := strings.Cut(line, "\t")
 			switch kind {
@@ -83,6 +78,9 @@ func (s *Store) ListenCaches(b bus.Bus) (cancel func()) {
 			case cacheMaint:
 				s.maintChanged()
 			}
+		}
+		if len(created) > 0 {
+			s.jobsCreated(created)
 		}
 	})
 }
