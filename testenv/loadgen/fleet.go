@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -185,6 +186,9 @@ func (f *fleet) hold(ctx context.Context) error {
 	var polling, reported, errCount atomic.Int64
 	var ready atomic.Bool // READY was printed
 	arrivals := make([]int64, n)
+	// How long each agent's answered first check-in took (the ramp's
+	// measure: one near the client's 30 s timeout is an error next run).
+	firsts := make([]time.Duration, n)
 	done := make(chan struct{})
 	var firstErr atomic.Value
 	var kinds tally
@@ -210,6 +214,19 @@ func (f *fleet) hold(ctx context.Context) error {
 		go func() {
 			installed, sentFirst := "1.0.0", false
 			var last *protocol.JobStatus // sent with every check-in, as the agent does
+			// The job's result is reported once a check-in carrying it
+			// is answered: the shard ends only when every agent's is
+			// (a shard that ended on a report that timed out left its
+			// job open, and the rollout waiting for it).
+			unreported := false
+			acked := func() {
+				if unreported {
+					unreported = false
+					if reported.Add(1) == int64(n) {
+						close(done)
+					}
+				}
+			}
 			for ctx.Err() == nil {
 				req := protocol.CheckinRequest{InstalledVersion: installed, AgentVersion: "loadgen", OS: "linux", Arch: "amd64", State: protocol.StateIdle, Job: last}
 				// The first check-in reports the agent (a write) and
@@ -220,6 +237,7 @@ func (f *fleet) hold(ctx context.Context) error {
 				if !sentFirst {
 					wait = 0
 				}
+				t0 := time.Now()
 				resp, err := c.Checkin(ctx, req, wait)
 				if err != nil {
 					if what := "poll"; ctx.Err() == nil {
@@ -231,7 +249,9 @@ func (f *fleet) hold(ctx context.Context) error {
 					}
 					continue
 				}
+				acked()
 				if !sentFirst {
+					firsts[i] = time.Since(t0)
 					sentFirst = true
 					polling.Add(1)
 				}
@@ -250,12 +270,14 @@ func (f *fleet) hold(ctx context.Context) error {
 				installed = asg.Version
 				last = &protocol.JobStatus{ID: asg.JobID, From: asg.From, To: asg.Version, State: protocol.StateCommitted, Result: protocol.ResultSucceeded}
 				req = protocol.CheckinRequest{InstalledVersion: installed, AgentVersion: "loadgen", OS: "linux", Arch: "amd64", State: protocol.StateIdle, Job: last}
-				if _, err := c.Checkin(ctx, req, 0); err != nil && ctx.Err() == nil {
-					fail("report", err)
+				unreported = true
+				if _, err := c.Checkin(ctx, req, 0); err != nil {
+					if ctx.Err() == nil {
+						fail("report", err) // the next check-in carries it again
+					}
+					continue
 				}
-				if reported.Add(1) == int64(n) {
-					close(done)
-				}
+				acked()
 			}
 		}()
 	}
@@ -267,6 +289,7 @@ func (f *fleet) hold(ctx context.Context) error {
 	}
 	time.Sleep(time.Second) // let every long-poll reach its server
 	ready.Store(true)
+	slices.Sort(firsts) // each written before its polling.Add
 	fmt.Printf("READY %d agents long-polling (shard %d/%d, %d servers, %d source addresses)\n", n, f.shard+1, f.shards, len(f.servers), max(1, len(f.sources)))
 	select {
 	case <-done:
@@ -287,7 +310,8 @@ func (f *fleet) hold(ctx context.Context) error {
 			return err
 		}
 	}
-	fmt.Printf("SHARD %d/%d agents=%d assigned=%d reported=%d errors=%d %s\n", f.shard+1, f.shards, n, len(got), reported.Load(), errCount.Load(), kinds.String())
+	fmt.Printf("SHARD %d/%d agents=%d assigned=%d reported=%d first_p50_ms=%.0f first_p99_ms=%.0f first_max_ms=%.0f errors=%d %s\n", f.shard+1, f.shards, n, len(got), reported.Load(),
+		ms(percentile(firsts, 0.5)), ms(percentile(firsts, 0.99)), ms(percentile(firsts, 1)), errCount.Load(), kinds.String())
 	if e := errCount.Load(); e > 0 {
 		return fmt.Errorf("%d errors, the first: %v", e, firstErr.Load())
 	}
