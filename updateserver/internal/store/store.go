@@ -98,10 +98,6 @@ type writeReq struct {
 	batch *JobBatch
 	key   string
 	item  any
-	// reportsOnly marks the check-in reports' write when it is its
-	// group's only write: on PostgreSQL it runs without the write lock
-	// and commits without waiting for the WAL's flush (see runGroup).
-	reportsOnly bool
 }
 
 // maxGroup bounds how many write transactions share one commit.
@@ -647,7 +643,6 @@ func (s *Store) writer() {
 			continue
 		}
 		w, answer := s.reportsWrite(reports)
-		w.reportsOnly = len(group) == 0
 		carry = s.commitGroup(append([]*writeReq{w}, group...))
 		answer(<-w.done)
 	}
@@ -765,23 +760,7 @@ func (s *Store) runGroup(group []*writeReq) (n int, results []error, err error) 
 			tx.Rollback()
 		}
 	}()
-	switch {
-	case s.dialect == Postgres && len(group) == 1 && group[0].reportsOnly:
-		// Check-in reports alone: each sets a site's report columns to
-		// what its agent sent, reading nothing, so they need not wait
-		// for the other replicas' writes (the lock only orders
-		// read-then-write); a deadlock with one of them runs the group
-		// again (retryable). Nor need they wait for the WAL's flush: a
-		// report the database loses in a crash is sent again by the
-		// agent's next check-in, which writes it, since the bus's
-		// reconnect made every replica forget the reports it had
-		// (ListenCaches). While 100,000 agents came online, six
-		// replicas' reports took turns with the lock and each waited
-		// for a flush: first check-ins took 1-20 s.
-		if _, err := tx.Exec(`SET LOCAL synchronous_commit TO OFF`); err != nil {
-			return 0, nil, err
-		}
-	case s.dialect == Postgres:
+	if s.dialect == Postgres {
 		if _, err := tx.Exec(writeLock); err != nil {
 			return 0, nil, err
 		}

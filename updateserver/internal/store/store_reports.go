@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"slices"
-	"strings"
 	"time"
 )
 
@@ -82,10 +80,6 @@ func (s *Store) updateReports(tx *sql.Tx, batch []*reportReq) error {
 		items[i] = cacheSite + "\t" + q.site
 	}
 	if s.dialect == Postgres {
-		// In the sites' order: two replicas' batches (which take no
-		// write lock) lock the rows they share in the same order, and
-		// do not deadlock.
-		batch = slices.SortedFunc(slices.Values(batch), func(a, b *reportReq) int { return strings.Compare(a.site, b.site) })
 		var cols [9][]string
 		for _, q := range batch {
 			r := q.rep
