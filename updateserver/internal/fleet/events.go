@@ -1,7 +1,9 @@
 package fleet
 
 import (
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,10 +72,77 @@ func (f *Fleet) FlushSignals() { f.signals.flush() }
 // subscribers. It is called after the transaction that made the changes
 // committed, never inside it.
 func (f *Fleet) emit(evs []JobEvent) {
-	for _, e := range evs {
-		logSignal(f.Log, e)
-	}
+	logSignals(f.Log, evs)
 	f.signals.publish(f.Log, evs)
+}
+
+// maxJobLines is how many jobs created, started or succeeded together
+// (one transaction: an upgrade of a client, a rollout's wave, a batch of
+// agents' reports) are logged a line each; more are logged as one line
+// per product, version and outcome (and creator), with their count and
+// first sites. A rollback or failure is always a line of its own. A
+// client-wide upgrade of 10,000 sites logged 10,000 "job created" lines,
+// then as many "job started" and "job succeeded": noise to an operator,
+// and CPU taken from the agents' answers. Every job's own history stays
+// in the store (sites history, jobs show).
+const maxJobLines = 10
+
+// logSignals logs evs (see maxJobLines).
+func logSignals(log *slog.Logger, evs []JobEvent) {
+	if log == nil {
+		return
+	}
+	type key struct {
+		msg, product, to, by string
+	}
+	type group struct {
+		sites []string
+		first JobEvent
+	}
+	var keys []key
+	groups := map[key]*group{}
+	for _, e := range evs {
+		msg := ""
+		switch {
+		case e.Type == JobCreated:
+			msg = "jobs created"
+		case e.Type == JobStarted:
+			msg = "jobs started"
+		case e.Result == protocol.ResultSucceeded:
+			msg = "jobs succeeded"
+		}
+		if msg == "" || len(evs) <= maxJobLines {
+			logSignal(log, e)
+			continue
+		}
+		k := key{msg, e.Product, e.To, ""}
+		if e.Type == JobCreated {
+			k.by = e.CreatedBy
+		}
+		g := groups[k]
+		if g == nil {
+			g = &group{first: e}
+			groups[k] = g
+			keys = append(keys, k)
+		}
+		g.sites = append(g.sites, e.Site)
+	}
+	for _, k := range keys {
+		g := groups[k]
+		if len(g.sites) == 1 { // alone of its kind in a large batch
+			logSignal(log, g.first)
+			continue
+		}
+		sites := strings.Join(g.sites[:min(3, len(g.sites))], ", ")
+		if n := len(g.sites) - 3; n > 0 {
+			sites += fmt.Sprintf(" and %d more", n)
+		}
+		args := []any{"count", len(g.sites), "product", k.product, "to", k.to, "sites", sites}
+		if k.by != "" {
+			args = append(args, "by", k.by)
+		}
+		log.Info(k.msg, args...)
+	}
 }
 
 func logSignal(log *slog.Logger, e JobEvent) {

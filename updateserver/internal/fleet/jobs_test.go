@@ -331,3 +331,46 @@ func TestJobLogLines(t *testing.T) {
 		}
 	}
 }
+
+// TestManyJobsLogOneLine: a client-wide upgrade of 25 sites logs one
+// "jobs created" line with the count and the first sites, not 25; in a
+// large batch of ends the successes are counted together and a rollback
+// still has its own line.
+func TestManyJobsLogOneLine(t *testing.T) {
+	tf := newTestFleet(t)
+	var buf bytes.Buffer
+	tf.Log = slog.New(slog.NewTextHandler(&buf, nil))
+	tf.publish("acme-erp", "1.0.0", "")
+	tf.publish("acme-erp", "1.1.0", "")
+	for i := range 25 {
+		tf.enroll(fmt.Sprintf("s%02d", i), "acme", "1.0.0", "0.9.0")
+	}
+	if jobs := tf.upgrade(protocol.UpgradeRequest{Client: "acme", To: "1.1.0"}); len(jobs) != 25 {
+		t.Fatalf("%d jobs, want 25", len(jobs))
+	}
+	log := buf.String()
+	want := `level=INFO msg="jobs created" count=25 product=acme-erp to=1.1.0 sites="s00, s01, s02 and 22 more" by=support`
+	if n := strings.Count(log, want); n != 1 || strings.Contains(log, `msg="job created"`) {
+		t.Errorf("want one line %s and no line per job; the log:\n%s", want, log)
+	}
+
+	buf.Reset()
+	var evs []JobEvent
+	for i := range 12 {
+		evs = append(evs, JobEvent{Type: JobEnded, Site: fmt.Sprintf("s%02d", i), JobID: fmt.Sprint("j", i), Product: "acme-erp", From: "1.0.0", To: "1.1.0", Result: protocol.ResultSucceeded})
+	}
+	evs = append(evs, JobEvent{Type: JobEnded, Site: "s12", JobID: "j12", Product: "acme-erp", From: "1.0.0", To: "1.1.0", Result: protocol.ResultRolledBack, Reason: "health check: 503"})
+	logSignals(tf.Log, evs)
+	log = buf.String()
+	for _, want := range []string{
+		`level=INFO msg="jobs succeeded" count=12 product=acme-erp to=1.1.0 sites="s00, s01, s02 and 9 more"`,
+		`level=WARN msg="job rolled back" site=s12 job=j12 product=acme-erp from=1.0.0 to=1.1.0 result=rolled_back reason="health check: 503"`,
+	} {
+		if n := strings.Count(log, want); n != 1 {
+			t.Errorf("%d lines %s; the log:\n%s", n, want, log)
+		}
+	}
+	if n := strings.Count(log, "\n"); n != 2 {
+		t.Errorf("%d lines, want 2:\n%s", n, log)
+	}
+}
