@@ -84,7 +84,7 @@ func (f *Fleet) emit(evs []JobEvent) {
 // client-wide upgrade of 10,000 sites logged 10,000 "job created" lines,
 // then as many "job started" and "job succeeded": noise to an operator,
 // and CPU taken from the agents' answers. Every job's own history stays
-// in the store (sites history, jobs show).
+// in the store (`updateserver history --site S`).
 const maxJobLines = 10
 
 // logSignals logs evs (see maxJobLines).
