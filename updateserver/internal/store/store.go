@@ -886,12 +886,19 @@ func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) 
 	return out, rows.Err()
 }
 
-const timeFormat = time.RFC3339Nano
+// timeFormat is how the store writes times: RFC 3339 in UTC with all
+// nine digits of the fraction. The store orders and compares times as
+// text (ORDER BY created_at, last_seen < ?), and RFC3339Nano's trimmed
+// fraction sorted two times of one second the wrong way round
+// ("...:05.1Z" after "...:05.15Z", and "...:05Z" after both).
+const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
 
 func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }
 
+// parseTime reads a time the store wrote, in timeFormat or, written
+// before 28 Nov 2026, with its fraction trimmed.
 func parseTime(s string) time.Time {
-	t, _ := time.Parse(timeFormat, s)
+	t, _ := time.Parse(time.RFC3339Nano, s)
 	return t
 }
 

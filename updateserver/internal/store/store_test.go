@@ -201,3 +201,25 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 		t.Fatalf("%d tokens and %d audit entries after %d successful writers: a failed writer's changes leaked or a good one's were lost", tokens, len(audits), n-failed)
 	}
 }
+
+// TestStoredTimesSortAsTimes: the store orders and compares times as
+// text, so the text of times within one second sorts as the times do
+// (a whole second, a tenth, fifteen hundredths), and reads back.
+func TestStoredTimesSortAsTimes(t *testing.T) {
+	base := time.Date(2026, 11, 28, 1, 10, 5, 0, time.UTC)
+	times := []time.Time{base, base.Add(100 * time.Millisecond), base.Add(150 * time.Millisecond), base.Add(150*time.Millisecond + 1), base.Add(time.Second)}
+	for i := 1; i < len(times); i++ {
+		a, b := formatTime(times[i-1]), formatTime(times[i])
+		if a >= b {
+			t.Errorf("%s sorts at or after %s, but is the earlier time", a, b)
+		}
+	}
+	for _, at := range times {
+		if got := parseTime(formatTime(at)); !got.Equal(at) {
+			t.Errorf("%s reads back as %s", formatTime(at), got)
+		}
+	}
+	if got := parseTime("2026-11-28T01:10:05.1Z"); !got.Equal(times[1]) {
+		t.Errorf("a time written with its fraction trimmed reads back as %s", got)
+	}
+}
