@@ -19,7 +19,8 @@ import (
 //   - each site's last report as written (presence): a check-in that
 //     reports the same is not written; only its time is kept, and
 //     flushed as last_seen in one batched transaction every
-//     SeenFlushInterval and at Close. Every reader of a site's
+//     SeenFlushInterval (when it is that much newer than the row's)
+//     and at Close. Every reader of a site's
 //     last_seen in this store sees the in-memory time, so the API is
 //     exact while the row may be up to SeenFlushInterval stale (after
 //     a crash, that much is lost);
@@ -177,8 +178,8 @@ func (e *seenEntry) forget() {
 }
 
 // Checkin records what an agent reported. A report equal to the one the
-// site's row holds is not written: only its time is kept in memory,
-// written as last_seen within SeenFlushInterval. It says whether it
+// site's row holds is not written: only its time is kept in memory, and
+// the row's last_seen kept within SeenFlushInterval of it (flushSeen). It says whether it
 // wrote.
 func (s *Store) Checkin(ctx context.Context, now time.Time, site string, c protocol.CheckinRequest) (bool, error) {
 	r := reportOf(c)
@@ -283,7 +284,17 @@ func (s *Store) scanSite(r scanner) (protocol.Site, error) {
 
 // FlushSeen writes the check-in times kept in memory as last_seen, in
 // batched transactions.
-func (s *Store) FlushSeen(ctx context.Context) error {
+func (s *Store) FlushSeen(ctx context.Context) error { return s.flushSeen(ctx, 0) }
+
+// flushSeen is FlushSeen of the times at least lag newer than the row's.
+// The flusher passes SeenFlushInterval: the row is then never further
+// behind a site's last check-in than it would be between two flushes,
+// and a check-in that came right after a written one (an agent's
+// long-poll after its report: every agent coming online, every job's
+// end) is not written a second time a moment later. While 100,000
+// agents came online, those second writes were half of the rows the
+// replicas' writers took turns to update.
+func (s *Store) flushSeen(ctx context.Context, lag time.Duration) error {
 	type pending struct {
 		site string
 		seen time.Time
@@ -297,7 +308,7 @@ func (s *Store) FlushSeen(ctx context.Context) error {
 	s.c.mu.RUnlock()
 	for site, e := range entries {
 		e.mu.Lock()
-		if e.seen.After(e.stored) {
+		if d := e.seen.Sub(e.stored); d > 0 && d >= lag {
 			todo = append(todo, pending{site, e.seen})
 		}
 		e.mu.Unlock()
@@ -358,7 +369,7 @@ func (s *Store) flusher() {
 	for {
 		select {
 		case <-t.C:
-			s.FlushSeen(context.Background()) // retried at the next tick
+			s.flushSeen(context.Background(), SeenFlushInterval) // retried at the next tick
 		case <-sweep.C:
 			s.sweepNoJob(context.Background()) // retried at the next tick
 		case <-s.c.flushStop:

@@ -251,7 +251,7 @@ func killChild(path string) {
 	}
 	r := protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle}
 	t0 := now.UTC().Truncate(time.Second)
-	t1, t2 := t0.Add(time.Second), t0.Add(2*time.Second)
+	t1, t2 := t0.Add(SeenFlushInterval), t0.Add(SeenFlushInterval+time.Second)
 	for _, at := range []time.Time{t0, t1} {
 		if _, err := s.Checkin(ctx, at, "s1", r); err != nil {
 			fail(err)
@@ -606,5 +606,58 @@ func TestNoOpenJobIsPerSite(t *testing.T) {
 	}
 	if o, err := a.OpenJob(ctx, "s2"); err != nil || o.Job.ID != "j2" {
 		t.Errorf("s2 after a sweep: %+v %v, want j2 (written behind the store's back)", o.Job, err)
+	}
+}
+
+// TestCheckinRightAfterAWriteIsNotWrittenAgain: an agent's long-poll a
+// moment after its report was written (every agent coming online, every
+// job's end) costs the flusher no write: the row stays within
+// SeenFlushInterval of the truth, every reader of the store sees the
+// truth; a check-in that much later is written, and an explicit flush
+// (Close, a filter on the check-in times) writes every time kept.
+func TestCheckinRightAfterAWriteIsNotWrittenAgain(t *testing.T) {
+	sqliteOnly(t) // reads the SQLite file directly
+	s, path := openTemp(t)
+	ctx := context.Background()
+	enrollSite(t, s, "s1", "cred1")
+	t0 := time.Now().UTC().Truncate(time.Second)
+	idle := protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle}
+	if wrote, err := s.Checkin(ctx, t0, "s1", idle); err != nil || !wrote {
+		t.Fatalf("first check-in: wrote %v, %v", wrote, err)
+	}
+	soon := t0.Add(300 * time.Millisecond)
+	if _, err := s.Checkin(ctx, soon, "s1", idle); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.flushSeen(ctx, SeenFlushInterval); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, seen := rawRow(t, path, "s1"); seen != formatTime(t0) {
+		t.Errorf("the flusher wrote a check-in 300 ms after a written one: last_seen %s, want still %s", seen, formatTime(t0))
+	}
+	if st, err := s.GetSite(ctx, "s1"); err != nil || st.LastSeen == nil || !st.LastSeen.Equal(soon) {
+		t.Errorf("GetSite last_seen %v (%v), want %s", st.LastSeen, err, soon)
+	}
+
+	later := t0.Add(SeenFlushInterval)
+	if _, err := s.Checkin(ctx, later, "s1", idle); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.flushSeen(ctx, SeenFlushInterval); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, seen := rawRow(t, path, "s1"); seen != formatTime(later) {
+		t.Errorf("row after a check-in %v later: last_seen %s, want %s", SeenFlushInterval, seen, formatTime(later))
+	}
+
+	last := later.Add(time.Second)
+	if _, err := s.Checkin(ctx, last, "s1", idle); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FlushSeen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, seen := rawRow(t, path, "s1"); seen != formatTime(last) {
+		t.Errorf("row after FlushSeen: last_seen %s, want %s", seen, formatTime(last))
 	}
 }
