@@ -82,9 +82,10 @@ func (f *Fleet) emit(evs []JobEvent) {
 // per product, version and outcome (and creator), with their count and
 // first sites. A rollback or failure is always a line of its own. A
 // client-wide upgrade of 10,000 sites logged 10,000 "job created" lines,
-// then as many "job started" and "job succeeded": noise to an operator,
-// and CPU taken from the agents' answers. Every job's own history stays
-// in the store (`updateserver history --site S`).
+// then as many "job started" and "job succeeded": noise that buried
+// what an operator looks for (measured, it cost the upgrade's agents no
+// time they noticed). Every job's own history stays in the store
+// (`updateserver history --site S`).
 const maxJobLines = 10
 
 // logSignals logs evs (see maxJobLines).

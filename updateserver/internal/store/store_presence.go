@@ -179,8 +179,8 @@ func (e *seenEntry) forget() {
 
 // Checkin records what an agent reported. A report equal to the one the
 // site's row holds is not written: only its time is kept in memory, and
-// the row's last_seen kept within SeenFlushInterval of it (flushSeen). It says whether it
-// wrote.
+// the row's last_seen kept within SeenFlushInterval of it (flushSeen).
+// It says whether it wrote.
 func (s *Store) Checkin(ctx context.Context, now time.Time, site string, c protocol.CheckinRequest) (bool, error) {
 	r := reportOf(c)
 	e := s.c.entry(site)
