@@ -93,6 +93,12 @@ func logSignals(log *slog.Logger, evs []JobEvent) {
 	if log == nil {
 		return
 	}
+	if len(evs) <= maxJobLines {
+		for _, e := range evs {
+			logSignal(log, e)
+		}
+		return
+	}
 	type key struct {
 		msg, product, to, by string
 	}
@@ -112,7 +118,7 @@ func logSignals(log *slog.Logger, evs []JobEvent) {
 		case e.Result == protocol.ResultSucceeded:
 			msg = "jobs succeeded"
 		}
-		if msg == "" || len(evs) <= maxJobLines {
+		if msg == "" { // a rollback or failure
 			logSignal(log, e)
 			continue
 		}

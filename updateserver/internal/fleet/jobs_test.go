@@ -307,15 +307,22 @@ func TestSignals(t *testing.T) {
 	}
 }
 
+// newLoggedFleet is a test fleet logging as text into the returned
+// buffer, with releases 1.0.0 and 1.1.0 of acme-erp published.
+func newLoggedFleet(t *testing.T) (*testFleet, *bytes.Buffer) {
+	tf := newTestFleet(t)
+	buf := &bytes.Buffer{}
+	tf.Log = slog.New(slog.NewTextHandler(buf, nil))
+	tf.publish("acme-erp", "1.0.0", "")
+	tf.publish("acme-erp", "1.1.0", "")
+	return tf, buf
+}
+
 // TestJobLogLines: an operator tailing the server's log sees one line
 // when a job is created, starts and ends (a rollback as such), with its
 // site, job, product, versions, result and reason.
 func TestJobLogLines(t *testing.T) {
-	tf := newTestFleet(t)
-	var buf bytes.Buffer
-	tf.Log = slog.New(slog.NewTextHandler(&buf, nil))
-	tf.publish("acme-erp", "1.0.0", "")
-	tf.publish("acme-erp", "1.1.0", "")
+	tf, buf := newLoggedFleet(t)
 	tf.enroll("s1", "acme", "1.0.0", "0.9.0")
 	id := tf.upgrade(protocol.UpgradeRequest{Site: "s1", To: "1.1.0"})[0].ID
 	tf.checkin("s1", protocol.CheckinRequest{InstalledVersion: "1.0.0", State: protocol.StateIdle})
@@ -337,11 +344,7 @@ func TestJobLogLines(t *testing.T) {
 // large batch of ends the successes are counted together and a rollback
 // still has its own line.
 func TestManyJobsLogOneLine(t *testing.T) {
-	tf := newTestFleet(t)
-	var buf bytes.Buffer
-	tf.Log = slog.New(slog.NewTextHandler(&buf, nil))
-	tf.publish("acme-erp", "1.0.0", "")
-	tf.publish("acme-erp", "1.1.0", "")
+	tf, buf := newLoggedFleet(t)
 	for i := range 25 {
 		tf.enroll(fmt.Sprintf("s%02d", i), "acme", "1.0.0", "0.9.0")
 	}
