@@ -44,7 +44,16 @@ func (f *Fleet) CheckinCharged(ctx context.Context, site string, req protocol.Ch
 		}
 	}
 	now := f.now()
-	if _, err := f.Store.Checkin(ctx, now, site, req); err != nil {
+	// A job's progress and result, and the report that goes with them,
+	// are committed before the answer; any other report is written
+	// after it (store_reports.go).
+	var err error
+	if req.Job != nil {
+		_, err = f.Store.Checkin(ctx, now, site, req)
+	} else {
+		_, err = f.Store.CheckinNoWait(now, site, req)
+	}
+	if err != nil {
 		return protocol.CheckinResponse{}, err
 	}
 	known := ""

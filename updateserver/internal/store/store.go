@@ -69,12 +69,12 @@ type Store struct {
 	wconn     *sql.Conn
 	wstmts    stmtCache
 	writes    chan *writeReq
-	first     chan *writeReq  // writes that go before the others (WithJobsFirst, Priority)
-	pdb       *sql.DB         // priority reads (store_priority.go)
-	preads    stmtCache       // pdb's kept statements
-	reports   chan *reportReq // check-in reports to write (store_reports.go)
-	quit      chan struct{}   // closed by Close
-	closed    chan struct{}   // closed when the writer has stopped
+	first     chan *writeReq // writes that go before the others (WithJobsFirst, Priority)
+	pdb       *sql.DB        // priority reads (store_priority.go)
+	preads    stmtCache      // pdb's kept statements
+	reports   reportQueue    // check-in reports to write (store_reports.go)
+	quit      chan struct{}  // closed by Close
+	closed    chan struct{}  // closed when the writer has stopped
 	closeOnce sync.Once
 	closeErr  error
 
@@ -131,8 +131,8 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	// Unbuffered: a request is either taken by the writer or refused once
 	// the store closes, never stranded in a buffer.
-	s := &Store{DSN: path, dialect: SQLite, wdb: wdb, wconn: wconn, writes: make(chan *writeReq), first: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
-		reports: make(chan *reportReq)}
+	s := &Store{DSN: path, dialect: SQLite, wdb: wdb, wconn: wconn, writes: make(chan *writeReq), first: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{})}
+	s.reports.init()
 	s.c.init(s)
 	go s.writer()
 	if err := s.migrate(ctx); err != nil {
@@ -185,8 +185,8 @@ func openPostgresStore(ctx context.Context, dsn string) (*Store, error) {
 	}
 	pools[3].SetMaxOpenConns(priorityConns)
 	pools[3].SetMaxIdleConns(priorityConns)
-	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], ldb: pools[2], pdb: pools[3], writes: make(chan *writeReq), first: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{}),
-		reports: make(chan *reportReq)}
+	s := &Store{DSN: dsn, dialect: Postgres, db: pools[0], wdb: pools[1], ldb: pools[2], pdb: pools[3], writes: make(chan *writeReq), first: make(chan *writeReq), quit: make(chan struct{}), closed: make(chan struct{})}
+	s.reports.init()
 	s.c.init(s)
 	go s.writer()
 	if err := s.migrate(ctx); err != nil {
@@ -620,26 +620,33 @@ func (s *Store) writer() {
 	var carry []*writeReq
 	for {
 		var group []*writeReq
-		var reports []*reportReq
 		if len(carry) == 0 {
 			select {
 			case r := <-s.first:
 				group = append(group, r)
 			case r := <-s.writes:
 				carry = append(carry, r)
-			case q := <-s.reports:
-				reports = append(reports, q)
+			case <-s.reports.wake:
 			case <-s.quit:
+				// The reports queued before Close, whose check-ins were
+				// answered without waiting for them.
+				if reports := s.reports.close(); len(reports) > 0 {
+					w, answer := s.reportsWrite(reports)
+					s.commitGroup([]*writeReq{w})
+					answer(<-w.done)
+				}
 				return
 			}
 		}
 		group = drain(s.first, group, maxGroup)
 		group = append(group, carry...)
 		group = drainWrites(s.writes, group)
-		reports = drain(s.reports, reports, maxReports)
+		reports := s.reports.take()
 		group = s.batches(group)
 		if len(reports) == 0 {
-			carry = s.commitGroup(group)
+			if len(group) > 0 {
+				carry = s.commitGroup(group)
+			}
 			continue
 		}
 		w, answer := s.reportsWrite(reports)

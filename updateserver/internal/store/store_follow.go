@@ -40,6 +40,9 @@ func (s *Store) SitesFollowing(ctx context.Context, product, channel string) ([]
 // Followers returns the sites of product that follow a channel ("" for
 // every product), ordered by site.
 func (s *Store) Followers(ctx context.Context, product string) ([]protocol.Site, error) {
+	if err := s.reportsWritten(ctx); err != nil {
+		return nil, err
+	}
 	q := `SELECT ` + siteColumns + ` FROM sites WHERE follow_channel != ''`
 	var args []any
 	if product != "" {

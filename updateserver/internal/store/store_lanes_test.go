@@ -55,7 +55,8 @@ func blockedSends() int {
 	buf := make([]byte, 1<<23)
 	n := 0
 	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-		if strings.Contains(g, " [select") && (strings.Contains(g, "store.(*Store).queue(") || strings.Contains(g, "store.(*Store).writeReport(") || strings.Contains(g, "store.(*Store).WithJobsBatched(")) {
+		if strings.Contains(g, " [select") && (strings.Contains(g, "store.(*Store).queue(") || strings.Contains(g, "store.(*Store).WithJobsBatched(")) ||
+			strings.Contains(g, " [chan receive") && strings.Contains(g, "store.(*Store).writeReport(") {
 			n++
 		}
 	}

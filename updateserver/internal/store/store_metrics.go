@@ -15,6 +15,9 @@ type SiteState struct {
 // SiteStates returns every site's product, installed version, state and
 // last check-in.
 func (s *Store) SiteStates(ctx context.Context) ([]SiteState, error) {
+	if err := s.reportsWritten(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := s.query(ctx, `SELECT site, product, installed_version, state, last_seen FROM sites`)
 	if err != nil {
 		return nil, err

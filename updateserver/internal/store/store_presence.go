@@ -72,11 +72,12 @@ func reportOf(c protocol.CheckinRequest) report {
 
 // seenEntry is one site's presence.
 //
-// A check-in that writes holds write while it waits for its report to
-// commit, and mu only to read and set the fields: readers (a list of
-// sites adding the check-in times, the flusher) never wait for a write.
-// They did: listing a client's 10,000 sites for an upgrade waited for
-// every report those sites had in the writer's queue, seconds under load.
+// A check-in that writes holds write while it queues its report (and,
+// when it waits for the commit, until then), and mu only to read and set
+// the fields: readers (a list of sites adding the check-in times, the
+// flusher) never wait for a write. They did: listing a client's 10,000
+// sites for an upgrade waited for every report those sites had in the
+// writer's queue, seconds under load.
 type seenEntry struct {
 	write sync.Mutex // serializes the site's check-in writes
 	mu    sync.Mutex // guards the fields below
@@ -85,8 +86,15 @@ type seenEntry struct {
 	// rep known.
 	forgot uint64
 	rep    report
-	seen   time.Time // the site's last check-in
-	stored time.Time // the last_seen the row holds, as far as known
+	// queued numbers the site's reports queued to be written, settled
+	// the newest answered; while settled < queued, next is the newest
+	// queued (the row will hold it), and nextSeen the last check-in
+	// that reported it again (it becomes idle once next is written).
+	queued, settled uint64
+	next            report
+	nextSeen        time.Time
+	seen            time.Time // the site's last check-in
+	stored          time.Time // the last_seen the row holds, as far as known
 	// idle is the site's last check-in that wrote nothing: what readers
 	// add to the row. A check-in that wrote has its time in the row with
 	// its report; shown over a row read before that write committed, it
@@ -180,14 +188,27 @@ func (e *seenEntry) forget() {
 // Checkin records what an agent reported. A report equal to the one the
 // site's row holds is not written: only its time is kept in memory, and
 // the row's last_seen kept within SeenFlushInterval of it (flushSeen).
-// It says whether it wrote.
+// Another is written with the writer's next group, and Checkin returns
+// once it is committed. It says whether it wrote.
 func (s *Store) Checkin(ctx context.Context, now time.Time, site string, c protocol.CheckinRequest) (bool, error) {
+	return s.checkin(ctx, now, site, c, true)
+}
+
+// CheckinNoWait is Checkin returning as soon as the report is queued:
+// the check-ins that carry no job's progress (store_reports.go). It says
+// whether the report is to be written.
+func (s *Store) CheckinNoWait(now time.Time, site string, c protocol.CheckinRequest) (bool, error) {
+	return s.checkin(context.Background(), now, site, c, false)
+}
+
+func (s *Store) checkin(ctx context.Context, now time.Time, site string, c protocol.CheckinRequest, wait bool) (bool, error) {
 	r := reportOf(c)
 	e := s.c.entry(site)
 	e.write.Lock()
 	defer e.write.Unlock()
 	e.mu.Lock()
-	if e.known && e.rep == r {
+	pending := e.settled < e.queued
+	if !pending && e.known && e.rep == r {
 		if now.After(e.seen) {
 			e.seen = now
 		}
@@ -197,35 +218,65 @@ func (s *Store) Checkin(ctx context.Context, now time.Time, site string, c proto
 		e.mu.Unlock()
 		return false, nil
 	}
-	forgot := e.forgot
+	if pending && e.next == r && !wait {
+		// On its way already (the agent's long-poll after its report):
+		// its time counts once the report is written (settle).
+		if now.After(e.nextSeen) {
+			e.nextSeen = now
+		}
+		e.mu.Unlock()
+		return false, nil
+	}
+	e.queued++
+	seq, forgot := e.queued, e.forgot
+	e.next, e.nextSeen = r, time.Time{}
 	e.mu.Unlock()
-	err := s.writeReport(ctx, site, r, now)
+	err := s.writeReport(ctx, e, site, r, now, seq, forgot, wait)
+	return err == nil, err
+}
+
+// settle records the outcome of q, a report of e's site: the newest one
+// queued makes its report known to be the row's (unless forgotten
+// meanwhile: the row was changed by something else, maybe after it), or
+// on failure unknown, so that the next check-in writes it again.
+func (e *seenEntry) settle(q *reportReq, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err != nil {
-		e.known = false
-		return false, err
+	e.settled = max(e.settled, q.seq)
+	if err == nil {
+		if q.now.After(e.seen) {
+			e.seen = q.now
+		}
+		if q.now.After(e.stored) {
+			e.stored = q.now
+		}
 	}
-	// Forgotten meanwhile: the row was changed by something else, maybe
-	// after this report.
-	e.known, e.rep = e.forgot == forgot, r
-	if now.After(e.seen) {
-		e.seen = now
+	if q.seq != e.queued {
+		return // a newer one is queued: it decides
 	}
-	if now.After(e.stored) {
-		e.stored = now
+	e.known, e.rep = err == nil && e.forgot == q.forgot, q.rep
+	if err == nil {
+		if e.nextSeen.After(e.seen) {
+			e.seen = e.nextSeen
+		}
+		if e.nextSeen.After(e.idle) {
+			e.idle = e.nextSeen
+		}
 	}
-	return true, nil
+	e.nextSeen = time.Time{}
 }
 
 // CheckinWrites says whether a check-in of site reporting c would be
-// written (its report differs from the one the row holds, or it is not
-// known), without recording anything.
+// written (its report differs from the one the row holds or will hold,
+// or it is not known), without recording anything.
 func (s *Store) CheckinWrites(site string, c protocol.CheckinRequest) bool {
 	r := reportOf(c)
 	e := s.c.entry(site)
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.settled < e.queued {
+		return e.next != r
+	}
 	return !e.known || e.rep != r
 }
 

@@ -31,6 +31,9 @@ type SiteFilter struct{ Client, Product string }
 
 // ListSites returns matching sites ordered by client and site.
 func (s *Store) ListSites(ctx context.Context, f SiteFilter) ([]protocol.Site, error) {
+	if err := s.reportsWritten(ctx); err != nil {
+		return nil, err
+	}
 	where, args := f.where()
 	rows, err := s.query(ctx, `SELECT `+siteColumns+` FROM sites`+where+` ORDER BY client, site`, args...)
 	if err != nil {
@@ -76,6 +79,9 @@ func scanString(r scanner) (string, error) {
 
 // GetSite returns one site.
 func (s *Store) GetSite(ctx context.Context, site string) (protocol.Site, error) {
+	if err := s.reportsWritten(ctx); err != nil {
+		return protocol.Site{}, err
+	}
 	st, err := s.scanSite(s.queryRow(ctx, `SELECT `+siteColumns+` FROM sites WHERE site = ?`, site))
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, ErrNotFound
@@ -86,6 +92,9 @@ func (s *Store) GetSite(ctx context.Context, site string) (protocol.Site, error)
 // SitesByName returns the named sites, in a few queries (one per
 // inChunk names); a site not enrolled is not in the map.
 func (s *Store) SitesByName(ctx context.Context, names []string) (map[string]protocol.Site, error) {
+	if err := s.reportsWritten(ctx); err != nil {
+		return nil, err
+	}
 	// Not through the kept statements (s.query): each length of the IN
 	// list is a query of its own, and they would fill the cache.
 	db, _ := s.readPool(ctx)

@@ -68,6 +68,9 @@ func (q SitePageQuery) where() (string, []any) {
 // job.
 func (s *Store) SitesPage(ctx context.Context, q SitePageQuery) (SitePage, error) {
 	var p SitePage
+	if err := s.reportsWritten(ctx); err != nil {
+		return p, err
+	}
 	if q.Seen != "" {
 		// The filter runs in SQL: on the check-in times kept in memory too.
 		if err := s.FlushSeen(ctx); err != nil {
@@ -113,6 +116,9 @@ type VersionCount struct {
 // version (of one client's sites when client is not ""), by product, the
 // most common version first.
 func (s *Store) VersionDistribution(ctx context.Context, client string) ([]VersionCount, error) {
+	if err := s.reportsWritten(ctx); err != nil {
+		return nil, err
+	}
 	q := `SELECT product, installed_version, count(*) FROM sites`
 	var args []any
 	if client != "" {
@@ -148,6 +154,9 @@ func (s *Store) Facets(ctx context.Context) (SiteFacets, error) {
 // distinct returns the distinct values of a column of sites (a constant
 // of this package, never input).
 func (s *Store) distinct(ctx context.Context, col string) ([]string, error) {
+	if err := s.reportsWritten(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := s.query(ctx, `SELECT DISTINCT `+col+` FROM sites ORDER BY 1`)
 	if err != nil {
 		return nil, err
