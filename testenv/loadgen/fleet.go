@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -37,6 +38,9 @@ type fleet struct {
 	out      string        // fleet: arrival times, unix nanoseconds, one a line
 	interval time.Duration // probe: time between fresh check-ins
 	ramp     int           // fleet: agents that start polling per second
+	// cpuprofile: fleet: the file for this process's CPU profile while
+	// its agents come online (the ramp), until READY.
+	cpuprofile string
 }
 
 // setup reads the fleet and probe flags.
@@ -182,6 +186,11 @@ func (f *fleet) hold(ctx context.Context) error {
 		return err
 	}
 	n := len(creds)
+	stopProfile, err := startProfile(f.cpuprofile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	hc := &http.Client{Transport: transport(f.sources, n+10, true)}
 	var polling, reported, errCount atomic.Int64
 	var ready atomic.Bool // READY was printed
@@ -289,6 +298,7 @@ func (f *fleet) hold(ctx context.Context) error {
 	}
 	time.Sleep(time.Second) // let every long-poll reach its server
 	ready.Store(true)
+	stopProfile()
 	slices.Sort(firsts) // each written before its polling.Add
 	fmt.Printf("READY %d agents long-polling (shard %d/%d, %d servers, %d source addresses)\n", n, f.shard+1, f.shards, len(f.servers), max(1, len(f.sources)))
 	select {
@@ -405,4 +415,29 @@ func (f *fleet) probe(ctx context.Context) error {
 			mu.Unlock()
 		}()
 	}
+}
+
+// startProfile starts a CPU profile into path (none when path is empty);
+// stop, which may be called more than once, ends it and closes the file.
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			if err := out.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "loadgen: --cpuprofile:", err)
+			}
+		})
+	}, nil
 }

@@ -103,3 +103,27 @@ func TestShardsSplitTheCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestCPUProfileWrittenOnStop: --cpuprofile leaves a profile go tool
+// pprof reads (gzip'd protobuf) once stopped, and stopping twice (at
+// READY, then on return) is harmless; a path that cannot be created is
+// refused before any agent starts.
+func TestCPUProfileWrittenOnStop(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shard.pprof")
+	stop, err := startProfile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	stop()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("profile is %d bytes, not gzip'd: %q", len(b), b[:min(len(b), 8)])
+	}
+	if _, err := startProfile(filepath.Join(t.TempDir(), "missing", "x.pprof")); err == nil {
+		t.Fatal("a profile path in a missing directory was accepted")
+	}
+}

@@ -103,6 +103,7 @@ func main() {
 	flag.StringVar(&fs.out, "out", "", "fleet: file for the arrival times (unix nanoseconds, one a line)")
 	flag.IntVar(&fs.ramp, "ramp", 2000, "fleet: agents that start long-polling per second (0: all at once)")
 	flag.DurationVar(&fs.interval, "interval", 100*time.Millisecond, "probe: time between fresh check-ins")
+	flag.StringVar(&fs.cpuprofile, "cpuprofile", "", "fleet: write this shard's CPU profile (go tool pprof) while its agents come online, until READY")
 	flag.Parse()
 	if *scenario == "fleet" || *scenario == "probe" {
 		if err := fs.setup(*servers, *sources, *shard); err != nil || (*scenario == "fleet" && fs.version == "") {
