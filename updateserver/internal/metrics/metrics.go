@@ -118,27 +118,46 @@ func (m *Metrics) Route(pattern string, h http.Handler) http.Handler {
 	if m == nil {
 		return h
 	}
-	dur := m.httpDuration.WithLabelValues(pattern)
-	ok := m.httpRequests.WithLabelValues(pattern, "200") // most answers: no look-up each
+	rt := &route{m: m, pattern: pattern, dur: m.httpDuration.WithLabelValues(pattern),
+		ok: m.httpRequests.WithLabelValues(pattern, "200")} // most answers: no look-up each
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &statusWriter{ResponseWriter: w, rt: rt, start: time.Now()}
 		h.ServeHTTP(sw, r)
-		if sw.code == 0 {
-			sw.code = http.StatusOK
-		}
-		if sw.code == http.StatusOK {
-			ok.Inc()
-		} else {
-			m.httpRequests.WithLabelValues(pattern, strconv.Itoa(sw.code)).Inc()
-		}
-		dur.Observe(time.Since(start).Seconds())
+		sw.count()
 	})
+}
+
+// route holds one route's counters.
+type route struct {
+	m       *Metrics
+	pattern string
+	ok      prometheus.Counter
+	dur     prometheus.Observer
 }
 
 type statusWriter struct {
 	http.ResponseWriter
-	code int
+	rt      *route
+	start   time.Time
+	code    int
+	counted bool
+}
+
+// count counts the request with its status and duration, once.
+func (w *statusWriter) count() {
+	if w.counted {
+		return
+	}
+	w.counted = true
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	if w.code == http.StatusOK {
+		w.rt.ok.Inc()
+	} else {
+		w.rt.m.httpRequests.WithLabelValues(w.rt.pattern, strconv.Itoa(w.code)).Inc()
+	}
+	w.rt.dur.Observe(time.Since(w.start).Seconds())
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -155,9 +174,13 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-// HijackedAnswer records the status of an answer the handler wrote on a
-// connection it hijacked.
-func (w *statusWriter) HijackedAnswer(code int, _ []byte) { w.code = code }
+// HijackedAnswer records the status of an answer the handler is about to
+// write on a connection it hijacked, and counts it then: the client may
+// scrape as soon as it has read it, before the handler returns.
+func (w *statusWriter) HijackedAnswer(code int, _ []byte) {
+	w.code = code
+	w.count()
+}
 
 // Unwrap lets http.ResponseController reach the connection (deadlines).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
