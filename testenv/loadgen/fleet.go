@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,9 @@ type fleet struct {
 	// cpuprofile: fleet: the file for this process's CPU profile while
 	// its agents come online (the ramp), until READY.
 	cpuprofile string
+	// client: fleet: the simulated agents' HTTP client, "lean" (leanAgent)
+	// or "agentapi" (the agent's own, pkg/agentapi).
+	client string
 }
 
 // setup reads the fleet and probe flags.
@@ -56,7 +60,15 @@ func (f *fleet) setup(servers, sources, shard string) error {
 		return err
 	}
 	f.shard, f.shards, err = parseShard(shard)
-	return err
+	if err != nil {
+		return err
+	}
+	switch f.client {
+	case "", "lean", "agentapi":
+	default:
+		return fmt.Errorf("--agent-client %q: use lean or agentapi", f.client)
+	}
+	return nil
 }
 
 // parseServers splits a comma-separated list of loopback server URLs.
@@ -118,12 +130,12 @@ func parseShard(s string) (int, int, error) {
 	return i - 1, n, nil
 }
 
-// transport dials from the source addresses in turn (the system's choice
+// dialer dials from the source addresses in turn (the system's choice
 // without any), with IP_BIND_ADDRESS_NO_PORT so that each source address
 // offers its whole ephemeral port range to each server.
-func transport(sources []*net.TCPAddr, maxIdle int, keepAlive bool) *http.Transport {
+func dialer(sources []*net.TCPAddr) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	var next atomic.Uint64
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		d := net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 		if len(sources) > 0 {
 			d.LocalAddr = sources[next.Add(1)%uint64(len(sources))]
@@ -137,12 +149,16 @@ func transport(sources []*net.TCPAddr, maxIdle int, keepAlive bool) *http.Transp
 		}
 		return d.DialContext(ctx, network, addr)
 	}
+}
+
+// transport is the agents' shared Transport, dialing with dialer(sources).
+func transport(sources []*net.TCPAddr, maxIdle int, keepAlive bool) *http.Transport {
 	// Idle connections are dropped after 90 s, as the agent's own client
 	// does (pkg/agentapi), before the server's 2 minutes: the shard's
 	// agents share one pool, and a connection idle in it longer, closed by
 	// the server as it was reused, failed a check-in ("server closed idle
 	// connection": a POST is not retried).
-	return &http.Transport{DialContext: dial, MaxIdleConnsPerHost: maxIdle, IdleConnTimeout: 90 * time.Second, DisableKeepAlives: !keepAlive}
+	return &http.Transport{DialContext: dialer(sources), MaxIdleConnsPerHost: maxIdle, IdleConnTimeout: 90 * time.Second, DisableKeepAlives: !keepAlive}
 }
 
 // mine returns this shard's slice of the credentials file: a contiguous
@@ -191,7 +207,15 @@ func (f *fleet) hold(ctx context.Context) error {
 		return err
 	}
 	defer stopProfile()
-	hc := &http.Client{Transport: transport(f.sources, n+10, true)}
+	newAgent := func(server, cred string) (fleetAgent, error) {
+		return newLeanAgent(ctx, server, cred, dialer(f.sources))
+	}
+	if f.client == "agentapi" {
+		hc := &http.Client{Transport: transport(f.sources, n+10, true)}
+		newAgent = func(server, cred string) (fleetAgent, error) {
+			return &agentapi.Client{BaseURL: server, Credential: cred, HTTP: hc}, nil
+		}
+	}
 	var polling, reported, errCount atomic.Int64
 	var ready atomic.Bool // READY was printed
 	arrivals := make([]int64, n)
@@ -219,7 +243,10 @@ func (f *fleet) hold(ctx context.Context) error {
 			time.Sleep(d)
 		}
 		k := first + i
-		c := &agentapi.Client{BaseURL: f.servers[k%len(f.servers)], Credential: cred, HTTP: hc}
+		c, err := newAgent(f.servers[k%len(f.servers)], cred)
+		if err != nil {
+			return err
+		}
 		go func() {
 			installed, sentFirst := "1.0.0", false
 			var last *protocol.JobStatus // sent with every check-in, as the agent does
@@ -299,6 +326,7 @@ func (f *fleet) hold(ctx context.Context) error {
 	time.Sleep(time.Second) // let every long-poll reach its server
 	ready.Store(true)
 	stopProfile()
+	rampCPU := cpuTime(os.Getpid())
 	slices.Sort(firsts) // each written before its polling.Add
 	fmt.Printf("READY %d agents long-polling (shard %d/%d, %d servers, %d source addresses)\n", n, f.shard+1, f.shards, len(f.servers), max(1, len(f.sources)))
 	select {
@@ -320,8 +348,12 @@ func (f *fleet) hold(ctx context.Context) error {
 			return err
 		}
 	}
-	fmt.Printf("SHARD %d/%d agents=%d assigned=%d reported=%d first_p50_ms=%.0f first_p99_ms=%.0f first_max_ms=%.0f errors=%d %s\n", f.shard+1, f.shards, n, len(got), reported.Load(),
-		ms(percentile(firsts, 0.5)), ms(percentile(firsts, 0.99)), ms(percentile(firsts, 1)), errCount.Load(), kinds.String())
+	// The shard's own cost: CPU until READY (the ramp), CPU in all and
+	// resident memory at the end.
+	self := os.Getpid()
+	fmt.Printf("SHARD %d/%d agents=%d assigned=%d reported=%d first_p50_ms=%.0f first_p99_ms=%.0f first_max_ms=%.0f client=%s ramp_cpu_s=%.1f cpu_s=%.1f rss_mib=%.0f errors=%d %s\n", f.shard+1, f.shards, n, len(got), reported.Load(),
+		ms(percentile(firsts, 0.5)), ms(percentile(firsts, 0.99)), ms(percentile(firsts, 1)), cmp.Or(f.client, "lean"),
+		rampCPU.Seconds(), cpuTime(self).Seconds(), rssMB(self), errCount.Load(), kinds.String())
 	if e := errCount.Load(); e > 0 {
 		return fmt.Errorf("%d errors, the first: %v", e, firstErr.Load())
 	}

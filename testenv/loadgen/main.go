@@ -34,6 +34,9 @@
 //     its assignment to --version arrived (unix nanoseconds into --out),
 //     reports the job done and goes on polling. It ends when all have
 //     reported (testenv/perf/fleet triggers the rollout and pools shards).
+//     The agents speak the agent's protocol through a lean client of the
+//     load generator's (one connection and one goroutine each), or with
+//     --agent-client agentapi through the agent's own (pkg/agentapi).
 //   - probe: a fresh agent's check-in (new connection, no wait) every
 //     --interval over --servers until --duration or SIGTERM; prints
 //     p50/p99/max and errors.
@@ -103,6 +106,7 @@ func main() {
 	flag.StringVar(&fs.out, "out", "", "fleet: file for the arrival times (unix nanoseconds, one a line)")
 	flag.IntVar(&fs.ramp, "ramp", 2000, "fleet: agents that start long-polling per second (0: all at once)")
 	flag.DurationVar(&fs.interval, "interval", 100*time.Millisecond, "probe: time between fresh check-ins")
+	flag.StringVar(&fs.client, "agent-client", "lean", "fleet: the agents' HTTP client: lean (one connection and goroutine an agent, the load generator's CPU and memory spared) or agentapi (the agent's own, pkg/agentapi)")
 	flag.StringVar(&fs.cpuprofile, "cpuprofile", "", "fleet: write this shard's CPU profile (go tool pprof) while its agents come online, until READY")
 	flag.Parse()
 	if *scenario == "fleet" || *scenario == "probe" {
