@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -207,15 +208,7 @@ func (f *fleet) hold(ctx context.Context) error {
 		return err
 	}
 	defer stopProfile()
-	newAgent := func(server, cred string) (fleetAgent, error) {
-		return newLeanAgent(ctx, server, cred, dialer(f.sources))
-	}
-	if f.client == "agentapi" {
-		hc := &http.Client{Transport: transport(f.sources, n+10, true)}
-		newAgent = func(server, cred string) (fleetAgent, error) {
-			return &agentapi.Client{BaseURL: server, Credential: cred, HTTP: hc}, nil
-		}
-	}
+	newAgent := f.agentMaker(ctx, n)
 	var polling, reported, errCount atomic.Int64
 	var ready atomic.Bool // READY was printed
 	arrivals := make([]int64, n)
@@ -363,6 +356,23 @@ func (f *fleet) hold(ctx context.Context) error {
 	return nil
 }
 
+// agentMaker returns what makes the shard's n agents' clients (f.client),
+// all dialing from f.sources in turn: one dialer, or one Transport, for
+// the shard, so that its connections spread over the source addresses
+// and their ports. ctx ends the lean agents.
+func (f *fleet) agentMaker(ctx context.Context, n int) func(server, cred string) (fleetAgent, error) {
+	if f.client == "agentapi" {
+		hc := &http.Client{Transport: transport(f.sources, n+10, true)}
+		return func(server, cred string) (fleetAgent, error) {
+			return &agentapi.Client{BaseURL: server, Credential: cred, HTTP: hc}, nil
+		}
+	}
+	dial := dialer(f.sources)
+	return func(server, cred string) (fleetAgent, error) {
+		return newLeanAgent(ctx, server, cred, dial)
+	}
+}
+
 // ramp paces agents starting at perSecond (0: all at once) by when each
 // is due, not by a sleep between two: on a loaded machine a 500 µs sleep
 // lasts tens of milliseconds, and 14,000 agents of a shard at 2,000/s
@@ -386,7 +396,8 @@ func (r ramp) wait(i int, now time.Time) time.Duration {
 }
 
 // errKind names a failed call for the summary: what-STATUS for an error
-// answer, what-timeout for none in time, what-error otherwise.
+// answer, what-timeout for none in time, what-eof, -reset or -refused
+// for a connection closed, reset or refused, what-error otherwise.
 func errKind(what string, err error) string {
 	var ae *agentapi.Error
 	switch {
@@ -394,6 +405,12 @@ func errKind(what string, err error) string {
 		return what + "-" + strconv.Itoa(ae.Status)
 	case errors.Is(err, agentapi.ErrTimeout):
 		return what + "-timeout"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return what + "-eof" // closed by the server without an answer
+	case errors.Is(err, syscall.ECONNRESET):
+		return what + "-reset"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return what + "-refused"
 	}
 	return what + "-error"
 }

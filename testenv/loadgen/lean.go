@@ -56,6 +56,7 @@ type leanAgent struct {
 	br     *bufio.Reader
 	unhook func() bool // stops closing conn when ctx ends
 	used   bool        // conn has carried an answer: it was kept alive
+	reused bool        // the last exchange went on a kept-alive connection
 }
 
 // newLeanAgent returns the client of the agent with credential cred on
@@ -112,7 +113,8 @@ func (a *leanAgent) post(ctx context.Context, path string, in, out any, timeout 
 	msg = strconv.AppendInt(msg, int64(len(body)), 10)
 	msg = append(msg, "\r\n\r\n"...)
 	msg = append(msg, body...)
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -131,7 +133,11 @@ func (a *leanAgent) post(ctx context.Context, path string, in, out any, timeout 
 		if attempt == 0 && errors.As(err, &retry) {
 			continue // the server closed the kept-alive connection: once more on a new one
 		}
-		return err
+		conn := "a new connection"
+		if a.reused {
+			conn = "a kept-alive connection"
+		}
+		return fmt.Errorf("%w (%s after the call began, on %s)", err, time.Since(start).Round(time.Millisecond), conn)
 	}
 }
 
@@ -165,6 +171,7 @@ func (a *leanAgent) exchange(msg []byte, deadline time.Time, out any) error {
 		a.unhook = context.AfterFunc(a.ctx, func() { c.Close() })
 	}
 	reused := a.used
+	a.reused = reused
 	a.conn.SetDeadline(deadline)
 	if _, err := a.conn.Write(msg); err != nil {
 		return a.drop(err, reused)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -201,5 +202,57 @@ func TestLeanAgentErrors(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a held long-poll did not end with its agent")
+	}
+}
+
+// TestShardAgentsSpreadOverSources: a shard's agents dial from its source
+// addresses in turn, with either client: each source address offers its
+// own ephemeral ports, and 100,000 agents need several (a lean agent
+// once had a dialer of its own, and every one dialed from the same
+// address).
+func TestShardAgentsSpreadOverSources(t *testing.T) {
+	var mu sync.Mutex
+	from := map[string]int{}
+	var arrived sync.WaitGroup // the agents' check-ins are held until all six came: six connections
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		mu.Lock()
+		from[host]++
+		mu.Unlock()
+		arrived.Done()
+		arrived.Wait()
+		answerJSON(protocol.CheckinResponse{})(w, r)
+	}))
+	defer ts.Close()
+	sources, err := parseSources("127.0.0.2-127.0.0.4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, client := range []string{"lean", "agentapi"} {
+		clear(from)
+		arrived.Add(6)
+		f := &fleet{sources: sources, client: client}
+		newAgent := f.agentMaker(context.Background(), 6)
+		errs := make(chan error, 6)
+		for i := range 6 {
+			a, err := newAgent(ts.URL, fmt.Sprintf("cred-%d", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				_, err := a.Checkin(context.Background(), protocol.CheckinRequest{InstalledVersion: "1.0.0"}, 0)
+				errs <- err
+			}()
+		}
+		for range 6 {
+			if err := <-errs; err != nil {
+				t.Fatalf("%s: %v", client, err)
+			}
+		}
+		mu.Lock()
+		if len(from) != 3 || from["127.0.0.2"] != 2 || from["127.0.0.3"] != 2 || from["127.0.0.4"] != 2 {
+			t.Errorf("%s: 6 agents came from %v, want 2 from each of 127.0.0.2-4", client, from)
+		}
+		mu.Unlock()
 	}
 }
