@@ -80,6 +80,42 @@ func TestFleetScenario(t *testing.T) {
 	}
 }
 
+// TestUpgradeScenario: the trigger's load generator (make bench-trigger
+// and the team's trigger-latency script run `loadgen` with its default
+// scenario) against a real server, with each of its clients: its agents
+// enroll, long-poll, get every client-wide upgrade it triggers, report
+// each job done through the agent protocol, and the server ends with every
+// site on the last version. A client that lost an assignment, a report or
+// an event would show here.
+func TestUpgradeScenario(t *testing.T) {
+	t.Parallel()
+	env := New(t)
+	loadgen := buildTool(t, "./loadgen")
+	const n, rounds = 40, 2
+	for _, c := range []string{"lean", "agentapi"} {
+		out, err := exec.Command(loadgen, "--server", env.URL, "--token", env.Admin, "--client", "up-"+c, "--agents", fmt.Sprint(n),
+			"--rounds", fmt.Sprint(rounds), "--timeout", "2m", "--agent-client", c).CombinedOutput()
+		all := regexp.MustCompile(`(?m)^all rounds +n=(\d+) `).FindStringSubmatch(string(out))
+		if err != nil || all == nil || all[1] != fmt.Sprint(n*rounds) || !strings.Contains(string(out), "agent errors: check-ins 0, events 0\n") {
+			t.Errorf("loadgen --agent-client %s: %v; want n=%d in all rounds and no agent error\n%s", c, err, n*rounds, out)
+			continue
+		}
+		var sites []protocol.Site
+		if err := json.Unmarshal([]byte(env.MustCLI(t, "sites", "list", "--client", "up-"+c, "--json")), &sites); err != nil {
+			t.Fatal(err)
+		}
+		upgraded := 0
+		for _, s := range sites {
+			if s.InstalledVersion == fmt.Sprintf("1.%d.0", rounds) && s.State == protocol.StateIdle {
+				upgraded++
+			}
+		}
+		if len(sites) != n || upgraded != n {
+			t.Errorf("--agent-client %s: %d sites, %d idle on 1.%d.0; want %d and %d", c, len(sites), upgraded, rounds, n, n)
+		}
+	}
+}
+
 // buildTool builds the command in pkg (relative to testenv/) into a
 // temporary directory and returns its path.
 func buildTool(t *testing.T, pkg string) string {

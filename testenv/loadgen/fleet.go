@@ -64,11 +64,6 @@ func (f *fleet) setup(servers, sources, shard string) error {
 	if err != nil {
 		return err
 	}
-	switch f.client {
-	case "", "lean", "agentapi":
-	default:
-		return fmt.Errorf("--agent-client %q: use lean or agentapi", f.client)
-	}
 	return nil
 }
 

@@ -8,7 +8,9 @@
 //     a product of its own, lets every agent long-poll, then per round
 //     triggers one client-wide upgrade and records, per agent, when the
 //     assignment arrived; agents then report the job done as a real agent
-//     would. It prints p50/p90/p99/max per round and overall.
+//     would. It prints p50/p90/p99/max per round and overall. The
+//     agents speak through the lean client (see fleet) unless
+//     --agent-client agentapi.
 //   - rollout: the same agents, but each round creates a rollout over the
 //     client (--max-parallel sites at once; agents report their job done
 //     at once, so the next sites start as they end) and records create ->
@@ -106,9 +108,15 @@ func main() {
 	flag.StringVar(&fs.out, "out", "", "fleet: file for the arrival times (unix nanoseconds, one a line)")
 	flag.IntVar(&fs.ramp, "ramp", 2000, "fleet: agents that start long-polling per second (0: all at once)")
 	flag.DurationVar(&fs.interval, "interval", 100*time.Millisecond, "probe: time between fresh check-ins")
-	flag.StringVar(&fs.client, "agent-client", "lean", "fleet: the agents' HTTP client: lean (one connection and goroutine an agent, the load generator's CPU and memory spared) or agentapi (the agent's own, pkg/agentapi)")
+	flag.StringVar(&fs.client, "agent-client", cmp.Or(os.Getenv("LOADGEN_AGENT_CLIENT"), "lean"), "upgrade, rollout, fleet: the agents' HTTP client: lean (one connection and goroutine an agent, the load generator's CPU and memory spared) or agentapi (the agent's own, pkg/agentapi); the default is $LOADGEN_AGENT_CLIENT or lean, so that scripts that run loadgen can pick it")
 	flag.StringVar(&fs.cpuprofile, "cpuprofile", "", "fleet: write this shard's CPU profile (go tool pprof) while its agents come online, until READY")
 	flag.Parse()
+	switch fs.client {
+	case "lean", "agentapi":
+	default:
+		fmt.Fprintf(os.Stderr, "loadgen: --agent-client %q: use lean or agentapi\n", fs.client)
+		os.Exit(2)
+	}
 	if *scenario == "fleet" || *scenario == "probe" {
 		if err := fs.setup(*servers, *sources, *shard); err != nil || (*scenario == "fleet" && fs.version == "") {
 			fmt.Fprintln(os.Stderr, "loadgen:", cmp.Or(err, errors.New("--version is required")))
@@ -142,9 +150,9 @@ func main() {
 	var err error
 	switch *scenario {
 	case "upgrade":
-		err = run(ctx, *server, *token, *client, cmp.Or(*agents, 1000), *rounds, 0, fl.pid)
+		err = run(ctx, *server, *token, *client, fs.client, cmp.Or(*agents, 1000), *rounds, 0, fl.pid)
 	case "rollout":
-		err = run(ctx, *server, *token, *client, cmp.Or(*agents, 1000), *rounds, *maxParallel, fl.pid)
+		err = run(ctx, *server, *token, *client, fs.client, cmp.Or(*agents, 1000), *rounds, *maxParallel, fl.pid)
 	case "event-flood", "checkin-flood", "auth-flood":
 		fl.scenario, fl.normal = *scenario, cmp.Or(*agents, 50)
 		err = fl.run(ctx, *server, *token, *client)
@@ -205,7 +213,7 @@ func (o op) publish(ctx context.Context, product, version string) error {
 }
 
 type agent struct {
-	c         *agentapi.Client
+	c         fleetAgent
 	site      string
 	installed string
 	got       chan time.Time // assignment arrival, per round
@@ -213,8 +221,9 @@ type agent struct {
 }
 
 // run runs the upgrade scenario, or with maxParallel > 0 the rollout
-// scenario (pid: the server's, for its CPU time).
-func run(ctx context.Context, server, token, client string, n, rounds, maxParallel, pid int) error {
+// scenario (pid: the server's, for its CPU time), its agents speaking
+// through agentClient (lean or agentapi).
+func run(ctx context.Context, server, token, client, agentClient string, n, rounds, maxParallel, pid int) error {
 	o := op{base: server, token: token, hc: &http.Client{Timeout: time.Minute}}
 	product := client + "-app"
 	versions := []string{"1.0.0"}
@@ -236,25 +245,37 @@ func run(ctx context.Context, server, token, client string, n, rounds, maxParall
 		return err
 	}
 
-	// One shared transport, as many connections as agents.
+	// One shared transport, as many connections as agents: it enrolls
+	// them, and the agentapi clients go on with it; lean ones share one
+	// dialer.
 	tr := &http.Transport{MaxIdleConnsPerHost: n + 10, MaxConnsPerHost: 0, IdleConnTimeout: time.Minute}
 	hc := &http.Client{Transport: tr}
+	dial := dialer(nil)
 	as := make([]*agent, n)
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	sem := make(chan struct{}, 64)
 	for i := range as {
-		a := &agent{c: agentapi.New(server), site: fmt.Sprintf("%s-site-%04d", client, i), installed: versions[0], got: make(chan time.Time, rounds+1), reported: make(chan struct{}, rounds+1)}
-		a.c.HTTP = hc
+		a := &agent{site: fmt.Sprintf("%s-site-%04d", client, i), installed: versions[0], got: make(chan time.Time, rounds+1), reported: make(chan struct{}, rounds+1)}
 		as[i] = a
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if _, err := a.c.Enroll(ctx, protocol.EnrollRequest{Token: et.Token, Site: a.site, Client: client, Product: product}); err != nil {
+			c := agentapi.New(server)
+			c.HTTP = hc
+			enrolled, err := c.Enroll(ctx, protocol.EnrollRequest{Token: et.Token, Site: a.site, Client: client, Product: product})
+			if err != nil {
 				errs <- err
+				return
+			}
+			a.c = c
+			if agentClient == "lean" {
+				if a.c, err = newLeanAgent(ctx, server, enrolled.Credential, dial); err != nil {
+					errs <- err
+				}
 			}
 		}()
 	}
@@ -266,11 +287,11 @@ func run(ctx context.Context, server, token, client string, n, rounds, maxParall
 	}
 	fmt.Printf("enrolled %d agents in %v\n", n, time.Since(start).Round(time.Millisecond))
 
-	var polling atomic.Int64
+	var t agentTally
 	for _, a := range as {
-		go a.loop(ctx, &polling)
+		go a.loop(ctx, &t)
 	}
-	for polling.Load() < int64(n) {
+	for t.polling.Load() < int64(n) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -327,6 +348,7 @@ func run(ctx context.Context, server, token, client string, n, rounds, maxParall
 		time.Sleep(time.Second)
 	}
 	report("all rounds", all)
+	fmt.Println(t.String())
 	if maxParallel > 0 {
 		return pauseStep(ctx, o, as, product, versions[rounds+1], client, maxParallel)
 	}
@@ -408,9 +430,39 @@ func cpuTime(pid int) time.Duration {
 	return time.Duration(ut+st) * (time.Second / 100) // clock ticks of 1/100 s (USER_HZ)
 }
 
+// agentTally counts what the simulated agents of the upgrade and rollout
+// scenarios met: how many long-poll, and the calls that failed (an agent
+// checks in again a second after a failed check-in; its job's result
+// goes with that check-in whether its events were answered or not).
+type agentTally struct {
+	polling                atomic.Int64
+	checkinErrs, eventErrs atomic.Int64
+	mu                     sync.Mutex
+	first                  error
+}
+
+func (t *agentTally) failed(n *atomic.Int64, err error) {
+	n.Add(1)
+	t.mu.Lock()
+	if t.first == nil {
+		t.first = err
+	}
+	t.mu.Unlock()
+}
+
+func (t *agentTally) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := fmt.Sprintf("agent errors: check-ins %d, events %d", t.checkinErrs.Load(), t.eventErrs.Load())
+	if t.first != nil {
+		s += "; the first: " + t.first.Error()
+	}
+	return s
+}
+
 // loop is one simulated agent: long-poll, and on an assignment report the
 // job (events + a check-in with the new version).
-func (a *agent) loop(ctx context.Context, polling *atomic.Int64) {
+func (a *agent) loop(ctx context.Context, t *agentTally) {
 	first := true
 	var last *protocol.JobStatus
 	for ctx.Err() == nil {
@@ -425,13 +477,14 @@ func (a *agent) loop(ctx context.Context, polling *atomic.Int64) {
 		}
 		resp, err := a.c.Checkin(ctx, req, wait)
 		if err == nil && first {
-			polling.Add(1)
+			t.polling.Add(1)
 			first = false
 		}
 		if err != nil {
-			if errors.Is(ctx.Err(), context.Canceled) || ctx.Err() != nil {
+			if ctx.Err() != nil {
 				return
 			}
+			t.failed(&t.checkinErrs, err)
 			time.Sleep(time.Second)
 			continue
 		}
@@ -441,10 +494,12 @@ func (a *agent) loop(ctx context.Context, polling *atomic.Int64) {
 		}
 		a.got <- time.Now()
 		now := time.Now()
-		a.c.SendEvents(ctx, []protocol.Event{
+		if _, err := a.c.SendEvents(ctx, []protocol.Event{
 			{JobID: asg.JobID, Seq: 1, State: protocol.StateDownloading, At: now},
 			{JobID: asg.JobID, Seq: 2, State: protocol.StateCommitted, At: now},
-		})
+		}); err != nil && ctx.Err() == nil {
+			t.failed(&t.eventErrs, err)
+		}
 		select {
 		case a.reported <- struct{}{}:
 		default: // nobody counts (the rollout scenario's last step)
