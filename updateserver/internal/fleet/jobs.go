@@ -53,7 +53,7 @@ type jobRun struct {
 	out []JobEvent
 	// rollouts are the rollout changes made, for RolloutOutbox.
 	rollouts []RolloutEvent
-	// wake are the long-polls to wake once committed (handOutHeld).
+	// wake are the long-polls to wake once committed (createJobs).
 	wake []wakeUp
 }
 
@@ -235,14 +235,9 @@ func (r *jobRun) supersede(open []store.JobRow, site, product, by string) (other
 // each job emits JobCreated (superseded ones JobEnded), and a site whose
 // new job is its next assignment has its long-poll woken with it.
 func (f *Fleet) CreateJobs(ctx context.Context, jobs []store.NewJob, a store.Audit) ([]protocol.Job, error) {
-	var wake []wakeUp
 	now := f.now()
 	err := f.jobs(ctx, now, func(r *jobRun) error {
-		var err error
-		if wake, err = r.createJobs(jobs); err != nil {
-			return err
-		}
-		if err := f.handOutHeld(ctx, r, wake); err != nil {
+		if err := r.createJobs(jobs, f.handOutHeld(ctx, r.now)); err != nil {
 			return err
 		}
 		return r.tx.Audit(r.now, a)
@@ -264,58 +259,60 @@ func (f *Fleet) wake(ws []wakeUp) {
 	f.hub.notifyMany(ws)
 }
 
-// handOutHeld records, in the transaction r that created the jobs of
-// wake, the hand-out of each whose site's long-poll waits in this
-// process and may take it now (made with --now, or its window open):
-// the woken call answers at once, with no write of its own (wakeUp.
-// handedOut). When 10,000 long-polls wake together, their answers leave
-// without waiting for the writer, which the agents' own reports keep
-// busy meanwhile. Should the call end before it answers (its agent gone,
-// its wait run out, the server stopped), the job is the site's
-// assignment, handed out, at the agent's next check-in, through any
-// replica: recorded once, handed out until the agent reports it.
-// The long-polls of wake are woken when r commits (Fleet.jobs).
-func (f *Fleet) handOutHeld(ctx context.Context, r *jobRun, wake []wakeUp) error {
-	r.wake = wake
-	var ids []string
-	var ask []int // wake's entries whose window decides
-	var sites []protocol.Site
-	for i := range wake {
-		w := &wake[i]
-		if !f.hub.holds(w.site) {
-			continue
+// handOutHeld returns what decides, in the transaction at now that
+// creates the jobs of wake (createJobs), which are handed out as they
+// are created: each whose site's long-poll waits in this process and may
+// take it now (made with --now, or its window open). The job is inserted
+// handed out and the woken call answers at once, with no write of its
+// own (wakeUp.handedOut). When 10,000 long-polls wake together, their
+// answers leave without waiting for the writer, which the agents' own
+// reports keep busy meanwhile. Should the call end before it answers
+// (its agent gone, its wait run out, the server stopped), the job is the
+// site's assignment, handed out, at the agent's next check-in, through
+// any replica: recorded once, handed out until the agent reports it.
+// The long-polls of wake are woken when the transaction commits
+// (Fleet.jobs).
+func (f *Fleet) handOutHeld(ctx context.Context, now time.Time) func(wake []wakeUp) error {
+	return func(wake []wakeUp) error {
+		var ask []int // wake's entries whose window decides
+		var sites []protocol.Site
+		for i := range wake {
+			w := &wake[i]
+			if !f.hub.holds(w.site) {
+				continue
+			}
+			if w.now {
+				w.handedOut, w.ws = true, protocol.WindowStatus{Open: true}
+				continue
+			}
+			ask = append(ask, i)
+			sites = append(sites, protocol.Site{Site: w.site, Client: w.client})
 		}
-		if w.now {
-			w.handedOut, w.ws = true, protocol.WindowStatus{Open: true}
-			ids = append(ids, w.a.JobID)
-			continue
+		if len(sites) == 0 {
+			return nil
 		}
-		ask = append(ask, i)
-		sites = append(sites, protocol.Site{Site: w.site, Client: w.client})
-	}
-	if len(sites) > 0 {
-		ws, err := maint.CheckinMany(ctx, f.Store, r.now, sites)
+		ws, err := maint.CheckinMany(ctx, f.Store, now, sites)
 		if err != nil {
 			return err
 		}
 		for k, i := range ask {
 			if ws[k].Open {
 				wake[i].handedOut, wake[i].ws = true, ws[k]
-				ids = append(ids, wake[i].a.JobID)
 			}
 		}
+		return nil
 	}
-	return r.tx.PickUpAll(ids, r.now)
 }
 
 // createJobs is CreateJobs inside a transaction: it supersedes, inserts
-// and signals, and returns the long-polls to wake once committed. A site
+// and signals, and keeps the long-polls to wake once committed (r.wake);
+// handOut (handOutHeld) marks those whose jobs are inserted handed out. A site
 // whose picked-up job refuses the upgrade (fault.Conflict) is refused
 // before anything of it is written. The sites and their open jobs are
 // read once for all jobs (a client-wide upgrade of 10,000 sites reads
 // them in a few queries, not two per site); the rules then run on those
 // rows, kept up to date in memory as jobs end and are inserted.
-func (r *jobRun) createJobs(jobs []store.NewJob) ([]wakeUp, error) {
+func (r *jobRun) createJobs(jobs []store.NewJob, handOut func([]wakeUp) error) error {
 	var names []string
 	seen := map[string]bool{}
 	for _, j := range jobs {
@@ -324,13 +321,13 @@ func (r *jobRun) createJobs(jobs []store.NewJob) ([]wakeUp, error) {
 			names = append(names, j.Site)
 		}
 	}
-	sites, err := r.tx.SitesOf(names)
+	sites, err := r.tx.OwnersOf(names)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	open, err := r.tx.OpenJobsOf(names)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var wake []wakeUp
 	type siteProduct struct{ site, product string }
@@ -344,13 +341,13 @@ func (r *jobRun) createJobs(jobs []store.NewJob) ([]wakeUp, error) {
 	for _, j := range jobs {
 		st, ok := sites[j.Site]
 		if !ok {
-			return nil, fault.New(fault.NotFound, "site %s is not enrolled: see sites list", j.Site)
+			return fault.New(fault.NotFound, "site %s is not enrolled: see sites list", j.Site)
 		}
 		if sp := (siteProduct{j.Site, j.Product}); !cleared[sp] {
 			cleared[sp] = true
 			others, left, err := r.supersede(open[j.Site], j.Site, j.Product, j.ID)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			open[j.Site] = left
 			// The new job is the site's next assignment when no
@@ -372,8 +369,20 @@ func (r *jobRun) createJobs(jobs []store.NewJob) ([]wakeUp, error) {
 		}
 		r.signal(JobCreated, row, false)
 	}
+	if err := handOut(wake); err != nil {
+		return err
+	}
+	handedOut := map[string]bool{}
+	for _, w := range wake {
+		if w.handedOut {
+			handedOut[w.a.JobID] = true
+		}
+	}
+	for i := range insert {
+		insert[i].HandedOut = handedOut[insert[i].ID]
+	}
 	if err := r.tx.InsertJobs(insert, r.now); err != nil {
-		return nil, err
+		return err
 	}
 	byVersion := map[string][]string{}
 	var versions []string
@@ -386,10 +395,11 @@ func (r *jobRun) createJobs(jobs []store.NewJob) ([]wakeUp, error) {
 	}
 	for _, v := range versions {
 		if err := r.tx.SetTargetVersions(v, byVersion[v]); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return wake, nil
+	r.wake = wake
+	return nil
 }
 
 // reportEnd ends a site's job with result, as its agent reported it in a

@@ -336,10 +336,9 @@ func (f *Fleet) startBatch(ctx context.Context, ro store.RolloutRow, chosen []pl
 	if len(chosen) == 0 {
 		return 0, false, nil
 	}
-	var wake []wakeUp
 	var names []string
 	err = f.jobsFirst(ctx, f.now(), func(r *jobRun) error {
-		wake, names, stop = nil, nil, false
+		names, stop = nil, false
 		cur, err := r.tx.Rollout(ro.ID)
 		if err != nil {
 			return err
@@ -390,15 +389,12 @@ func (f *Fleet) startBatch(ctx context.Context, ro store.RolloutRow, chosen []pl
 			names = append(names, p.site)
 		}
 		if len(jobs) > 0 {
-			if wake, err = r.createJobs(jobs); err != nil {
+			if err := r.createJobs(jobs, f.handOutHeld(ctx, r.now)); err != nil {
 				return err
 			}
 		}
 		if len(names) == 0 {
 			return nil
-		}
-		if err := f.handOutHeld(ctx, r, wake); err != nil {
-			return err
 		}
 		return r.tx.Audit(r.now, store.Audit{Actor: rolloutName(ro.ID), Action: "rollout.start", Object: rolloutName(ro.ID),
 			Detail: fmt.Sprintf("wave=%d sites=%s", ro.Wave, strings.Join(names, ","))})

@@ -240,9 +240,6 @@ type enrollToken struct {
 	revoked               bool
 }
 
-// enrolledSite is an enrolled site as an enrollment batch sees it.
-type enrolledSite struct{ client, product string }
-
 // enrollTx decides and writes a batch of enrollments inside tx, setting
 // each one's outcome (nil: enrolled) and whether it replaced the site.
 func enrollTx(tx *sql.Tx, s *Store, batch []*enrollReq, outcome []error, replaced []bool) error {
@@ -281,24 +278,7 @@ func enrollTx(tx *sql.Tx, s *Store, batch []*enrollReq, outcome []error, replace
 	if err != nil {
 		return err
 	}
-	sites := map[string]enrolledSite{}
-	err = chunks(names, func(part []string) error {
-		in, args := inList(part)
-		rows, err := tx.Query(`SELECT site, client, product FROM sites WHERE site IN (`+in+`)`, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var name string
-			var st enrolledSite
-			if err := rows.Scan(&name, &st.client, &st.product); err != nil {
-				return err
-			}
-			sites[name] = st
-		}
-		return rows.Err()
-	})
+	sites, err := ownersIn(names, tx.Query)
 	if err != nil {
 		return err
 	}
@@ -340,13 +320,13 @@ func enrollTx(tx *sql.Tx, s *Store, batch []*enrollReq, outcome []error, replace
 		switch {
 		case !enrolled:
 			fresh = append(fresh, r)
-		case !t.replace || old.client != t.client:
+		case !t.replace || old.Client != t.client:
 			// The same refusal whoever owns the site.
 			outcome[i] = refuse(ErrSiteEnrolled)
 			continue
-		case old.product != r.req.Product:
+		case old.Product != r.req.Product:
 			ref := refuse(ErrWrongProduct)
-			ref.SiteProduct = old.product
+			ref.SiteProduct = old.Product
 			outcome[i] = ref
 			continue
 		default:
@@ -364,7 +344,7 @@ func enrollTx(tx *sql.Tx, s *Store, batch []*enrollReq, outcome []error, replace
 			replaced[i] = true
 			stale = append(stale, cacheCred+"\t"+r.req.Site)
 		}
-		sites[r.req.Site] = enrolledSite{client: r.req.Client, product: r.req.Product}
+		sites[r.req.Site] = SiteOwner{Client: r.req.Client, Product: r.req.Product}
 		t.used++
 		audits = append(audits, timedAudit{at: r.now, Audit: Audit{Actor: fmt.Sprintf("enroll token %d", t.id), Action: action, Object: "site " + r.req.Site,
 			Detail: fmt.Sprintf("enroll_token=%d client=%s product=%s hostname=%s", t.id, r.req.Client, r.req.Product, r.req.Hostname)}})
