@@ -192,3 +192,53 @@ func TestHandOutRecordedWithTheJob(t *testing.T) {
 	}
 	c.wantJob("held", byName["held"], protocol.ResultSucceeded, "")
 }
+
+// TestHandOutHeldOnlyTheNextJob: of an upgrade's jobs, a held long-poll
+// is handed the site's next one only: the first hop of a multi-hop
+// upgrade (the second waits, not handed out, until the first ends), and
+// nothing while another product's job of the site is open (that site is
+// not even woken).
+func TestHandOutHeldOnlyTheNextJob(t *testing.T) {
+	tf := newTestFleet(t)
+	tf.publish("acme-erp", "1.0.0", "")
+	tf.publish("acme-erp", "1.1.0", ">= 1.0.0")
+	tf.publish("acme-erp", "2.0.0", ">= 1.1.0")
+	tf.publish(AgentProduct, "0.9.1", "")
+	tf.enroll("hops", "acme", "1.0.0", "0.9.0")
+	tf.enroll("busy", "acme", "1.0.0", "0.9.0")
+	tf.hub.subscribe("busy")
+	agentJob := tf.upgrade(protocol.UpgradeRequest{Site: "busy", Product: AgentProduct, To: "0.9.1"})[0].ID
+	if open, err := tf.Store.OpenJob(tf.ctx, "busy"); err != nil || open.Job.ID != agentJob || !open.HandedOut {
+		t.Fatalf("busy's agent job %s handed out %t (%v), want handed out", open.Job.ID, open.HandedOut, err)
+	}
+
+	// Both long-polls held again, then the client's upgrade to 2.0.0.
+	tf.hub.subscribe("hops")
+	tf.hub.subscribe("busy")
+	var hops, busy []string
+	for _, j := range tf.upgrade(protocol.UpgradeRequest{Client: "acme", To: "2.0.0"}) {
+		if j.Site == "hops" {
+			hops = append(hops, j.ID)
+		} else {
+			busy = append(busy, j.ID)
+		}
+	}
+	if len(hops) != 2 || len(busy) != 2 {
+		t.Fatalf("jobs: hops %v, busy %v; want two hops each", hops, busy)
+	}
+	if open, err := tf.Store.OpenJob(tf.ctx, "hops"); err != nil || open.Job.ID != hops[0] || !open.HandedOut {
+		t.Errorf("hops' first hop %s handed out %t (%v), want %s handed out", open.Job.ID, open.HandedOut, err, hops[0])
+	}
+	if !tf.hub.holds("busy") {
+		t.Errorf("busy's long-poll was woken while its agent job is open")
+	}
+	// The first hop and the agent's job end; the jobs behind them were
+	// never handed out.
+	tf.events("hops", hops[0], 1, "downloading", "committed")
+	tf.events("busy", agentJob, 1, "downloading", "committed")
+	for site, want := range map[string]string{"hops": hops[1], "busy": busy[0]} {
+		if open, err := tf.Store.OpenJob(tf.ctx, site); err != nil || open.Job.ID != want || open.HandedOut {
+			t.Errorf("%s: next job %s handed out %t (%v), want %s, not handed out", site, open.Job.ID, open.HandedOut, err, want)
+		}
+	}
+}
