@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -116,16 +117,18 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(FULL)")
-	// Statement and savepoint journals (what SQLite keeps to undo one
-	// statement of a transaction, or one savepoint of a group commit) in
-	// memory, not in temporary files: they hold the pages one statement
-	// or one write of a group changed, and live only until it ends, so a
-	// crash loses nothing of them that matters. A client-wide upgrade's
-	// 10,000 job inserts wrote their pages there a second time through
-	// write(2).
-	q.Add("_pragma", "temp_store(MEMORY)")
 	q.Set("_txlock", "immediate")
-	wdb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	// The writer's statement and savepoint journals (what SQLite keeps to
+	// undo one statement of a transaction, or one savepoint of a group
+	// commit) in memory, not in temporary files: they hold the pages one
+	// statement or one write of a group changed, and live only until it
+	// ends, so a crash loses nothing of them that matters. A client-wide
+	// upgrade's 10,000 job inserts wrote their pages there a second time
+	// through write(2). Only the writer's: it also keeps sorts and
+	// temporary indexes in memory, which the readers' large sorts should
+	// not.
+	wq := url.Values{"_pragma": append(slices.Clone(q["_pragma"]), "temp_store(MEMORY)"), "_txlock": q["_txlock"]}
+	wdb, err := sql.Open("sqlite", "file:"+path+"?"+wq.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
