@@ -257,29 +257,14 @@ type NewJob struct {
 
 // InsertJob creates a pending job at now.
 func (t *JobTx) InsertJob(j NewJob, now time.Time) error {
-	at := formatTime(now)
-	var rollout sql.NullInt64
-	if j.RolloutID != 0 {
-		rollout = sql.NullInt64{Int64: j.RolloutID, Valid: true}
-	}
-	if err := t.jobsFor(j.Site); err != nil {
-		return err
-	}
-	return t.exec(`INSERT INTO jobs (id, site, product, from_version, to_version, target, result, now, accept_drift, allow_downgrade, allow_irreversible, created_at, created_by, last_progress_at, rollout_id, handed_out_at)
-		VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		j.ID, j.Site, j.Product, j.From, j.To, j.Target, j.Now, j.AcceptDrift, j.AllowDowngrade, j.AllowIrreversible, at, j.CreatedBy, at, rollout, handedOutAt(j, at))
-}
-
-// handedOutAt is the handed_out_at of job j inserted at at.
-func handedOutAt(j NewJob, at string) sql.NullString {
-	return sql.NullString{String: at, Valid: j.HandedOut}
+	return t.InsertJobs([]NewJob{j}, now)
 }
 
 // jobsPerInsert is how many jobs one INSERT of InsertJobs holds (15
 // values each).
 const jobsPerInsert = 64
 
-// InsertJobs is InsertJob of many jobs, in order, a few statements for
+// InsertJobs creates pending jobs at now, in order, a few statements for
 // all (multi-row INSERTs).
 func (t *JobTx) InsertJobs(js []NewJob, now time.Time) error {
 	if len(js) == 0 {
@@ -302,7 +287,8 @@ func (t *JobTx) InsertJobs(js []NewJob, now time.Time) error {
 			if j.RolloutID != 0 {
 				rollout = sql.NullInt64{Int64: j.RolloutID, Valid: true}
 			}
-			args = append(args, j.ID, j.Site, j.Product, j.From, j.To, j.Target, j.Now, j.AcceptDrift, j.AllowDowngrade, j.AllowIrreversible, at, j.CreatedBy, at, rollout, handedOutAt(j, at))
+			handedOut := sql.NullString{String: at, Valid: j.HandedOut}
+			args = append(args, j.ID, j.Site, j.Product, j.From, j.To, j.Target, j.Now, j.AcceptDrift, j.AllowDowngrade, j.AllowIrreversible, at, j.CreatedBy, at, rollout, handedOut)
 		}
 		q := `INSERT INTO jobs (id, site, product, from_version, to_version, target, result, now, accept_drift, allow_downgrade, allow_irreversible, created_at, created_by, last_progress_at, rollout_id, handed_out_at)
 		VALUES ` + row + strings.Repeat(", "+row, len(part)-1)
