@@ -330,6 +330,7 @@ func (r *jobRun) createJobs(jobs []store.NewJob, handOut func([]wakeUp) error) e
 		return err
 	}
 	var wake []wakeUp
+	var wakeJob []int // the index in insert of each wake-up's job
 	type siteProduct struct{ site, product string }
 	cleared := map[siteProduct]bool{}
 	// The rows are written together at the end: the inserts in a few
@@ -353,6 +354,7 @@ func (r *jobRun) createJobs(jobs []store.NewJob, handOut func([]wakeUp) error) e
 			// The new job is the site's next assignment when no
 			// other job of the site is open.
 			if others == 0 {
+				wakeJob = append(wakeJob, len(insert))
 				wake = append(wake, wakeUp{site: j.Site, client: st.Client, now: j.Now, a: &protocol.Assignment{JobID: j.ID, Product: j.Product, Version: j.To, Target: j.Target, From: j.From,
 					AcceptDrift: j.AcceptDrift, AllowDowngrade: j.AllowDowngrade, AllowIrreversible: j.AllowIrreversible}})
 			}
@@ -372,14 +374,8 @@ func (r *jobRun) createJobs(jobs []store.NewJob, handOut func([]wakeUp) error) e
 	if err := handOut(wake); err != nil {
 		return err
 	}
-	handedOut := map[string]bool{}
-	for _, w := range wake {
-		if w.handedOut {
-			handedOut[w.a.JobID] = true
-		}
-	}
-	for i := range insert {
-		insert[i].HandedOut = handedOut[insert[i].ID]
+	for k, w := range wake {
+		insert[wakeJob[k]].HandedOut = w.handedOut
 	}
 	if err := r.tx.InsertJobs(insert, r.now); err != nil {
 		return err
